@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# build.sh builds the binaries of the test control plane (kube-apiserver,
+# kube-controller-manager, kube-scheduler, etcd, kwok, kwokctl) from Go modules
+# into a cache outside the repository, keyed by version. A second run builds
+# nothing. Usage: hack/kube/build.sh  (prints the bin directory on the last line)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+cache=${TRACKROUTER_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/trackrouter/kube}
+bin="$cache/bin-k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
+mkdir -p "$bin"
+export GOFLAGS=-mod=mod CGO_ENABLED=0
+
+# module DIR REQUIRE... writes a throwaway module that requires the given
+# module@version pairs.
+module() {
+  local dir=$1; shift
+  rm -rf "$dir"; mkdir -p "$dir"
+  (cd "$dir" && go mod init trackrouter-kube-tools >/dev/null 2>&1 && for r in "$@"; do go mod edit -require="$r"; done)
+}
+
+build() { # build DIR PACKAGE NAME
+  local start=$SECONDS
+  (cd "$1" && go build -trimpath -ldflags=-s -o "$bin/$3.tmp" "$2")
+  mv "$bin/$3.tmp" "$bin/$3"
+  echo "built $3 in $((SECONDS - start)) s" >&2
+}
+
+if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kube-controller-manager" ] || [ ! -x "$bin/kube-scheduler" ]; then
+  dir="$cache/src/kubernetes-$KUBERNETES_VERSION"
+  module "$dir" "k8s.io/kubernetes@$KUBERNETES_VERSION"
+  staging=${KUBERNETES_VERSION/v1./v0.}
+  # k8s.io/kubernetes points its staging modules at ./staging; point them at the published copies.
+  modfile=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  for m in $(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$modfile"); do
+    (cd "$dir" && go mod edit -replace="$m=$m@$staging")
+  done
+  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+    [ -x "$bin/$c" ] || build "$dir" "k8s.io/kubernetes/cmd/$c" "$c"
+  done
+fi
+if [ ! -x "$bin/etcd" ]; then
+  dir="$cache/src/etcd-$ETCD_VERSION"
+  module "$dir" "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  build "$dir" go.etcd.io/etcd/server/v3 etcd
+fi
+if [ ! -x "$bin/kwok" ] || [ ! -x "$bin/kwokctl" ]; then
+  dir="$cache/src/kwok-$KWOK_VERSION"
+  module "$dir" "sigs.k8s.io/kwok@$KWOK_VERSION"
+  [ -x "$bin/kwok" ] || build "$dir" sigs.k8s.io/kwok/cmd/kwok kwok
+  [ -x "$bin/kwokctl" ] || build "$dir" sigs.k8s.io/kwok/cmd/kwokctl kwokctl
+fi
+echo "$bin"

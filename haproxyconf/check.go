@@ -1,0 +1,121 @@
+package haproxyconf
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// ConfigError is one problem haproxy -c found, at a line of the checked file.
+type ConfigError struct {
+	Line int // 0 when haproxy named no line
+	Msg  string
+}
+
+func (e ConfigError) Error() string {
+	if e.Line == 0 {
+		return e.Msg
+	}
+	return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+}
+
+// CheckError is a config that haproxy -c refused.
+type CheckError struct {
+	Problems []ConfigError
+	Output   string // everything haproxy printed
+}
+
+func (e *CheckError) Error() string {
+	if len(e.Problems) == 0 {
+		return "haproxy -c refused the config: " + strings.TrimSpace(e.Output)
+	}
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = p.Error()
+	}
+	return "haproxy -c refused the config: " + strings.Join(msgs, "; ")
+}
+
+// Checker runs the real haproxy binary in check mode.
+type Checker struct {
+	// Binary is the haproxy executable; empty means "haproxy" from PATH.
+	Binary string
+}
+
+// Check writes cfg to a temporary file and runs haproxy -c on it. A nil error
+// means haproxy accepted it; a *CheckError means it did not; any other error
+// means the check could not run.
+func (c Checker) Check(ctx context.Context, cfg []byte) error {
+	dir, err := os.MkdirTemp("", "trackrouter-check-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		return err
+	}
+	return c.CheckFile(ctx, path)
+}
+
+// CheckFile runs haproxy -c on a file. See Check.
+func (c Checker) CheckFile(ctx context.Context, path string) error {
+	bin := c.Binary
+	if bin == "" {
+		bin = "haproxy"
+	}
+	// No -q: it hides the [ALERT] lines that say what is wrong.
+	cmd := exec.CommandContext(ctx, bin, "-c", "-f", path)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exit) && ctx.Err() == nil:
+		return &CheckError{Problems: parseAlerts(out.String(), path), Output: out.String()}
+	default:
+		return fmt.Errorf("run %s -c: %w", bin, err)
+	}
+}
+
+// alertRE matches haproxy's "[ALERT] (pid) : config : parsing [FILE:LINE] : msg".
+var alertRE = regexp.MustCompile(`^\[ALERT\]\s*\(\d+\)\s*:\s*(?:config\s*:\s*)?(.*)$`)
+
+// parseAlerts keeps the [ALERT] lines, with the line number where haproxy
+// gives one, and drops the closing summary lines.
+func parseAlerts(out, path string) []ConfigError {
+	var problems []ConfigError
+	loc := "[" + path + ":"
+	for _, line := range strings.Split(out, "\n") {
+		m := alertRE.FindStringSubmatch(strings.TrimSpace(line))
+		if m == nil {
+			continue
+		}
+		msg := m[1]
+		if strings.HasPrefix(msg, "Error(s) found in configuration file") || strings.HasPrefix(msg, "Fatal errors found") {
+			continue
+		}
+		var n int
+		if i := strings.Index(msg, loc); i >= 0 {
+			rest := msg[i+len(loc):]
+			if j := strings.Index(rest, "]"); j >= 0 {
+				n, _ = strconv.Atoi(rest[:j])
+				msg = strings.TrimLeft(strings.TrimPrefix(msg[:i], "parsing ")+rest[j+1:], " :")
+				if msg == "" {
+					msg = m[1]
+				}
+			}
+		}
+		problems = append(problems, ConfigError{Line: n, Msg: strings.TrimSpace(msg)})
+	}
+	return problems
+}

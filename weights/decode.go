@@ -1,0 +1,91 @@
+package weights
+
+import (
+	"slices"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// spec decodes a spec mapping, fills in defaults and validates it. Errors
+// are collected in d.errs; the returned Spec is only meaningful without them.
+func (d *decoder) spec(n *yaml.Node, src Source) *Spec {
+	d.lines = make(map[string]int)
+	s := &Spec{
+		Header:   DefaultHeader,
+		Router:   Router{Replicas: DefaultRouterReplicas},
+		Tracks:   make(map[string]Track),
+		Groups:   make(map[string]string),
+		Backends: make(map[string]Backend),
+		Source:   src,
+	}
+	d.mark("", n)
+	for _, f := range d.fields(n, "", "service", "port", "header", "template", "router", "tracks", "groups", "default", "backends") {
+		switch key := f.key.Value; key {
+		case "service":
+			s.Service = d.str(f.value, key)
+		case "port":
+			s.Port = d.int(f.value, key)
+		case "header":
+			s.Header = d.str(f.value, key)
+		case "template":
+			s.Template = d.str(f.value, key)
+		case "router":
+			for _, rf := range d.fields(f.value, key, "replicas") {
+				s.Router.Replicas = d.int(rf.value, "router.replicas")
+			}
+		case "tracks":
+			d.mark(key, f.key)
+			for _, tf := range d.fields(f.value, key) {
+				s.Tracks[tf.key.Value] = d.track(tf)
+			}
+		case "groups":
+			d.mark(key, f.key)
+			for _, gf := range d.fields(f.value, key) {
+				d.mark("groups."+gf.key.Value, gf.key)
+				s.Groups[gf.key.Value] = d.str(gf.value, "groups."+gf.key.Value)
+			}
+		case "default":
+			s.Default = d.str(f.value, key)
+		case "backends":
+			d.mark(key, f.key)
+			for _, bf := range d.fields(f.value, key) {
+				s.Backends[bf.key.Value] = d.backend(bf)
+			}
+		}
+	}
+	if len(d.errs) == 0 {
+		v := validator{spec: s, file: d.file, lines: d.lines}
+		v.validate()
+		d.errs = append(d.errs, v.errs...)
+	}
+	slices.SortStableFunc(d.errs, func(a, b *FieldError) int { return a.Line - b.Line })
+	return s
+}
+
+func (d *decoder) track(f field) Track {
+	path := "tracks." + f.key.Value
+	d.mark(path, f.key)
+	t := Track{Replicas: DefaultTrackReplicas}
+	for _, tf := range d.fields(f.value, path, "version", "replicas", "address") {
+		p := path + "." + tf.key.Value
+		switch tf.key.Value {
+		case "version":
+			t.Version = d.str(tf.value, p)
+		case "replicas":
+			t.Replicas = d.int(tf.value, p)
+		case "address":
+			t.Address = d.str(tf.value, p)
+		}
+	}
+	return t
+}
+
+func (d *decoder) backend(f field) Backend {
+	path := "backends." + f.key.Value
+	d.mark(path, f.key)
+	b := make(Backend)
+	for _, wf := range d.fields(f.value, path) {
+		b[wf.key.Value] = d.int(wf.value, path+"."+wf.key.Value)
+	}
+	return b
+}

@@ -1,0 +1,60 @@
+package weights
+
+import (
+	"fmt"
+	"strings"
+)
+
+// WeightChange is how one backend's weights differ between two specs.
+type WeightChange struct {
+	Backend string
+	// Servers lists "track old->new" for each track whose weight changed; a
+	// track added or removed shows "-" on the missing side.
+	Servers []string
+}
+
+func (c WeightChange) String() string {
+	return c.Backend + ": " + strings.Join(c.Servers, ", ")
+}
+
+// WeightChanges lists, backend by backend in sorted order, the weights that
+// differ from old to new. Backends only in one spec are listed with every
+// track.
+func WeightChanges(old, new *Spec) []WeightChange {
+	var changes []WeightChange
+	for _, name := range union(old.BackendNames(), new.BackendNames()) {
+		ob, nb := old.Backends[name], new.Backends[name]
+		c := WeightChange{Backend: name}
+		for _, track := range union(ob.Tracks(), nb.Tracks()) {
+			ow, oOK := ob[track]
+			nw, nOK := nb[track]
+			if oOK && nOK && ow == nw {
+				continue
+			}
+			c.Servers = append(c.Servers, fmt.Sprintf("%s %s->%s", track, weight(ow, oOK), weight(nw, nOK)))
+		}
+		if len(c.Servers) > 0 {
+			changes = append(changes, c)
+		}
+	}
+	return changes
+}
+
+func weight(w int, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprint(w)
+}
+
+// union merges two sorted lists without duplicates.
+func union(a, b []string) []string {
+	set := make(map[string]bool, len(a)+len(b))
+	for _, s := range a {
+		set[s] = true
+	}
+	for _, s := range b {
+		set[s] = true
+	}
+	return sortedKeys(set)
+}

@@ -1,0 +1,347 @@
+package weights
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// MaxInputBytes bounds what the parser reads: the size limit of a ConfigMap.
+const MaxInputBytes = 1 << 20
+
+// Parse reads every spec in a file: either a bare service.yaml, or Kubernetes
+// manifests (several documents, or a List) where each ConfigMap with the key
+// service.yaml holds one spec. Other manifests are skipped. Errors name the
+// file, the line and the field; on any error no spec is returned.
+func Parse(file string, data []byte) ([]*Spec, error) {
+	docs, err := decodeDocuments(file, 0, data)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		specs []*Spec
+		errs  ErrorList
+	)
+	for _, doc := range docs {
+		s, err := fromDocument(file, doc)
+		errs = appendErr(errs, err)
+		specs = append(specs, s...)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if len(specs) == 0 {
+		return nil, &noSpecError{file}
+	}
+	return specs, nil
+}
+
+// noSpecError is a file that holds no spec at all.
+type noSpecError struct{ file string }
+
+func (e *noSpecError) Error() string {
+	return e.file + ": no service spec found: want a service.yaml (with a service: field) or a ConfigMap with the key " + DataKey
+}
+
+// IsNoSpec reports whether err says that a file holds no spec, as opposed to
+// holding a spec with errors.
+func IsNoSpec(err error) bool {
+	var e *noSpecError
+	return errors.As(err, &e)
+}
+
+// ParseService reads one bare service.yaml, the content of the ConfigMap key.
+// src says where it came from; its Line, when set, is the line of the
+// content's first line in src.File, so errors point into that file.
+func ParseService(src Source, data []byte) (*Spec, error) {
+	offset := 0
+	if src.Line > 0 {
+		offset = src.Line - 1
+	}
+	docs, err := decodeDocuments(src.File, offset, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) != 1 {
+		return nil, ErrorList{{File: src.File, Line: src.Line, Msg: fmt.Sprintf("want exactly one YAML document, found %d", len(docs))}}
+	}
+	d := &decoder{file: src.File, offset: offset}
+	s := d.spec(docs[0], src)
+	if err := d.errs.err(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// decodeDocuments splits data into YAML documents, refusing oversized input,
+// anchors and aliases (so nothing can expand into an alias bomb).
+func decodeDocuments(file string, offset int, data []byte) ([]*yaml.Node, error) {
+	if len(data) > MaxInputBytes {
+		return nil, ErrorList{{File: file, Msg: fmt.Sprintf("input is %d bytes, more than the limit of %d", len(data), MaxInputBytes)}}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var docs []*yaml.Node
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, ErrorList{yamlError(file, offset, err)}
+		}
+		if fe := refuseAliases(file, offset, &n); fe != nil {
+			return nil, ErrorList{fe}
+		}
+		if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+			docs = append(docs, n.Content[0])
+		}
+	}
+	return docs, nil
+}
+
+func refuseAliases(file string, offset int, n *yaml.Node) *FieldError {
+	if n.Kind == yaml.AliasNode || n.Anchor != "" {
+		return &FieldError{File: file, Line: n.Line + offset, Msg: "YAML anchors and aliases are not allowed; write the value out"}
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!merge" {
+		return &FieldError{File: file, Line: n.Line + offset, Msg: "YAML merge keys (<<) are not allowed; write the fields out"}
+	}
+	for _, c := range n.Content {
+		if fe := refuseAliases(file, offset, c); fe != nil {
+			return fe
+		}
+	}
+	return nil
+}
+
+// yamlError turns a syntax error into a FieldError. yaml.v3 reports
+// "yaml: line N: msg"; the line is moved by offset.
+func yamlError(file string, offset int, err error) *FieldError {
+	var line int
+	var msg string
+	if _, scanErr := fmt.Sscanf(err.Error(), "yaml: line %d:", &line); scanErr == nil {
+		prefix := fmt.Sprintf("yaml: line %d: ", line)
+		msg = err.Error()[len(prefix):]
+		line += offset
+	} else {
+		msg = err.Error()
+	}
+	return &FieldError{File: file, Line: line, Msg: "invalid YAML: " + msg}
+}
+
+// fromDocument returns the specs in one document: a bare spec, a ConfigMap,
+// or a List of objects.
+func fromDocument(file string, doc *yaml.Node) ([]*Spec, error) {
+	if doc.Kind != yaml.MappingNode {
+		if doc.Kind == yaml.ScalarNode && doc.Tag == "!!null" {
+			return nil, nil
+		}
+		return nil, ErrorList{{File: file, Line: doc.Line, Msg: "want a mapping (a service.yaml or a Kubernetes manifest)"}}
+	}
+	kind := lookup(doc, "kind")
+	if kind == nil && lookup(doc, "apiVersion") == nil {
+		d := &decoder{file: file}
+		s := d.spec(doc, Source{File: file, Line: doc.Line})
+		if err := d.errs.err(); err != nil {
+			return nil, err
+		}
+		return []*Spec{s}, nil
+	}
+	switch {
+	case kind != nil && kind.Value == "ConfigMap":
+		s, err := fromConfigMap(file, doc)
+		if s == nil {
+			return nil, err
+		}
+		return []*Spec{s}, err
+	case kind != nil && kind.Value == "List":
+		items := lookup(doc, "items")
+		if items == nil || items.Kind != yaml.SequenceNode {
+			return nil, nil
+		}
+		var (
+			specs []*Spec
+			errs  ErrorList
+		)
+		for _, item := range items.Content {
+			s, err := fromDocument(file, item)
+			errs = appendErr(errs, err)
+			specs = append(specs, s...)
+		}
+		return specs, errs.err()
+	}
+	return nil, nil
+}
+
+// fromConfigMap reads the spec held in a ConfigMap's data.service.yaml. Lines
+// in errors are lines of the manifest file.
+func fromConfigMap(file string, cm *yaml.Node) (*Spec, error) {
+	src := Source{File: file}
+	var label *yaml.Node
+	if meta := lookup(cm, "metadata"); meta != nil {
+		if n := lookup(meta, "name"); n != nil {
+			src.Name = n.Value
+		}
+		if n := lookup(meta, "namespace"); n != nil {
+			src.Namespace = n.Value
+		}
+		if labels := lookup(meta, "labels"); labels != nil {
+			label = lookup(labels, ServiceLabel)
+		}
+	}
+	data := lookup(cm, "data")
+	if data == nil {
+		return nil, nil
+	}
+	body := lookup(data, DataKey)
+	if body == nil {
+		return nil, nil
+	}
+	if body.Kind != yaml.ScalarNode {
+		return nil, ErrorList{{File: file, Line: body.Line, Field: "data." + DataKey, Msg: "want the spec as a string (a literal block: service.yaml: |)"}}
+	}
+	// In a literal or folded block the content starts on the line after the
+	// indicator; a quoted string starts on its own line.
+	src.Line = body.Line
+	if body.Style == yaml.LiteralStyle || body.Style == yaml.FoldedStyle {
+		src.Line++
+	}
+	s, err := ParseService(src, []byte(body.Value))
+	if err != nil {
+		return nil, err
+	}
+	if label != nil && label.Value != s.Service {
+		return nil, ErrorList{{File: file, Line: label.Line, Field: "metadata.labels." + ServiceLabel,
+			Msg: fmt.Sprintf("label %q does not match service %q", label.Value, s.Service)}}
+	}
+	return s, nil
+}
+
+// lookup returns the value of key in a mapping node, or nil.
+func lookup(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func appendErr(l ErrorList, err error) ErrorList {
+	var el ErrorList
+	if errors.As(err, &el) {
+		return append(l, el...)
+	}
+	if err != nil {
+		return append(l, &FieldError{Msg: err.Error()})
+	}
+	return l
+}
+
+// decoder walks a spec's YAML tree, building the Spec and collecting errors
+// with their lines.
+type decoder struct {
+	file   string
+	offset int
+	errs   ErrorList
+	lines  map[string]int
+}
+
+func (d *decoder) fail(n *yaml.Node, field, format string, args ...any) {
+	d.errs = append(d.errs, &FieldError{File: d.file, Line: n.Line + d.offset, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) mark(field string, n *yaml.Node) { d.lines[field] = n.Line + d.offset }
+
+type field struct {
+	key   *yaml.Node
+	value *yaml.Node
+}
+
+// fields returns the entries of a mapping, refusing duplicate and unknown keys.
+// A null value is an empty mapping.
+func (d *decoder) fields(n *yaml.Node, path string, known ...string) []field {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		d.fail(n, path, "want a mapping, found %s", describe(n))
+		return nil
+	}
+	seen := make(map[string]bool)
+	var out []field
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		name := join(path, k.Value)
+		switch {
+		case k.Kind != yaml.ScalarNode:
+			d.fail(k, path, "keys must be plain strings")
+			continue
+		case seen[k.Value]:
+			d.fail(k, name, "duplicate key")
+			continue
+		case len(known) > 0 && !slices.Contains(known, k.Value):
+			d.fail(k, name, "unknown field (known: %s)", strings.Join(known, ", "))
+			continue
+		}
+		seen[k.Value] = true
+		out = append(out, field{k, v})
+	}
+	return out
+}
+
+func (d *decoder) str(n *yaml.Node, path string) string {
+	d.mark(path, n)
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		d.fail(n, path, "want a string, found %s", describe(n))
+		return ""
+	}
+	return n.Value
+}
+
+func (d *decoder) int(n *yaml.Node, path string) int {
+	d.mark(path, n)
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+		d.fail(n, path, "want an integer, found %s", describe(n))
+		return 0
+	}
+	v, err := strconv.Atoi(n.Value)
+	if err != nil {
+		d.fail(n, path, "want a decimal integer, found %q", n.Value)
+		return 0
+	}
+	return v
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	switch n.Tag {
+	case "!!null":
+		return "nothing"
+	case "!!str":
+		return fmt.Sprintf("the string %q", n.Value)
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}

@@ -1,0 +1,114 @@
+// Package weights holds the service spec that trackrouter, track-controller
+// and trackctl share: how a service's requests are split between its tracks.
+// It parses a bare service.yaml or a ConfigMap manifest, fills in defaults and
+// validates every field, keeping the line of each field for errors.
+package weights
+
+import (
+	"fmt"
+	"slices"
+)
+
+const (
+	// DataKey is the ConfigMap key that holds the spec.
+	DataKey = "service.yaml"
+	// ServiceLabel labels the ConfigMaps that hold a spec; its value is the service.
+	ServiceLabel = "trackrouter.dev/service"
+	// DefaultHeader is the request header that names the traffic group.
+	DefaultHeader = "X-Traffic-Group"
+	// DefaultRouterReplicas is the size of the HAProxy tier when the spec does not say.
+	DefaultRouterReplicas = 4
+	// DefaultTrackReplicas is the size of a track when the spec does not say.
+	DefaultTrackReplicas = 2
+	// MaxWeight is the largest server weight HAProxy accepts.
+	MaxWeight = 256
+)
+
+// Spec is one service: its tracks, the header groups and the weighted backends.
+type Spec struct {
+	Service  string
+	Port     int
+	Header   string
+	Template string
+	Router   Router
+	Tracks   map[string]Track
+	// Groups maps a header value, as written, to a backend. Values are unique
+	// ignoring case and match requests case-insensitively.
+	Groups   map[string]string
+	Default  string
+	Backends map[string]Backend
+
+	// Source says where the spec came from, for messages: the file and, for a
+	// ConfigMap, its namespace and name.
+	Source Source
+}
+
+// Source is where a spec was read from.
+type Source struct {
+	File      string
+	Line      int // line of the spec's first line in File
+	Namespace string
+	Name      string // ConfigMap name; empty for a bare service.yaml
+}
+
+func (s Source) String() string {
+	if s.Name == "" {
+		return s.File
+	}
+	return fmt.Sprintf("%s (ConfigMap %s/%s)", s.File, s.Namespace, s.Name)
+}
+
+// Router sizes the HAProxy tier.
+type Router struct {
+	Replicas int
+}
+
+// Track is one Deployment of the service.
+type Track struct {
+	Version  string
+	Replicas int
+	// Address overrides where the track answers (host:port); empty means the
+	// track's ClusterIP Service.
+	Address string
+}
+
+// Backend maps track names to relative weights (0..256).
+type Backend map[string]int
+
+// TrackNames returns the track names in sorted order.
+func (s *Spec) TrackNames() []string { return sortedKeys(s.Tracks) }
+
+// BackendNames returns the backend names in sorted order.
+func (s *Spec) BackendNames() []string { return sortedKeys(s.Backends) }
+
+// GroupValues returns the group values in sorted order.
+func (s *Spec) GroupValues() []string { return sortedKeys(s.Groups) }
+
+// Tracks returns the track names of a backend in sorted order.
+func (b Backend) Tracks() []string { return sortedKeys(b) }
+
+// ServiceName is the name of a track's ClusterIP Service.
+func (s *Spec) ServiceName(track string) string { return s.Service + "-" + track }
+
+// DeploymentName is the name of a track's Deployment at its version.
+func (s *Spec) DeploymentName(track string) string {
+	return s.Service + "-" + track + "-" + s.Tracks[track].Version
+}
+
+// TrackAddress is where a track answers: its address override, or its Service
+// in namespace ns under clusterDomain.
+func (s *Spec) TrackAddress(track, ns, clusterDomain string) string {
+	if a := s.Tracks[track].Address; a != "" {
+		return a
+	}
+	return fmt.Sprintf("%s.%s.svc.%s:%d", s.ServiceName(track), ns, clusterDomain, s.Port)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

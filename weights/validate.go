@@ -1,0 +1,212 @@
+package weights
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var (
+	// dns1035 is a Kubernetes Service name: lowercase, starts with a letter.
+	dns1035 = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	// dns1123Label is one part of a DNS-1123 subdomain.
+	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	// version is also a label value, so it starts and ends alphanumeric.
+	versionRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`)
+	// headerRE is the subset of HTTP token characters that is safe in haproxy.cfg.
+	headerRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	groupRE  = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+)
+
+const (
+	maxNameLen    = 63  // DNS label, Service name, label value
+	maxHeaderLen  = 128 // generous for a header name
+	maxSubdomain  = 253
+	podNameSuffix = 17 // "-<replicaset hash>-<pod suffix>" that Kubernetes appends
+)
+
+// validator checks a decoded spec and fills in defaults that depend on other
+// fields. Errors point at the line of the field, or of its parent when the
+// field is missing.
+type validator struct {
+	spec  *Spec
+	file  string
+	lines map[string]int
+	errs  ErrorList
+}
+
+func (v *validator) fail(field, format string, args ...any) {
+	line, ok := v.lines[field]
+	for p := field; !ok && p != ""; {
+		if i := strings.LastIndex(p, "."); i >= 0 {
+			p = p[:i]
+		} else {
+			p = ""
+		}
+		line, ok = v.lines[p]
+	}
+	v.errs = append(v.errs, &FieldError{File: v.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) validate() {
+	s := v.spec
+	switch {
+	case s.Service == "":
+		v.fail("service", "required: the service name, a DNS-1035 label such as account-service")
+	case !isDNS1035(s.Service):
+		v.fail("service", "%q is not a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters)", s.Service)
+	}
+	if s.Template == "" {
+		s.Template = s.Service
+	} else if !isSubdomain(s.Template, maxSubdomain) {
+		v.fail("template", "%q is not a valid PodTemplate name (a DNS-1123 subdomain)", s.Template)
+	}
+	switch {
+	case s.Port == 0 && v.lines["port"] == 0:
+		v.fail("port", "required: the port every track Service listens on (1-65535)")
+	case s.Port < 1 || s.Port > 65535:
+		v.fail("port", "port %d is out of range 1-65535", s.Port)
+	}
+	if len(s.Header) > maxHeaderLen || !headerRE.MatchString(s.Header) {
+		v.fail("header", "%q is not a header name: use letters, digits, '-', '_' and '.' (at most %d characters)", s.Header, maxHeaderLen)
+	}
+	if s.Router.Replicas < 0 {
+		v.fail("router.replicas", "replicas %d must be 0 or more", s.Router.Replicas)
+	}
+	v.tracks()
+	v.backends()
+	v.groups()
+}
+
+func (v *validator) tracks() {
+	s := v.spec
+	if len(s.Tracks) == 0 {
+		v.fail("tracks", "at least one track is required, e.g. production: {version: v1.0.0}")
+	}
+	for _, name := range s.TrackNames() {
+		t := s.Tracks[name]
+		path := "tracks." + name
+		if !isDNS1035(name) {
+			v.fail(path, "track name %q is not a DNS-1035 label (lowercase letters, digits and '-', starting with a letter)", name)
+			continue
+		}
+		if isDNS1035(s.Service) && !isDNS1035(s.ServiceName(name)) {
+			v.fail(path, "Service name %q would be longer than %d characters: shorten the service or track name", s.ServiceName(name), maxNameLen)
+		}
+		switch {
+		case t.Version == "":
+			v.fail(path+".version", "required: the image tag this track runs, e.g. v1.2.3")
+		case len(t.Version) > maxNameLen || !versionRE.MatchString(t.Version):
+			v.fail(path+".version", "%q is not a valid version: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, at most %d characters", t.Version, maxNameLen)
+		case isDNS1035(s.Service) && !isSubdomain(s.DeploymentName(name), maxSubdomain-podNameSuffix):
+			v.fail(path+".version", "Deployment name %q is not a valid DNS-1123 subdomain of at most %d characters", s.DeploymentName(name), maxSubdomain-podNameSuffix)
+		}
+		if t.Replicas < 0 {
+			v.fail(path+".replicas", "replicas %d must be 0 or more", t.Replicas)
+		}
+		if t.Address != "" {
+			if err := checkAddress(t.Address); err != nil {
+				v.fail(path+".address", "%q: %v", t.Address, err)
+			}
+		}
+	}
+}
+
+func (v *validator) backends() {
+	s := v.spec
+	if len(s.Backends) == 0 {
+		v.fail("backends", "at least one backend is required, e.g. production: {production: 100}")
+	}
+	for _, name := range s.BackendNames() {
+		b := s.Backends[name]
+		path := "backends." + name
+		if !isDNS1035(name) {
+			v.fail(path, "backend name %q is not a DNS-1035 label (lowercase letters, digits and '-', starting with a letter)", name)
+			continue
+		}
+		live := 0
+		for _, track := range b.Tracks() {
+			w := b[track]
+			wpath := path + "." + track
+			if _, ok := s.Tracks[track]; !ok {
+				v.fail(wpath, "track %q is not defined under tracks", track)
+				continue
+			}
+			if w < 0 || w > MaxWeight {
+				v.fail(wpath, "weight %d is out of range 0-%d", w, MaxWeight)
+				continue
+			}
+			if w > 0 {
+				live++
+			}
+		}
+		if live == 0 {
+			v.fail(path, "needs at least one track with a weight above 0")
+		}
+	}
+}
+
+func (v *validator) groups() {
+	s := v.spec
+	seen := make(map[string]string)
+	for _, value := range s.GroupValues() {
+		path := "groups." + value
+		switch {
+		case len(value) > maxNameLen || !groupRE.MatchString(value):
+			v.fail(path, "group %q: use letters, digits, '.', '_' and '-' (at most %d characters)", value, maxNameLen)
+			continue
+		case seen[strings.ToLower(value)] != "":
+			v.fail(path, "group %q is the same as %q ignoring case; groups match case-insensitively", value, seen[strings.ToLower(value)])
+			continue
+		}
+		seen[strings.ToLower(value)] = value
+		v.backendRef(path, s.Groups[value])
+	}
+	if s.Default == "" {
+		v.fail("default", "required: the backend for requests of no listed group (header missing included)")
+	} else {
+		v.backendRef("default", s.Default)
+	}
+}
+
+func (v *validator) backendRef(path, backend string) {
+	if _, ok := v.spec.Backends[backend]; !ok {
+		v.fail(path, "backend %q is not defined under backends (defined: %s)", backend, strings.Join(v.spec.BackendNames(), ", "))
+	}
+}
+
+func isDNS1035(s string) bool { return len(s) <= maxNameLen && dns1035.MatchString(s) }
+
+func isSubdomain(s string, max int) bool {
+	if len(s) > max {
+		return false
+	}
+	for _, part := range strings.Split(s, ".") {
+		if len(part) > maxNameLen || !dns1123Label.MatchString(part) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkAddress accepts host:port where host is a DNS name, an IPv4 address or
+// a bracketed IPv6 address.
+func checkAddress(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, e.g. 127.0.0.1:8081 or my-svc.my-ns.svc:8080")
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port %q is not a number in 1-65535", port)
+	}
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	if !isSubdomain(strings.ToLower(host), maxSubdomain) || host != strings.ToLower(host) {
+		return fmt.Errorf("host %q is not an IP address or a lowercase DNS name", host)
+	}
+	return nil
+}
