@@ -10,6 +10,7 @@ require (
 
 require (
 	github.com/gofrs/flock v0.8.1 // indirect
+	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/google/renameio v1.0.1 // indirect
 	github.com/haproxytech/go-logger v1.1.0 // indirect
 	github.com/kr/text v0.2.0 // indirect

@@ -94,6 +94,7 @@ func (v *validator) tracks() {
 		}
 		if isDNS1035(s.Service) && !isDNS1035(s.ServiceName(name)) {
 			v.fail(path, "Service name %q would be longer than %d characters: shorten the service or track name", s.ServiceName(name), maxNameLen)
+			continue
 		}
 		switch {
 		case t.Version == "":
@@ -183,8 +184,9 @@ func isSubdomain(s string, max int) bool {
 	if len(s) > max {
 		return false
 	}
+	// Like Kubernetes' IsDNS1123Subdomain: the whole name is bounded, not its parts.
 	for _, part := range strings.Split(s, ".") {
-		if len(part) > maxNameLen || !dns1123Label.MatchString(part) {
+		if !dns1123Label.MatchString(part) {
 			return false
 		}
 	}

@@ -69,6 +69,10 @@ func runCheck(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "ok %s: service %s matches %s\n", s.Source, s.Service, golden)
 		}
 	}
+	if failed {
+		// A file with errors may hold services whose golden files must stay.
+		return errProblems
+	}
 	stale, err := staleGolden(e.golden, want)
 	if err != nil {
 		return err

@@ -1,0 +1,16 @@
+# One image with the three binaries and HAProxy: the sidecar can run HAProxy
+# itself (--run-haproxy) or talk to an HAProxy container over a shared volume.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/ ./cmd/...
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends haproxy ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/ /usr/local/bin/
+USER haproxy
+ENTRYPOINT ["/usr/local/bin/trackrouter"]

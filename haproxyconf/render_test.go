@@ -1,0 +1,142 @@
+package haproxyconf
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/trackrouter/trackrouter/internal/haproxytest"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/render")
+
+const goldenDir = "../testdata/render"
+
+func readSpec(t *testing.T, path string) *weights.Spec {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := weights.Parse(filepath.Base(path), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != 1 {
+		t.Fatalf("%s: want one spec, got %d", path, len(specs))
+	}
+	return specs[0]
+}
+
+// TestGolden renders each testdata/render/<case>.input.yaml (with
+// <case>.base.cfg as base config when present), compares the result with
+// <case>.golden.cfg and checks the golden file with haproxy -c.
+func TestGolden(t *testing.T) {
+	bin := haproxytest.Binary(t)
+	inputs, err := filepath.Glob(filepath.Join(goldenDir, "*.input.yaml"))
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no golden inputs in %s: %v", goldenDir, err)
+	}
+	for _, input := range inputs {
+		name := strings.TrimSuffix(filepath.Base(input), ".input.yaml")
+		t.Run(name, func(t *testing.T) {
+			var opt Options
+			if base, err := os.ReadFile(filepath.Join(goldenDir, name+".base.cfg")); err == nil {
+				opt.Base = string(base)
+			}
+			got, err := Render(readSpec(t, input), opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := Render(readSpec(t, input), opt)
+			if err != nil || !bytes.Equal(got, again) {
+				t.Fatalf("two renders of the same spec differ (err %v)", err)
+			}
+			golden := filepath.Join(goldenDir, name+".golden.cfg")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./haproxyconf -update)", err)
+			}
+			if diff := cmp.Diff(string(want), string(got)); diff != "" {
+				t.Errorf("render differs from %s (-want +got):\n%s", golden, diff)
+			}
+			if err := (Checker{Binary: bin}).CheckFile(context.Background(), golden); err != nil {
+				t.Errorf("haproxy -c %s: %v", golden, err)
+			}
+		})
+	}
+}
+
+func TestRenderErrors(t *testing.T) {
+	spec := readSpec(t, filepath.Join(goldenDir, "minimal.input.yaml"))
+	tests := []struct {
+		name string
+		opt  Options
+		want string
+	}{
+		{"base has the frontend", Options{Base: "frontend web\n  bind :81\n"}, `base config already has a frontend section named "web"`},
+		{"base has a backend", Options{Base: "backend all\n  server x 127.0.0.1:1\n"}, `base config already has a backend section named "all"`},
+		{"base has the resolvers", Options{Base: "resolvers trackrouter\n  parse-resolv-conf\n"}, `resolvers section named "trackrouter"`},
+		{"bind without port", Options{Bind: "127.0.0.1"}, "want [host]:port"},
+		{"bind with newline", Options{Bind: "127.0.0.1\n:80"}, "unexpected character"},
+		{"bind with space", Options{Bind: "0.0.0.0 :80"}, "unexpected character"},
+		{"bind port out of range", Options{Bind: ":0"}, "port must be 1-65535"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Render(spec, tc.opt)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want error containing %q, got %v", tc.want, err)
+			}
+			if cfg != nil {
+				t.Errorf("want no config on error, got %d bytes", len(cfg))
+			}
+		})
+	}
+}
+
+func TestRenderOptions(t *testing.T) {
+	spec := readSpec(t, filepath.Join(goldenDir, "minimal.input.yaml"))
+	cfg, err := Render(spec, Options{Namespace: "prod", ClusterDomain: "k8s.example", Bind: "127.0.0.1:18080"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"  bind 127.0.0.1:18080\n",
+		"  server production web-production.prod.svc.k8s.example:80 weight 1 ",
+	} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("rendered config lacks %q:\n%s", want, cfg)
+		}
+	}
+}
+
+func TestCheckReportsLines(t *testing.T) {
+	bin := haproxytest.Binary(t)
+	cfg := "global\n  maxconn 10\n\ndefaults\n  mode http\n  no-such-keyword 1\n"
+	err := (Checker{Binary: bin}).Check(context.Background(), []byte(cfg))
+	ce, ok := err.(*CheckError)
+	if !ok {
+		t.Fatalf("want *CheckError, got %v", err)
+	}
+	if len(ce.Problems) == 0 || ce.Problems[0].Line != 6 || !strings.Contains(ce.Problems[0].Msg, "no-such-keyword") {
+		t.Errorf("want a problem at line 6 naming no-such-keyword, got %+v", ce.Problems)
+	}
+	if err := (Checker{Binary: "/nonexistent/haproxy"}).Check(context.Background(), []byte(cfg)); err == nil || ok && err == error(ce) {
+		t.Errorf("missing binary: want an error, got %v", err)
+	} else if _, isCheck := err.(*CheckError); isCheck {
+		t.Errorf("missing binary must not look like a refused config: %v", err)
+	}
+}

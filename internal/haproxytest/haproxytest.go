@@ -1,0 +1,250 @@
+// Package haproxytest starts the real parts that tests of routing need: a
+// haproxy binary, HAProxy processes and local HTTP backends that answer
+// with their name. Everything it starts is stopped by PID in t.Cleanup.
+package haproxytest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Binary returns the path of haproxy. When it is missing the test fails in
+// CI (CI set) and is skipped elsewhere, with a message that says how to get it.
+func Binary(tb testing.TB) string {
+	tb.Helper()
+	if p := os.Getenv("HAPROXY_BIN"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("haproxy")
+	if err == nil {
+		return p
+	}
+	msg := "haproxy not found: install it (apt-get install -y haproxy) or set HAPROXY_BIN"
+	if os.Getenv("CI") != "" {
+		tb.Fatal(msg)
+	}
+	tb.Skip(msg)
+	return ""
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Backend is a local HTTP server that answers every request with its name.
+type Backend struct {
+	Name string
+	Addr string // 127.0.0.1:port
+	hits atomic.Int64
+	srv  *http.Server
+	ln   net.Listener
+	mu   sync.Mutex
+}
+
+// Hits is the number of requests the backend has answered.
+func (b *Backend) Hits() int64 { return b.hits.Load() }
+
+// Stop closes the backend's listener and connections: it is down.
+func (b *Backend) Stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.srv != nil {
+		b.srv.Close()
+		b.srv = nil
+	}
+}
+
+// StartBackends starts one Backend per name.
+func StartBackends(tb testing.TB, names ...string) map[string]*Backend {
+	tb.Helper()
+	out := make(map[string]*Backend, len(names))
+	for _, name := range names {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		b := &Backend{Name: name, Addr: ln.Addr().String(), ln: ln}
+		b.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b.hits.Add(1)
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, name)
+		}), ReadHeaderTimeout: 5 * time.Second}
+		go b.srv.Serve(ln)
+		tb.Cleanup(b.Stop)
+		out[name] = b
+	}
+	return out
+}
+
+// Process is a HAProxy started in master-worker mode.
+type Process struct {
+	Cmd        *exec.Cmd
+	MasterSock string
+	out        *syncBuffer
+	done       chan struct{}
+}
+
+// Output is everything HAProxy printed so far.
+func (p *Process) Output() string { return p.out.String() }
+
+// Start runs "haproxy -W -S <dir>/master.sock -f cfgPath" and waits until
+// the master socket answers. It is stopped at cleanup.
+func Start(tb testing.TB, bin, cfgPath string) *Process {
+	tb.Helper()
+	sock := filepath.Join(filepath.Dir(cfgPath), "master.sock")
+	out := &syncBuffer{}
+	cmd := exec.Command(bin, "-W", "-S", sock+",mode,600", "-f", cfgPath)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	p := &Process{Cmd: cmd, MasterSock: sock, out: out, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	tb.Cleanup(p.Stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := p.Master("show proc"); err == nil {
+			return p
+		}
+		select {
+		case <-p.done:
+			tb.Fatalf("haproxy exited at start:\n%s", out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("haproxy master socket did not answer in 10s:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop stops HAProxy now (SIGTERM, a hard stop: tests keep idle keep-alive
+// connections that a soft stop would wait for) and kills it after 5s.
+func (p *Process) Stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		p.Cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Master sends one command to the master CLI and returns the answer.
+func (p *Process) Master(command string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", p.MasterSock)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, command+"\n"); err != nil {
+		return "", err
+	}
+	c.(*net.UnixConn).CloseWrite()
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// WaitListening waits until addr accepts TCP connections.
+func WaitListening(tb testing.TB, addr string) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s does not accept connections: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Counter sends requests to a frontend and counts answers by body.
+type Counter struct {
+	URL    string
+	Header string
+	Client *http.Client
+}
+
+// Send sends n GET requests with the header set to group ("" sends none)
+// and returns how many each backend answered. Any failed request is an error.
+func (c Counter) Send(n int, group string) (map[string]int, error) {
+	client := c.Client
+	if client == nil {
+		client = &http.Client{Timeout: 5 * time.Second}
+	}
+	got := make(map[string]int)
+	for i := 0; i < n; i++ {
+		req, err := http.NewRequest(http.MethodGet, c.URL, nil)
+		if err != nil {
+			return nil, err
+		}
+		if group != "" {
+			req.Header.Set(c.Header, group)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return got, fmt.Errorf("request %d: %w", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return got, fmt.Errorf("request %d: %w", i, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return got, fmt.Errorf("request %d: status %d: %s", i, resp.StatusCode, strings.TrimSpace(string(body)))
+		}
+		got[string(body)]++
+	}
+	return got, nil
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

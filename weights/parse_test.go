@@ -1,0 +1,274 @@
+package weights
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// base is a valid bare spec; line numbers in the cases below refer to it.
+const base = `service: account-service
+port: 8080
+header: X-Traffic-Group
+tracks:
+  internal:   {version: v1.18.0, replicas: 2}
+  canary:     {version: v1.17.0, replicas: 4}
+  paid:       {version: v1.15.0}
+  production: {version: v1.15.0, replicas: 10}
+groups:
+  INTERNAL: internal
+  FREE: canary
+  ENTERPRISE: enterprise
+default: paid
+backends:
+  internal:   {internal: 100}
+  canary:     {canary: 5, production: 95}
+  paid:       {paid: 5, production: 95}
+  enterprise: {production: 100}
+`
+
+func TestParseValid(t *testing.T) {
+	s, err := ParseService(Source{File: "service.yaml"}, []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Spec{
+		Service:  "account-service",
+		Port:     8080,
+		Header:   "X-Traffic-Group",
+		Template: "account-service", // defaults to the service
+		Router:   Router{Replicas: DefaultRouterReplicas},
+		Tracks: map[string]Track{
+			"internal":   {Version: "v1.18.0", Replicas: 2},
+			"canary":     {Version: "v1.17.0", Replicas: 4},
+			"paid":       {Version: "v1.15.0", Replicas: DefaultTrackReplicas},
+			"production": {Version: "v1.15.0", Replicas: 10},
+		},
+		Groups:  map[string]string{"INTERNAL": "internal", "FREE": "canary", "ENTERPRISE": "enterprise"},
+		Default: "paid",
+		Backends: map[string]Backend{
+			"internal":   {"internal": 100},
+			"canary":     {"canary": 5, "production": 95},
+			"paid":       {"paid": 5, "production": 95},
+			"enterprise": {"production": 100},
+		},
+		Source: Source{File: "service.yaml"},
+	}
+	if diff := cmp.Diff(want, s); diff != "" {
+		t.Errorf("ParseService (-want +got):\n%s", diff)
+	}
+}
+
+// edit replaces old with new in base, failing the test if old is missing.
+func edit(t *testing.T, old, new string) string {
+	t.Helper()
+	if !strings.Contains(base, old) {
+		t.Fatalf("base has no %q", old)
+	}
+	return strings.Replace(base, old, new, 1)
+}
+
+type wantErr struct {
+	line  int
+	field string
+	msg   string // a substring of the message
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		old, new string
+		want     []wantErr
+	}{
+		{"unknown field", "port: 8080\n", "port: 8080\nprot: 1\n", []wantErr{{3, "prot", "unknown field"}}},
+		{"unknown track field", "{version: v1.18.0, replicas: 2}", "{version: v1.18.0, replica: 2}", []wantErr{{5, "tracks.internal.replica", "unknown field"}}},
+		{"duplicate key", "port: 8080\n", "port: 8080\nport: 8081\n", []wantErr{{3, "port", "duplicate key"}}},
+		{"duplicate track", "  paid:       {version: v1.15.0}\n", "  paid: {version: v1}\n  paid: {version: v2}\n", []wantErr{{8, "tracks.paid", "duplicate key"}}},
+		{"service missing", "service: account-service\n", "", []wantErr{{1, "service", "required"}}},
+		{"service not dns-1035", "service: account-service", "service: Account_Service", []wantErr{{1, "service", "DNS-1035"}}},
+		{"service starts with digit", "service: account-service", "service: 1account", []wantErr{{1, "service", "DNS-1035"}}},
+		{"service with newline", "service: account-service", "service: \"a\\nb\"", []wantErr{{1, "service", "DNS-1035"}}},
+		{"derived service name too long", "service: account-service", "service: " + strings.Repeat("a", 55), []wantErr{
+			{5, "tracks.internal", "longer than 63"}, {8, "tracks.production", "longer than 63"}}},
+		{"port missing", "port: 8080\n", "", []wantErr{{1, "port", "required"}}},
+		{"port out of range", "port: 8080", "port: 70000", []wantErr{{2, "port", "out of range 1-65535"}}},
+		{"port zero", "port: 8080", "port: 0", []wantErr{{2, "port", "out of range 1-65535"}}},
+		{"port is a string", "port: 8080", "port: \"8080\"", []wantErr{{2, "port", "want an integer"}}},
+		{"port is hex", "port: 8080", "port: 0x1F90", []wantErr{{2, "port", "decimal integer"}}},
+		{"header with space", "header: X-Traffic-Group", "header: X Traffic", []wantErr{{3, "header", "not a header name"}}},
+		{"header with hash", "header: X-Traffic-Group", "header: \"X#Group\"", []wantErr{{3, "header", "not a header name"}}},
+		{"header with quote", "header: X-Traffic-Group", "header: X'Group", []wantErr{{3, "header", "not a header name"}}},
+		{"header empty", "header: X-Traffic-Group", "header: \"\"", []wantErr{{3, "header", "not a header name"}}},
+		{"track name not dns-1035", "  paid:       {version: v1.15.0}", "  Paid:       {version: v1.15.0}", []wantErr{
+			{7, "tracks.Paid", "not a DNS-1035 label"}, {17, "backends.paid.paid", "not defined under tracks"}}},
+		{"version missing", "{version: v1.18.0, replicas: 2}", "{replicas: 2}", []wantErr{{5, "tracks.internal.version", "required"}}},
+		{"version uppercase", "v1.18.0", "V1.18.0", []wantErr{{5, "tracks.internal.version", "not a valid version"}}},
+		{"version with space", "v1.18.0", "\"v1 18\"", []wantErr{{5, "tracks.internal.version", "not a valid version"}}},
+		{"version with hash", "v1.18.0", "\"v1#18\"", []wantErr{{5, "tracks.internal.version", "not a valid version"}}},
+		{"version double dot", "v1.18.0", "v1..0", []wantErr{{5, "tracks.internal.version", "Deployment name"}}},
+		{"replicas negative", "replicas: 10", "replicas: -1", []wantErr{{8, "tracks.production.replicas", "0 or more"}}},
+		{"router replicas negative", "port: 8080\n", "port: 8080\nrouter: {replicas: -2}\n", []wantErr{{3, "router.replicas", "0 or more"}}},
+		{"address without port", "{version: v1.15.0}", "{version: v1.15.0, address: 127.0.0.1}", []wantErr{{7, "tracks.paid.address", "host:port"}}},
+		{"address bad port", "{version: v1.15.0}", "{version: v1.15.0, address: \"127.0.0.1:0\"}", []wantErr{{7, "tracks.paid.address", "1-65535"}}},
+		{"address with space", "{version: v1.15.0}", "{version: v1.15.0, address: \"a b:80\"}", []wantErr{{7, "tracks.paid.address", "not an IP address"}}},
+		{"address with hash", "{version: v1.15.0}", "{version: v1.15.0, address: \"a#b:80\"}", []wantErr{{7, "tracks.paid.address", "not an IP address"}}},
+		{"no tracks", "tracks:\n", "tracks: {}\nx-tracks:\n", []wantErr{{5, "x-tracks", "unknown field"}}},
+		{"group names missing backend", "FREE: canary", "FREE: canry", []wantErr{{11, "groups.FREE", `backend "canry" is not defined`}}},
+		{"group with space", "  FREE: canary", "  \"FR EE\": canary", []wantErr{{11, "groups.FR EE", "use letters, digits"}}},
+		{"group with newline", "  FREE: canary", "  \"FR\\nEE\": canary", []wantErr{{11, "groups.FR\nEE", "use letters, digits"}}},
+		{"group too long", "  FREE: canary", "  " + strings.Repeat("F", 64) + ": canary", []wantErr{{11, "groups." + strings.Repeat("F", 64), "at most 63"}}},
+		{"groups equal ignoring case", "  FREE: canary", "  FREE: canary\n  free: paid", []wantErr{{12, "groups.free", `same as "FREE"`}}},
+		{"default missing", "default: paid\n", "", []wantErr{{1, "default", "required"}}},
+		{"default names missing backend", "default: paid", "default: gold", []wantErr{{13, "default", `backend "gold" is not defined`}}},
+		{"weight out of range", "canary: 5,", "canary: 300,", []wantErr{{16, "backends.canary.canary", "weight 300 is out of range 0-256"}}},
+		{"weight negative", "canary: 5,", "canary: -1,", []wantErr{{16, "backends.canary.canary", "out of range 0-256"}}},
+		{"weight not an integer", "canary: 5,", "canary: 5.5,", []wantErr{{16, "backends.canary.canary", "want an integer"}}},
+		{"weight names missing track", "canary: 5,", "gamma: 5,", []wantErr{{16, "backends.canary.gamma", `track "gamma" is not defined`}}},
+		{"backend all zero", "{production: 100}\n", "{production: 0}\n", []wantErr{{18, "backends.enterprise", "at least one track with a weight above 0"}}},
+		{"backend empty", "{production: 100}\n", "{}\n", []wantErr{{18, "backends.enterprise", "at least one track with a weight above 0"}}},
+		{"backend name not dns-1035", "  enterprise: {production: 100}", "  enterprise: {production: 100}\n  Gold_1: {production: 1}", []wantErr{{19, "backends.Gold_1", "DNS-1035"}}},
+		{"tracks is a list", "tracks:\n", "tracks: []\nx:\n", []wantErr{{4, "tracks", "want a mapping"}, {5, "x", "unknown field"}}},
+		{"alias", "port: 8080", "port: &p 8080\nx: *p", []wantErr{{2, "", "anchors and aliases are not allowed"}}},
+		{"merge key", "  paid:       {version: v1.15.0}", "  paid:       {<<: {version: v1}}", []wantErr{{7, "", "merge keys"}}},
+		{"syntax error", "port: 8080", "port: [8080", []wantErr{{0, "", "invalid YAML"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseService(Source{File: "service.yaml"}, []byte(edit(t, tc.old, tc.new)))
+			var list ErrorList
+			if !errors.As(err, &list) {
+				t.Fatalf("want an ErrorList, got %v", err)
+			}
+			var got []wantErr
+			for _, fe := range list {
+				if fe.File != "service.yaml" {
+					t.Errorf("error %q names file %q", fe, fe.File)
+				}
+				got = append(got, wantErr{fe.Line, fe.Field, fe.Msg})
+			}
+			substr := cmp.Comparer(func(a, b string) bool {
+				return a == b || strings.Contains(a, b) || strings.Contains(b, a)
+			})
+			if tc.want[0].line == 0 { // syntax errors: any line, message checked
+				got[0].line = 0
+			}
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(wantErr{}), substr); diff != "" {
+				t.Errorf("errors (-want +got):\n%s\nerror text:\n%v", diff, err)
+			}
+		})
+	}
+}
+
+func TestParseManifestLines(t *testing.T) {
+	data, err := os.ReadFile("../examples/account-service.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := Parse("examples/account-service.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != 1 || specs[0].Service != "account-service" || specs[0].Source.Namespace != "default" || specs[0].Source.Name != "account-service" {
+		t.Fatalf("want the account-service spec from ConfigMap default/account-service, got %+v", specs)
+	}
+	// The error must point at the manifest line, not the line inside the block.
+	bad := strings.Replace(string(data), "{canary: 5,", "{canary: 300,", 1)
+	lines := strings.Split(bad, "\n")
+	wantLine := 0
+	for i, l := range lines {
+		if strings.Contains(l, "canary: 300") {
+			wantLine = i + 1
+		}
+	}
+	_, err = Parse("examples/account-service.yaml", []byte(bad))
+	want := "examples/account-service.yaml:" + strconv.Itoa(wantLine) + ": backends.canary.canary: weight 300 is out of range 0-256"
+	if err == nil || err.Error() != want {
+		t.Errorf("got error %v\nwant %s", err, want)
+	}
+}
+
+func TestParseManifests(t *testing.T) {
+	tests := []struct {
+		name     string
+		data     string
+		services []string
+		err      string
+	}{
+		{"two configmaps and a deployment", cm("a", "ns1") + "---\nkind: Deployment\napiVersion: apps/v1\nmetadata: {name: x}\n---\n" + cm("b", "ns2"), []string{"a", "b"}, ""},
+		{"list", "apiVersion: v1\nkind: List\nitems:\n- " + strings.ReplaceAll(cm("c", "x"), "\n", "\n  "), []string{"c"}, ""},
+		{"configmap without the key", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {other: y}\n", nil, "no service spec found"},
+		{"label mismatch", strings.Replace(cm("a", "ns"), "trackrouter.dev/service: a", "trackrouter.dev/service: b", 1), nil, `label "b" does not match service "a"`},
+		{"empty", "", nil, "no service spec found"},
+		{"oversized", strings.Repeat("#", MaxInputBytes+1), nil, "more than the limit"},
+		{"a scalar", "hello\n", nil, "want a mapping"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			specs, err := Parse("f.yaml", []byte(tc.data))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("want error containing %q, got %v", tc.err, err)
+				}
+				if specs != nil {
+					t.Errorf("want no spec on error, got %d", len(specs))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range specs {
+				got = append(got, s.Service)
+			}
+			if diff := cmp.Diff(tc.services, got); diff != "" {
+				t.Errorf("services (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func cm(service, ns string) string {
+	return `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: ` + service + `
+  namespace: ` + ns + `
+  labels: {trackrouter.dev/service: ` + service + `}
+data:
+  service.yaml: |
+    service: ` + service + `
+    port: 80
+    tracks: {production: {version: v1}}
+    default: all
+    backends: {all: {production: 1}}
+`
+}
+
+func TestWeightChanges(t *testing.T) {
+	old, err := ParseService(Source{}, []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(base, "{canary: 5, production: 95}", "{canary: 10, production: 90}", 1)
+	changed = strings.Replace(changed, "  enterprise: {production: 100}\n", "  enterprise: {production: 100, paid: 1}\n", 1)
+	nw, err := ParseService(Source{}, []byte(changed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range WeightChanges(old, nw) {
+		got = append(got, c.String())
+	}
+	want := []string{"canary: canary 5->10, production 95->90", "enterprise: paid -->1"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("WeightChanges (-want +got):\n%s", diff)
+	}
+	if c := WeightChanges(old, old); len(c) != 0 {
+		t.Errorf("same spec: want no change, got %v", c)
+	}
+}
