@@ -3,7 +3,7 @@
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: all build test test-short vet fmt-check render kube-bins golden
+.PHONY: all build test test-short vet fmt-check render kube-bins golden cluster-up cluster-down
 
 all: build
 
@@ -15,7 +15,7 @@ render:
 
 # test runs every test, with the race detector, against a real haproxy.
 test: fmt-check vet
-	CI=$${CI:-} $(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 ./...
 
 test-short:
 	$(GO) test -short ./...
@@ -31,6 +31,25 @@ fmt-check:
 golden:
 	$(GO) test ./haproxyconf -run TestGolden -update
 
-# kube-bins builds the test control plane into ~/.cache/trackrouter/kube.
+# kube-bins builds the test control plane into ~/.cache/trackrouter/kube
+# (versions in hack/kube/versions.env); a second run builds nothing.
 kube-bins:
-	hack/kube/build.sh
+	@start=$$(date +%s); hack/kube/build.sh; echo "kube-bins: $$(( $$(date +%s) - start )) s"
+
+# cluster-up starts a local control plane (etcd, kube-apiserver,
+# controller-manager, scheduler, kwok with fake nodes) in the background.
+CLUSTER_DIR ?= /tmp/trackrouter-cluster
+cluster-up: kube-bins
+	@mkdir -p $(CLUSTER_DIR)
+	$(GO) build -o $(BIN)/cluster ./hack/cluster
+	@if [ -f $(CLUSTER_DIR)/launcher.pid ] && kill -0 $$(cat $(CLUSTER_DIR)/launcher.pid) 2>/dev/null; then \
+	  echo "a cluster is already running (make cluster-down)"; exit 1; fi
+	@nohup $(BIN)/cluster --dir $(CLUSTER_DIR) > $(CLUSTER_DIR)/launcher.log 2>&1 & echo $$! > $(CLUSTER_DIR)/launcher.pid
+	@for i in $$(seq 1 600); do [ -f $(CLUSTER_DIR)/ready ] && break; \
+	  kill -0 $$(cat $(CLUSTER_DIR)/launcher.pid) 2>/dev/null || break; sleep 0.1; done
+	@cat $(CLUSTER_DIR)/launcher.log; [ -f $(CLUSTER_DIR)/ready ]
+
+cluster-down:
+	@if [ -f $(CLUSTER_DIR)/launcher.pid ]; then pid=$$(cat $(CLUSTER_DIR)/launcher.pid); \
+	  kill $$pid 2>/dev/null; while kill -0 $$pid 2>/dev/null; do sleep 0.1; done; \
+	  rm -f $(CLUSTER_DIR)/launcher.pid; echo "cluster stopped"; else echo "no cluster running"; fi

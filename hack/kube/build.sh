@@ -51,4 +51,14 @@ if [ ! -x "$bin/kwok" ] || [ ! -x "$bin/kwokctl" ]; then
   [ -x "$bin/kwok" ] || build "$dir" sigs.k8s.io/kwok/cmd/kwok kwok
   [ -x "$bin/kwokctl" ] || build "$dir" sigs.k8s.io/kwok/cmd/kwokctl kwokctl
 fi
+if [ ! -f "$bin/kwok-stages.yaml" ]; then
+  # kwok's stage configs ship in its module: nodes become Ready and keep a
+  # lease, pods become Running with an IP, deleted pods go away.
+  kwokdir=$(cd "$cache/src/kwok-$KWOK_VERSION" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    echo "---"; cat "$kwokdir/kustomize/stage/$f"
+  done > "$bin/kwok-stages.yaml.tmp"
+  mv "$bin/kwok-stages.yaml.tmp" "$bin/kwok-stages.yaml"
+fi
 echo "$bin"

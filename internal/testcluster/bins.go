@@ -1,0 +1,125 @@
+package testcluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// binaries are the files hack/kube/build.sh puts in the bin directory.
+var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kwok-stages.yaml"}
+
+// ErrNoBinaries says the control plane binaries are not built.
+var ErrNoBinaries = errors.New("test cluster binaries are missing: run `make kube-bins` (builds them once, ~10 min cold)")
+
+// repoRoot finds the repository from the working directory of a test.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "hack", "kube", "versions.env")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("hack/kube/versions.env not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// BinDir returns where hack/kube/build.sh puts the binaries for the versions
+// in hack/kube/versions.env. TRACKROUTER_KUBE_BIN overrides it.
+func BinDir() (string, error) {
+	if d := os.Getenv("TRACKROUTER_KUBE_BIN"); d != "" {
+		return d, nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	v, err := readVersions(filepath.Join(root, "hack", "kube", "versions.env"))
+	if err != nil {
+		return "", err
+	}
+	cache := os.Getenv("TRACKROUTER_KUBE_CACHE")
+	if cache == "" {
+		base := os.Getenv("XDG_CACHE_HOME")
+		if base == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return "", err
+			}
+			base = filepath.Join(home, ".cache")
+		}
+		cache = filepath.Join(base, "trackrouter", "kube")
+	}
+	return filepath.Join(cache, fmt.Sprintf("bin-k8s-%s-etcd-%s-kwok-%s",
+		v["KUBERNETES_VERSION"], v["ETCD_VERSION"], v["KWOK_VERSION"])), nil
+}
+
+func readVersions(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	v := make(map[string]string)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if k, val, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			v[k] = val
+		}
+	}
+	for _, k := range []string{"KUBERNETES_VERSION", "ETCD_VERSION", "KWOK_VERSION"} {
+		if v[k] == "" {
+			return nil, fmt.Errorf("%s: %s is not set", path, k)
+		}
+	}
+	return v, sc.Err()
+}
+
+// EnsureBinaries returns the bin directory. When a binary is missing it
+// builds them if build is true (CI), and returns ErrNoBinaries otherwise.
+func EnsureBinaries(ctx context.Context, build bool) (string, error) {
+	dir, err := BinDir()
+	if err != nil {
+		return "", err
+	}
+	if missing(dir) == "" {
+		return dir, nil
+	}
+	if !build {
+		return "", fmt.Errorf("%w; missing %s", ErrNoBinaries, filepath.Join(dir, missing(dir)))
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "kube", "build.sh"))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("hack/kube/build.sh: %w", err)
+	}
+	if m := missing(dir); m != "" {
+		return "", fmt.Errorf("hack/kube/build.sh did not produce %s", filepath.Join(dir, m))
+	}
+	return dir, nil
+}
+
+func missing(dir string) string {
+	for _, b := range binaries {
+		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+			return b
+		}
+	}
+	return ""
+}
