@@ -140,3 +140,37 @@ func TestCheckReportsLines(t *testing.T) {
 		t.Errorf("missing binary must not look like a refused config: %v", err)
 	}
 }
+
+func TestServerWeights(t *testing.T) {
+	spec := readSpec(t, "../examples/account-service.yaml")
+	cfg, err := Render(spec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, masked := ServerWeights(cfg)
+	want := map[ServerKey]int{
+		{"internal", "internal"}: 100, {"canary", "canary"}: 5, {"canary", "production"}: 95,
+		{"paid", "paid"}: 5, {"paid", "production"}: 95, {"enterprise", "production"}: 100,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ServerWeights (-want +got):\n%s", diff)
+	}
+
+	spec.Backends["canary"]["canary"] = 50
+	changed, err := Render(spec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2, masked2 := ServerWeights(changed)
+	if !bytes.Equal(masked, masked2) || w2[ServerKey{"canary", "canary"}] != 50 {
+		t.Errorf("a weight edit must leave the masked config equal and show the new weight; got %v", w2)
+	}
+	spec.Groups["BETA"] = "canary"
+	structural, err := Render(spec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, masked3 := ServerWeights(structural); bytes.Equal(masked, masked3) {
+		t.Error("a new group must change the masked config")
+	}
+}

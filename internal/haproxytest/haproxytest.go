@@ -15,9 +15,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/trackrouter/trackrouter/internal/echo"
 	"time"
 )
 
@@ -51,46 +52,15 @@ func FreePort(tb testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Backend is a local HTTP server that answers every request with its name.
-type Backend struct {
-	Name string
-	Addr string // 127.0.0.1:port
-	hits atomic.Int64
-	srv  *http.Server
-	ln   net.Listener
-	mu   sync.Mutex
-}
-
-// Hits is the number of requests the backend has answered.
-func (b *Backend) Hits() int64 { return b.hits.Load() }
-
-// Stop closes the backend's listener and connections: it is down.
-func (b *Backend) Stop() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.srv != nil {
-		b.srv.Close()
-		b.srv = nil
-	}
-}
-
-// StartBackends starts one Backend per name.
-func StartBackends(tb testing.TB, names ...string) map[string]*Backend {
+// StartBackends starts one echo.Backend per name on a free loopback port.
+func StartBackends(tb testing.TB, names ...string) map[string]*echo.Backend {
 	tb.Helper()
-	out := make(map[string]*Backend, len(names))
+	out := make(map[string]*echo.Backend, len(names))
 	for _, name := range names {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		b, err := echo.Start(name, "127.0.0.1:0")
 		if err != nil {
 			tb.Fatal(err)
 		}
-		b := &Backend{Name: name, Addr: ln.Addr().String(), ln: ln}
-		b.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b.hits.Add(1)
-			io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "text/plain")
-			io.WriteString(w, name)
-		}), ReadHeaderTimeout: 5 * time.Second}
-		go b.srv.Serve(ln)
 		tb.Cleanup(b.Stop)
 		out[name] = b
 	}

@@ -1,0 +1,69 @@
+// Command trackrouter is the sidecar that keeps HAProxy's routing in step
+// with a service spec. Run "trackrouter --help" for its flags.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/trackrouter/trackrouter/internal/demo"
+	"github.com/trackrouter/trackrouter/router"
+)
+
+func main() {
+	var cfg router.Config
+	fs := pflag.NewFlagSet("trackrouter", pflag.ExitOnError)
+	fs.StringVar(&cfg.ServiceFile, "service-file", "", "watch this file holding service.yaml (a mounted ConfigMap key or a plain file)")
+	fs.StringVar(&cfg.ConfigMap, "configmap", "", "watch this ConfigMap (NAMESPACE/NAME, key service.yaml) through the API")
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for --configmap (default: in-cluster config)")
+	fs.StringVar(&cfg.HAProxyConfig, "haproxy-config", "/etc/haproxy/haproxy.cfg", "haproxy.cfg to write; HAProxy must read this file")
+	fs.StringVar(&cfg.BaseConfig, "base-config", "", "haproxy.cfg whose global, defaults and other sections are kept (default: built-in defaults)")
+	fs.StringVar(&cfg.MasterSocket, "master-socket", "/var/run/haproxy/master.sock", "HAProxy master CLI socket (haproxy -W -S PATH)")
+	fs.StringVar(&cfg.Bind, "bind", "", "frontend listen address [host]:port (default \":<port>\" from the spec)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9101", "serve /metrics, /healthz and /readyz here; empty disables")
+	fs.BoolVar(&cfg.RunHAProxy, "run-haproxy", false, "start and supervise HAProxy in master-worker mode (one container)")
+	fs.StringVar(&cfg.HAProxyBin, "haproxy-bin", "haproxy", "haproxy executable, for haproxy -c and --run-haproxy")
+	fs.StringVar(&cfg.Namespace, "namespace", "", "namespace of the track Services (default: the ConfigMap's, else \"default\")")
+	fs.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain of the track Services")
+	fs.DurationVar(&cfg.MinInterval, "min-interval", 50*time.Millisecond, "least time between two applies; edits in between coalesce")
+	fs.DurationVar(&cfg.StopGrace, "stop-grace", 30*time.Second, "on SIGTERM with --run-haproxy, how long HAProxy may finish requests")
+	fs.BoolVar(&cfg.Once, "once", false, "write a validated haproxy.cfg from the spec and exit (init container)")
+	demoMode := fs.Bool("demo", false, "run locally: HAProxy, demo backends and the example spec in --demo-dir")
+	demoDir := fs.String("demo-dir", filepath.Join(os.TempDir(), "trackrouter-demo"), "working directory of --demo")
+	debug := fs.Bool("debug", false, "log at debug level")
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "trackrouter keeps HAProxy's routing in step with a service spec: weight edits go\n"+
+			"through the Runtime API, other edits through a checked, confirmed hot reload,\n"+
+			"and an invalid spec changes nothing.\n\nUsage: trackrouter (--service-file PATH | --configmap NS/NAME | --demo) [flags]\n\nFlags:\n%s", fs.FlagUsages())
+	}
+	fs.Parse(os.Args[1:])
+
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *demoMode {
+		stopDemo, err := demo.Setup(&cfg, *demoDir, os.Stdout)
+		if err != nil {
+			log.Error("demo", "err", err)
+			os.Exit(1)
+		}
+		defer stopDemo()
+	}
+	if err := router.Run(ctx, cfg, log); err != nil {
+		log.Error("trackrouter", "err", err)
+		stop()
+		os.Exit(1)
+	}
+}

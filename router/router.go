@@ -1,0 +1,330 @@
+// Package router is the trackrouter sidecar: it takes each new version of a
+// service spec, validates and renders it, and applies it to HAProxy with the
+// least disruptive change: nothing when the config is the same, Runtime API
+// weight updates when only weights changed, and a checked, confirmed hot
+// reload otherwise. HAProxy never sees a config that failed validation.
+package router
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// Update is one version of the spec, as a source read it.
+type Update struct {
+	Data   []byte         // service.yaml content
+	Source weights.Source // where it came from, for error messages
+	Err    error          // the source could not read the spec (file missing, ConfigMap deleted)
+}
+
+// Rejecter is told about every spec that was rejected, e.g. to emit a
+// Kubernetes Warning Event on the ConfigMap.
+type Rejecter interface {
+	Rejected(src weights.Source, err error)
+}
+
+// Router applies spec updates to HAProxy. Submit may be called from any
+// goroutine; Run owns every interaction with HAProxy.
+type Router struct {
+	ConfigPath  string // haproxy.cfg that HAProxy reads
+	Render      haproxyconf.Options
+	Checker     haproxyconf.Checker
+	HAProxy     HAProxy
+	Metrics     *Metrics
+	Log         *slog.Logger
+	Rejecter    Rejecter      // optional
+	MinInterval time.Duration // between two applies; bursts of edits coalesce
+
+	mu      sync.Mutex
+	latest  *Update
+	wake    chan struct{}
+	ready   atomic.Bool
+	applied atomic.Int64 // applies that changed something, for tests
+
+	// Owned by Run.
+	live    []byte  // the config HAProxy runs, nil before the first apply
+	failed  []byte  // a config whose reload failed: not retried until it changes
+	retry   *Update // an update to apply again: HAProxy was unreachable
+	lastErr error
+}
+
+// Submit hands the router a new version of the spec. Only the latest
+// version is kept: a burst of edits ends in one apply of the final state.
+func (r *Router) Submit(u Update) {
+	r.mu.Lock()
+	r.latest = &u
+	if r.wake == nil {
+		r.wake = make(chan struct{}, 1)
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Router) peek() *Update {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.latest
+}
+
+func (r *Router) take() *Update {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u := r.latest
+	r.latest = nil
+	return u
+}
+
+// Ready reports whether HAProxy runs with a valid config that the router applied.
+func (r *Router) Ready() bool { return r.ready.Load() && r.HAProxy.Alive() }
+
+// Run applies updates until ctx ends. With an existing config file from an
+// earlier run it starts from that file, so a sidecar restart that renders
+// the same config changes nothing.
+func (r *Router) Run(ctx context.Context) error {
+	r.mu.Lock()
+	if r.wake == nil {
+		r.wake = make(chan struct{}, 1)
+	}
+	wake := r.wake
+	r.mu.Unlock()
+	if b, err := os.ReadFile(r.ConfigPath); err == nil && r.HAProxy.Alive() {
+		if _, isSupervisor := r.HAProxy.(*Supervisor); !isSupervisor {
+			r.live = b
+		}
+	}
+	health := time.NewTicker(time.Second)
+	defer health.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-health.C:
+			r.restartIfDown(ctx)
+			if u := r.retry; u != nil && r.peek() == nil {
+				r.retry = nil
+				r.apply(ctx, u)
+			}
+			continue
+		case <-wake:
+		}
+		if wait := r.MinInterval - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
+		if u := r.take(); u != nil {
+			r.apply(ctx, u)
+		}
+	}
+}
+
+// restartIfDown starts a supervised HAProxy again after it exited.
+func (r *Router) restartIfDown(ctx context.Context) {
+	if r.live == nil || r.HAProxy.Alive() {
+		return
+	}
+	r.Log.Warn("haproxy is not running; starting it with the last good config", "config", r.ConfigPath)
+	if err := r.HAProxy.Reload(ctx); err != nil {
+		r.Log.Error("restart haproxy", "err", err)
+		r.Metrics.Reloads.WithLabelValues("failure").Inc()
+		return
+	}
+	r.Metrics.Reloads.WithLabelValues("success").Inc()
+}
+
+// apply takes one spec version to HAProxy.
+func (r *Router) apply(ctx context.Context, u *Update) {
+	start := time.Now()
+	spec, cfg, err := r.prepare(u)
+	if err != nil {
+		r.reject(u, err)
+		return
+	}
+	if bytes.Equal(cfg, r.live) {
+		r.Log.Debug("spec unchanged: nothing to apply", "source", u.Source.String())
+		return
+	}
+	if bytes.Equal(cfg, r.failed) {
+		r.Log.Debug("spec unchanged since its reload failed: not retried", "source", u.Source.String())
+		return
+	}
+	oldWeights, oldMasked := haproxyconf.ServerWeights(r.live)
+	newWeights, newMasked := haproxyconf.ServerWeights(cfg)
+	if r.live != nil && bytes.Equal(oldMasked, newMasked) {
+		err = r.applyWeights(ctx, cfg, oldWeights, newWeights)
+		if err == nil {
+			r.done(spec, cfg, newWeights, start, "runtime", changedWeights(oldWeights, newWeights))
+			return
+		}
+		// The Runtime API failed (e.g. HAProxy restarted): a reload
+		// carries the weights in the file.
+		r.Log.Warn("runtime weight update failed; reloading instead", "err", err)
+	}
+	if err := r.reload(ctx, cfg); err != nil {
+		r.lastErr = err
+		if errors.Is(err, ErrUnavailable) {
+			r.retry = u
+		} else {
+			r.failed = cfg
+		}
+		if r.live == nil {
+			r.ready.Store(false)
+		}
+		r.Log.Error("apply failed; the last good config stays", "service", spec.Service, "err", err)
+		return
+	}
+	why := "structural change"
+	if r.live == nil {
+		why = "first config"
+	}
+	r.done(spec, cfg, newWeights, start, "reload", why)
+}
+
+// prepare parses, validates, renders and checks one update.
+func (r *Router) prepare(u *Update) (*weights.Spec, []byte, error) {
+	if u.Err != nil {
+		return nil, nil, u.Err
+	}
+	spec, err := weights.ParseService(u.Source, u.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := haproxyconf.Render(spec, r.Render)
+	if err != nil {
+		return nil, nil, err
+	}
+	return spec, cfg, nil
+}
+
+func (r *Router) reject(u *Update, err error) {
+	r.Metrics.Rejected.Inc()
+	r.Log.Error("spec rejected; the last good config stays", "source", u.Source.String(), "err", err.Error())
+	if r.Rejecter != nil {
+		r.Rejecter.Rejected(u.Source, err)
+	}
+}
+
+func (r *Router) done(spec *weights.Spec, cfg []byte, w map[haproxyconf.ServerKey]int, start time.Time, how, why string) {
+	r.live, r.failed = cfg, nil
+	r.lastErr = nil
+	r.ready.Store(true)
+	r.applied.Add(1)
+	r.Metrics.setWeights(w)
+	r.Log.Info("applied", "service", spec.Service, "how", how, "why", why, "duration", time.Since(start).Round(time.Microsecond).String())
+}
+
+// applyWeights sets every changed weight through the Runtime API, then
+// writes the same config to disk so a later reload keeps the weights.
+func (r *Router) applyWeights(ctx context.Context, cfg []byte, old, new map[haproxyconf.ServerKey]int) error {
+	for _, k := range sortedKeys(new) {
+		if old[k] == new[k] {
+			continue
+		}
+		if err := r.HAProxy.SetWeight(ctx, k.Backend, k.Server, new[k]); err != nil {
+			return err
+		}
+	}
+	if err := writeAtomic(r.ConfigPath, cfg); err != nil {
+		return err
+	}
+	r.Metrics.RuntimeUpdates.Inc()
+	return nil
+}
+
+// reload checks cfg with haproxy -c, puts it in place and reloads. When the
+// reload fails the last good config goes back and is reloaded.
+func (r *Router) reload(ctx context.Context, cfg []byte) error {
+	if err := r.Checker.Check(ctx, cfg); err != nil {
+		return fmt.Errorf("haproxy -c: %w", err)
+	}
+	if err := writeAtomic(r.ConfigPath, cfg); err != nil {
+		return err
+	}
+	err := r.HAProxy.Reload(ctx)
+	if err == nil {
+		r.Metrics.Reloads.WithLabelValues("success").Inc()
+		return nil
+	}
+	r.Metrics.Reloads.WithLabelValues("failure").Inc()
+	if r.live == nil {
+		return err
+	}
+	if werr := writeAtomic(r.ConfigPath, r.live); werr != nil {
+		return errors.Join(err, fmt.Errorf("restore last good config: %w", werr))
+	}
+	if rerr := r.HAProxy.Reload(ctx); rerr != nil {
+		r.Metrics.Reloads.WithLabelValues("failure").Inc()
+		return errors.Join(err, fmt.Errorf("reload last good config: %w", rerr))
+	}
+	r.Metrics.Reloads.WithLabelValues("success").Inc()
+	return fmt.Errorf("%w; the last good config was restored and reloaded", err)
+}
+
+// writeAtomic writes data to a temporary file in the same directory and
+// renames it over path, so HAProxy never reads a half-written file.
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".haproxy.cfg-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func changedWeights(old, new map[haproxyconf.ServerKey]int) string {
+	var b bytes.Buffer
+	for _, k := range sortedKeys(new) {
+		if old[k] != new[k] {
+			if b.Len() > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s %d->%d", k, old[k], new[k])
+		}
+	}
+	return "weights " + b.String()
+}
+
+func sortedKeys(m map[haproxyconf.ServerKey]int) []haproxyconf.ServerKey {
+	keys := make([]haproxyconf.ServerKey, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	return keys
+}

@@ -1,0 +1,180 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/trackrouter/trackrouter/haproxyconf"
+)
+
+// Config is everything the sidecar is told on its command line.
+type Config struct {
+	ServiceFile   string        // watch this file (a mounted ConfigMap key, or a plain file)
+	ConfigMap     string        // or watch this ConfigMap, "namespace/name"
+	Kubeconfig    string        // for ConfigMap; empty means in-cluster
+	HAProxyConfig string        // the haproxy.cfg to write
+	BaseConfig    string        // optional base haproxy.cfg
+	MasterSocket  string        // HAProxy's master CLI socket
+	Bind          string        // frontend listen address; empty means ":<port>"
+	MetricsAddr   string        // /metrics, /healthz, /readyz; empty disables
+	RunHAProxy    bool          // start and supervise HAProxy
+	HAProxyBin    string        // haproxy executable
+	Namespace     string        // of the track Services; empty means the ConfigMap's
+	ClusterDomain string        // of the track Services
+	MinInterval   time.Duration // between two applies
+	StopGrace     time.Duration // soft-stop budget for a supervised HAProxy
+	Once          bool          // write a validated config and exit (an init container)
+}
+
+// Validate checks the combination of settings.
+func (c *Config) Validate() error {
+	var errs []string
+	if (c.ServiceFile == "") == (c.ConfigMap == "") {
+		errs = append(errs, "give exactly one of --service-file and --configmap")
+	}
+	if c.ConfigMap != "" {
+		if ns, name, ok := strings.Cut(c.ConfigMap, "/"); !ok || ns == "" || name == "" {
+			errs = append(errs, fmt.Sprintf("--configmap %q: want NAMESPACE/NAME", c.ConfigMap))
+		}
+	}
+	if c.HAProxyConfig == "" {
+		errs = append(errs, "--haproxy-config is required")
+	}
+	if c.MasterSocket == "" && !c.Once {
+		errs = append(errs, "--master-socket is required")
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Run runs the sidecar until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	opts := haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind}
+	if cfg.BaseConfig != "" {
+		b, err := os.ReadFile(cfg.BaseConfig)
+		if err != nil {
+			return fmt.Errorf("read base config: %w", err)
+		}
+		opts.Base = string(b)
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.HAProxyConfig), 0o755); err != nil {
+		return err
+	}
+	source, rejecter, err := newSource(cfg, log)
+	if err != nil {
+		return err
+	}
+	if rejecter != nil {
+		defer rejecter.Stop()
+	}
+	checker := haproxyconf.Checker{Binary: cfg.HAProxyBin}
+	if cfg.Once {
+		return once(ctx, source, opts, checker, cfg.HAProxyConfig)
+	}
+
+	cli := &MasterCLI{Socket: cfg.MasterSocket}
+	var hap HAProxy = cli
+	var sup *Supervisor
+	if cfg.RunHAProxy {
+		sup = &Supervisor{Binary: cfg.HAProxyBin, Config: cfg.HAProxyConfig, CLI: cli, Log: log}
+		hap = sup
+	}
+	r := &Router{
+		ConfigPath:  cfg.HAProxyConfig,
+		Render:      opts,
+		Checker:     checker,
+		HAProxy:     hap,
+		Metrics:     NewMetrics(),
+		Log:         log,
+		MinInterval: cfg.MinInterval,
+	}
+	if rejecter != nil {
+		r.Rejecter = rejecter
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.Run(gctx) })
+	g.Go(func() error { return source.Run(gctx, r.Submit) })
+	if cfg.MetricsAddr != "" {
+		g.Go(func() error { return r.Metrics.Serve(gctx, cfg.MetricsAddr, r.Ready, log) })
+	}
+	err = g.Wait()
+	if sup != nil {
+		log.Info("stopping haproxy (soft stop)", "grace", cfg.StopGrace)
+		sup.Stop(cfg.StopGrace)
+	}
+	return err
+}
+
+// source is where specs come from.
+type source interface {
+	Run(ctx context.Context, submit func(Update)) error
+}
+
+func newSource(cfg Config, log *slog.Logger) (source, *EventRejecter, error) {
+	if cfg.ServiceFile != "" {
+		return &FileSource{Path: cfg.ServiceFile, Log: log}, nil, nil
+	}
+	ns, name, _ := strings.Cut(cfg.ConfigMap, "/")
+	var rc *rest.Config
+	var err error
+	if cfg.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes client config: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &ConfigMapSource{Client: client, Namespace: ns, Name: name, Log: log}
+	return s, s.Recorder("trackrouter"), nil
+}
+
+// once renders the first spec version the source delivers, checks it with
+// haproxy -c and writes it: what an init container does before HAProxy
+// starts in the two-container deployment.
+func once(ctx context.Context, s source, opts haproxyconf.Options, checker haproxyconf.Checker, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	first := make(chan Update, 1)
+	go s.Run(ctx, func(u Update) {
+		select {
+		case first <- u:
+		default:
+		}
+	})
+	var u Update
+	select {
+	case u = <-first:
+	case <-ctx.Done():
+		return fmt.Errorf("no spec within a minute: %w", ctx.Err())
+	}
+	r := &Router{Render: opts}
+	_, cfg, err := r.prepare(&u)
+	if err != nil {
+		return err
+	}
+	if err := checker.Check(ctx, cfg); err != nil {
+		return err
+	}
+	return writeAtomic(path, cfg)
+}

@@ -1,0 +1,96 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// ConfigMapSource watches one ConfigMap through the API with an informer
+// limited to that object. The informer's reflector reconnects by itself
+// after an API outage and relists, so edits made meanwhile are seen.
+type ConfigMapSource struct {
+	Client    kubernetes.Interface
+	Namespace string
+	Name      string
+	Resync    time.Duration // informer resync; default 5m (a no-op when nothing changed)
+	Log       *slog.Logger
+}
+
+// Run sends the ConfigMap's service.yaml at start and after every change.
+func (c *ConfigMapSource) Run(ctx context.Context, submit func(Update)) error {
+	resync := c.Resync
+	if resync == 0 {
+		resync = 5 * time.Minute
+	}
+	lw := cache.NewListWatchFromClient(c.Client.CoreV1().RESTClient(), "configmaps", c.Namespace,
+		fields.OneTermEqualSelector("metadata.name", c.Name))
+	informer := cache.NewSharedIndexInformer(lw, &corev1.ConfigMap{}, resync, cache.Indexers{})
+	send := func(obj any) {
+		cm, ok := obj.(*corev1.ConfigMap)
+		if !ok {
+			return
+		}
+		src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", cm.Namespace, cm.Name), Namespace: cm.Namespace, Name: cm.Name}
+		data, ok := cm.Data[weights.DataKey]
+		if !ok {
+			submit(Update{Source: src, Err: fmt.Errorf("ConfigMap %s/%s has no key %s", cm.Namespace, cm.Name, weights.DataKey)})
+			return
+		}
+		submit(Update{Data: []byte(data), Source: src})
+	}
+	informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    send,
+		UpdateFunc: func(_, obj any) { send(obj) },
+		DeleteFunc: func(any) {
+			src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", c.Namespace, c.Name), Namespace: c.Namespace, Name: c.Name}
+			submit(Update{Source: src, Err: fmt.Errorf("ConfigMap %s/%s was deleted", c.Namespace, c.Name)})
+		},
+	})
+	informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		c.Log.Warn("ConfigMap watch interrupted; the informer retries with backoff and keeps the last good config", "configmap", c.Namespace+"/"+c.Name, "err", err)
+	})
+	informer.Run(ctx.Done())
+	return nil
+}
+
+// Recorder returns a Rejecter that emits a Warning Event on the ConfigMap
+// for each rejected spec. Call Stop when done.
+func (c *ConfigMapSource) Recorder(component string) *EventRejecter {
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.Client.CoreV1().Events(c.Namespace)})
+	return &EventRejecter{
+		broadcaster: b,
+		recorder:    b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component}),
+		namespace:   c.Namespace,
+		name:        c.Name,
+	}
+}
+
+// EventRejecter emits Warning Events for rejected specs.
+type EventRejecter struct {
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+	namespace   string
+	name        string
+}
+
+// Rejected emits a Warning Event "InvalidSpec" on the ConfigMap.
+func (e *EventRejecter) Rejected(src weights.Source, err error) {
+	ref := &corev1.ObjectReference{Kind: "ConfigMap", APIVersion: "v1", Namespace: e.namespace, Name: e.name}
+	e.recorder.Eventf(ref, corev1.EventTypeWarning, "InvalidSpec", "spec rejected, the last good config stays: %v", err)
+}
+
+// Stop flushes and stops the event broadcaster.
+func (e *EventRejecter) Stop() { e.broadcaster.Shutdown() }
