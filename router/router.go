@@ -51,7 +51,7 @@ type Router struct {
 	latest  *Update
 	wake    chan struct{}
 	ready   atomic.Bool
-	applied atomic.Int64 // applies that changed something, for tests
+	applied atomic.Pointer[[]byte] // the live config, for readers outside Run
 
 	// Owned by Run.
 	live    []byte  // the config HAProxy runs, nil before the first apply
@@ -87,6 +87,15 @@ func (r *Router) take() *Update {
 	u := r.latest
 	r.latest = nil
 	return u
+}
+
+// Applied returns the config HAProxy runs as far as the router applied it,
+// or nil before the first apply.
+func (r *Router) Applied() []byte {
+	if p := r.applied.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Ready reports whether HAProxy runs with a valid config that the router applied.
@@ -227,7 +236,7 @@ func (r *Router) done(spec *weights.Spec, cfg []byte, w map[haproxyconf.ServerKe
 	r.live, r.failed = cfg, nil
 	r.lastErr = nil
 	r.ready.Store(true)
-	r.applied.Add(1)
+	r.applied.Store(&cfg)
 	r.Metrics.setWeights(w)
 	r.Log.Info("applied", "service", spec.Service, "how", how, "why", why, "duration", time.Since(start).Round(time.Microsecond).String())
 }

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ type Supervisor struct {
 	Config string // config file path
 	CLI    *MasterCLI
 	Log    *slog.Logger
+	Output io.Writer // HAProxy's stdout and stderr; default os.Stderr
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -63,6 +65,9 @@ func (s *Supervisor) start(ctx context.Context) error {
 	os.Remove(s.CLI.Socket) // a socket left by an earlier run refuses the bind
 	cmd := exec.Command(s.Binary, "-W", "-S", s.CLI.Socket+",mode,600", "-f", s.Config)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if s.Output != nil {
+		cmd.Stdout, cmd.Stderr = s.Output, s.Output
+	}
 	// HAProxy dies with the sidecar, even if the sidecar is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

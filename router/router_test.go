@@ -1,0 +1,107 @@
+package router
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestWeightEditAppliesAtRuntime(t *testing.T) {
+	h := newHarness(t)
+	if got := h.send(100, "FREE"); got["canary"] != 5 || got["production"] != 95 {
+		t.Fatalf("before the edit: want canary 5 / production 95 of 100, got %v", got)
+	}
+	reloads := h.reloads()
+	h.writeSpec(h.spec(30, 70))
+	h.waitFor("runtime update", func() bool { return h.runtimeUpdates() == 1 })
+
+	got := h.send(1000, "FREE")
+	if diff := cmp.Diff(map[string]int{"canary": 300, "production": 700}, got); diff != "" {
+		t.Errorf("split after the edit (-want +got):\n%s", diff)
+	}
+	if h.reloads() != reloads {
+		t.Errorf("a weight edit reloaded HAProxy: reloads %v -> %v", reloads, h.reloads())
+	}
+	if cfg := h.configOnDisk(); !strings.Contains(cfg, "server canary "+h.backends["canary"].Addr+" weight 30 ") {
+		t.Errorf("the file on disk does not carry the new weight:\n%s", cfg)
+	}
+}
+
+func TestStructuralEditReloads(t *testing.T) {
+	h := newHarness(t)
+	if got := h.send(10, "BETA"); got["paid"]+got["production"] != 10 {
+		t.Fatalf("before the edit BETA is not a group: want the default backend, got %v", got)
+	}
+	reloads := h.reloads()
+	spec := strings.Replace(h.spec(5, 95), "  FREE: canary\n", "  FREE: canary\n  BETA: beta\n", 1)
+	spec = strings.Replace(spec, "  internal:   {internal: 100}\n", "  internal:   {internal: 100}\n  beta:       {canary: 1}\n", 1)
+	h.writeSpec(spec)
+	h.waitFor("reload", func() bool { return h.reloads() == reloads+1 })
+
+	if diff := cmp.Diff(map[string]int{"canary": 50}, h.send(50, "beta")); diff != "" {
+		t.Errorf("BETA after the edit (-want +got):\n%s", diff)
+	}
+	if h.runtimeUpdates() != 0 {
+		t.Errorf("a structural edit went through the Runtime API")
+	}
+}
+
+func TestInvalidEditChangesNothing(t *testing.T) {
+	h := newHarness(t)
+	before := h.configOnDisk()
+	reloads := h.reloads()
+	h.writeSpec(h.spec(300, 95))
+	h.waitFor("rejection", func() bool { return h.rejected() == 1 })
+
+	if !strings.Contains(h.logs.String(), "service.yaml:15: backends.canary.canary: weight 300 is out of range 0-256") {
+		t.Errorf("the log does not name the field and line:\n%s", h.logs.String())
+	}
+	if got := h.send(100, "FREE"); got["canary"] != 5 || got["production"] != 95 {
+		t.Errorf("after a rejected edit: want the old split canary 5 / production 95, got %v", got)
+	}
+	if h.reloads() != reloads || h.runtimeUpdates() != 0 {
+		t.Errorf("a rejected edit touched HAProxy: reloads %v -> %v, runtime updates %v", reloads, h.reloads(), h.runtimeUpdates())
+	}
+	if h.configOnDisk() != before {
+		t.Error("a rejected edit changed the config on disk")
+	}
+	if !h.router.Ready() {
+		t.Error("a rejected edit made the sidecar not ready; the old config still serves")
+	}
+
+	// The next valid edit is applied.
+	h.writeSpec(h.spec(10, 90))
+	h.waitFor("runtime update", func() bool { return h.runtimeUpdates() == 1 })
+	if got := h.send(100, "FREE"); got["canary"] != 10 {
+		t.Errorf("after a valid edit: want canary 10 of 100, got %v", got)
+	}
+}
+
+func TestBurstOfEditsCoalesces(t *testing.T) {
+	h := newHarness(t)
+	reloads := h.reloads()
+	// 100 structural edits (a group renamed each time) with the final one known.
+	const edits = 100
+	for i := 1; i <= edits; i++ {
+		spec := strings.Replace(h.spec(i, 100), "  FREE: canary\n", "  FREE: canary\n  G"+strconv.Itoa(i)+": canary\n", 1)
+		h.writeSpec(spec)
+	}
+	h.waitFor("final state applied", func() bool {
+		return strings.Contains(string(h.router.Applied()), "-i G"+strconv.Itoa(edits)+" }")
+	})
+	got := h.send(200, "G"+strconv.Itoa(edits))
+	if diff := cmp.Diff(map[string]int{"canary": 100, "production": 100}, got); diff != "" {
+		t.Errorf("final state (-want +got):\n%s", diff)
+	}
+	if got := h.send(10, "G1"); got["canary"] != 0 {
+		t.Errorf("a group of an earlier edit is still routed to canary: %v", got)
+	}
+	n := h.reloads() - reloads
+	t.Logf("%d edits, %v reloads, %v runtime updates", edits, n, h.runtimeUpdates())
+	if n > edits/4 {
+		t.Errorf("%d edits caused %v reloads: want far fewer", edits, n)
+	}
+}
+
