@@ -137,7 +137,9 @@ func (h *harness) reloads() float64 {
 	return testutil.ToFloat64(h.router.Metrics.Reloads.WithLabelValues("success"))
 }
 
-func (h *harness) runtimeUpdates() float64 { return testutil.ToFloat64(h.router.Metrics.RuntimeUpdates) }
+func (h *harness) runtimeUpdates() float64 {
+	return testutil.ToFloat64(h.router.Metrics.RuntimeUpdates)
+}
 
 func (h *harness) rejected() float64 { return testutil.ToFloat64(h.router.Metrics.Rejected) }
 
