@@ -1,9 +1,9 @@
 # trackrouter. `make test` runs every test; `make demo` runs the sidecar
-# locally (once it exists; until then `make render`).
+# locally with demo backends.
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: all build test test-short vet fmt-check render kube-bins golden cluster-up cluster-down
+.PHONY: demo all build test test-short vet fmt-check render kube-bins golden cluster-up cluster-down
 
 all: build
 
@@ -12,6 +12,10 @@ build:
 
 render:
 	$(GO) run ./cmd/trackctl render examples/account-service.yaml
+
+# demo runs the sidecar locally: HAProxy, demo backends and the example spec.
+demo:
+	$(GO) run ./cmd/trackrouter --demo
 
 # test runs every test, with the race detector, against a real haproxy.
 test: fmt-check vet

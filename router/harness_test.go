@@ -44,7 +44,7 @@ backends:
 // harness is a sidecar in --run-haproxy mode watching a spec file, with a
 // real HAProxy and one echo backend per track.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	specPath string
 	router   *Router
@@ -56,7 +56,15 @@ type harness struct {
 	logs     *lockedBuffer
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
+	t.Helper()
+	return startHarness(t, nil)
+}
+
+// startHarness starts the sidecar with the spec file holding initial(h), or
+// the default spec when initial is nil, or no file when initial returns "".
+// It waits for the first apply only with the default spec.
+func startHarness(t testing.TB, initial func(h *harness) string) *harness {
 	t.Helper()
 	bin := haproxytest.Binary(t)
 	h := &harness{t: t, dir: t.TempDir(), logs: &lockedBuffer{}}
@@ -67,7 +75,12 @@ func newHarness(t *testing.T) *harness {
 	h.backends = haproxytest.StartBackends(t, "internal", "canary", "paid", "production")
 	h.addr = fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
 	h.client = haproxytest.Counter{URL: "http://" + h.addr + "/", Header: "X-Traffic-Group"}
-	h.writeSpec(h.spec(5, 95))
+	switch {
+	case initial == nil:
+		h.writeSpec(h.spec(5, 95))
+	case initial(h) != "":
+		h.writeSpec(initial(h))
+	}
 
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cli := &MasterCLI{Socket: filepath.Join(h.dir, "master.sock")}
@@ -90,8 +103,10 @@ func newHarness(t *testing.T) *harness {
 	go func() { defer wg.Done(); src.Run(ctx, h.router.Submit) }()
 	go func() { wg.Wait(); close(h.done) }()
 	t.Cleanup(h.stop)
-	h.waitFor("first config applied", func() bool { return h.router.Ready() })
-	haproxytest.WaitListening(t, h.addr)
+	if initial == nil {
+		h.waitFor("first config applied", func() bool { return h.router.Ready() })
+		haproxytest.WaitListening(t, h.addr)
+	}
 	return h
 }
 

@@ -57,6 +57,7 @@ type Router struct {
 	live    []byte  // the config HAProxy runs, nil before the first apply
 	failed  []byte  // a config whose reload failed: not retried until it changes
 	retry   *Update // an update to apply again: HAProxy was unreachable
+	invalid *Update // the last rejected update: a resync of it is not rejected again
 	lastErr error
 }
 
@@ -163,11 +164,17 @@ func (r *Router) restartIfDown(ctx context.Context) {
 // apply takes one spec version to HAProxy.
 func (r *Router) apply(ctx context.Context, u *Update) {
 	start := time.Now()
+	if r.invalid != nil && u.Err == nil && r.invalid.Err == nil && bytes.Equal(u.Data, r.invalid.Data) {
+		r.Log.Debug("spec unchanged since it was rejected", "source", u.Source.String())
+		return
+	}
 	spec, cfg, err := r.prepare(u)
 	if err != nil {
+		r.invalid = u
 		r.reject(u, err)
 		return
 	}
+	r.invalid = nil
 	if bytes.Equal(cfg, r.live) {
 		r.Log.Debug("spec unchanged: nothing to apply", "source", u.Source.String())
 		return
@@ -226,7 +233,11 @@ func (r *Router) prepare(u *Update) (*weights.Spec, []byte, error) {
 
 func (r *Router) reject(u *Update, err error) {
 	r.Metrics.Rejected.Inc()
-	r.Log.Error("spec rejected; the last good config stays", "source", u.Source.String(), "err", err.Error())
+	stays := "the last good config stays"
+	if r.live == nil {
+		stays = "no config applied yet: not ready until a valid spec arrives"
+	}
+	r.Log.Error("spec rejected; "+stays, "source", u.Source.String(), "err", err.Error())
 	if r.Rejecter != nil {
 		r.Rejecter.Rejected(u.Source, err)
 	}

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -104,5 +105,36 @@ func TestBurstOfEditsCoalesces(t *testing.T) {
 	t.Logf("%d edits, %v reloads, %v runtime updates", edits, n, h.runtimeUpdates())
 	if n > edits/4 {
 		t.Errorf("%d edits caused %v reloads: want far fewer", edits, n)
+	}
+}
+
+func TestStartWithoutValidSpec(t *testing.T) {
+	tests := []struct {
+		name    string
+		initial func(h *harness) string
+		log     string
+	}{
+		{"missing file", func(*harness) string { return "" }, "read spec: open"},
+		{"invalid spec", func(h *harness) string { return h.spec(5, 95) + "extra: 1\n" }, "service.yaml:18: extra: unknown field"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := startHarness(t, tc.initial)
+			h.waitFor("rejection", func() bool { return h.rejected() == 1 })
+			if h.router.Ready() {
+				t.Error("ready without a valid config")
+			}
+			if !strings.Contains(h.logs.String(), tc.log) {
+				t.Errorf("log lacks %q:\n%s", tc.log, h.logs.String())
+			}
+			if _, err := os.Stat(h.router.ConfigPath); !os.IsNotExist(err) {
+				t.Errorf("a config was written without a valid spec: %v", err)
+			}
+			h.writeSpec(h.spec(5, 95))
+			h.waitFor("ready after a valid edit", h.router.Ready)
+			if got := h.send(100, "FREE"); got["canary"] != 5 {
+				t.Errorf("after the valid edit: want canary 5 of 100, got %v", got)
+			}
+		})
 	}
 }

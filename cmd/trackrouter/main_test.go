@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/trackrouter/trackrouter/internal/haproxytest"
+)
+
+// TestDemoAndSIGTERM runs the README's main command as a user would: the
+// built binary in --demo mode. It must serve the example's routing, report
+// ready, and on SIGTERM stop HAProxy and exit 0.
+func TestDemoAndSIGTERM(t *testing.T) {
+	haproxytest.Binary(t)
+	bin := filepath.Join(t.TempDir(), "trackrouter")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
+	cmd := exec.Command(bin, "--demo", "--demo-dir", t.TempDir(), "--bind", addr, "--metrics-addr", metrics)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	pids := make(chan int, 1)
+	var log strings.Builder
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		started := regexp.MustCompile(`haproxy started" pid=(\d+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if m := started.FindStringSubmatch(sc.Text()); m != nil {
+				pid, _ := strconv.Atoi(m[1])
+				pids <- pid
+			}
+		}
+	}()
+
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + metrics + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 15s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got, err := haproxytest.Counter{URL: "http://" + addr + "/", Header: "X-Traffic-Group"}.Send(100, "FREE")
+	if err != nil || got["canary"] != 5 || got["production"] != 95 {
+		t.Errorf("demo routing: want canary 5 / production 95, got %v, %v", got, err)
+	}
+	var haproxyPID int
+	select {
+	case haproxyPID = <-pids:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no \"haproxy started\" line in the log:\n%s", log.String())
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { <-logDone; exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, log.String())
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatalf("still running 40s after SIGTERM\n%s", log.String())
+	}
+	if err := syscall.Kill(haproxyPID, 0); err == nil {
+		t.Errorf("haproxy (pid %d) still runs after the sidecar exited", haproxyPID)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,107 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/trackrouter/trackrouter/internal/testcluster"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// Convergence: the time from an edit (a file write, or a ConfigMap update
+// through the API) to the new state being live in HAProxy (weights
+// confirmed with get weight, or a reload confirmed with show proc).
+// Run: go test ./router -run '^$' -bench Convergence -benchtime 100x
+func BenchmarkConvergence(b *testing.B) {
+	for _, how := range []string{"runtime", "reload"} {
+		b.Run("file/"+how, func(b *testing.B) {
+			h := newHarness(b)
+			measure(b, h, how, h.writeSpec)
+		})
+		b.Run("configmap/"+how, func(b *testing.B) {
+			c := testcluster.Get(b)
+			h := newHarness(b)
+			ctx := context.Background()
+			name := "bench-" + how
+			cms := c.Client.CoreV1().ConfigMaps("default")
+			cm, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name},
+				Data: map[string]string{weights.DataKey: h.spec(5, 95)}}, metav1.CreateOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cms.Delete(ctx, name, metav1.DeleteOptions{})
+			src := &ConfigMapSource{Client: c.Client, Namespace: "default", Name: name, Log: h.router.Log}
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			go src.Run(sctx, h.router.Submit)
+			measure(b, h, how, func(data string) {
+				cm.Data[weights.DataKey] = data
+				if cm, err = cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+func measure(b *testing.B, h *harness, how string, edit func(string)) {
+	var times []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w := 10 + i%200
+		spec := h.spec(w, 100)
+		marker := fmt.Sprintf(" weight %d ", w)
+		if how == "reload" {
+			spec = strings.Replace(spec, "  FREE: canary\n", fmt.Sprintf("  FREE: canary\n  B%d: canary\n", i), 1)
+			marker = fmt.Sprintf("-i B%d }", i)
+		}
+		start := time.Now()
+		edit(spec)
+		for !strings.Contains(string(h.router.Applied()), marker) {
+			if time.Since(start) > 10*time.Second {
+				b.Fatalf("edit %d not applied within 10s", i)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		times = append(times, time.Since(start))
+		time.Sleep(60 * time.Millisecond) // past MinInterval: measure one edit, not a coalesced burst
+	}
+	b.StopTimer()
+	slices.Sort(times)
+	b.ReportMetric(ms(times[len(times)/2]), "p50-ms")
+	b.ReportMetric(ms(times[len(times)*99/100]), "p99-ms")
+	b.ReportMetric(ms(times[len(times)-1]), "max-ms")
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkReloadsUnderLoad reloads b.N times while 4 clients (2 keep-alive,
+// 2 one connection per request) send requests, and reports the failures.
+// Run: go test ./router -run '^$' -bench ReloadsUnderLoad -benchtime 100x
+func BenchmarkReloadsUnderLoad(b *testing.B) {
+	h := newHarness(b)
+	l := startLoad(h.client.URL, "X-Traffic-Group", "FREE", 4)
+	before := h.reloads()
+	b.ResetTimer()
+	for i := 1; i <= b.N; i++ {
+		h.writeSpec(strings.Replace(h.spec(5, 95), "  FREE: canary\n", fmt.Sprintf("  FREE: canary\n  L%d: canary\n", i), 1))
+		for h.reloads() < before+float64(i) {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.StopTimer()
+	ok, failed, errs := l.finish()
+	b.ReportMetric(float64(ok), "requests")
+	b.ReportMetric(float64(failed), "failed")
+	if failed > 0 {
+		b.Logf("failures: %v", errs)
+	}
+}

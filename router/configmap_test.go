@@ -1,0 +1,87 @@
+package router
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/trackrouter/trackrouter/internal/testcluster"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+func TestMain(m *testing.M) { os.Exit(testcluster.Main(m)) }
+
+// TestConfigMapSource runs the sidecar in API mode against a real
+// kube-apiserver: edits of the ConfigMap made with client-go are applied,
+// an invalid edit gets a Warning Event, traffic keeps flowing while the API
+// server is down, and an edit made after it returns is applied.
+func TestConfigMapSource(t *testing.T) {
+	c := testcluster.Get(t)
+	h := newHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cms := c.Client.CoreV1().ConfigMaps("default")
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "account-service", Labels: map[string]string{weights.ServiceLabel: "account-service"}},
+		Data:       map[string]string{weights.DataKey: h.spec(20, 80)},
+	}
+	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src := &ConfigMapSource{Client: c.Client, Namespace: "default", Name: "account-service", Log: h.router.Log}
+	events := src.Recorder("trackrouter")
+	defer events.Stop()
+	h.router.Rejecter = events
+	srcCtx, stopSrc := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { src.Run(srcCtx, h.router.Submit); close(done) }()
+	defer func() { stopSrc(); <-done }()
+
+	update := func(data string) {
+		t.Helper()
+		cur, err := cms.Get(ctx, "account-service", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Data[weights.DataKey] = data
+		if _, err := cms.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitFor("the ConfigMap's weights", func() bool { return h.runtimeUpdates() == 1 })
+	if got := h.send(100, "FREE"); got["canary"] != 20 {
+		t.Errorf("from the ConfigMap: want canary 20 of 100, got %v", got)
+	}
+
+	update(h.spec(35, 65))
+	h.waitFor("an edit through the API", func() bool { return h.runtimeUpdates() == 2 })
+	if got := h.send(100, "FREE"); got["canary"] != 35 {
+		t.Errorf("after an edit: want canary 35 of 100, got %v", got)
+	}
+
+	update(h.spec(999, 1))
+	h.waitFor("rejection", func() bool { return h.rejected() == 1 })
+	h.waitFor("a Warning Event on the ConfigMap", func() bool {
+		list, err := c.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=account-service,reason=InvalidSpec"})
+		return err == nil && len(list.Items) > 0 && list.Items[0].Type == corev1.EventTypeWarning &&
+			strings.Contains(list.Items[0].Message, "backends.canary.canary: weight 999 is out of range 0-256")
+	})
+
+	c.StopAPIServer()
+	if got := h.send(100, "FREE"); got["canary"] != 35 {
+		t.Errorf("while the API server is down: want the last good split (canary 35 of 100), got %v", got)
+	}
+	if err := c.StartAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	update(h.spec(60, 40))
+	h.waitFor("an edit after the API server returned", func() bool { return h.runtimeUpdates() == 3 })
+	if got := h.send(100, "FREE"); got["canary"] != 60 {
+		t.Errorf("after the outage: want canary 60 of 100, got %v", got)
+	}
+}
