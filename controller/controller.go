@@ -1,0 +1,249 @@
+// Package controller is track-controller: it turns each service spec (a
+// ConfigMap labelled trackrouter.dev/service) into the track Deployments
+// made from one PodTemplate, the track Services, and the HAProxy tier with
+// its sidecar, keeps them as declared, and removes what the spec no longer
+// asks for. It follows kubernetes/sample-controller: informers, a typed
+// rate-limited workqueue, and a sync that writes only differences.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	rbaclisters "k8s.io/client-go/listers/rbac/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// Options configure a Controller.
+type Options struct {
+	RouterImage string        // image of the HAProxy tier (HAProxy and trackrouter)
+	Namespace   string        // watch only this namespace; empty means all
+	Resync      time.Duration // informer resync; default 10m
+	Log         *slog.Logger
+}
+
+// Controller reconciles service specs.
+type Controller struct {
+	client kubernetes.Interface
+	opt    Options
+	log    *slog.Logger
+
+	factory        informers.SharedInformerFactory // our own objects, by label
+	specFactory    informers.SharedInformerFactory // spec ConfigMaps, by label
+	templateFactor informers.SharedInformerFactory // PodTemplates
+	configMaps     corelisters.ConfigMapLister
+	templates      corelisters.PodTemplateLister
+	deployments    appslisters.DeploymentLister
+	services       corelisters.ServiceLister
+	accounts       corelisters.ServiceAccountLister
+	roles          rbaclisters.RoleLister
+	roleBindings   rbaclisters.RoleBindingLister
+	synced         []cache.InformerSynced
+
+	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
+	recorder record.EventRecorder
+	events   record.EventBroadcaster
+
+	// Writes counts create, update and delete calls; Syncs counts finished
+	// syncs. For metrics and tests.
+	Writes atomic.Int64
+	Syncs  atomic.Int64
+}
+
+// New sets up informers and handlers; Run starts them.
+func New(client kubernetes.Interface, opt Options) *Controller {
+	if opt.Resync == 0 {
+		opt.Resync = 10 * time.Minute
+	}
+	ns := informers.WithNamespace(opt.Namespace)
+	if opt.Namespace == "" {
+		ns = informers.WithNamespace(metav1.NamespaceAll)
+	}
+	byLabel := func(sel string) informers.SharedInformerOption {
+		return informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel })
+	}
+	c := &Controller{
+		client:         client,
+		opt:            opt,
+		log:            opt.Log,
+		factory:        informers.NewSharedInformerFactoryWithOptions(client, opt.Resync, ns, byLabel(LabelManagedBy+"="+ManagedBy)),
+		specFactory:    informers.NewSharedInformerFactoryWithOptions(client, opt.Resync, ns, byLabel(weights.ServiceLabel)),
+		templateFactor: informers.NewSharedInformerFactoryWithOptions(client, opt.Resync, ns),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
+			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "specs"}),
+	}
+	cmInf := c.specFactory.Core().V1().ConfigMaps()
+	tmplInf := c.templateFactor.Core().V1().PodTemplates()
+	depInf := c.factory.Apps().V1().Deployments()
+	svcInf := c.factory.Core().V1().Services()
+	saInf := c.factory.Core().V1().ServiceAccounts()
+	roleInf := c.factory.Rbac().V1().Roles()
+	rbInf := c.factory.Rbac().V1().RoleBindings()
+	c.configMaps, c.templates, c.deployments, c.services = cmInf.Lister(), tmplInf.Lister(), depInf.Lister(), svcInf.Lister()
+	c.accounts, c.roles, c.roleBindings = saInf.Lister(), roleInf.Lister(), rbInf.Lister()
+	c.synced = []cache.InformerSynced{cmInf.Informer().HasSynced, tmplInf.Informer().HasSynced, depInf.Informer().HasSynced,
+		svcInf.Informer().HasSynced, saInf.Informer().HasSynced, roleInf.Informer().HasSynced, rbInf.Informer().HasSynced}
+
+	cmInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueue,
+		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
+		DeleteFunc: c.enqueue,
+	})
+	// A PodTemplate change re-syncs every spec of its namespace: there are
+	// few, and only the sync knows which spec names which template.
+	tmplInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueNamespace,
+		UpdateFunc: func(_, obj any) { c.enqueueNamespace(obj) },
+		DeleteFunc: c.enqueueNamespace,
+	})
+	owned := cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueOwner,
+		UpdateFunc: func(_, obj any) { c.enqueueOwner(obj) },
+		DeleteFunc: c.enqueueOwner,
+	}
+	for _, inf := range []cache.SharedIndexInformer{depInf.Informer(), svcInf.Informer(), saInf.Informer(), roleInf.Informer(), rbInf.Informer()} {
+		inf.AddEventHandler(owned)
+	}
+
+	c.events = record.NewBroadcaster()
+	c.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	c.recorder = c.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: ManagedBy})
+	return c
+}
+
+func (c *Controller) enqueue(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	name, err := cache.ObjectToName(obj)
+	if err != nil {
+		utilruntime.HandleError(err)
+		return
+	}
+	c.queue.Add(name)
+}
+
+func (c *Controller) enqueueNamespace(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	o, ok := obj.(metav1.Object)
+	if !ok {
+		return
+	}
+	cms, err := c.configMaps.ConfigMaps(o.GetNamespace()).List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, cm := range cms {
+		c.enqueue(cm)
+	}
+}
+
+// enqueueOwner enqueues the spec ConfigMap that controls obj.
+func (c *Controller) enqueueOwner(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	o, ok := obj.(metav1.Object)
+	if !ok {
+		return
+	}
+	ref := metav1.GetControllerOf(o)
+	if ref == nil || ref.Kind != "ConfigMap" {
+		return
+	}
+	c.queue.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: ref.Name})
+}
+
+// Run starts the informers, waits for their caches, and runs workers until
+// ctx ends.
+func (c *Controller) Run(ctx context.Context, workers int) error {
+	defer utilruntime.HandleCrash()
+	defer c.queue.ShutDown()
+	defer c.events.Shutdown()
+	c.factory.Start(ctx.Done())
+	c.specFactory.Start(ctx.Done())
+	c.templateFactor.Start(ctx.Done())
+	c.log.Info("waiting for informer caches")
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return fmt.Errorf("informer caches did not sync")
+	}
+	c.log.Info("caches synced; starting workers", "workers", workers)
+	for i := 0; i < workers; i++ {
+		go wait.UntilWithContext(ctx, c.runWorker, time.Second)
+	}
+	<-ctx.Done()
+	c.factory.Shutdown()
+	c.specFactory.Shutdown()
+	c.templateFactor.Shutdown()
+	return nil
+}
+
+func (c *Controller) runWorker(ctx context.Context) {
+	for c.processNext(ctx) {
+	}
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	if err := c.syncHandler(ctx, key); err != nil {
+		c.log.Warn("sync failed; retrying with backoff", "configmap", key.String(), "err", err)
+		c.queue.AddRateLimited(key)
+		return true
+	}
+	c.queue.Forget(key)
+	c.Syncs.Add(1)
+	return true
+}
+
+// isOwned reports whether obj is controlled by the ConfigMap cm.
+func isOwned(obj metav1.Object, cm *corev1.ConfigMap) bool {
+	ref := metav1.GetControllerOf(obj)
+	return ref != nil && ref.UID == cm.UID
+}
+
+// available reports whether a Deployment has all its replicas updated,
+// ready and available for its current generation.
+func available(d *appsv1.Deployment) bool {
+	if d.Status.ObservedGeneration < d.Generation {
+		return false
+	}
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	if d.Status.UpdatedReplicas < want || d.Status.AvailableReplicas < want {
+		return false
+	}
+	for _, cond := range d.Status.Conditions {
+		if cond.Type == appsv1.DeploymentAvailable {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return want == 0
+}

@@ -1,0 +1,386 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+
+	"github.com/trackrouter/trackrouter/internal/testcluster"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+func TestMain(m *testing.M) {
+	// Deployment names carry the version (v1.17.0): the API server warns
+	// about dots on every write. Known and intended; keep test output readable.
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	os.Exit(testcluster.Main(m))
+}
+
+var nsCounter atomic.Int32
+
+// setup creates a namespace with the account-service example (ConfigMap and
+// PodTemplate) and returns a client and the namespace.
+func setup(t *testing.T) (kubernetes.Interface, string, *corev1.ConfigMap) {
+	t.Helper()
+	c := testcluster.Get(t)
+	ctx := context.Background()
+	ns := fmt.Sprintf("ctrl-%d", nsCounter.Add(1))
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "default ServiceAccount", func() error {
+		_, err := c.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+	data, err := os.ReadFile("../examples/account-service.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm *corev1.ConfigMap
+	for _, doc := range bytes.Split(data, []byte("\n---\n")) {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch o := obj.(type) {
+		case *corev1.ConfigMap:
+			o.Namespace = ns
+			if cm, err = c.Client.CoreV1().ConfigMaps(ns).Create(ctx, o, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		case *corev1.PodTemplate:
+			o.Namespace = ns
+			if _, err := c.Client.CoreV1().PodTemplates(ns).Create(ctx, o, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return c.Client, ns, cm
+}
+
+// start runs a controller for one namespace until the test ends.
+func start(t *testing.T, client kubernetes.Interface, ns string) *Controller {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	ctrl := New(client, Options{RouterImage: "trackrouter:test", Namespace: ns, Log: log, Resync: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ctrl.Run(ctx, 2); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return ctrl
+}
+
+func poll(t *testing.T, what string, check func() error) {
+	t.Helper()
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 90*time.Second, true, func(context.Context) (bool, error) {
+		last = check()
+		return last == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v (last: %v)", what, err, last)
+	}
+}
+
+func readyDeployment(client kubernetes.Interface, ns, name string, replicas int32) func() error {
+	return func() error {
+		d, err := client.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !available(d) || d.Status.ReadyReplicas != replicas {
+			return fmt.Errorf("%s: %d/%d ready", name, d.Status.ReadyReplicas, replicas)
+		}
+		return nil
+	}
+}
+
+func readyEndpoints(client kubernetes.Interface, ns, service string) (int, error) {
+	slices, err := client.DiscoveryV1().EndpointSlices(ns).List(context.Background(), metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + service})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range slices.Items {
+		for _, ep := range s.Endpoints {
+			if ep.Conditions.Ready != nil && *ep.Conditions.Ready {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+var trackReplicas = map[string]int32{"internal": 2, "canary": 4, "paid": 4, "production": 10}
+var trackVersions = map[string]string{"internal": "v1.18.0", "canary": "v1.17.0", "paid": "v1.15.0", "production": "v1.15.0"}
+
+func converge(t *testing.T, client kubernetes.Interface, ns string) {
+	t.Helper()
+	for track, n := range trackReplicas {
+		poll(t, "track "+track, readyDeployment(client, ns, "account-service-"+track+"-"+trackVersions[track], n))
+		poll(t, "endpoints of "+track, func() error {
+			got, err := readyEndpoints(client, ns, "account-service-"+track)
+			if err == nil && got != int(n) {
+				err = fmt.Errorf("%d ready endpoints, want %d", got, n)
+			}
+			return err
+		})
+	}
+	poll(t, "HAProxy tier", readyDeployment(client, ns, "account-service-haproxy", 4))
+}
+
+func TestAccountServiceConverges(t *testing.T) {
+	client, ns, _ := setup(t)
+	start(t, client, ns)
+	converge(t, client, ns)
+	ctx := context.Background()
+
+	svcs, err := client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + ManagedBy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range svcs.Items {
+		names = append(names, s.Name)
+	}
+	want := "account-service account-service-canary account-service-internal account-service-paid account-service-production"
+	if got := strings.Join(names, " "); got != want {
+		t.Errorf("Services: got %s, want %s", got, want)
+	}
+	canary, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := canary.Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/account-service:v1.17.0" {
+		t.Errorf("canary image: got %s", img)
+	}
+	for k, v := range map[string]string{"app": "account-service", "tier": "service", "track": "canary", "version": "v1.17.0"} {
+		if canary.Spec.Template.Labels[k] != v {
+			t.Errorf("canary pod label %s: got %q, want %q", k, canary.Spec.Template.Labels[k], v)
+		}
+	}
+	svc, err := client.CoreV1().Services(ns).Get(ctx, "account-service-canary", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, hasVersion := svc.Spec.Selector["version"]; hasVersion || svc.Spec.Selector["track"] != "canary" || svc.Spec.Ports[0].Port != 8080 {
+		t.Errorf("canary Service: selector %v, ports %v", svc.Spec.Selector, svc.Spec.Ports)
+	}
+	role, err := client.RbacV1().Roles(ns).Get(ctx, "account-service-haproxy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rn := role.Rules[0].ResourceNames; len(rn) != 1 || rn[0] != "account-service" {
+		t.Errorf("Role must name only the spec ConfigMap, got %v", role.Rules[0])
+	}
+}
+
+// TestVersionBumpBlueGreen bumps canary's version: the new Deployment comes
+// up, the old one goes, and the canary Service never has zero endpoints.
+func TestVersionBumpBlueGreen(t *testing.T) {
+	client, ns, cm := setup(t)
+	start(t, client, ns)
+	converge(t, client, ns)
+	ctx := context.Background()
+
+	// Watch every change of the canary Service's EndpointSlices and record
+	// the fewest ready endpoints ever seen.
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = discoveryv1.LabelServiceName + "=account-service-canary"
+		}))
+	inf := factory.Discovery().V1().EndpointSlices().Informer()
+	var changes, fewest atomic.Int32
+	fewest.Store(1 << 20)
+	count := func(any) {
+		n := 0
+		for _, obj := range inf.GetStore().List() {
+			for _, ep := range obj.(*discoveryv1.EndpointSlice).Endpoints {
+				if ep.Conditions.Ready != nil && *ep.Conditions.Ready {
+					n++
+				}
+			}
+		}
+		changes.Add(1)
+		if int32(n) < fewest.Load() {
+			fewest.Store(int32(n))
+		}
+	}
+	inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: count, UpdateFunc: func(_, o any) { count(o) }, DeleteFunc: count})
+	stop := make(chan struct{})
+	factory.Start(stop)
+	factory.WaitForCacheSync(stop)
+	defer func() { close(stop); factory.Shutdown() }()
+
+	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "canary:     {version: v1.17.0", "canary:     {version: v1.18.0", 1)
+	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "new canary Deployment", readyDeployment(client, ns, "account-service-canary-v1.18.0", 4))
+	poll(t, "old canary Deployment deleted", func() error {
+		_, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there (%v)", err)
+	})
+	poll(t, "canary endpoints all on v1.18.0", func() error {
+		n, err := readyEndpoints(client, ns, "account-service-canary")
+		if err == nil && n != 4 {
+			err = fmt.Errorf("%d ready endpoints", n)
+		}
+		return err
+	})
+	t.Logf("canary EndpointSlices changed %d times during the switch; fewest ready endpoints: %d", changes.Load(), fewest.Load())
+	if fewest.Load() == 0 {
+		t.Error("the canary Service had no ready endpoint during the switch")
+	}
+	if changes.Load() < 3 {
+		t.Errorf("only %d EndpointSlice changes seen: the switch was not observed", changes.Load())
+	}
+}
+
+func TestDriftInvalidEditAndNotOwned(t *testing.T) {
+	client, ns, cm := setup(t)
+	ctx := context.Background()
+	// A Service with a name the spec wants, made by someone else.
+	foreign := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "account-service-internal", Namespace: ns, Labels: map[string]string{"owner": "someone"}},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "other"}, Ports: []corev1.ServicePort{{Port: 9999}}}}
+	if _, err := client.CoreV1().Services(ns).Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctrl := start(t, client, ns)
+	poll(t, "paid track", readyDeployment(client, ns, "account-service-paid-v1.15.0", 4))
+	poll(t, "NotOwned event", eventWith(client, ns, "NotOwned", "Service "+ns+"/account-service-internal"))
+	if s, err := client.CoreV1().Services(ns).Get(ctx, "account-service-internal", metav1.GetOptions{}); err != nil || s.Spec.Ports[0].Port != 9999 {
+		t.Errorf("a Service the controller does not own was changed: %v %v", s.Spec.Ports, err)
+	}
+
+	// Drift: a hand-scaled Deployment and a deleted Service are repaired.
+	dep, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-paid-v1.15.0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep.Spec.Replicas = ptr.To[int32](9)
+	if _, err := client.AppsV1().Deployments(ns).Update(ctx, dep, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.CoreV1().Services(ns).Delete(ctx, "account-service-paid", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "replicas restored to 4", func() error {
+		d, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-paid-v1.15.0", metav1.GetOptions{})
+		if err == nil && *d.Spec.Replicas != 4 {
+			err = fmt.Errorf("replicas %d", *d.Spec.Replicas)
+		}
+		return err
+	})
+	poll(t, "Service recreated", func() error {
+		_, err := client.CoreV1().Services(ns).Get(ctx, "account-service-paid", metav1.GetOptions{})
+		return err
+	})
+
+	// An invalid edit changes nothing and gets a Warning Event.
+	cm, err = client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "replicas: 4}", "replicas: 40}", -1)
+	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "{canary: 5,", "{canary: 300,", 1)
+	writes := ctrl.Writes.Load()
+	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "InvalidSpec event", eventWith(client, ns, "InvalidSpec", "backends.canary.canary: weight 300 is out of range 0-256"))
+	if w := ctrl.Writes.Load(); w != writes {
+		t.Errorf("an invalid spec caused %d writes", w-writes)
+	}
+	if d, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-paid-v1.15.0", metav1.GetOptions{}); err != nil || *d.Spec.Replicas != 4 {
+		t.Errorf("an invalid spec changed replicas: %v", err)
+	}
+}
+
+func eventWith(client kubernetes.Interface, ns, reason, text string) func() error {
+	return func() error {
+		events, err := client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "reason=" + reason})
+		if err != nil {
+			return err
+		}
+		for _, e := range events.Items {
+			if strings.Contains(e.Message, text) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event containing %q among %d", reason, text, len(events.Items))
+	}
+}
+
+func TestDeleteSpecGarbageCollects(t *testing.T) {
+	client, ns, cm := setup(t)
+	start(t, client, ns)
+	converge(t, client, ns)
+	ctx := context.Background()
+	if err := client.CoreV1().ConfigMaps(ns).Delete(ctx, cm.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "everything garbage-collected", func() error {
+		deps, err := client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		svcs, err := client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + ManagedBy})
+		if err != nil {
+			return err
+		}
+		if n := len(deps.Items) + len(svcs.Items); n > 0 {
+			return fmt.Errorf("%d Deployments and %d Services left", len(deps.Items), len(svcs.Items))
+		}
+		return nil
+	})
+}
+
+// TestRestartWritesNothing starts a second controller on a converged
+// service: a steady state costs no write.
+func TestRestartWritesNothing(t *testing.T) {
+	client, ns, _ := setup(t)
+	first := start(t, client, ns)
+	converge(t, client, ns)
+	t.Logf("first controller: %d writes", first.Writes.Load())
+	second := start(t, client, ns)
+	poll(t, "second controller synced the spec", func() error {
+		if second.Syncs.Load() < 1 {
+			return fmt.Errorf("no sync yet")
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // status updates of converged Deployments re-enqueue the spec
+	if w := second.Writes.Load(); w != 0 {
+		t.Errorf("a restarted controller wrote %d times on a converged service", w)
+	}
+}

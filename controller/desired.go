@@ -1,0 +1,214 @@
+package controller
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// Labels and annotations on everything the controller creates.
+const (
+	LabelApp       = "app"
+	LabelTier      = "tier"
+	LabelTrack     = "track"
+	LabelVersion   = "version"
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedBy      = "track-controller"
+	// AnnotationHash is a hash of what the controller wrote into an object's
+	// spec; a different hash means the desired object changed.
+	AnnotationHash = "trackrouter.dev/desired-hash"
+
+	TierService = "service"
+	TierRouter  = "router"
+
+	routerMetricsPort = 9101
+)
+
+// desired is everything one service spec asks for.
+type desired struct {
+	tracks      map[string]*appsv1.Deployment // by track name
+	services    []*corev1.Service             // track Services and the router Service
+	router      *appsv1.Deployment
+	account     *corev1.ServiceAccount
+	role        *rbacv1.Role
+	roleBinding *rbacv1.RoleBinding
+}
+
+// build computes the desired objects for a spec held in cm, with the track
+// Deployments made from tmpl.
+func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, routerImage string) (*desired, error) {
+	d := &desired{tracks: make(map[string]*appsv1.Deployment)}
+	owner := *metav1.NewControllerRef(cm, corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+	meta := func(name string, labels map[string]string) metav1.ObjectMeta {
+		l := map[string]string{LabelManagedBy: ManagedBy, weights.ServiceLabel: spec.Service}
+		for k, v := range labels {
+			l[k] = v
+		}
+		return metav1.ObjectMeta{Name: name, Namespace: cm.Namespace, Labels: l, OwnerReferences: []metav1.OwnerReference{owner}}
+	}
+	for _, track := range spec.TrackNames() {
+		t := spec.Tracks[track]
+		sel := map[string]string{LabelApp: spec.Service, LabelTier: TierService, LabelTrack: track}
+		podLabels := map[string]string{LabelVersion: t.Version}
+		for k, v := range sel {
+			podLabels[k] = v
+		}
+		pod := *tmpl.Template.DeepCopy()
+		pod.Labels = merge(pod.Labels, podLabels)
+		if err := setImageTag(&pod.Spec, spec.Service, t.Version); err != nil {
+			return nil, fmt.Errorf("PodTemplate %s/%s: %w", tmpl.Namespace, tmpl.Name, err)
+		}
+		dep := &appsv1.Deployment{
+			ObjectMeta: meta(spec.DeploymentName(track), podLabels),
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To(int32(t.Replicas)),
+				// The version is in the selector: a new version is a new
+				// Deployment whose pods the old one never adopts.
+				Selector: &metav1.LabelSelector{MatchLabels: podLabels},
+				Template: pod,
+			},
+		}
+		d.tracks[track] = withHash(dep, dep.Spec)
+		svc := &corev1.Service{
+			ObjectMeta: meta(spec.ServiceName(track), sel),
+			Spec:       serviceSpec(sel, spec.Port),
+		}
+		d.services = append(d.services, withHash(svc, svc.Spec))
+	}
+
+	name := spec.Service + "-haproxy"
+	routerLabels := map[string]string{LabelApp: spec.Service, LabelTier: TierRouter}
+	d.account = withHash(&corev1.ServiceAccount{ObjectMeta: meta(name, routerLabels)}, "")
+	d.role = &rbacv1.Role{
+		ObjectMeta: meta(name, routerLabels),
+		Rules: []rbacv1.PolicyRule{
+			// Only this ConfigMap: the sidecar's informer lists and watches
+			// it with a field selector on its name.
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{cm.Name}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		},
+	}
+	d.role = withHash(d.role, d.role.Rules)
+	d.roleBinding = &rbacv1.RoleBinding{
+		ObjectMeta: meta(name, routerLabels),
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: cm.Namespace}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+	}
+	d.roleBinding = withHash(d.roleBinding, []any{d.roleBinding.Subjects, d.roleBinding.RoleRef})
+	router := &appsv1.Deployment{
+		ObjectMeta: meta(name, routerLabels),
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(spec.Router.Replicas)),
+			Selector: &metav1.LabelSelector{MatchLabels: routerLabels},
+			Template: routerPod(spec, cm, name, routerLabels, routerImage),
+		},
+	}
+	d.router = withHash(router, router.Spec)
+	svc := &corev1.Service{ObjectMeta: meta(spec.Service, routerLabels), Spec: serviceSpec(routerLabels, spec.Port)}
+	d.services = append(d.services, withHash(svc, svc.Spec))
+	return d, nil
+}
+
+func serviceSpec(selector map[string]string, port int) corev1.ServiceSpec {
+	return corev1.ServiceSpec{
+		Type:     corev1.ServiceTypeClusterIP,
+		Selector: selector,
+		Ports: []corev1.ServicePort{{
+			Name: "http", Protocol: corev1.ProtocolTCP,
+			Port: int32(port), TargetPort: intstr.FromInt32(int32(port)),
+		}},
+	}
+}
+
+// routerPod runs HAProxy and the sidecar in one container (--run-haproxy)
+// watching this ConfigMap through the API.
+func routerPod(spec *weights.Spec, cm *corev1.ConfigMap, account string, labels map[string]string, image string) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: account,
+			Containers: []corev1.Container{{
+				Name:  "trackrouter",
+				Image: image,
+				Args: []string{
+					"--configmap", cm.Namespace + "/" + cm.Name,
+					"--run-haproxy",
+					"--haproxy-config", "/var/run/haproxy/haproxy.cfg",
+					"--master-socket", "/var/run/haproxy/master.sock",
+					"--metrics-addr", fmt.Sprintf(":%d", routerMetricsPort),
+				},
+				Ports: []corev1.ContainerPort{
+					{Name: "http", ContainerPort: int32(spec.Port), Protocol: corev1.ProtocolTCP},
+					{Name: "metrics", ContainerPort: routerMetricsPort, Protocol: corev1.ProtocolTCP},
+				},
+				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromString("metrics")}}, PeriodSeconds: 2},
+				LivenessProbe:  &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("metrics")}}, PeriodSeconds: 10},
+				VolumeMounts:   []corev1.VolumeMount{{Name: "run", MountPath: "/var/run/haproxy"}},
+			}},
+			Volumes: []corev1.Volume{{Name: "run", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+		},
+	}
+}
+
+// setImageTag sets the tag of the container named like the service (or the
+// only container) to version.
+func setImageTag(pod *corev1.PodSpec, service, version string) error {
+	idx := -1
+	for i, c := range pod.Containers {
+		if c.Name == service {
+			idx = i
+		}
+	}
+	if idx < 0 && len(pod.Containers) == 1 {
+		idx = 0
+	}
+	if idx < 0 {
+		return fmt.Errorf("no container named %q to set the version on (and not exactly one container)", service)
+	}
+	image := pod.Containers[idx].Image
+	if i := strings.Index(image, "@"); i >= 0 {
+		image = image[:i] // a digest pins another version
+	}
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		image = image[:i]
+	}
+	pod.Containers[idx].Image = image + ":" + version
+	return nil
+}
+
+func merge(a, b map[string]string) map[string]string {
+	out := make(map[string]string, len(a)+len(b))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
+
+// hashed is an object that carries the desired-hash annotation.
+type hashed interface {
+	metav1.Object
+}
+
+// withHash stores a hash of what the controller sets in the object's
+// annotations; the sync compares it with the live object's.
+func withHash[T hashed](obj T, content any) T {
+	b, _ := json.Marshal(content)
+	sum := sha256.Sum256(b)
+	obj.SetAnnotations(map[string]string{AnnotationHash: hex.EncodeToString(sum[:8])})
+	return obj
+}
