@@ -19,9 +19,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 
 	"github.com/trackrouter/trackrouter/internal/testcluster"
@@ -382,5 +382,32 @@ func TestRestartWritesNothing(t *testing.T) {
 	time.Sleep(2 * time.Second) // status updates of converged Deployments re-enqueue the spec
 	if w := second.Writes.Load(); w != 0 {
 		t.Errorf("a restarted controller wrote %d times on a converged service", w)
+	}
+}
+
+// TestTwoReplicasOnlyLeaderWrites runs two controllers that compete for one
+// Lease: the service converges and only one of them writes.
+func TestTwoReplicasOnlyLeaderWrites(t *testing.T) {
+	client, ns, _ := setup(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	var ctrls []*Controller
+	done := make(chan struct{}, 2)
+	for _, id := range []string{"replica-a", "replica-b"} {
+		ctrl := New(client, Options{RouterImage: "trackrouter:test", Namespace: ns, Log: log})
+		ctrls = append(ctrls, ctrl)
+		le := LeaderElection{Namespace: ns, Name: "track-controller", Identity: id,
+			LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond}
+		go func() {
+			RunAsLeader(ctx, client, le, log, func(ctx context.Context) { ctrl.Run(ctx, 2) })
+			done <- struct{}{}
+		}()
+	}
+	defer func() { cancel(); <-done; <-done }()
+	converge(t, client, ns)
+	a, b := ctrls[0].Writes.Load(), ctrls[1].Writes.Load()
+	t.Logf("writes: replica-a %d, replica-b %d", a, b)
+	if (a == 0) == (b == 0) {
+		t.Errorf("want exactly one replica writing, got replica-a %d and replica-b %d writes", a, b)
 	}
 }

@@ -351,4 +351,3 @@ func (c *Controller) cleanup(ctx context.Context, cm *corev1.ConfigMap, spec *we
 	}
 	return nil
 }
-

@@ -1,0 +1,43 @@
+// Command track-controller turns trackrouter service specs into track
+// Deployments, track Services and the HAProxy tier. Run with --help.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/trackrouter/trackrouter/controller"
+)
+
+func main() {
+	var cfg controller.Config
+	fs := pflag.NewFlagSet("track-controller", pflag.ExitOnError)
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config)")
+	fs.StringVar(&cfg.Namespace, "namespace", "", "watch only this namespace (default: all)")
+	fs.StringVar(&cfg.RouterImage, "router-image", "", "image of the HAProxy tier, with haproxy and trackrouter (required)")
+	fs.IntVar(&cfg.Workers, "workers", 2, "specs synced in parallel")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9102", "serve /metrics, /healthz and /readyz here; empty disables")
+	fs.BoolVar(&cfg.LeaderElect, "leader-elect", true, "run several replicas; only the holder of the Lease writes")
+	fs.StringVar(&cfg.LeaseNamespace, "lease-namespace", "trackrouter-system", "namespace of the leader Lease")
+	fs.StringVar(&cfg.LeaseName, "lease-name", "track-controller", "name of the leader Lease")
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "track-controller turns each service spec (a ConfigMap labelled trackrouter.dev/service, key\n"+
+			"service.yaml) into its track Deployments, track Services and HAProxy tier, keeps them\n"+
+			"as declared and removes what the spec no longer asks for.\n\nFlags:\n%s", fs.FlagUsages())
+	}
+	fs.Parse(os.Args[1:])
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := controller.Execute(ctx, cfg, log); err != nil {
+		log.Error("track-controller", "err", err)
+		stop()
+		os.Exit(1)
+	}
+}
