@@ -131,10 +131,16 @@ func New(client kubernetes.Interface, opt Options) *Controller {
 	return c
 }
 
-func (c *Controller) enqueue(obj any) {
+// unwrap returns the object inside a deletion tombstone, or obj itself.
+func unwrap(obj any) any {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
+		return tomb.Obj
 	}
+	return obj
+}
+
+func (c *Controller) enqueue(obj any) {
+	obj = unwrap(obj)
 	name, err := cache.ObjectToName(obj)
 	if err != nil {
 		utilruntime.HandleError(err)
@@ -144,10 +150,7 @@ func (c *Controller) enqueue(obj any) {
 }
 
 func (c *Controller) enqueueNamespace(obj any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	o, ok := obj.(metav1.Object)
+	o, ok := unwrap(obj).(metav1.Object)
 	if !ok {
 		return
 	}
@@ -162,10 +165,7 @@ func (c *Controller) enqueueNamespace(obj any) {
 
 // enqueueOwner enqueues the spec ConfigMap that controls obj.
 func (c *Controller) enqueueOwner(obj any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	o, ok := obj.(metav1.Object)
+	o, ok := unwrap(obj).(metav1.Object)
 	if !ok {
 		return
 	}

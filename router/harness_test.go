@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -53,7 +52,7 @@ type harness struct {
 	addr     string
 	cancel   context.CancelFunc
 	done     chan struct{}
-	logs     *lockedBuffer
+	logs     *haproxytest.SyncBuffer
 }
 
 func newHarness(t testing.TB) *harness {
@@ -67,7 +66,7 @@ func newHarness(t testing.TB) *harness {
 func startHarness(t testing.TB, initial func(h *harness) string) *harness {
 	t.Helper()
 	bin := haproxytest.Binary(t)
-	h := &harness{t: t, dir: t.TempDir(), logs: &lockedBuffer{}}
+	h := &harness{t: t, dir: t.TempDir(), logs: &haproxytest.SyncBuffer{}}
 	h.specPath = filepath.Join(h.dir, "spec", "service.yaml")
 	if err := os.MkdirAll(filepath.Dir(h.specPath), 0o755); err != nil {
 		t.Fatal(err)
@@ -179,21 +178,4 @@ func (h *harness) send(n int, group string) map[string]int {
 		h.t.Fatalf("group %q: %v (answers so far %v)", group, err, got)
 	}
 	return got
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

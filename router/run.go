@@ -12,10 +12,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/kube"
 )
 
 // Config is everything the sidecar is told on its command line.
@@ -131,15 +130,9 @@ func newSource(cfg Config, log *slog.Logger) (source, *EventRejecter, error) {
 		return &FileSource{Path: cfg.ServiceFile, Log: log}, nil, nil
 	}
 	ns, name, _ := strings.Cut(cfg.ConfigMap, "/")
-	var rc *rest.Config
-	var err error
-	if cfg.Kubeconfig != "" {
-		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
-	} else {
-		rc, err = rest.InClusterConfig()
-	}
+	rc, err := kube.Config(cfg.Kubeconfig)
 	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes client config: %w", err)
+		return nil, nil, err
 	}
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {

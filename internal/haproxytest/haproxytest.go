@@ -71,7 +71,7 @@ func StartBackends(tb testing.TB, names ...string) map[string]*echo.Backend {
 type Process struct {
 	Cmd        *exec.Cmd
 	MasterSock string
-	out        *syncBuffer
+	out        *SyncBuffer
 	done       chan struct{}
 }
 
@@ -83,7 +83,7 @@ func (p *Process) Output() string { return p.out.String() }
 func Start(tb testing.TB, bin, cfgPath string) *Process {
 	tb.Helper()
 	sock := filepath.Join(filepath.Dir(cfgPath), "master.sock")
-	out := &syncBuffer{}
+	out := &SyncBuffer{}
 	cmd := exec.Command(bin, "-W", "-S", sock+",mode,600", "-f", cfgPath)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -202,18 +202,20 @@ func (c Counter) Send(n int, group string) (map[string]int, error) {
 	return got, nil
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writers and readers,
+// for logs of processes and goroutines under test.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
