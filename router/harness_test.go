@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -168,12 +167,7 @@ func (h *harness) configOnDisk() string {
 // send sends n requests of a group and fails the test on any error.
 func (h *harness) send(n int, group string) map[string]int {
 	h.t.Helper()
-	// A new client each time: a kept-alive connection may be served by
-	// the worker of the config before the last reload.
-	c := h.client
-	c.Client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
-	defer c.Client.CloseIdleConnections()
-	got, err := c.Send(n, group)
+	got, err := h.client.Send(n, group)
 	if err != nil {
 		h.t.Fatalf("group %q: %v (answers so far %v)", group, err, got)
 	}

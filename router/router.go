@@ -176,6 +176,13 @@ func (r *Router) apply(ctx context.Context, u *Update) {
 	}
 	r.invalid = nil
 	if bytes.Equal(cfg, r.live) {
+		if r.Applied() == nil {
+			// HAProxy already runs this config (an init container wrote
+			// it, or an earlier sidecar did): nothing to change, ready.
+			w, _ := haproxyconf.ServerWeights(cfg)
+			r.done(spec, cfg, w, start, "none", "already live")
+			return
+		}
 		r.Log.Debug("spec unchanged: nothing to apply", "source", u.Source.String())
 		return
 	}

@@ -64,7 +64,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	opts := haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind}
+	opts := renderOptions(cfg)
 	if cfg.BaseConfig != "" {
 		b, err := os.ReadFile(cfg.BaseConfig)
 		if err != nil {
@@ -118,6 +118,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		sup.Stop(cfg.StopGrace)
 	}
 	return err
+}
+
+func renderOptions(cfg Config) haproxyconf.Options {
+	return haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind}
 }
 
 // source is where specs come from.

@@ -170,11 +170,15 @@ type Counter struct {
 }
 
 // Send sends n GET requests with the header set to group ("" sends none)
-// and returns how many each backend answered. Any failed request is an error.
+// and returns how many each backend answered. Any failed request is an
+// error. Without a Client, each call uses new connections.
 func (c Counter) Send(n int, group string) (map[string]int, error) {
 	client := c.Client
 	if client == nil {
-		client = &http.Client{Timeout: 5 * time.Second}
+		// A transport of its own: connections kept alive from an earlier
+		// call could be served by the worker of a config before a reload.
+		client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+		defer client.CloseIdleConnections()
 	}
 	got := make(map[string]int)
 	for i := 0; i < n; i++ {
