@@ -132,7 +132,13 @@ func (m *MasterCLI) Reload(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// Right after a reload the master re-executes itself and refuses
+	// connections for ~50 ms: wait for it rather than fail.
 	before, err := m.ShowProc(ctx)
+	for start := time.Now(); errors.Is(err, ErrUnavailable) && time.Since(start) < 2*time.Second; {
+		time.Sleep(10 * time.Millisecond)
+		before, err = m.ShowProc(ctx)
+	}
 	if err != nil {
 		return err
 	}
