@@ -25,7 +25,12 @@ func TestConfigMapSource(t *testing.T) {
 	h := newHarness(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cms := c.Client.CoreV1().ConfigMaps("default")
+	nsObj, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "sidecar-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := nsObj.Name
+	cms := c.Client.CoreV1().ConfigMaps(ns)
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "account-service", Labels: map[string]string{weights.ServiceLabel: "account-service"}},
 		Data:       map[string]string{weights.DataKey: h.spec(20, 80)},
@@ -33,7 +38,7 @@ func TestConfigMapSource(t *testing.T) {
 	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	src := &ConfigMapSource{Client: c.Client, Namespace: "default", Name: "account-service", Log: h.router.Log}
+	src := &ConfigMapSource{Client: c.Client, Namespace: ns, Name: "account-service", Log: h.router.Log}
 	events := src.Recorder("trackrouter")
 	defer events.Stop()
 	h.router.Rejecter = events
@@ -67,7 +72,7 @@ func TestConfigMapSource(t *testing.T) {
 	update(h.spec(999, 1))
 	h.waitFor("rejection", func() bool { return h.rejected() == 1 })
 	h.waitFor("a Warning Event on the ConfigMap", func() bool {
-		list, err := c.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=account-service,reason=InvalidSpec"})
+		list, err := c.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=account-service,reason=InvalidSpec"})
 		return err == nil && len(list.Items) > 0 && list.Items[0].Type == corev1.EventTypeWarning &&
 			strings.Contains(list.Items[0].Message, "backends.canary.canary: weight 999 is out of range 0-256")
 	})
