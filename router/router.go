@@ -57,6 +57,8 @@ type Router struct {
 	live    []byte  // the config HAProxy runs, nil before the first apply
 	failed  []byte  // a config whose reload failed: not retried until it changes
 	retry   *Update // an update to apply again: HAProxy was unreachable
+	retryAt time.Time
+	backoff time.Duration // doubles per failed retry, 1s to 30s
 	invalid *Update // the last rejected update: a resync of it is not rejected again
 	lastErr error
 }
@@ -126,7 +128,7 @@ func (r *Router) Run(ctx context.Context) error {
 			return nil
 		case <-health.C:
 			r.restartIfDown(ctx)
-			if u := r.retry; u != nil && r.peek() == nil {
+			if u := r.retry; u != nil && r.peek() == nil && time.Now().After(r.retryAt) {
 				r.retry = nil
 				r.apply(ctx, u)
 			}
@@ -205,14 +207,16 @@ func (r *Router) apply(ctx context.Context, u *Update) {
 	if err := r.reload(ctx, cfg); err != nil {
 		r.lastErr = err
 		if errors.Is(err, ErrUnavailable) {
-			r.retry = u
+			r.backoff = min(max(2*r.backoff, time.Second), 30*time.Second)
+			r.retry, r.retryAt = u, time.Now().Add(r.backoff)
+			err = fmt.Errorf("%w (retrying in %s)", err, r.backoff)
 		} else {
 			r.failed = cfg
 		}
 		if r.live == nil {
 			r.ready.Store(false)
 		}
-		r.Log.Error("apply failed; the last good config stays", "service", spec.Service, "err", err)
+		r.Log.Error("apply failed; "+r.stays(), "service", spec.Service, "err", err)
 		return
 	}
 	why := "structural change"
@@ -240,19 +244,23 @@ func (r *Router) prepare(u *Update) (*weights.Spec, []byte, error) {
 
 func (r *Router) reject(u *Update, err error) {
 	r.Metrics.Rejected.Inc()
-	stays := "the last good config stays"
-	if r.live == nil {
-		stays = "no config applied yet: not ready until a valid spec arrives"
-	}
-	r.Log.Error("spec rejected; "+stays, "source", u.Source.String(), "err", err.Error())
+	r.Log.Error("spec rejected; "+r.stays(), "source", u.Source.String(), "err", err.Error())
 	if r.Rejecter != nil {
 		r.Rejecter.Rejected(u.Source, err)
 	}
 }
 
+// stays says what HAProxy serves after a failed apply.
+func (r *Router) stays() string {
+	if r.live == nil {
+		return "no config applied yet: not ready until one is"
+	}
+	return "the last good config stays"
+}
+
 func (r *Router) done(spec *weights.Spec, cfg []byte, w map[haproxyconf.ServerKey]int, start time.Time, how, why string) {
 	r.live, r.failed = cfg, nil
-	r.lastErr = nil
+	r.lastErr, r.backoff = nil, 0
 	r.ready.Store(true)
 	r.applied.Store(&cfg)
 	r.Metrics.setWeights(w)
