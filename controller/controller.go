@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
@@ -50,9 +52,11 @@ type Controller struct {
 	factory        informers.SharedInformerFactory // our own objects, by label
 	specFactory    informers.SharedInformerFactory // spec ConfigMaps, by label
 	templateFactor informers.SharedInformerFactory // PodTemplates
+	labeledFactory informers.SharedInformerFactory // Deployments with app and tier labels, ours or not
 	configMaps     corelisters.ConfigMapLister
 	templates      corelisters.PodTemplateLister
 	deployments    appslisters.DeploymentLister
+	labeled        appslisters.DeploymentLister
 	services       corelisters.ServiceLister
 	accounts       corelisters.ServiceAccountLister
 	roles          rbaclisters.RoleLister
@@ -62,6 +66,9 @@ type Controller struct {
 	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	recorder record.EventRecorder
 	events   record.EventBroadcaster
+
+	reportedMu sync.Mutex
+	reported   map[types.UID]bool // foreign objects already reported
 
 	// Writes counts create, update and delete calls; Syncs counts finished
 	// syncs. For metrics and tests.
@@ -88,6 +95,8 @@ func New(client kubernetes.Interface, opt Options) *Controller {
 		factory:        informers.NewSharedInformerFactoryWithOptions(client, opt.Resync, ns, byLabel(LabelManagedBy+"="+ManagedBy)),
 		specFactory:    informers.NewSharedInformerFactoryWithOptions(client, opt.Resync, ns, byLabel(weights.ServiceLabel)),
 		templateFactor: informers.NewSharedInformerFactoryWithOptions(client, opt.Resync, ns),
+		labeledFactory: informers.NewSharedInformerFactoryWithOptions(client, opt.Resync, ns, byLabel(LabelApp+","+LabelTier)),
+		reported:       make(map[types.UID]bool),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "specs"}),
@@ -95,13 +104,15 @@ func New(client kubernetes.Interface, opt Options) *Controller {
 	cmInf := c.specFactory.Core().V1().ConfigMaps()
 	tmplInf := c.templateFactor.Core().V1().PodTemplates()
 	depInf := c.factory.Apps().V1().Deployments()
+	labeledInf := c.labeledFactory.Apps().V1().Deployments()
+	c.labeled = labeledInf.Lister()
 	svcInf := c.factory.Core().V1().Services()
 	saInf := c.factory.Core().V1().ServiceAccounts()
 	roleInf := c.factory.Rbac().V1().Roles()
 	rbInf := c.factory.Rbac().V1().RoleBindings()
 	c.configMaps, c.templates, c.deployments, c.services = cmInf.Lister(), tmplInf.Lister(), depInf.Lister(), svcInf.Lister()
 	c.accounts, c.roles, c.roleBindings = saInf.Lister(), roleInf.Lister(), rbInf.Lister()
-	c.synced = []cache.InformerSynced{cmInf.Informer().HasSynced, tmplInf.Informer().HasSynced, depInf.Informer().HasSynced,
+	c.synced = []cache.InformerSynced{cmInf.Informer().HasSynced, labeledInf.Informer().HasSynced, tmplInf.Informer().HasSynced, depInf.Informer().HasSynced,
 		svcInf.Informer().HasSynced, saInf.Informer().HasSynced, roleInf.Informer().HasSynced, rbInf.Informer().HasSynced}
 
 	cmInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -185,6 +196,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	c.factory.Start(ctx.Done())
 	c.specFactory.Start(ctx.Done())
 	c.templateFactor.Start(ctx.Done())
+	c.labeledFactory.Start(ctx.Done())
 	c.log.Info("waiting for informer caches")
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return fmt.Errorf("informer caches did not sync")
@@ -197,6 +209,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	c.factory.Shutdown()
 	c.specFactory.Shutdown()
 	c.templateFactor.Shutdown()
+	c.labeledFactory.Shutdown()
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -275,9 +276,22 @@ func TestDriftInvalidEditAndNotOwned(t *testing.T) {
 	if _, err := client.CoreV1().Services(ns).Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// An old canary deployed by hand, with the track's labels.
+	oldLabels := map[string]string{"app": "account-service", "tier": "service", "track": "canary", "version": "v1.16.0"}
+	leftover := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "account-service-canary-v1.16.0", Namespace: ns, Labels: oldLabels},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: oldLabels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: oldLabels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "account-service", Image: "example.com/a:v1.16.0"}}}}}}
+	if _, err := client.AppsV1().Deployments(ns).Create(ctx, leftover, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	ctrl := start(t, client, ns)
 	poll(t, "paid track", readyDeployment(client, ns, "account-service-paid-v1.15.0", 4))
 	poll(t, "NotOwned event", eventWith(client, ns, "NotOwned", "Service "+ns+"/account-service-internal"))
+	poll(t, "NotOwned event for the leftover", eventWith(client, ns, "NotOwned", "account-service-canary-v1.16.0 has the labels of track \"canary\""))
+	if _, err := client.AppsV1().Deployments(ns).Get(ctx, leftover.Name, metav1.GetOptions{}); err != nil {
+		t.Errorf("a Deployment the controller does not own was deleted: %v", err)
+	}
 	if s, err := client.CoreV1().Services(ns).Get(ctx, "account-service-internal", metav1.GetOptions{}); err != nil || s.Spec.Ports[0].Port != 9999 {
 		t.Errorf("a Service the controller does not own was changed: %v %v", s.Spec.Ports, err)
 	}

@@ -84,7 +84,10 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 	if err := c.applyDeployment(ctx, cm, d.router); err != nil {
 		return err
 	}
-	return c.cleanup(ctx, cm, spec, d)
+	if err := c.cleanup(ctx, cm, spec, d); err != nil {
+		return err
+	}
+	return c.reportForeign(cm, spec)
 }
 
 func (c *Controller) warn(cm *corev1.ConfigMap, reason, msg string) {
@@ -98,10 +101,39 @@ func (c *Controller) wrote(cm *corev1.ConfigMap, verb, kind, name string) {
 	c.recorder.Eventf(cm, corev1.EventTypeNormal, verb, "%s %s %s", verb, kind, name)
 }
 
-// notOwned reports an object that has a name the spec wants but that the
-// controller does not own: it is never touched.
+// notOwned reports, once per object, an object that has a name the spec
+// wants but that the controller does not own: it is never touched.
 func (c *Controller) notOwned(cm *corev1.ConfigMap, kind string, obj metav1.Object) {
-	c.warn(cm, "NotOwned", fmt.Sprintf("%s %s/%s exists and is not owned by this spec: left alone", kind, obj.GetNamespace(), obj.GetName()))
+	c.reportOnce(cm, obj, fmt.Sprintf("%s %s/%s exists and is not owned by this spec: left alone", kind, obj.GetNamespace(), obj.GetName()))
+}
+
+func (c *Controller) reportOnce(cm *corev1.ConfigMap, obj metav1.Object, msg string) {
+	c.reportedMu.Lock()
+	seen := c.reported[obj.GetUID()]
+	c.reported[obj.GetUID()] = true
+	c.reportedMu.Unlock()
+	if !seen {
+		c.warn(cm, "NotOwned", msg)
+	}
+}
+
+// reportForeign reports Deployments that carry a track's labels but that
+// this spec does not own (an old version deployed by hand, say): their pods
+// join the track Service, yet the controller never touches them.
+func (c *Controller) reportForeign(cm *corev1.ConfigMap, spec *weights.Spec) error {
+	deps, err := c.labeled.Deployments(cm.Namespace).List(labels.SelectorFromSet(labels.Set{LabelApp: spec.Service, LabelTier: TierService}))
+	if err != nil {
+		return err
+	}
+	for _, dep := range deps {
+		if isOwned(dep, cm) {
+			continue
+		}
+		track := dep.Spec.Template.Labels[LabelTrack]
+		c.reportOnce(cm, dep, fmt.Sprintf("Deployment %s/%s has the labels of track %q but is not owned by this spec: its pods may join Service %s; left alone, delete it if it is a leftover",
+			dep.Namespace, dep.Name, track, spec.ServiceName(track)))
+	}
+	return nil
 }
 
 func sameHash(have, want metav1.Object) bool {

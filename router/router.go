@@ -59,7 +59,7 @@ type Router struct {
 	retry   *Update // an update to apply again: HAProxy was unreachable
 	retryAt time.Time
 	backoff time.Duration // doubles per failed retry, 1s to 30s
-	invalid *Update // the last rejected update: a resync of it is not rejected again
+	invalid *Update       // the last rejected update: a resync of it is not rejected again
 	lastErr error
 }
 
