@@ -425,3 +425,51 @@ func TestTwoReplicasOnlyLeaderWrites(t *testing.T) {
 		t.Errorf("want exactly one replica writing, got replica-a %d and replica-b %d writes", a, b)
 	}
 }
+
+// TestRenameServiceCleansUp renames the spec's service: everything of the
+// old name goes, everything of the new name comes.
+func TestRenameServiceCleansUp(t *testing.T) {
+	client, ns, cm := setup(t)
+	start(t, client, ns)
+	converge(t, client, ns)
+	ctx := context.Background()
+	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Labels[weights.ServiceLabel] = "accounts"
+	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "service: account-service", "service: accounts", 1)
+	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the new name's tier", readyDeployment(client, ns, "accounts-haproxy", 4))
+	poll(t, "nothing left of the old name", func() error {
+		var left []string
+		deps, _ := client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+		for _, o := range deps.Items {
+			left = append(left, "deployment/"+o.Name)
+		}
+		svcs, _ := client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+		for _, o := range svcs.Items {
+			left = append(left, "service/"+o.Name)
+		}
+		sas, _ := client.CoreV1().ServiceAccounts(ns).List(ctx, metav1.ListOptions{})
+		for _, o := range sas.Items {
+			left = append(left, "serviceaccount/"+o.Name)
+		}
+		roles, _ := client.RbacV1().Roles(ns).List(ctx, metav1.ListOptions{})
+		for _, o := range roles.Items {
+			left = append(left, "role/"+o.Name)
+		}
+		rbs, _ := client.RbacV1().RoleBindings(ns).List(ctx, metav1.ListOptions{})
+		for _, o := range rbs.Items {
+			left = append(left, "rolebinding/"+o.Name)
+		}
+		for _, name := range left {
+			if strings.Contains(name, "account-service") {
+				return fmt.Errorf("left: %v", left)
+			}
+		}
+		return nil
+	})
+}

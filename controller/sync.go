@@ -381,5 +381,55 @@ func (c *Controller) cleanup(ctx context.Context, cm *corev1.ConfigMap, spec *we
 		}
 		c.wrote(cm, "Deleted", "Service", s.Name)
 	}
+	return c.cleanupRouterAccess(ctx, cm, d.account.Name)
+}
+
+// staleObject is an owned object to delete.
+type staleObject struct {
+	kind, name string
+	del        func() error
+}
+
+// cleanupRouterAccess deletes the HAProxy tier's ServiceAccount, Role and
+// RoleBinding of an earlier service name (the spec's service was renamed).
+func (c *Controller) cleanupRouterAccess(ctx context.Context, cm *corev1.ConfigMap, want string) error {
+	sel := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy})
+	ns := cm.Namespace
+	var stale []staleObject
+	accounts, err := c.accounts.ServiceAccounts(ns).List(sel)
+	if err != nil {
+		return err
+	}
+	for _, o := range accounts {
+		if isOwned(o, cm) && o.Name != want {
+			stale = append(stale, staleObject{"ServiceAccount", o.Name, func() error {
+				return c.client.CoreV1().ServiceAccounts(ns).Delete(ctx, o.Name, metav1.DeleteOptions{})
+			}})
+		}
+	}
+	roles, err := c.roles.Roles(ns).List(sel)
+	if err != nil {
+		return err
+	}
+	for _, o := range roles {
+		if isOwned(o, cm) && o.Name != want {
+			stale = append(stale, staleObject{"Role", o.Name, func() error { return c.client.RbacV1().Roles(ns).Delete(ctx, o.Name, metav1.DeleteOptions{}) }})
+		}
+	}
+	bindings, err := c.roleBindings.RoleBindings(ns).List(sel)
+	if err != nil {
+		return err
+	}
+	for _, o := range bindings {
+		if isOwned(o, cm) && o.Name != want {
+			stale = append(stale, staleObject{"RoleBinding", o.Name, func() error { return c.client.RbacV1().RoleBindings(ns).Delete(ctx, o.Name, metav1.DeleteOptions{}) }})
+		}
+	}
+	for _, o := range stale {
+		if err := o.del(); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		c.wrote(cm, "Deleted", o.kind, o.name)
+	}
 	return nil
 }
