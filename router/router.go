@@ -50,7 +50,6 @@ type Router struct {
 	mu      sync.Mutex
 	latest  *Update
 	wake    chan struct{}
-	ready   atomic.Bool
 	applied atomic.Pointer[[]byte] // the live config, for readers outside Run
 
 	// Owned by Run.
@@ -60,7 +59,6 @@ type Router struct {
 	retryAt time.Time
 	backoff time.Duration // doubles per failed retry, 1s to 30s
 	invalid *Update       // the last rejected update: a resync of it is not rejected again
-	lastErr error
 }
 
 // Submit hands the router a new version of the spec. Only the latest
@@ -102,7 +100,7 @@ func (r *Router) Applied() []byte {
 }
 
 // Ready reports whether HAProxy runs with a valid config that the router applied.
-func (r *Router) Ready() bool { return r.ready.Load() && r.HAProxy.Alive() }
+func (r *Router) Ready() bool { return r.Applied() != nil && r.HAProxy.Alive() }
 
 // Run applies updates until ctx ends. With an existing config file from an
 // earlier run it starts from that file, so a sidecar restart that renders
@@ -205,16 +203,12 @@ func (r *Router) apply(ctx context.Context, u *Update) {
 		r.Log.Warn("runtime weight update failed; reloading instead", "err", err)
 	}
 	if err := r.reload(ctx, cfg); err != nil {
-		r.lastErr = err
 		if errors.Is(err, ErrUnavailable) {
 			r.backoff = min(max(2*r.backoff, time.Second), 30*time.Second)
 			r.retry, r.retryAt = u, time.Now().Add(r.backoff)
 			err = fmt.Errorf("%w (retrying in %s)", err, r.backoff)
 		} else {
 			r.failed = cfg
-		}
-		if r.live == nil {
-			r.ready.Store(false)
 		}
 		r.Log.Error("apply failed; "+r.stays(), "service", spec.Service, "err", err)
 		return
@@ -226,7 +220,8 @@ func (r *Router) apply(ctx context.Context, u *Update) {
 	r.done(spec, cfg, newWeights, start, "reload", why)
 }
 
-// prepare parses, validates, renders and checks one update.
+// prepare parses, validates and renders one update. haproxy -c runs only
+// before a reload: a weights-only change keeps a config HAProxy already runs.
 func (r *Router) prepare(u *Update) (*weights.Spec, []byte, error) {
 	if u.Err != nil {
 		return nil, nil, u.Err
@@ -260,8 +255,7 @@ func (r *Router) stays() string {
 
 func (r *Router) done(spec *weights.Spec, cfg []byte, w map[haproxyconf.ServerKey]int, start time.Time, how, why string) {
 	r.live, r.failed = cfg, nil
-	r.lastErr, r.backoff = nil, 0
-	r.ready.Store(true)
+	r.backoff = 0
 	r.applied.Store(&cfg)
 	r.Metrics.setWeights(w)
 	r.Log.Info("applied", "service", spec.Service, "how", how, "why", why, "duration", time.Since(start).Round(time.Microsecond).String())
