@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -159,5 +160,35 @@ func TestMountedConfigMapSymlinkSwap(t *testing.T) {
 	h.waitFor("the swapped spec applied", func() bool { return h.runtimeUpdates() == 1 })
 	if got := h.send(100, "FREE"); got["canary"] != 40 {
 		t.Errorf("after the ..data swap: want canary 40 of 100, got %v", got)
+	}
+}
+
+// TestSupervisedHAProxyRestarts kills the HAProxy that --run-haproxy
+// supervises: the sidecar starts it again with the last good config.
+func TestSupervisedHAProxyRestarts(t *testing.T) {
+	h := newHarness(t)
+	h.writeSpec(h.spec(20, 80))
+	h.waitFor("runtime update", func() bool { return h.runtimeUpdates() == 1 })
+	sup := h.router.HAProxy.(*Supervisor)
+	sup.mu.Lock()
+	pid := sup.cmd.Process.Pid
+	sup.mu.Unlock()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("haproxy restarted", func() bool {
+		sup.mu.Lock()
+		now := sup.cmd.Process.Pid
+		sup.mu.Unlock()
+		return now != pid && h.router.Ready()
+	})
+	var got map[string]int
+	h.waitFor("traffic served again", func() bool {
+		var err error
+		got, err = h.client.Send(100, "FREE")
+		return err == nil
+	})
+	if got["canary"] != 20 {
+		t.Errorf("after the restart: want the last good weights (canary 20 of 100), got %v", got)
 	}
 }
