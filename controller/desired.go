@@ -147,6 +147,7 @@ func routerPod(spec *weights.Spec, cm *corev1.ConfigMap, account string, labels 
 					"--run-haproxy",
 					"--haproxy-config", "/var/run/haproxy/haproxy.cfg",
 					"--master-socket", "/var/run/haproxy/master.sock",
+					"--groups-map", "/var/run/haproxy/groups.map",
 					"--metrics-addr", fmt.Sprintf(":%d", routerMetricsPort),
 				},
 				Ports: []corev1.ContainerPort{

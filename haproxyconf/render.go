@@ -5,6 +5,7 @@ package haproxyconf
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -54,6 +55,10 @@ type Options struct {
 	ClusterDomain string
 	// Bind is the frontend's listen address; empty means ":<port>".
 	Bind string
+	// GroupsMap, when set, is the path of a map file (see GroupsMap) that
+	// routes header groups, instead of one ACL per group: the sidecar then
+	// changes groups through the Runtime API, without a reload.
+	GroupsMap string
 }
 
 // Render returns the haproxy.cfg for s: the base config, a resolvers section,
@@ -115,7 +120,20 @@ func (r *renderer) render() error {
 	}
 	r.set(r.p.Set(parser.Frontends, fe, "mode", &types.StringC{Value: "http"}))
 	r.set(r.p.Insert(parser.Frontends, fe, "bind", types.Bind{Path: bind}))
+	if r.opt.GroupsMap != "" {
+		if !mapPathRE.MatchString(r.opt.GroupsMap) {
+			return fmt.Errorf("groups map path %q: use an absolute path of letters, digits, '_', '.', '-' and '/'", r.opt.GroupsMap)
+		}
+		// Lowercased header, exact lookup: the map's keys are lowercased
+		// group values. No match gives the default backend.
+		r.set(r.p.Insert(parser.Frontends, fe, "use_backend", types.UseBackend{
+			Name: fmt.Sprintf("%%[req.fhdr(%s),lower,map(%s,%s)]", s.Header, r.opt.GroupsMap, s.Default),
+		}))
+	}
 	for _, value := range s.GroupValues() {
+		if r.opt.GroupsMap != "" {
+			break
+		}
 		// The group value and the header name are validated tokens
 		// ([A-Za-z0-9._-]); -i matches them case-insensitively. fhdr takes the
 		// last occurrence whole, so a value with a comma matches nothing.
@@ -178,6 +196,29 @@ func (r *renderer) backend(name string) {
 			}),
 		}))
 	}
+}
+
+var mapPathRE = regexp.MustCompile(`^/[A-Za-z0-9_./-]+$`)
+
+// GroupsMap returns the map file for Options.GroupsMap: one line per group,
+// the lowercased header value and its backend, sorted.
+func GroupsMap(s *weights.Spec) []byte {
+	var b strings.Builder
+	for _, value := range s.GroupValues() {
+		fmt.Fprintf(&b, "%s %s\n", strings.ToLower(value), s.Groups[value])
+	}
+	return []byte(b.String())
+}
+
+// ParseGroupsMap reads a map file written by GroupsMap.
+func ParseGroupsMap(data []byte) map[string]string {
+	m := make(map[string]string)
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), " "); ok {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m
 }
 
 // checkBind accepts [host]:port, the only shapes the frontend needs; the value

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +23,9 @@ type HAProxy interface {
 	// SetWeight sets a server's weight through the Runtime API and confirms
 	// it with get weight.
 	SetWeight(ctx context.Context, backend, server string, weight int) error
+	// SetGroups changes the entries of a groups map from old to new through
+	// the Runtime API and confirms them with show map.
+	SetGroups(ctx context.Context, path string, old, new map[string]string) error
 	// Alive reports whether HAProxy is running, as far as is known.
 	Alive() bool
 }
@@ -195,6 +200,50 @@ func (m *MasterCLI) SetWeight(ctx context.Context, backend, server string, weigh
 	got, convErr := strconv.Atoi(strings.Fields(out + " x")[0])
 	if convErr != nil || got != weight {
 		return fmt.Errorf("get weight %s: want %d, HAProxy says %q", key, weight, strings.TrimSpace(out))
+	}
+	return nil
+}
+
+// SetGroups deletes, adds and sets map entries on the current worker, then
+// checks with show map that the map holds exactly new.
+func (m *MasterCLI) SetGroups(ctx context.Context, path string, old, new map[string]string) error {
+	var cmds []string
+	for _, k := range slices.Sorted(maps.Keys(old)) {
+		if _, ok := new[k]; !ok {
+			cmds = append(cmds, fmt.Sprintf("@1 del map %s %s", path, k))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(new)) {
+		v, ok := old[k]
+		switch {
+		case !ok:
+			cmds = append(cmds, fmt.Sprintf("@1 add map %s %s %s", path, k, new[k]))
+		case v != new[k]:
+			cmds = append(cmds, fmt.Sprintf("@1 set map %s %s %s", path, k, new[k]))
+		}
+	}
+	for _, c := range cmds {
+		out, err := m.command(ctx, c)
+		if err != nil {
+			return err
+		}
+		if s := strings.TrimSpace(out); s != "" {
+			return fmt.Errorf("%s: %s", strings.TrimPrefix(c, "@1 "), s)
+		}
+	}
+	out, err := m.command(ctx, "@1 show map "+path)
+	if err != nil {
+		return err
+	}
+	got := make(map[string]string)
+	for _, line := range strings.Split(out, "\n") {
+		// "0x56493dd9fa20 free canary"
+		if f := strings.Fields(line); len(f) == 3 {
+			got[f[1]] = f[2]
+		}
+	}
+	if !maps.Equal(got, new) {
+		return fmt.Errorf("show map %s: want %v, HAProxy has %v", path, new, got)
 	}
 	return nil
 }

@@ -59,10 +59,16 @@ func newHarness(t testing.TB) *harness {
 	return startHarness(t, nil)
 }
 
+// newMapHarness is newHarness with header groups routed through a map file.
+func newMapHarness(t testing.TB) *harness {
+	t.Helper()
+	return startHarness(t, nil, func(h *harness) { h.router.Render.GroupsMap = filepath.Join(h.dir, "groups.map") })
+}
+
 // startHarness starts the sidecar with the spec file holding initial(h), or
 // the default spec when initial is nil, or no file when initial returns "".
 // It waits for the first apply only with the default spec.
-func startHarness(t testing.TB, initial func(h *harness) string) *harness {
+func startHarness(t testing.TB, initial func(h *harness) string, options ...func(h *harness)) *harness {
 	t.Helper()
 	bin := haproxytest.Binary(t)
 	h := &harness{t: t, dir: t.TempDir(), logs: &haproxytest.SyncBuffer{}}
@@ -91,6 +97,9 @@ func startHarness(t testing.TB, initial func(h *harness) string) *harness {
 		Metrics:     NewMetrics(),
 		Log:         log,
 		MinInterval: 50 * time.Millisecond,
+	}
+	for _, o := range options {
+		o(h)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan struct{})

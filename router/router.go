@@ -11,9 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,7 +57,8 @@ type Router struct {
 
 	// Owned by Run.
 	live    []byte  // the config HAProxy runs, nil before the first apply
-	failed  []byte  // a config whose reload failed: not retried until it changes
+	liveMap []byte  // the groups map HAProxy runs (map mode), nil otherwise
+	failed  []byte  // config and map whose reload failed: not retried until they change
 	retry   *Update // an update to apply again: HAProxy was unreachable
 	retryAt time.Time
 	backoff time.Duration // doubles per failed retry, 1s to 30s
@@ -115,6 +119,9 @@ func (r *Router) Run(ctx context.Context) error {
 	if b, err := os.ReadFile(r.ConfigPath); err == nil && r.HAProxy.Alive() {
 		if _, isSupervisor := r.HAProxy.(*Supervisor); !isSupervisor {
 			r.live = b
+			if r.Render.GroupsMap != "" {
+				r.liveMap, _ = os.ReadFile(r.Render.GroupsMap)
+			}
 		}
 	}
 	health := time.NewTicker(time.Second)
@@ -168,47 +175,47 @@ func (r *Router) apply(ctx context.Context, u *Update) {
 		r.Log.Debug("spec unchanged since it was rejected", "source", u.Source.String())
 		return
 	}
-	spec, cfg, err := r.prepare(u)
+	spec, cfg, groups, err := r.prepare(u)
 	if err != nil {
 		r.invalid = u
 		r.reject(u, err)
 		return
 	}
 	r.invalid = nil
-	if bytes.Equal(cfg, r.live) {
+	if bytes.Equal(cfg, r.live) && bytes.Equal(groups, r.liveMap) {
 		if r.Applied() == nil {
 			// HAProxy already runs this config (an init container wrote
 			// it, or an earlier sidecar did): nothing to change, ready.
 			w, _ := haproxyconf.ServerWeights(cfg)
-			r.done(spec, cfg, w, start, "none", "already live")
+			r.done(spec, cfg, groups, w, start, "none", "already live")
 			return
 		}
 		r.Log.Debug("spec unchanged: nothing to apply", "source", u.Source.String())
 		return
 	}
-	if bytes.Equal(cfg, r.failed) {
+	if bytes.Equal(stateKey(cfg, groups), r.failed) {
 		r.Log.Debug("spec unchanged since its reload failed: not retried", "source", u.Source.String())
 		return
 	}
 	oldWeights, oldMasked := haproxyconf.ServerWeights(r.live)
 	newWeights, newMasked := haproxyconf.ServerWeights(cfg)
 	if r.live != nil && bytes.Equal(oldMasked, newMasked) {
-		err = r.applyWeights(ctx, cfg, oldWeights, newWeights)
+		err = r.applyRuntime(ctx, cfg, groups, oldWeights, newWeights)
 		if err == nil {
-			r.done(spec, cfg, newWeights, start, "runtime", changedWeights(oldWeights, newWeights))
+			r.done(spec, cfg, groups, newWeights, start, "runtime", changes(oldWeights, newWeights, r.liveMap, groups))
 			return
 		}
 		// The Runtime API failed (e.g. HAProxy restarted): a reload
 		// carries the weights in the file.
 		r.Log.Warn("runtime weight update failed; reloading instead", "err", err)
 	}
-	if err := r.reload(ctx, cfg); err != nil {
+	if err := r.reload(ctx, spec, cfg, groups); err != nil {
 		if errors.Is(err, ErrUnavailable) {
 			r.backoff = min(max(2*r.backoff, time.Second), 30*time.Second)
 			r.retry, r.retryAt = u, time.Now().Add(r.backoff)
 			err = fmt.Errorf("%w (retrying in %s)", err, r.backoff)
 		} else {
-			r.failed = cfg
+			r.failed = stateKey(cfg, groups)
 		}
 		r.Log.Error("apply failed; "+r.stays(), "service", spec.Service, "err", err)
 		return
@@ -217,24 +224,33 @@ func (r *Router) apply(ctx context.Context, u *Update) {
 	if r.live == nil {
 		why = "first config"
 	}
-	r.done(spec, cfg, newWeights, start, "reload", why)
+	r.done(spec, cfg, groups, newWeights, start, "reload", why)
+}
+
+// stateKey identifies a config and its groups map together.
+func stateKey(cfg, groups []byte) []byte {
+	return append(append(append([]byte{}, cfg...), 0), groups...)
 }
 
 // prepare parses, validates and renders one update. haproxy -c runs only
 // before a reload: a weights-only change keeps a config HAProxy already runs.
-func (r *Router) prepare(u *Update) (*weights.Spec, []byte, error) {
+// In map mode it also returns the groups map.
+func (r *Router) prepare(u *Update) (spec *weights.Spec, cfg, groups []byte, err error) {
 	if u.Err != nil {
-		return nil, nil, u.Err
+		return nil, nil, nil, u.Err
 	}
-	spec, err := weights.ParseService(u.Source, u.Data)
+	spec, err = weights.ParseService(u.Source, u.Data)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	cfg, err := haproxyconf.Render(spec, r.Render)
+	cfg, err = haproxyconf.Render(spec, r.Render)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return spec, cfg, nil
+	if r.Render.GroupsMap != "" {
+		groups = haproxyconf.GroupsMap(spec)
+	}
+	return spec, cfg, groups, nil
 }
 
 func (r *Router) reject(u *Update, err error) {
@@ -253,22 +269,31 @@ func (r *Router) stays() string {
 	return "the last good config stays"
 }
 
-func (r *Router) done(spec *weights.Spec, cfg []byte, w map[haproxyconf.ServerKey]int, start time.Time, how, why string) {
-	r.live, r.failed = cfg, nil
+func (r *Router) done(spec *weights.Spec, cfg, groups []byte, w map[haproxyconf.ServerKey]int, start time.Time, how, why string) {
+	r.live, r.liveMap, r.failed = cfg, groups, nil
 	r.backoff = 0
 	r.applied.Store(&cfg)
 	r.Metrics.setWeights(w)
 	r.Log.Info("applied", "service", spec.Service, "how", how, "why", why, "duration", time.Since(start).Round(time.Microsecond).String())
 }
 
-// applyWeights sets every changed weight through the Runtime API, then
-// writes the same config to disk so a later reload keeps the weights.
-func (r *Router) applyWeights(ctx context.Context, cfg []byte, old, new map[haproxyconf.ServerKey]int) error {
+// applyRuntime sets every changed weight and group through the Runtime
+// API, then writes the same map and config to disk so a later reload keeps
+// them.
+func (r *Router) applyRuntime(ctx context.Context, cfg, groups []byte, old, new map[haproxyconf.ServerKey]int) error {
 	for _, k := range sortedKeys(new) {
 		if old[k] == new[k] {
 			continue
 		}
 		if err := r.HAProxy.SetWeight(ctx, k.Backend, k.Server, new[k]); err != nil {
+			return err
+		}
+	}
+	if !bytes.Equal(groups, r.liveMap) {
+		if err := r.HAProxy.SetGroups(ctx, r.Render.GroupsMap, haproxyconf.ParseGroupsMap(r.liveMap), haproxyconf.ParseGroupsMap(groups)); err != nil {
+			return err
+		}
+		if err := writeAtomic(r.Render.GroupsMap, groups); err != nil {
 			return err
 		}
 	}
@@ -279,13 +304,14 @@ func (r *Router) applyWeights(ctx context.Context, cfg []byte, old, new map[hapr
 	return nil
 }
 
-// reload checks cfg with haproxy -c, puts it in place and reloads. When the
-// reload fails the last good config goes back and is reloaded.
-func (r *Router) reload(ctx context.Context, cfg []byte) error {
-	if err := r.Checker.Check(ctx, cfg); err != nil {
+// reload checks cfg with haproxy -c, puts it (and in map mode the groups
+// map) in place and reloads. When the reload fails the last good files go
+// back and are reloaded.
+func (r *Router) reload(ctx context.Context, spec *weights.Spec, cfg, groups []byte) error {
+	if err := r.check(ctx, spec, cfg, groups); err != nil {
 		return fmt.Errorf("haproxy -c: %w", err)
 	}
-	if err := writeAtomic(r.ConfigPath, cfg); err != nil {
+	if err := r.write(cfg, groups); err != nil {
 		return err
 	}
 	err := r.HAProxy.Reload(ctx)
@@ -297,7 +323,7 @@ func (r *Router) reload(ctx context.Context, cfg []byte) error {
 	if r.live == nil {
 		return err
 	}
-	if werr := writeAtomic(r.ConfigPath, r.live); werr != nil {
+	if werr := r.write(r.live, r.liveMap); werr != nil {
 		return errors.Join(err, fmt.Errorf("restore last good config: %w", werr))
 	}
 	if rerr := r.HAProxy.Reload(ctx); rerr != nil {
@@ -306,6 +332,44 @@ func (r *Router) reload(ctx context.Context, cfg []byte) error {
 	}
 	r.Metrics.Reloads.WithLabelValues("success").Inc()
 	return fmt.Errorf("%w; the last good config was restored and reloaded", err)
+}
+
+// check runs haproxy -c on cfg. In map mode the config names the groups
+// map's final path, which must not change before the check passes: the
+// check runs on a copy rendered against a temporary map file.
+func (r *Router) check(ctx context.Context, spec *weights.Spec, cfg, groups []byte) error {
+	if groups == nil {
+		return r.Checker.Check(ctx, cfg)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(r.Render.GroupsMap), ".groups.map-check-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(groups)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	opt := r.Render
+	opt.GroupsMap = tmp.Name()
+	checkCfg, err := haproxyconf.Render(spec, opt)
+	if err != nil {
+		return err
+	}
+	return r.Checker.Check(ctx, checkCfg)
+}
+
+// write puts the groups map (if any) and the config in place.
+func (r *Router) write(cfg, groups []byte) error {
+	if groups != nil {
+		if err := writeAtomic(r.Render.GroupsMap, groups); err != nil {
+			return err
+		}
+	}
+	return writeAtomic(r.ConfigPath, cfg)
 }
 
 // writeAtomic writes data to a temporary file in the same directory and
@@ -336,17 +400,40 @@ func writeAtomic(path string, data []byte) error {
 	return nil
 }
 
-func changedWeights(old, new map[haproxyconf.ServerKey]int) string {
-	var b bytes.Buffer
+// changes says in one line which weights and groups a runtime update changed.
+func changes(old, new map[haproxyconf.ServerKey]int, oldMap, newMap []byte) string {
+	var parts []string
 	for _, k := range sortedKeys(new) {
 		if old[k] != new[k] {
-			if b.Len() > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "%s %d->%d", k, old[k], new[k])
+			parts = append(parts, fmt.Sprintf("%s %d->%d", k, old[k], new[k]))
 		}
 	}
-	return "weights " + b.String()
+	if len(parts) > 0 {
+		parts[0] = "weights " + parts[0]
+	}
+	om, nm := haproxyconf.ParseGroupsMap(oldMap), haproxyconf.ParseGroupsMap(newMap)
+	var groups []string
+	for _, k := range slices.Sorted(maps.Keys(nm)) {
+		if om[k] != nm[k] {
+			groups = append(groups, fmt.Sprintf("%s %s->%s", k, orDash(om[k]), nm[k]))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(om)) {
+		if _, ok := nm[k]; !ok {
+			groups = append(groups, fmt.Sprintf("%s %s->-", k, om[k]))
+		}
+	}
+	if len(groups) > 0 {
+		groups[0] = "groups " + groups[0]
+	}
+	return strings.Join(append(parts, groups...), ", ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func sortedKeys(m map[haproxyconf.ServerKey]int) []haproxyconf.ServerKey {

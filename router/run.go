@@ -34,6 +34,7 @@ type Config struct {
 	MinInterval   time.Duration // between two applies
 	StopGrace     time.Duration // soft-stop budget for a supervised HAProxy
 	Once          bool          // write a validated config and exit (an init container)
+	GroupsMap     string        // route groups through this map file, changed at runtime
 }
 
 // Validate checks the combination of settings.
@@ -72,8 +73,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		opts.Base = string(b)
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.HAProxyConfig), 0o755); err != nil {
-		return err
+	for _, f := range []string{cfg.HAProxyConfig, cfg.GroupsMap} {
+		if f == "" {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			return err
+		}
 	}
 	source, rejecter, err := newSource(cfg, log)
 	if err != nil {
@@ -121,7 +127,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 }
 
 func renderOptions(cfg Config) haproxyconf.Options {
-	return haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind}
+	return haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind, GroupsMap: cfg.GroupsMap}
 }
 
 // source is where specs come from.
@@ -165,13 +171,13 @@ func once(ctx context.Context, s source, opts haproxyconf.Options, checker hapro
 	case <-ctx.Done():
 		return fmt.Errorf("no spec within a minute: %w", ctx.Err())
 	}
-	r := &Router{Render: opts}
-	_, cfg, err := r.prepare(&u)
+	r := &Router{Render: opts, Checker: checker, ConfigPath: path}
+	spec, cfg, groups, err := r.prepare(&u)
 	if err != nil {
 		return err
 	}
-	if err := checker.Check(ctx, cfg); err != nil {
+	if err := r.check(ctx, spec, cfg, groups); err != nil {
 		return err
 	}
-	return writeAtomic(path, cfg)
+	return r.write(cfg, groups)
 }

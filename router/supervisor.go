@@ -42,6 +42,11 @@ func (s *Supervisor) SetWeight(ctx context.Context, backend, server string, weig
 	return s.CLI.SetWeight(ctx, backend, server, weight)
 }
 
+// SetGroups goes through the master socket.
+func (s *Supervisor) SetGroups(ctx context.Context, path string, old, new map[string]string) error {
+	return s.CLI.SetGroups(ctx, path, old, new)
+}
+
 // Alive reports whether the HAProxy process runs.
 func (s *Supervisor) Alive() bool { return s.running() }
 

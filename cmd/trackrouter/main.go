@@ -36,6 +36,7 @@ func main() {
 	fs.DurationVar(&cfg.MinInterval, "min-interval", 50*time.Millisecond, "least time between two applies; edits in between coalesce")
 	fs.DurationVar(&cfg.StopGrace, "stop-grace", 30*time.Second, "on SIGTERM with --run-haproxy, how long HAProxy may finish requests")
 	fs.BoolVar(&cfg.Once, "once", false, "write a validated haproxy.cfg from the spec and exit (init container)")
+	fs.StringVar(&cfg.GroupsMap, "groups-map", "", "route header groups through this map file (absolute path), so group edits apply at runtime without a reload (default: one ACL per group)")
 	demoMode := fs.Bool("demo", false, "run locally: HAProxy, demo backends and the example spec in --demo-dir")
 	demoDir := fs.String("demo-dir", filepath.Join(os.TempDir(), "trackrouter-demo"), "working directory of --demo")
 	debug := fs.Bool("debug", false, "log at debug level")

@@ -59,6 +59,14 @@ func Setup(cfg *router.Config, dir string, out io.Writer) (stop func(), err erro
 	cfg.ConfigMap = ""
 	cfg.HAProxyConfig = filepath.Join(dir, "haproxy.cfg")
 	cfg.MasterSocket = filepath.Join(dir, "master.sock")
+	if cfg.GroupsMap == "" {
+		abs, err := filepath.Abs(filepath.Join(dir, "groups.map"))
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		cfg.GroupsMap = abs
+	}
 	cfg.RunHAProxy = true
 	if cfg.Bind == "" {
 		cfg.Bind = fmt.Sprintf("127.0.0.1:%d", spec.Port)
@@ -68,7 +76,7 @@ func Setup(cfg *router.Config, dir string, out io.Writer) (stop func(), err erro
   curl -s -H 'X-Traffic-Group: FREE' http://%[1]s/        # canary 5%%, production 95%%
   curl -s -H 'X-Traffic-Group: ENTERPRISE' http://%[1]s/  # production only
   for i in $(seq 100); do curl -s http://%[1]s/; echo; done | sort | uniq -c
-  # edit weights in %[2]s: applied at runtime, no reload
+  # edit weights or groups in %[2]s: applied at runtime, no reload
   curl -s http://%[3]s/metrics | grep ^trackrouter_
 
 `, cfg.Bind, specPath, cfg.MetricsAddr)
