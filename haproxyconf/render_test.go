@@ -174,3 +174,36 @@ func TestServerWeights(t *testing.T) {
 		t.Error("a new group must change the masked config")
 	}
 }
+
+func TestRenderGroupsMap(t *testing.T) {
+	bin := haproxytest.Binary(t)
+	spec := readSpec(t, "../examples/account-service.yaml")
+	dir := t.TempDir()
+	mapPath := filepath.Join(dir, "groups.map")
+	cfg, err := Render(spec, Options{GroupsMap: mapPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "  use_backend %[req.fhdr(X-Traffic-Group),lower,map(" + mapPath + ",paid)]\n"
+	if !strings.Contains(string(cfg), want) || strings.Contains(string(cfg), "-i FREE") {
+		t.Errorf("want one map rule %q and no ACL per group:\n%s", want, cfg)
+	}
+	groups := GroupsMap(spec)
+	if diff := cmp.Diff("enterprise enterprise\nfree canary\ninternal internal\n", string(groups)); diff != "" {
+		t.Errorf("GroupsMap (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"enterprise": "enterprise", "free": "canary", "internal": "internal"}, ParseGroupsMap(groups)); diff != "" {
+		t.Errorf("ParseGroupsMap (-want +got):\n%s", diff)
+	}
+	if err := os.WriteFile(mapPath, groups, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Checker{Binary: bin}).Check(context.Background(), cfg); err != nil {
+		t.Errorf("haproxy -c: %v", err)
+	}
+	for _, bad := range []string{"groups.map", "/tmp/a b.map", "/tmp/a,b.map", "/tmp/a)b"} {
+		if _, err := Render(spec, Options{GroupsMap: bad}); err == nil || !strings.Contains(err.Error(), "groups map path") {
+			t.Errorf("GroupsMap %q: want an error naming the path, got %v", bad, err)
+		}
+	}
+}
