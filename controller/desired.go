@@ -89,7 +89,7 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 
 	name := spec.Service + "-haproxy"
 	routerLabels := map[string]string{LabelApp: spec.Service, LabelTier: TierRouter}
-	d.account = withHash(&corev1.ServiceAccount{ObjectMeta: meta(name, routerLabels)}, "")
+	d.account = &corev1.ServiceAccount{ObjectMeta: meta(name, routerLabels)}
 	d.role = &rbacv1.Role{
 		ObjectMeta: meta(name, routerLabels),
 		Rules: []rbacv1.PolicyRule{
@@ -106,7 +106,6 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: cm.Namespace}},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
 	}
-	d.roleBinding = withHash(d.roleBinding, []any{d.roleBinding.Subjects, d.roleBinding.RoleRef})
 	router := &appsv1.Deployment{
 		ObjectMeta: meta(name, routerLabels),
 		Spec: appsv1.DeploymentSpec{
@@ -200,14 +199,9 @@ func merge(a, b map[string]string) map[string]string {
 	return out
 }
 
-// hashed is an object that carries the desired-hash annotation.
-type hashed interface {
-	metav1.Object
-}
-
 // withHash stores a hash of what the controller sets in the object's
 // annotations; the sync compares it with the live object's.
-func withHash[T hashed](obj T, content any) T {
+func withHash[T metav1.Object](obj T, content any) T {
 	b, _ := json.Marshal(content)
 	sum := sha256.Sum256(b)
 	obj.SetAnnotations(map[string]string{AnnotationHash: hex.EncodeToString(sum[:8])})

@@ -370,15 +370,4 @@ func (c *Cluster) Stop() {
 	}
 }
 
-// PIDs returns the process IDs of the running components, by name.
-func (c *Cluster) PIDs() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]int, len(c.procs))
-	for name, p := range c.procs {
-		out[name] = p.cmd.Process.Pid
-	}
-	return out
-}
-
 var errNotStarted = errors.New("the test cluster did not start")
