@@ -131,13 +131,25 @@ func serviceSpec(selector map[string]string, port int) corev1.ServiceSpec {
 	}
 }
 
+// routerShutdownDelay and routerStopGrace are the sidecar's shutdown: not
+// ready at once, HAProxy accepting for the delay while the endpoints are
+// removed, then a soft stop of at most the grace. The pod's termination grace
+// period covers both, with a margin.
+const (
+	routerShutdownDelay = 5
+	routerStopGrace     = 30
+	routerTermination   = routerShutdownDelay + routerStopGrace + 5
+)
+
 // routerPod runs HAProxy and the sidecar in one container (--run-haproxy)
 // watching this ConfigMap through the API.
 func routerPod(spec *weights.Spec, cm *corev1.ConfigMap, account string, labels map[string]string, image string) corev1.PodTemplateSpec {
+	grace := int64(routerTermination)
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: labels},
 		Spec: corev1.PodSpec{
-			ServiceAccountName: account,
+			ServiceAccountName:            account,
+			TerminationGracePeriodSeconds: &grace,
 			Containers: []corev1.Container{{
 				Name:  "trackrouter",
 				Image: image,
@@ -148,6 +160,8 @@ func routerPod(spec *weights.Spec, cm *corev1.ConfigMap, account string, labels 
 					"--master-socket", "/var/run/haproxy/master.sock",
 					"--groups-map", "/var/run/haproxy/groups.map",
 					"--metrics-addr", fmt.Sprintf(":%d", routerMetricsPort),
+					"--shutdown-delay", fmt.Sprintf("%ds", routerShutdownDelay),
+					"--stop-grace", fmt.Sprintf("%ds", routerStopGrace),
 				},
 				Ports: []corev1.ContainerPort{
 					{Name: "http", ContainerPort: int32(spec.Port), Protocol: corev1.ProtocolTCP},

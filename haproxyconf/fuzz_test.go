@@ -36,12 +36,12 @@ func FuzzParseRender(f *testing.F) {
 			return
 		}
 		for _, s := range specs {
-			cfg, err := Render(s, Options{})
+			r, err := Render(s, Options{})
 			if err != nil {
 				t.Fatalf("an accepted spec does not render: %v\ninput:\n%s", err, data)
 			}
-			if err := (Checker{Binary: bin}).Check(context.Background(), cfg); err != nil {
-				t.Fatalf("an accepted spec renders a config haproxy refuses: %v\ninput:\n%s\nconfig:\n%s", err, data, cfg)
+			if err := (Checker{Binary: bin}).Check(context.Background(), r.Config); err != nil {
+				t.Fatalf("an accepted spec renders a config haproxy refuses: %v\ninput:\n%s\nconfig:\n%s", err, data, r.Config)
 			}
 		}
 	})

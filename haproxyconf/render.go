@@ -4,6 +4,8 @@
 package haproxyconf
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -61,10 +63,60 @@ type Options struct {
 	GroupsMap string
 }
 
-// Render returns the haproxy.cfg for s: the base config, a resolvers section,
+// Rendered is a spec rendered for HAProxy: the bytes to write, and as typed
+// data the parts that change at runtime (weights, groups map entries) and a
+// stamp that names everything else.
+type Rendered struct {
+	// Config is haproxy.cfg.
+	Config []byte
+	// Stamp is "trackrouter:" and a hash of the config with every weight
+	// left out (and, in map mode, the map entries, which live in another
+	// file). It is the global description, which HAProxy reports in
+	// "show info": equal stamps mean HAProxy runs this config's structure,
+	// and only weights and map entries can differ, which the Runtime API
+	// changes without a reload.
+	Stamp string
+	// Weights is every server's weight.
+	Weights map[ServerKey]int
+	// Map is the groups map file (Options.GroupsMap), nil otherwise.
+	Map []byte
+	// Groups is Map as entries: lowercased header value to backend.
+	Groups map[string]string
+}
+
+// StampPrefix starts every stamp.
+const StampPrefix = "trackrouter:"
+
+// Render returns haproxy.cfg for s: the base config, a resolvers section,
 // one frontend routing on the header, and one backend per spec backend with
 // one weighted server per track. The same spec and options give the same bytes.
-func Render(s *weights.Spec, opt Options) ([]byte, error) {
+func Render(s *weights.Spec, opt Options) (*Rendered, error) {
+	// The stamp hashes a rendering with every weight 1, so that a weight
+	// edit keeps it; the description line is then set to it.
+	structure, err := render(s, opt, "", true)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(structure)
+	stamp := StampPrefix + hex.EncodeToString(sum[:6])
+	cfg, err := render(s, opt, stamp, false)
+	if err != nil {
+		return nil, err
+	}
+	out := &Rendered{Config: cfg, Stamp: stamp, Weights: make(map[ServerKey]int)}
+	for name, b := range s.Backends {
+		for track, w := range b {
+			out.Weights[ServerKey{name, track}] = w
+		}
+	}
+	if opt.GroupsMap != "" {
+		out.Map = GroupsMap(s)
+		out.Groups = ParseGroupsMap(out.Map)
+	}
+	return out, nil
+}
+
+func render(s *weights.Spec, opt Options, stamp string, unitWeights bool) ([]byte, error) {
 	base := opt.Base
 	if base == "" {
 		base = DefaultBase
@@ -73,7 +125,11 @@ func Render(s *weights.Spec, opt Options) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse base config: %w", err)
 	}
-	r := renderer{p: p, spec: s, opt: opt}
+	r := renderer{p: p, spec: s, opt: opt, unitWeights: unitWeights}
+	if stamp != "" {
+		// The description of the user's base config, if any, gives way.
+		r.set(p.Set(parser.Global, parser.GlobalSectionName, "description", &types.StringC{Value: stamp}))
+	}
 	if err := r.render(); err != nil {
 		return nil, fmt.Errorf("render %s: %w", s.Service, err)
 	}
@@ -86,10 +142,11 @@ func header(s *weights.Spec) string {
 }
 
 type renderer struct {
-	p    parser.Parser
-	spec *weights.Spec
-	opt  Options
-	err  error
+	p           parser.Parser
+	spec        *weights.Spec
+	opt         Options
+	unitWeights bool // every server weight 1: the stamp's input
+	err         error
 }
 
 // set records the first error of a sequence of parser calls.
@@ -184,13 +241,17 @@ func (r *renderer) backend(name string) {
 	}
 	b := s.Backends[name]
 	for _, track := range b.Tracks() {
+		w := b[track]
+		if r.unitWeights {
+			w = 1
+		}
 		r.set(r.p.Insert(parser.Backends, name, "server", types.Server{
 			Name:    track,
 			Address: s.TrackAddress(track, ns, domain),
 			// init-addr last,libc,none lets haproxy -c and start-up pass where
 			// the cluster's names do not resolve; the resolvers fill them in.
 			Params: params.ParseServerOptions([]string{
-				"weight", strconv.Itoa(b[track]),
+				"weight", strconv.Itoa(w),
 				"check", "inter", "2s", "fall", "3", "rise", "2",
 				"resolvers", ResolversName, "init-addr", "last,libc,none",
 			}),

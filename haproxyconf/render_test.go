@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,12 +52,13 @@ func TestGolden(t *testing.T) {
 			if base, err := os.ReadFile(filepath.Join(goldenDir, name+".base.cfg")); err == nil {
 				opt.Base = string(base)
 			}
-			got, err := Render(readSpec(t, input), opt)
+			rendered, err := Render(readSpec(t, input), opt)
 			if err != nil {
 				t.Fatal(err)
 			}
+			got := rendered.Config
 			again, err := Render(readSpec(t, input), opt)
-			if err != nil || !bytes.Equal(got, again) {
+			if err != nil || !bytes.Equal(got, again.Config) {
 				t.Fatalf("two renders of the same spec differ (err %v)", err)
 			}
 			golden := filepath.Join(goldenDir, name+".golden.cfg")
@@ -96,12 +98,12 @@ func TestRenderErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := Render(spec, tc.opt)
+			r, err := Render(spec, tc.opt)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want error containing %q, got %v", tc.want, err)
 			}
-			if cfg != nil {
-				t.Errorf("want no config on error, got %d bytes", len(cfg))
+			if r != nil {
+				t.Errorf("want no config on error, got %d bytes", len(r.Config))
 			}
 		})
 	}
@@ -109,10 +111,11 @@ func TestRenderErrors(t *testing.T) {
 
 func TestRenderOptions(t *testing.T) {
 	spec := readSpec(t, filepath.Join(goldenDir, "minimal.input.yaml"))
-	cfg, err := Render(spec, Options{Namespace: "prod", ClusterDomain: "k8s.example", Bind: "127.0.0.1:18080"})
+	r, err := Render(spec, Options{Namespace: "prod", ClusterDomain: "k8s.example", Bind: "127.0.0.1:18080"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := r.Config
 	for _, want := range []string{
 		"  bind 127.0.0.1:18080\n",
 		"  server production web-production.prod.svc.k8s.example:80 weight 1 ",
@@ -141,19 +144,23 @@ func TestCheckReportsLines(t *testing.T) {
 	}
 }
 
-func TestServerWeights(t *testing.T) {
+// TestStamp checks the typed data beside the bytes: the weights, and a stamp
+// that a weight edit keeps and any other edit changes.
+func TestStamp(t *testing.T) {
 	spec := readSpec(t, "../examples/account-service.yaml")
-	cfg, err := Render(spec, Options{})
+	r, err := Render(spec, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, masked := ServerWeights(cfg)
 	want := map[ServerKey]int{
 		{"internal", "internal"}: 100, {"canary", "canary"}: 5, {"canary", "production"}: 95,
 		{"paid", "paid"}: 5, {"paid", "production"}: 95, {"enterprise", "production"}: 100,
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("ServerWeights (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, r.Weights); diff != "" {
+		t.Errorf("Weights (-want +got):\n%s", diff)
+	}
+	if !strings.HasPrefix(r.Stamp, StampPrefix) || !strings.Contains(string(r.Config), "  description "+r.Stamp+"\n") {
+		t.Errorf("the config does not carry its stamp %q as the global description:\n%s", r.Stamp, r.Config)
 	}
 
 	spec.Backends["canary"]["canary"] = 50
@@ -161,17 +168,28 @@ func TestServerWeights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w2, masked2 := ServerWeights(changed)
-	if !bytes.Equal(masked, masked2) || w2[ServerKey{"canary", "canary"}] != 50 {
-		t.Errorf("a weight edit must leave the masked config equal and show the new weight; got %v", w2)
+	if changed.Stamp != r.Stamp || changed.Weights[ServerKey{"canary", "canary"}] != 50 || bytes.Equal(changed.Config, r.Config) {
+		t.Errorf("a weight edit must keep the stamp and change the weight and the bytes; stamps %s %s, weights %v", r.Stamp, changed.Stamp, changed.Weights)
 	}
 	spec.Groups["BETA"] = "canary"
 	structural, err := Render(spec, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, masked3 := ServerWeights(structural); bytes.Equal(masked, masked3) {
-		t.Error("a new group must change the masked config")
+	if structural.Stamp == r.Stamp {
+		t.Error("a new group must change the stamp")
+	}
+	mapped, err := Render(spec, Options{GroupsMap: "/run/groups.map"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(spec.Groups, "BETA")
+	mapped2, err := Render(spec, Options{GroupsMap: "/run/groups.map"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mapped.Stamp != mapped2.Stamp || maps.Equal(mapped.Groups, mapped2.Groups) {
+		t.Errorf("in map mode a group edit must keep the stamp and change the map: %s %s %v %v", mapped.Stamp, mapped2.Stamp, mapped.Groups, mapped2.Groups)
 	}
 }
 
@@ -180,10 +198,11 @@ func TestRenderGroupsMap(t *testing.T) {
 	spec := readSpec(t, "../examples/account-service.yaml")
 	dir := t.TempDir()
 	mapPath := filepath.Join(dir, "groups.map")
-	cfg, err := Render(spec, Options{GroupsMap: mapPath})
+	r, err := Render(spec, Options{GroupsMap: mapPath})
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := r.Config
 	want := "  use_backend %[req.fhdr(X-Traffic-Group),lower,map(" + mapPath + ",paid)]\n"
 	if !strings.Contains(string(cfg), want) || strings.Contains(string(cfg), "-i FREE") {
 		t.Errorf("want one map rule %q and no ACL per group:\n%s", want, cfg)

@@ -27,10 +27,11 @@ func TestTraffic(t *testing.T) {
 		spec.Tracks[name] = tr
 	}
 	port := haproxytest.FreePort(t)
-	cfg, err := Render(spec, Options{Bind: fmt.Sprintf("127.0.0.1:%d", port)})
+	r, err := Render(spec, Options{Bind: fmt.Sprintf("127.0.0.1:%d", port)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := r.Config
 	path := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/haproxytest"
 )
 
@@ -57,8 +58,7 @@ func TestTwoContainerShape(t *testing.T) {
 
 	// The sidecar container.
 	r := &Router{ConfigPath: cfg.HAProxyConfig, HAProxy: &MasterCLI{Socket: proc.MasterSock}, Metrics: NewMetrics(), Log: log,
-		Render: renderOptions(cfg), MinInterval: 50 * time.Millisecond}
-	r.Checker.Binary = bin
+		Render: renderOptions(cfg), MinInterval: 50 * time.Millisecond, Checker: haproxyconf.Checker{Binary: bin}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { r.Run(ctx); done <- struct{}{} }()

@@ -11,37 +11,50 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/trackrouter/trackrouter/haproxyconf"
 )
 
 // HAProxy is what the router needs from a running HAProxy. Only the router's
 // loop calls it, one call at a time: HAProxy loses a reload sent while
-// another is running.
+// another is running. Every error is operational (retried); HAProxy's own
+// verdict on a config comes from haproxy -c or from Observed.Proc.
 type HAProxy interface {
-	// Reload makes HAProxy load the config file again and returns once the
-	// new worker is running, or an error saying why the reload failed.
+	// Observe reads what HAProxy runs: the master's reload counters, the
+	// current worker's stamp and server weights and, when mapPath is set,
+	// the entries of that map.
+	Observe(ctx context.Context, mapPath string) (Observed, error)
+	// Reload asks the master to load the config file again. It returns once
+	// the request was sent; Observe tells whether the reload took effect.
 	Reload(ctx context.Context) error
 	// SetWeight sets a server's weight through the Runtime API and confirms
 	// it with get weight.
-	SetWeight(ctx context.Context, backend, server string, weight int) error
-	// SetGroups changes the entries of a groups map from old to new through
-	// the Runtime API and confirms them with show map.
-	SetGroups(ctx context.Context, path string, old, new map[string]string) error
-	// Alive reports whether HAProxy is running, as far as is known.
-	Alive() bool
+	SetWeight(ctx context.Context, key haproxyconf.ServerKey, weight int) error
+	// ReplaceMap replaces every entry of a map in one step (prepare map,
+	// add map @VER, commit map @VER) and confirms it with show map.
+	ReplaceMap(ctx context.Context, path string, entries map[string]string) error
+}
+
+// Observed is HAProxy's state as HAProxy reports it.
+type Observed struct {
+	Proc    Proc
+	Stamp   string // the current worker's global description; "" if it has none
+	Weights map[haproxyconf.ServerKey]int
+	Groups  map[string]string // the groups map's entries; nil without a map
 }
 
 // MasterCLI drives an HAProxy started in master-worker mode (-W -S socket)
 // through its master socket.
 type MasterCLI struct {
 	Socket  string
-	Timeout time.Duration // for one reload, default 10s
+	Timeout time.Duration // for one command; default 5s
 }
 
-// ErrUnavailable says HAProxy's master socket could not be reached: a
-// transient condition worth retrying, unlike a refused reload.
+// ErrUnavailable says HAProxy's master socket could not be reached.
 var ErrUnavailable = errors.New("haproxy master socket unavailable")
 
 // command sends one line to the master socket and returns the whole answer.
+// A canceled ctx interrupts it at once, even when HAProxy is frozen.
 func (m *MasterCLI) command(ctx context.Context, line string) (string, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", m.Socket)
@@ -49,19 +62,21 @@ func (m *MasterCLI) command(ctx context.Context, line string) (string, error) {
 		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer conn.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	timeout := m.Timeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
 	}
-	conn.SetDeadline(deadline)
+	conn.SetDeadline(time.Now().Add(timeout))
 	if _, err := io.WriteString(conn, line+"\n"); err != nil {
-		return "", fmt.Errorf("master socket: %w", err)
+		return "", fmt.Errorf("master socket %q: %w", line, err)
 	}
 	// Without CloseWrite the master waits for more commands.
 	conn.(*net.UnixConn).CloseWrite()
 	b, err := io.ReadAll(conn)
 	if err != nil {
-		return string(b), fmt.Errorf("master socket: %w", err)
+		return string(b), fmt.Errorf("master socket %q: %w", line, err)
 	}
 	return string(b), nil
 }
@@ -118,136 +133,182 @@ func parseShowProc(out string) (Proc, error) {
 		}
 	}
 	if p.MasterPID == 0 {
-		return p, fmt.Errorf("show proc: no master line in %q", out)
+		return p, fmt.Errorf("show proc: no master line in %q", clip(out))
 	}
 	return p, nil
+}
+
+// Observe reads show proc from the master and show info, show servers
+// state and show map from the current worker.
+func (m *MasterCLI) Observe(ctx context.Context, mapPath string) (Observed, error) {
+	var o Observed
+	var err error
+	if o.Proc, err = m.ShowProc(ctx); err != nil {
+		return o, err
+	}
+	if len(o.Proc.Workers) == 0 {
+		return o, nil // starting, or every worker gone: nothing runs
+	}
+	info, err := m.command(ctx, "@1 show info")
+	if err != nil {
+		return o, err
+	}
+	o.Stamp = parseDescription(info)
+	state, err := m.command(ctx, "@1 show servers state")
+	if err != nil {
+		return o, err
+	}
+	if o.Weights, err = parseServersState(state); err != nil {
+		return o, err
+	}
+	if mapPath != "" {
+		out, err := m.command(ctx, "@1 show map "+mapPath)
+		if err != nil {
+			return o, err
+		}
+		o.Groups = parseShowMap(out)
+	}
+	return o, nil
+}
+
+// parseDescription returns the "description:" line of show info.
+func parseDescription(info string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(line, "description:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// parseServersState reads the user weight of every server from show servers
+// state, by the column names of its header line.
+func parseServersState(out string) (map[haproxyconf.ServerKey]int, error) {
+	w := make(map[haproxyconf.ServerKey]int)
+	col := map[string]int{}
+	for _, line := range strings.Split(out, "\n") {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) == 0:
+		case fields[0] == "#":
+			for i, name := range fields[1:] {
+				col[name] = i
+			}
+		case len(col) > 0:
+			be, srv, uw := col["be_name"], col["srv_name"], col["srv_uweight"]
+			if len(fields) <= max(be, srv, uw) {
+				continue
+			}
+			n, err := strconv.Atoi(fields[uw])
+			if err != nil {
+				return nil, fmt.Errorf("show servers state: weight %q of %s/%s", clip(fields[uw]), fields[be], fields[srv])
+			}
+			w[haproxyconf.ServerKey{Backend: fields[be], Server: fields[srv]}] = n
+		}
+	}
+	if len(col) == 0 {
+		return nil, fmt.Errorf("show servers state: no header in %q", clip(out))
+	}
+	return w, nil
+}
+
+// parseShowMap reads "0x56493dd9fa20 free canary" lines; an unknown map
+// (a config without it) reads as empty.
+func parseShowMap(out string) map[string]string {
+	got := make(map[string]string)
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 3 && strings.HasPrefix(f[0], "0x") {
+			got[f[1]] = f[2]
+		}
+	}
+	return got
+}
+
+// Reload sends "reload". HAProxy 2.6 answers nothing and closes the
+// connection while the master re-executes; 2.7+ answers Success=1 or
+// Success=0 with the start-up log once it parsed the config, which may take
+// longer than the read timeout. So once the line is written, only an
+// explicit Success=0 is an error here: Observe confirms the rest.
+func (m *MasterCLI) Reload(ctx context.Context) error {
+	answer, err := m.command(ctx, "reload")
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	if strings.Contains(answer, "Success=0") {
+		return fmt.Errorf("%w: %s", ErrReloadFailed, clip(strings.TrimSpace(answer)))
+	}
+	return nil
 }
 
 // ErrReloadFailed says HAProxy refused a reload and kept the old workers.
 var ErrReloadFailed = errors.New("haproxy reload failed")
 
-// Reload sends "reload" and confirms it with show proc: the master's reload
-// counter goes up, its failed counter does not, and a worker that was not
-// there before runs. HAProxy 2.6 answers nothing to reload; 2.7+ answers
-// Success=1 or Success=0 with the start-up log, which is used when present.
-func (m *MasterCLI) Reload(ctx context.Context) error {
-	timeout := m.Timeout
-	if timeout == 0 {
-		timeout = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	// Right after a reload the master re-executes itself and refuses
-	// connections for ~50 ms: wait for it rather than fail.
-	before, err := m.ShowProc(ctx)
-	for start := time.Now(); errors.Is(err, ErrUnavailable) && time.Since(start) < 2*time.Second; {
-		time.Sleep(10 * time.Millisecond)
-		before, err = m.ShowProc(ctx)
-	}
-	if err != nil {
-		return err
-	}
-	answer, err := m.command(ctx, "reload")
-	if err != nil {
-		return err
-	}
-	if strings.Contains(answer, "Success=0") {
-		return fmt.Errorf("%w: %s", ErrReloadFailed, strings.TrimSpace(answer))
-	}
-	old := make(map[int]bool)
-	for _, pid := range before.Workers {
-		old[pid] = true
-	}
-	for {
-		after, err := m.ShowProc(ctx)
-		if err == nil {
-			if after.FailedReloads > before.FailedReloads {
-				return fmt.Errorf("%w: the master counts %d failed reloads (was %d)", ErrReloadFailed, after.FailedReloads, before.FailedReloads)
-			}
-			if after.Reloads > before.Reloads {
-				for _, pid := range after.Workers {
-					if !old[pid] {
-						return nil
-					}
-				}
-			}
-		}
-		// While the master re-executes itself the socket may refuse
-		// connections for a moment: keep asking until the deadline.
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: not confirmed within %s (last error: %v)", ErrReloadFailed, timeout, err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
 // SetWeight sets and confirms a server's weight on the current worker.
-func (m *MasterCLI) SetWeight(ctx context.Context, backend, server string, weight int) error {
-	key := backend + "/" + server
-	out, err := m.command(ctx, fmt.Sprintf("@1 set server %s weight %d", key, weight))
-	if err != nil {
+func (m *MasterCLI) SetWeight(ctx context.Context, key haproxyconf.ServerKey, weight int) error {
+	if err := m.expectEmpty(ctx, fmt.Sprintf("@1 set server %s weight %d", key, weight)); err != nil {
 		return err
 	}
-	if s := strings.TrimSpace(out); s != "" {
-		return fmt.Errorf("set server %s weight %d: %s", key, weight, s)
-	}
-	out, err = m.command(ctx, "@1 get weight "+key)
+	out, err := m.command(ctx, "@1 get weight "+key.String())
 	if err != nil {
 		return err
 	}
 	// "20 (initial 10)"
 	got, convErr := strconv.Atoi(strings.Fields(out + " x")[0])
 	if convErr != nil || got != weight {
-		return fmt.Errorf("get weight %s: want %d, HAProxy says %q", key, weight, strings.TrimSpace(out))
+		return fmt.Errorf("get weight %s: want %d, HAProxy says %q", key, weight, clip(strings.TrimSpace(out)))
 	}
 	return nil
 }
 
-// SetGroups deletes, adds and sets map entries on the current worker, then
-// checks with show map that the map holds exactly new.
-func (m *MasterCLI) SetGroups(ctx context.Context, path string, old, new map[string]string) error {
-	var cmds []string
-	for _, k := range slices.Sorted(maps.Keys(old)) {
-		if _, ok := new[k]; !ok {
-			cmds = append(cmds, fmt.Sprintf("@1 del map %s %s", path, k))
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(new)) {
-		v, ok := old[k]
-		switch {
-		case !ok:
-			cmds = append(cmds, fmt.Sprintf("@1 add map %s %s %s", path, k, new[k]))
-		case v != new[k]:
-			cmds = append(cmds, fmt.Sprintf("@1 set map %s %s %s", path, k, new[k]))
-		}
-	}
-	for _, c := range cmds {
-		out, err := m.command(ctx, c)
-		if err != nil {
-			return err
-		}
-		if s := strings.TrimSpace(out); s != "" {
-			return fmt.Errorf("%s: %s", strings.TrimPrefix(c, "@1 "), s)
-		}
-	}
-	out, err := m.command(ctx, "@1 show map "+path)
+// ReplaceMap fills a new version of the map and commits it in one step, so
+// no request sees a half-changed map, then checks it with show map.
+func (m *MasterCLI) ReplaceMap(ctx context.Context, path string, entries map[string]string) error {
+	out, err := m.command(ctx, "@1 prepare map "+path)
 	if err != nil {
 		return err
 	}
-	got := make(map[string]string)
-	for _, line := range strings.Split(out, "\n") {
-		// "0x56493dd9fa20 free canary"
-		if f := strings.Fields(line); len(f) == 3 {
-			got[f[1]] = f[2]
+	// "New version created: 3"
+	_, v, ok := strings.Cut(strings.TrimSpace(out), "New version created:")
+	ver, convErr := strconv.Atoi(strings.TrimSpace(v))
+	if !ok || convErr != nil {
+		return fmt.Errorf("prepare map %s: %q", path, clip(strings.TrimSpace(out)))
+	}
+	for _, k := range slices.Sorted(maps.Keys(entries)) {
+		if err := m.expectEmpty(ctx, fmt.Sprintf("@1 add map @%d %s %s %s", ver, path, k, entries[k])); err != nil {
+			return err
 		}
 	}
-	if !maps.Equal(got, new) {
-		return fmt.Errorf("show map %s: want %v, HAProxy has %v", path, new, got)
+	if err := m.expectEmpty(ctx, fmt.Sprintf("@1 commit map @%d %s", ver, path)); err != nil {
+		return err
+	}
+	out, err = m.command(ctx, "@1 show map "+path)
+	if err != nil {
+		return err
+	}
+	if got := parseShowMap(out); !maps.Equal(got, entries) {
+		return fmt.Errorf("show map %s: want %v, HAProxy has %v", path, entries, got)
 	}
 	return nil
 }
 
-// Alive is true: an HAProxy run by someone else is assumed up, and a failed
-// call says otherwise.
-func (m *MasterCLI) Alive() bool { return true }
+// expectEmpty sends a command whose success is an empty answer.
+func (m *MasterCLI) expectEmpty(ctx context.Context, line string) error {
+	out, err := m.command(ctx, line)
+	if err != nil {
+		return err
+	}
+	if s := strings.TrimSpace(out); s != "" {
+		return fmt.Errorf("%s: %s", strings.TrimPrefix(line, "@1 "), clip(s))
+	}
+	return nil
+}
+
+// clip cuts text for an error message to about 100 characters.
+func clip(s string) string { return clipN(s, 100) }
+
+func clipN(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:n], len(s))
+}

@@ -46,6 +46,8 @@ type harness struct {
 	dir      string
 	specPath string
 	router   *Router
+	sup      *Supervisor
+	cli      *MasterCLI
 	backends map[string]*echo.Backend
 	client   haproxytest.Counter
 	addr     string
@@ -87,13 +89,15 @@ func startHarness(t testing.TB, initial func(h *harness) string, options ...func
 	}
 
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cli := &MasterCLI{Socket: filepath.Join(h.dir, "master.sock")}
+	h.cli = &MasterCLI{Socket: filepath.Join(h.dir, "master.sock")}
 	cfgPath := filepath.Join(h.dir, "haproxy.cfg")
+	h.sup = &Supervisor{Binary: bin, Config: cfgPath, Socket: h.cli.Socket, Log: log, Output: h.logs}
 	h.router = &Router{
 		ConfigPath:  cfgPath,
 		Render:      haproxyconf.Options{Bind: h.addr},
 		Checker:     haproxyconf.Checker{Binary: bin},
-		HAProxy:     &Supervisor{Binary: bin, Config: cfgPath, CLI: cli, Log: log, Output: h.logs},
+		HAProxy:     h.cli,
+		Process:     h.sup,
 		Metrics:     NewMetrics(),
 		Log:         log,
 		MinInterval: 50 * time.Millisecond,
@@ -120,7 +124,7 @@ func startHarness(t testing.TB, initial func(h *harness) string, options ...func
 func (h *harness) stop() {
 	h.cancel()
 	<-h.done
-	h.router.HAProxy.(*Supervisor).Stop(5 * time.Second)
+	h.sup.Stop(5 * time.Second)
 	if h.t.Failed() {
 		h.t.Logf("sidecar log:\n%s", h.logs.String())
 	}

@@ -22,6 +22,10 @@ type Metrics struct {
 	RuntimeUpdates prometheus.Counter
 	Reloads        *prometheus.CounterVec
 	Weights        *prometheus.GaugeVec
+	ApplyErrors    *prometheus.CounterVec
+	InSync         prometheus.Gauge
+
+	weightKeys map[haproxyconf.ServerKey]bool
 }
 
 // NewMetrics registers the sidecar's metrics and the Go and process collectors.
@@ -30,7 +34,7 @@ func NewMetrics() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		Rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "trackrouter_config_rejected_total",
-			Help: "Spec versions rejected (invalid spec, or its config failed haproxy -c); the last good config stayed.",
+			Help: "Spec versions rejected: an invalid spec, or a config haproxy -c refused. Not retried until the spec changes; the last good config stays.",
 		}),
 		RuntimeUpdates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "trackrouter_runtime_updates_total",
@@ -42,18 +46,41 @@ func NewMetrics() *Metrics {
 		}, []string{"result"}),
 		Weights: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "trackrouter_server_weight",
-			Help: "Server weights as applied to HAProxy.",
+			Help: "Server weights as HAProxy reports them (show servers state).",
 		}, []string{"backend", "server"}),
+		ApplyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackrouter_apply_errors_total",
+			Help: "Operational failures, retried with backoff: unreachable, check (haproxy -c could not run), write, reload, start, runtime, restart.",
+		}, []string{"reason"}),
+		InSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "trackrouter_in_sync",
+			Help: "1 when HAProxy runs the latest valid spec (stamp, weights and map as HAProxy reports them) and haproxy.cfg on disk holds it; 0 otherwise.",
+		}),
+	}
+	for _, reason := range []string{"unreachable", "check", "write", "reload", "start", "runtime", "restart"} {
+		m.ApplyErrors.WithLabelValues(reason)
 	}
 	m.Reloads.WithLabelValues("success")
 	m.Reloads.WithLabelValues("failure")
-	m.Registry.MustRegister(m.Rejected, m.RuntimeUpdates, m.Reloads, m.Weights,
+	m.Registry.MustRegister(m.Rejected, m.RuntimeUpdates, m.Reloads, m.Weights, m.ApplyErrors, m.InSync,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
+// setWeights publishes the weights HAProxy reported. The series are only
+// reset when the set of servers changes, so a scrape never sees them empty.
 func (m *Metrics) setWeights(w map[haproxyconf.ServerKey]int) {
-	m.Weights.Reset()
+	same := len(w) == len(m.weightKeys)
+	for k := range w {
+		same = same && m.weightKeys[k]
+	}
+	if !same {
+		m.Weights.Reset()
+		m.weightKeys = make(map[haproxyconf.ServerKey]bool, len(w))
+		for k := range w {
+			m.weightKeys[k] = true
+		}
+	}
 	for k, v := range w {
 		m.Weights.WithLabelValues(k.Backend, k.Server).Set(float64(v))
 	}
@@ -67,7 +94,7 @@ func (m *Metrics) Serve(ctx context.Context, addr string, ready func() bool, log
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready() {
-			http.Error(w, "not ready: no valid config applied, or haproxy not running", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: HAProxy does not run a confirmed config, does not answer, or the sidecar is stopping", http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok\n"))

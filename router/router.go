@@ -1,8 +1,9 @@
-// Package router is the trackrouter sidecar: it takes each new version of a
-// service spec, validates and renders it, and applies it to HAProxy with the
-// least disruptive change: nothing when the config is the same, Runtime API
-// weight updates when only weights changed, and a checked, confirmed hot
-// reload otherwise. HAProxy never sees a config that failed validation.
+// Package router is the trackrouter sidecar. It keeps the latest valid spec,
+// rendered, as the desired state, reads back from HAProxy the state it runs
+// (config stamp, weights, map entries), and acts until the two match: a
+// Runtime API update when only weights or map entries differ, a checked
+// hot reload confirmed by the stamp otherwise. HAProxy never sees a config
+// that failed validation, and the metrics report what HAProxy said it runs.
 package router
 
 import (
@@ -15,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,31 +38,90 @@ type Rejecter interface {
 	Rejected(src weights.Source, err error)
 }
 
+// ConfigChecker runs haproxy -c. A *haproxyconf.CheckError is HAProxy's
+// verdict on the config; any other error means the check could not run.
+type ConfigChecker interface {
+	Check(ctx context.Context, cfg []byte) error
+}
+
+// Files is the file system the router writes haproxy.cfg and the map to.
+type Files interface {
+	ReadFile(path string) ([]byte, error)
+	// WriteFile replaces path atomically.
+	WriteFile(path string, data []byte) error
+}
+
 // Router applies spec updates to HAProxy. Submit may be called from any
 // goroutine; Run owns every interaction with HAProxy.
 type Router struct {
 	ConfigPath  string // haproxy.cfg that HAProxy reads
 	Render      haproxyconf.Options
-	Checker     haproxyconf.Checker
+	Checker     ConfigChecker
 	HAProxy     HAProxy
+	Process     Process // HAProxy run by the sidecar (--run-haproxy); nil when it runs elsewhere
+	Files       Files   // nil means the real file system
 	Metrics     *Metrics
 	Log         *slog.Logger
 	Rejecter    Rejecter      // optional
 	MinInterval time.Duration // between two applies; bursts of edits coalesce
 
-	mu      sync.Mutex
-	latest  *Update
-	wake    chan struct{}
-	applied atomic.Pointer[[]byte] // the live config, for readers outside Run
+	// PollInterval is how often HAProxy is observed at rest; default 1s.
+	PollInterval time.Duration
+	// ReloadTimeout bounds how long a reload or start may take to show its
+	// stamp (name resolution at load time can take minutes); default 2m.
+	ReloadTimeout time.Duration
+	// UnresponsiveAfter: the sidecar is not ready once HAProxy's master
+	// socket has not answered for this long; default 10s.
+	UnresponsiveAfter time.Duration
+	// RestartAfter: a supervised HAProxy that has not answered for this long
+	// is killed and started again; default 30s.
+	RestartAfter time.Duration
+
+	mu       sync.Mutex
+	latest   *Update
+	wake     chan struct{}
+	status   atomic.Pointer[status]
+	stopping atomic.Bool
 
 	// Owned by Run.
-	live    []byte  // the config HAProxy runs, nil before the first apply
-	liveMap []byte  // the groups map HAProxy runs (map mode), nil otherwise
-	failed  []byte  // config and map whose reload failed: not retried until they change
-	retry   *Update // an update to apply again: HAProxy was unreachable
-	retryAt time.Time
-	backoff time.Duration // doubles per failed retry, 1s to 30s
-	invalid *Update       // the last rejected update: a resync of it is not rejected again
+	desired    *target         // the latest valid spec, rendered; nil before one
+	refused    string          // the desired stamp haproxy -c refused
+	good       *target         // the last target HAProxy was seen running in full
+	checked    map[string]bool // stamps that passed haproxy -c
+	pending    *pending        // a reload or start sent, not yet seen
+	lastAnswer time.Time       // of the master socket
+	reachable  bool
+	backoff    time.Duration // doubles per failed action, 1s to 30s
+	retryAt    time.Time
+	invalid    *Update // the last rejected update: a resync of it is not rejected again
+	how, why   string  // the last action, logged once HAProxy runs the target
+	announced  *target // the target whose "applied" was logged
+	since      time.Time
+	handled    <-chan struct{} // the Process exit already acted on
+}
+
+// target is a rendered spec.
+type target struct {
+	*haproxyconf.Rendered
+	spec *weights.Spec
+}
+
+// pending is a reload or start that HAProxy has not confirmed yet.
+type pending struct {
+	stamp    string
+	before   Proc // the master's counters before a reload
+	start    bool // a process start, not a reload
+	sent     time.Time
+	deadline time.Time
+	why      string
+}
+
+// status is what Ready reads, published by Run.
+type status struct {
+	serving    bool      // HAProxy was seen running a config the router confirmed
+	lastAnswer time.Time // of the master socket
+	pendingEnd time.Time // a reload in progress may keep the socket silent until then
+	applied    []byte    // the config HAProxy runs, as written by the router
 }
 
 // Submit hands the router a new version of the spec. Only the latest
@@ -80,12 +139,6 @@ func (r *Router) Submit(u Update) {
 	}
 }
 
-func (r *Router) peek() *Update {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.latest
-}
-
 func (r *Router) take() *Update {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -94,21 +147,54 @@ func (r *Router) take() *Update {
 	return u
 }
 
-// Applied returns the config HAProxy runs as far as the router applied it,
-// or nil before the first apply.
+// Applied returns the config HAProxy was last seen running, as the router
+// wrote it, or nil before that.
 func (r *Router) Applied() []byte {
-	if p := r.applied.Load(); p != nil {
-		return *p
+	if st := r.status.Load(); st != nil {
+		return st.applied
 	}
 	return nil
 }
 
-// Ready reports whether HAProxy runs with a valid config that the router applied.
-func (r *Router) Ready() bool { return r.Applied() != nil && r.HAProxy.Alive() }
+// Ready reports whether HAProxy serves a config the router confirmed (the
+// latest valid spec, or the last good one while a failure is retried) and
+// its master socket answered within UnresponsiveAfter.
+func (r *Router) Ready() bool {
+	st := r.status.Load()
+	if r.stopping.Load() || st == nil || !st.serving {
+		return false
+	}
+	if r.Process != nil && !r.Process.Running() {
+		return false
+	}
+	now := time.Now()
+	return now.Sub(st.lastAnswer) < r.unresponsiveAfter() || now.Before(st.pendingEnd)
+}
 
-// Run applies updates until ctx ends. With an existing config file from an
-// earlier run it starts from that file, so a sidecar restart that renders
-// the same config changes nothing.
+// Stopping makes Ready false from now on: the sidecar is shutting down.
+func (r *Router) Stopping() { r.stopping.Store(true) }
+
+func (r *Router) pollInterval() time.Duration { return orDefault(r.PollInterval, time.Second) }
+func (r *Router) reloadTimeout() time.Duration {
+	return orDefault(r.ReloadTimeout, 2*time.Minute)
+}
+func (r *Router) unresponsiveAfter() time.Duration {
+	return orDefault(r.UnresponsiveAfter, 10*time.Second)
+}
+func (r *Router) restartAfter() time.Duration { return orDefault(r.RestartAfter, 30*time.Second) }
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// pendingPoll is how often a reload in progress is observed.
+const pendingPoll = 20 * time.Millisecond
+
+// Run reconciles until ctx ends: at every new spec, every PollInterval,
+// at once when a supervised HAProxy exits, and when a backoff ends.
 func (r *Router) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.wake == nil {
@@ -116,237 +202,407 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	wake := r.wake
 	r.mu.Unlock()
-	if b, err := os.ReadFile(r.ConfigPath); err == nil && r.HAProxy.Alive() {
-		if _, isSupervisor := r.HAProxy.(*Supervisor); !isSupervisor {
-			r.live = b
-			if r.Render.GroupsMap != "" {
-				r.liveMap, _ = os.ReadFile(r.Render.GroupsMap)
-			}
-		}
+	if r.Files == nil {
+		r.Files = osFiles{}
 	}
-	health := time.NewTicker(time.Second)
-	defer health.Stop()
+	r.checked = make(map[string]bool)
+	r.lastAnswer = time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	var last time.Time
 	for {
+		var exited <-chan struct{}
+		if r.Process != nil {
+			if exited = r.Process.Exited(); exited == r.handled {
+				exited = nil
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-health.C:
-			r.restartIfDown(ctx)
-			if u := r.retry; u != nil && r.peek() == nil && time.Now().After(r.retryAt) {
-				r.retry = nil
-				r.apply(ctx, u)
-			}
-			continue
+		case <-timer.C:
+		case <-exited:
+			r.handled = exited
 		case <-wake:
-		}
-		if wait := r.MinInterval - time.Since(last); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(wait):
+			if wait := r.MinInterval - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(wait):
+				}
+			}
+			last = time.Now()
+			if u := r.take(); u != nil {
+				r.accept(ctx, u)
 			}
 		}
-		last = time.Now()
-		if u := r.take(); u != nil {
-			r.apply(ctx, u)
-		}
+		timer.Reset(r.step(ctx))
 	}
 }
 
-// restartIfDown starts a supervised HAProxy again after it exited.
-func (r *Router) restartIfDown(ctx context.Context) {
-	if r.live == nil || r.HAProxy.Alive() {
-		return
-	}
-	r.Log.Warn("haproxy is not running; starting it with the last good config", "config", r.ConfigPath)
-	if err := r.HAProxy.Reload(ctx); err != nil {
-		r.Log.Error("restart haproxy", "err", err)
-		r.Metrics.Reloads.WithLabelValues("failure").Inc()
-		return
-	}
-	r.Metrics.Reloads.WithLabelValues("success").Inc()
-}
-
-// apply takes one spec version to HAProxy.
-func (r *Router) apply(ctx context.Context, u *Update) {
-	start := time.Now()
-	if r.invalid != nil && u.Err == nil && r.invalid.Err == nil && bytes.Equal(u.Data, r.invalid.Data) {
+// accept makes a valid update the desired state, and rejects an invalid one.
+func (r *Router) accept(ctx context.Context, u *Update) {
+	if r.invalid != nil && sameUpdate(u, r.invalid) {
 		r.Log.Debug("spec unchanged since it was rejected", "source", u.Source.String())
 		return
 	}
-	spec, cfg, groups, err := r.prepare(u)
+	t, err := r.prepare(u)
 	if err != nil {
 		r.invalid = u
-		r.reject(u, err)
+		r.reject(u.Source, err)
 		return
+	}
+	if r.invalid != nil {
+		r.Log.Info("spec valid again", "source", u.Source.String())
 	}
 	r.invalid = nil
-	if bytes.Equal(cfg, r.live) && bytes.Equal(groups, r.liveMap) {
-		if r.Applied() == nil {
-			// HAProxy already runs this config (an init container wrote
-			// it, or an earlier sidecar did): nothing to change, ready.
-			w, _ := haproxyconf.ServerWeights(cfg)
-			r.done(spec, cfg, groups, w, start, "none", "already live")
-			return
-		}
-		r.Log.Debug("spec unchanged: nothing to apply", "source", u.Source.String())
+	if d := r.desired; d != nil && bytes.Equal(d.Config, t.Config) && bytes.Equal(d.Map, t.Map) {
+		r.Log.Debug("spec unchanged", "source", u.Source.String())
 		return
 	}
-	if bytes.Equal(stateKey(cfg, groups), r.failed) {
-		r.Log.Debug("spec unchanged since its reload failed: not retried", "source", u.Source.String())
-		return
+	if t.Stamp != r.refused {
+		r.refused = ""
 	}
-	oldWeights, oldMasked := haproxyconf.ServerWeights(r.live)
-	newWeights, newMasked := haproxyconf.ServerWeights(cfg)
-	if r.live != nil && bytes.Equal(oldMasked, newMasked) {
-		err = r.applyRuntime(ctx, cfg, groups, oldWeights, newWeights)
-		if err == nil {
-			r.done(spec, cfg, groups, newWeights, start, "runtime", changes(oldWeights, newWeights, r.liveMap, groups))
-			return
+	r.desired, r.since = t, time.Now()
+	r.how, r.why = "none", "HAProxy already runs it"
+	// A new spec is tried at once, whatever the backoff of the last one.
+	r.backoff, r.retryAt = 0, time.Time{}
+	for stamp := range r.checked {
+		if stamp != t.Stamp && (r.good == nil || stamp != r.good.Stamp) {
+			delete(r.checked, stamp)
 		}
-		// The Runtime API failed (e.g. HAProxy restarted): a reload
-		// carries the weights in the file.
-		r.Log.Warn("runtime weight update failed; reloading instead", "err", err)
 	}
-	if err := r.reload(ctx, spec, cfg, groups); err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			r.backoff = min(max(2*r.backoff, time.Second), 30*time.Second)
-			r.retry, r.retryAt = u, time.Now().Add(r.backoff)
-			err = fmt.Errorf("%w (retrying in %s)", err, r.backoff)
-		} else {
-			r.failed = stateKey(cfg, groups)
-		}
-		r.Log.Error("apply failed; "+r.stays(), "service", spec.Service, "err", err)
-		return
-	}
-	why := "structural change"
-	if r.live == nil {
-		why = "first config"
-	}
-	r.done(spec, cfg, groups, newWeights, start, "reload", why)
 }
 
-// stateKey identifies a config and its groups map together.
-func stateKey(cfg, groups []byte) []byte {
-	return append(append(append([]byte{}, cfg...), 0), groups...)
+func sameUpdate(a, b *Update) bool {
+	if (a.Err == nil) != (b.Err == nil) {
+		return false
+	}
+	if a.Err != nil {
+		return a.Err.Error() == b.Err.Error()
+	}
+	return bytes.Equal(a.Data, b.Data)
 }
 
-// prepare parses, validates and renders one update. haproxy -c runs only
-// before a reload: a weights-only change keeps a config HAProxy already runs.
-// In map mode it also returns the groups map.
-func (r *Router) prepare(u *Update) (spec *weights.Spec, cfg, groups []byte, err error) {
-	if u.Err != nil {
-		return nil, nil, nil, u.Err
+// target is what HAProxy should run: the desired spec, or the last good one
+// while haproxy -c refuses the desired one.
+func (r *Router) target() *target {
+	if r.desired != nil && r.desired.Stamp == r.refused {
+		return r.good
 	}
-	spec, err = weights.ParseService(u.Source, u.Data)
+	return r.desired
+}
+
+// step is one reconcile pass. It returns when to run the next one.
+func (r *Router) step(ctx context.Context) time.Duration {
+	now := time.Now()
+	t := r.target()
+	if r.Process != nil && !r.Process.Running() {
+		return r.startProcess(ctx, t, now)
+	}
+	obs, err := r.HAProxy.Observe(ctx, r.Render.GroupsMap)
 	if err != nil {
-		return nil, nil, nil, err
-	}
-	cfg, err = haproxyconf.Render(spec, r.Render)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if r.Render.GroupsMap != "" {
-		groups = haproxyconf.GroupsMap(spec)
-	}
-	return spec, cfg, groups, nil
-}
-
-func (r *Router) reject(u *Update, err error) {
-	r.Metrics.Rejected.Inc()
-	r.Log.Error("spec rejected; "+r.stays(), "source", u.Source.String(), "err", err.Error())
-	if r.Rejecter != nil {
-		r.Rejecter.Rejected(u.Source, err)
-	}
-}
-
-// stays says what HAProxy serves after a failed apply.
-func (r *Router) stays() string {
-	if r.live == nil {
-		return "no config applied yet: not ready until one is"
-	}
-	return "the last good config stays"
-}
-
-func (r *Router) done(spec *weights.Spec, cfg, groups []byte, w map[haproxyconf.ServerKey]int, start time.Time, how, why string) {
-	r.live, r.liveMap, r.failed = cfg, groups, nil
-	r.backoff = 0
-	r.applied.Store(&cfg)
-	r.Metrics.setWeights(w)
-	r.Log.Info("applied", "service", spec.Service, "how", how, "why", why, "duration", time.Since(start).Round(time.Microsecond).String())
-}
-
-// applyRuntime sets every changed weight and group through the Runtime
-// API, then writes the same map and config to disk so a later reload keeps
-// them.
-func (r *Router) applyRuntime(ctx context.Context, cfg, groups []byte, old, new map[haproxyconf.ServerKey]int) error {
-	for _, k := range sortedKeys(new) {
-		if old[k] == new[k] {
-			continue
+		if ctx.Err() != nil {
+			return 0
 		}
-		if err := r.HAProxy.SetWeight(ctx, k.Backend, k.Server, new[k]); err != nil {
+		return r.unanswered(now, err)
+	}
+	if !r.reachable && !r.lastAnswer.IsZero() {
+		r.Log.Info("haproxy answers again")
+		r.retryAt = now // act at once
+	}
+	r.reachable, r.lastAnswer = true, now
+	if next, wait := r.checkPending(obs, now); wait {
+		r.publish(&obs, t)
+		return next
+	}
+	if t == nil {
+		r.publish(&obs, nil)
+		return r.pollInterval()
+	}
+	p := plan(obs, t.Rendered)
+	filesOK := r.filesHold(t)
+	if p.Action == ActNone && filesOK {
+		r.synced(t, &obs)
+		return r.pollInterval()
+	}
+	r.publish(&obs, t)
+	if now.Before(r.retryAt) {
+		return min(r.retryAt.Sub(now), r.pollInterval())
+	}
+	if !filesOK {
+		if err := r.writeFiles(ctx, t); err != nil {
+			return time.Millisecond // refused (a new target) or backing off
+		}
+	}
+	switch p.Action {
+	case ActReload:
+		r.Log.Info("reloading", "why", p.Why)
+		if err := r.HAProxy.Reload(ctx); err != nil {
+			return r.failed("reload", err)
+		}
+		r.pending = &pending{stamp: t.Stamp, before: obs.Proc, sent: now, deadline: now.Add(r.reloadTimeout()), why: p.Why}
+		return pendingPoll
+	case ActRuntime:
+		for _, k := range slices.SortedFunc(maps.Keys(p.Weights), cmpKey) {
+			if err := r.HAProxy.SetWeight(ctx, k, p.Weights[k]); err != nil {
+				return r.failed("runtime", err)
+			}
+		}
+		if p.Groups != nil {
+			if err := r.HAProxy.ReplaceMap(ctx, r.Render.GroupsMap, p.Groups); err != nil {
+				return r.failed("runtime", err)
+			}
+		}
+		r.Metrics.RuntimeUpdates.Inc()
+		r.how, r.why = "runtime", p.Why
+	}
+	return time.Millisecond // observe again: what HAProxy reports is what counts
+}
+
+// startProcess starts a supervised HAProxy that is not running, once the
+// config file holds a checked target.
+func (r *Router) startProcess(ctx context.Context, t *target, now time.Time) time.Duration {
+	if p := r.pending; p != nil {
+		r.pending = nil
+		alerts := strings.Join(r.Process.Alerts(p.sent), "; ")
+		r.Metrics.Reloads.WithLabelValues("failure").Inc()
+		return r.failed("start", fmt.Errorf("haproxy exited before it ran config %s: %s", p.stamp, orText(alerts, "see its log")))
+	}
+	r.publish(nil, t)
+	if t == nil {
+		return r.pollInterval()
+	}
+	if now.Before(r.retryAt) {
+		return r.retryAt.Sub(now)
+	}
+	if r.good != nil {
+		r.Log.Warn("haproxy is not running; starting it", "config", r.ConfigPath)
+	}
+	if !r.filesHold(t) {
+		if err := r.writeFiles(ctx, t); err != nil {
+			return time.Millisecond
+		}
+	}
+	if err := r.Process.Start(ctx); err != nil {
+		return r.failed("start", err)
+	}
+	r.handled = nil
+	r.how, r.why = "start", "haproxy was not running"
+	r.pending = &pending{stamp: t.Stamp, start: true, sent: now, deadline: now.Add(r.reloadTimeout())}
+	r.lastAnswer, r.reachable = now, true
+	return pendingPoll
+}
+
+// unanswered handles an observation that failed: HAProxy is frozen, its
+// socket gone, or it is busy loading a config.
+func (r *Router) unanswered(now time.Time, err error) time.Duration {
+	if r.reachable {
+		r.reachable = false
+		if r.pending == nil {
+			r.Metrics.ApplyErrors.WithLabelValues("unreachable").Inc()
+			r.Log.Warn("haproxy does not answer; retrying", "err", err)
+		}
+	}
+	silent := now.Sub(r.lastAnswer)
+	loading := r.pending != nil && now.Before(r.pending.deadline)
+	if r.Process != nil && !loading && silent > r.restartAfter() {
+		r.Log.Error("haproxy has not answered; killing it to start it again", "silent", silent.Round(time.Second).String(), "err", err)
+		r.Metrics.ApplyErrors.WithLabelValues("restart").Inc()
+		r.pending = nil
+		r.Process.Kill()
+		return 0
+	}
+	r.publish(nil, r.target())
+	if r.pending != nil {
+		return pendingPoll
+	}
+	return r.pollInterval()
+}
+
+// checkPending confirms or fails a reload or start in progress by what
+// HAProxy reports. wait is true while it is still in progress.
+func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, wait bool) {
+	p := r.pending
+	if p == nil {
+		return 0, false
+	}
+	switch {
+	case obs.Stamp == p.stamp && len(obs.Proc.Workers) > 0:
+		r.pending = nil
+		r.Metrics.Reloads.WithLabelValues("success").Inc()
+		if !p.start {
+			r.how, r.why = "reload", p.why
+		}
+		r.Log.Debug("haproxy runs the new config", "stamp", p.stamp, "took", now.Sub(p.sent).Round(time.Millisecond).String())
+		return 0, false
+	case !p.start && obs.Proc.FailedReloads > p.before.FailedReloads:
+		r.pending = nil
+		r.Metrics.Reloads.WithLabelValues("failure").Inc()
+		alerts := ""
+		if r.Process != nil {
+			alerts = strings.Join(r.Process.Alerts(p.sent), "; ")
+		}
+		return r.failed("reload", fmt.Errorf("%w: HAProxy kept %s: %s", ErrReloadFailed, orNone(obs.Stamp), orText(alerts, "see its log"))), true
+	case now.Before(p.deadline):
+		return pendingPoll, true
+	default:
+		r.pending = nil
+		return r.failed("reload", fmt.Errorf("HAProxy still runs %s %s after it was asked to load %s", orNone(obs.Stamp), now.Sub(p.sent).Round(time.Second), p.stamp)), true
+	}
+}
+
+// failed counts and logs an operational failure and backs off.
+func (r *Router) failed(reason string, err error) time.Duration {
+	r.Metrics.ApplyErrors.WithLabelValues(reason).Inc()
+	r.backoff = min(max(2*r.backoff, time.Second), 30*time.Second)
+	r.retryAt = time.Now().Add(r.backoff)
+	r.Log.Error("apply failed; "+r.stays(), "reason", reason, "retry_in", r.backoff.String(), "err", err)
+	r.publish(nil, r.target())
+	return r.backoff
+}
+
+// synced records that HAProxy runs t in full.
+func (r *Router) synced(t *target, obs *Observed) {
+	r.good = t
+	r.backoff, r.retryAt = 0, time.Time{}
+	r.publish(obs, t)
+	if r.announced == t {
+		return
+	}
+	r.announced = t
+	if t != r.desired {
+		r.Log.Warn("haproxy runs the last good config", "service", t.spec.Service, "stamp", t.Stamp)
+		return
+	}
+	r.Log.Info("applied", "service", t.spec.Service, "how", r.how, "why", r.why, "stamp", t.Stamp,
+		"duration", time.Since(r.since).Round(time.Microsecond).String())
+}
+
+// publish updates the metrics and readiness from an observation (nil when
+// HAProxy did not answer).
+func (r *Router) publish(obs *Observed, t *target) {
+	st := &status{}
+	if old := r.status.Load(); old != nil {
+		*st = *old
+	}
+	st.lastAnswer = r.lastAnswer
+	st.pendingEnd = time.Time{}
+	if r.pending != nil && !r.pending.start {
+		st.pendingEnd = r.pending.deadline
+	}
+	inSync := false
+	if obs != nil {
+		r.Metrics.setWeights(obs.Weights)
+		st.serving = r.good != nil && obs.Stamp == r.good.Stamp || t != nil && obs.Stamp == t.Stamp && len(obs.Proc.Workers) > 0
+		if r.good != nil && obs.Stamp == r.good.Stamp {
+			st.applied = r.good.Config
+		}
+		inSync = t != nil && t == r.desired && plan(*obs, t.Rendered).Action == ActNone && r.filesHold(t)
+	} else if r.Process != nil && !r.Process.Running() {
+		st.serving = false
+	}
+	if inSync {
+		r.Metrics.InSync.Set(1)
+	} else {
+		r.Metrics.InSync.Set(0)
+	}
+	r.status.Store(st)
+}
+
+// filesHold reports whether haproxy.cfg (and the map) on disk are t's.
+func (r *Router) filesHold(t *target) bool {
+	if b, err := r.Files.ReadFile(r.ConfigPath); err != nil || !bytes.Equal(b, t.Config) {
+		return false
+	}
+	if t.Map != nil {
+		if b, err := r.Files.ReadFile(r.Render.GroupsMap); err != nil || !bytes.Equal(b, t.Map) {
+			return false
+		}
+	}
+	return true
+}
+
+// errRefused says haproxy -c refused the target: the router moves on to
+// the last good config.
+var errRefused = errors.New("config refused by haproxy -c")
+
+// writeFiles checks t with haproxy -c (once per stamp) and writes the map
+// and the config. Only haproxy -c's verdict refuses a config; a check that
+// could not run and a failed write are retried.
+func (r *Router) writeFiles(ctx context.Context, t *target) error {
+	if !r.checked[t.Stamp] {
+		err := r.check(ctx, t)
+		var ce *haproxyconf.CheckError
+		if errors.As(err, &ce) {
+			r.refused = t.Stamp
+			r.reject(t.spec.Source, fmt.Errorf("haproxy -c: %w", err))
+			return errRefused
+		}
+		if err != nil {
+			r.failed("check", fmt.Errorf("haproxy -c could not run: %w", err))
+			return err
+		}
+		r.checked[t.Stamp] = true
+	}
+	if t.Map != nil {
+		if err := r.Files.WriteFile(r.Render.GroupsMap, t.Map); err != nil {
+			r.failed("write", err)
 			return err
 		}
 	}
-	if !bytes.Equal(groups, r.liveMap) {
-		if err := r.HAProxy.SetGroups(ctx, r.Render.GroupsMap, haproxyconf.ParseGroupsMap(r.liveMap), haproxyconf.ParseGroupsMap(groups)); err != nil {
-			return err
-		}
-		if err := writeAtomic(r.Render.GroupsMap, groups); err != nil {
-			return err
-		}
-	}
-	if err := writeAtomic(r.ConfigPath, cfg); err != nil {
+	if err := r.Files.WriteFile(r.ConfigPath, t.Config); err != nil {
+		r.failed("write", err)
 		return err
 	}
-	r.Metrics.RuntimeUpdates.Inc()
 	return nil
 }
 
-// reload checks cfg with haproxy -c, puts it (and in map mode the groups
-// map) in place and reloads. When the reload fails the last good files go
-// back and are reloaded.
-func (r *Router) reload(ctx context.Context, spec *weights.Spec, cfg, groups []byte) error {
-	if err := r.check(ctx, spec, cfg, groups); err != nil {
-		return fmt.Errorf("haproxy -c: %w", err)
+// prepare parses, validates and renders one update.
+func (r *Router) prepare(u *Update) (*target, error) {
+	if u.Err != nil {
+		return nil, u.Err
 	}
-	if err := r.write(cfg, groups); err != nil {
-		return err
+	spec, err := weights.ParseService(u.Source, u.Data)
+	if err != nil {
+		return nil, err
 	}
-	err := r.HAProxy.Reload(ctx)
-	if err == nil {
-		r.Metrics.Reloads.WithLabelValues("success").Inc()
-		return nil
+	rendered, err := haproxyconf.Render(spec, r.Render)
+	if err != nil {
+		return nil, err
 	}
-	r.Metrics.Reloads.WithLabelValues("failure").Inc()
-	if r.live == nil {
-		return err
-	}
-	if werr := r.write(r.live, r.liveMap); werr != nil {
-		return errors.Join(err, fmt.Errorf("restore last good config: %w", werr))
-	}
-	if rerr := r.HAProxy.Reload(ctx); rerr != nil {
-		r.Metrics.Reloads.WithLabelValues("failure").Inc()
-		return errors.Join(err, fmt.Errorf("reload last good config: %w", rerr))
-	}
-	r.Metrics.Reloads.WithLabelValues("success").Inc()
-	return fmt.Errorf("%w; the last good config was restored and reloaded", err)
+	return &target{Rendered: rendered, spec: spec}, nil
 }
 
-// check runs haproxy -c on cfg. In map mode the config names the groups
+func (r *Router) reject(src weights.Source, err error) {
+	r.Metrics.Rejected.Inc()
+	r.Log.Error("spec rejected; "+r.stays(), "source", src.String(), "err", err.Error())
+	if r.Rejecter != nil {
+		r.Rejecter.Rejected(src, err)
+	}
+}
+
+// stays says what HAProxy serves after a failure.
+func (r *Router) stays() string {
+	if r.good == nil {
+		return "no config applied yet: not ready until one is"
+	}
+	return "HAProxy keeps serving the last good config"
+}
+
+// check runs haproxy -c on t. In map mode the config names the groups
 // map's final path, which must not change before the check passes: the
 // check runs on a copy rendered against a temporary map file.
-func (r *Router) check(ctx context.Context, spec *weights.Spec, cfg, groups []byte) error {
-	if groups == nil {
-		return r.Checker.Check(ctx, cfg)
+func (r *Router) check(ctx context.Context, t *target) error {
+	if t.Map == nil {
+		return r.Checker.Check(ctx, t.Config)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(r.Render.GroupsMap), ".groups.map-check-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(groups)
+	_, err = tmp.Write(t.Map)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -355,29 +611,32 @@ func (r *Router) check(ctx context.Context, spec *weights.Spec, cfg, groups []by
 	}
 	opt := r.Render
 	opt.GroupsMap = tmp.Name()
-	checkCfg, err := haproxyconf.Render(spec, opt)
+	checkCfg, err := haproxyconf.Render(t.spec, opt)
 	if err != nil {
 		return err
 	}
-	return r.Checker.Check(ctx, checkCfg)
+	return r.Checker.Check(ctx, checkCfg.Config)
 }
 
-// write puts the groups map (if any) and the config in place.
-func (r *Router) write(cfg, groups []byte) error {
-	if groups != nil {
-		if err := writeAtomic(r.Render.GroupsMap, groups); err != nil {
-			return err
-		}
+func orText(s, def string) string {
+	if s == "" {
+		return def
 	}
-	return writeAtomic(r.ConfigPath, cfg)
+	return s
 }
+
+// osFiles is the real file system.
+type osFiles struct{}
+
+func (osFiles) ReadFile(path string) ([]byte, error)     { return os.ReadFile(path) }
+func (osFiles) WriteFile(path string, data []byte) error { return writeAtomic(path, data) }
 
 // writeAtomic writes data to a temporary file in the same directory and
 // renames it over path, so HAProxy never reads a half-written file.
 func writeAtomic(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".haproxy.cfg-*")
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -398,49 +657,4 @@ func writeAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
-}
-
-// changes says in one line which weights and groups a runtime update changed.
-func changes(old, new map[haproxyconf.ServerKey]int, oldMap, newMap []byte) string {
-	var parts []string
-	for _, k := range sortedKeys(new) {
-		if old[k] != new[k] {
-			parts = append(parts, fmt.Sprintf("%s %d->%d", k, old[k], new[k]))
-		}
-	}
-	if len(parts) > 0 {
-		parts[0] = "weights " + parts[0]
-	}
-	om, nm := haproxyconf.ParseGroupsMap(oldMap), haproxyconf.ParseGroupsMap(newMap)
-	var groups []string
-	for _, k := range slices.Sorted(maps.Keys(nm)) {
-		if om[k] != nm[k] {
-			groups = append(groups, fmt.Sprintf("%s %s->%s", k, orDash(om[k]), nm[k]))
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(om)) {
-		if _, ok := nm[k]; !ok {
-			groups = append(groups, fmt.Sprintf("%s %s->-", k, om[k]))
-		}
-	}
-	if len(groups) > 0 {
-		groups[0] = "groups " + groups[0]
-	}
-	return strings.Join(append(parts, groups...), ", ")
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func sortedKeys(m map[haproxyconf.ServerKey]int) []haproxyconf.ServerKey {
-	keys := make([]haproxyconf.ServerKey, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	return keys
 }

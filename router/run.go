@@ -35,6 +35,10 @@ type Config struct {
 	StopGrace     time.Duration // soft-stop budget for a supervised HAProxy
 	Once          bool          // write a validated config and exit (an init container)
 	GroupsMap     string        // route groups through this map file, changed at runtime
+	ShutdownDelay time.Duration // on SIGTERM: not ready at once, HAProxy keeps accepting this long, then soft-stops
+	ReloadTimeout time.Duration // how long a reload or start may take to show its stamp
+	Unresponsive  time.Duration // not ready once the master socket is silent this long
+	RestartAfter  time.Duration // with RunHAProxy: restart HAProxy once it is silent this long
 }
 
 // Validate checks the combination of settings.
@@ -60,7 +64,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Run runs the sidecar until ctx ends.
+// Run runs the sidecar until ctx ends. On the end of ctx it first makes
+// /readyz fail and lets HAProxy accept for ShutdownDelay, so that clients
+// are moved off this pod before it stops accepting.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -81,6 +87,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
+	release, err := lockConfig(cfg.HAProxyConfig)
+	if err != nil {
+		return err
+	}
+	defer release()
 	source, rejecter, err := newSource(cfg, log)
 	if err != nil {
 		return err
@@ -93,31 +104,47 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return once(ctx, source, opts, checker, cfg.HAProxyConfig)
 	}
 
-	cli := &MasterCLI{Socket: cfg.MasterSocket}
-	var hap HAProxy = cli
+	r := &Router{
+		ConfigPath:        cfg.HAProxyConfig,
+		Render:            opts,
+		Checker:           checker,
+		HAProxy:           &MasterCLI{Socket: cfg.MasterSocket},
+		Metrics:           NewMetrics(),
+		Log:               log,
+		MinInterval:       cfg.MinInterval,
+		ReloadTimeout:     cfg.ReloadTimeout,
+		UnresponsiveAfter: cfg.Unresponsive,
+		RestartAfter:      cfg.RestartAfter,
+	}
 	var sup *Supervisor
 	if cfg.RunHAProxy {
-		sup = &Supervisor{Binary: cfg.HAProxyBin, Config: cfg.HAProxyConfig, CLI: cli, Log: log}
-		hap = sup
-	}
-	r := &Router{
-		ConfigPath:  cfg.HAProxyConfig,
-		Render:      opts,
-		Checker:     checker,
-		HAProxy:     hap,
-		Metrics:     NewMetrics(),
-		Log:         log,
-		MinInterval: cfg.MinInterval,
+		sup = &Supervisor{Binary: cfg.HAProxyBin, Config: cfg.HAProxyConfig, Socket: cfg.MasterSocket, Log: log}
+		r.Process = sup
 	}
 	if rejecter != nil {
 		r.Rejecter = rejecter
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	inner, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g, gctx := errgroup.WithContext(inner)
 	g.Go(func() error { return r.Run(gctx) })
 	g.Go(func() error { return source.Run(gctx, r.Submit) })
 	if cfg.MetricsAddr != "" {
 		g.Go(func() error { return r.Metrics.Serve(gctx, cfg.MetricsAddr, r.Ready, log) })
 	}
+	select {
+	case <-ctx.Done():
+	case <-gctx.Done():
+	}
+	r.Stopping()
+	if ctx.Err() != nil && gctx.Err() == nil && cfg.ShutdownDelay > 0 {
+		log.Info("stopping: /readyz fails now; HAProxy keeps accepting for the shutdown delay", "delay", cfg.ShutdownDelay.String())
+		select {
+		case <-time.After(cfg.ShutdownDelay):
+		case <-gctx.Done():
+		}
+	}
+	cancel()
 	err = g.Wait()
 	if sup != nil {
 		log.Info("stopping haproxy (soft stop)", "grace", cfg.StopGrace)
@@ -172,12 +199,17 @@ func once(ctx context.Context, s source, opts haproxyconf.Options, checker hapro
 		return fmt.Errorf("no spec within a minute: %w", ctx.Err())
 	}
 	r := &Router{Render: opts, Checker: checker, ConfigPath: path}
-	spec, cfg, groups, err := r.prepare(&u)
+	t, err := r.prepare(&u)
 	if err != nil {
 		return err
 	}
-	if err := r.check(ctx, spec, cfg, groups); err != nil {
+	if err := r.check(ctx, t); err != nil {
 		return err
 	}
-	return r.write(cfg, groups)
+	if t.Map != nil {
+		if err := writeAtomic(opts.GroupsMap, t.Map); err != nil {
+			return err
+		}
+	}
+	return writeAtomic(path, t.Config)
 }

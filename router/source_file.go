@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -21,11 +23,14 @@ import (
 type FileSource struct {
 	Path   string
 	Resync time.Duration // re-read this often even without events; default 30s
+	// Settle is how long an empty read waits for the content that an
+	// in-place writer (truncate, then write) is about to put; default 200ms.
+	Settle time.Duration
 	Log    *slog.Logger
 }
 
 // Run sends the file's content to submit at start and after every change,
-// until ctx ends.
+// until ctx ends. An error is sent once, not again at every resync.
 func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -36,46 +41,56 @@ func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 	if err := w.Add(dir); err != nil {
 		return fmt.Errorf("watch %s: %w", dir, err)
 	}
-	resync := f.Resync
-	if resync == 0 {
-		resync = 30 * time.Second
-	}
+	resync := orDefault(f.Resync, 30*time.Second)
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
+	settle := time.NewTimer(0)
+	<-settle.C
+	settling := false
 
 	var last []byte
-	var lastErr string
-	read := func(force bool) {
-		data, err := os.ReadFile(f.Path)
-		u := Update{Data: data, Source: weights.Source{File: f.Path}}
+	lastErr := ""
+	src := weights.Source{File: f.Path}
+	read := func(force, settled bool) {
+		data, err := readSpecFile(f.Path)
 		if err != nil {
-			u = Update{Source: u.Source, Err: fmt.Errorf("read spec: %w", err)}
-			if !force && err.Error() == lastErr {
+			if err.Error() == lastErr {
 				return
 			}
 			lastErr, last = err.Error(), nil
-			submit(u)
+			submit(Update{Source: src, Err: err})
+			return
+		}
+		if len(data) == 0 && !settled && len(last) > 0 {
+			// Probably an in-place write between truncate and write.
+			settling = true
+			settle.Reset(orDefault(f.Settle, 200*time.Millisecond))
 			return
 		}
 		if !force && lastErr == "" && bytes.Equal(data, last) {
 			return
 		}
 		last, lastErr = data, ""
-		submit(u)
+		submit(Update{Data: data, Source: src})
 	}
-	read(true)
+	read(true, false)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			read(true)
+			read(true, false)
+		case <-settle.C:
+			settling = false
+			read(false, true)
 		case ev, ok := <-w.Events:
 			if !ok {
 				return nil
 			}
 			f.Log.Debug("file event", "event", ev.String())
-			read(false)
+			if !settling {
+				read(false, false)
+			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return nil
@@ -83,4 +98,31 @@ func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 			f.Log.Warn("file watch error", "err", err)
 		}
 	}
+}
+
+// readSpecFile reads a spec file without ever blocking on it (a FIFO or a
+// device at the path is refused, not opened for a blocking read) and
+// without reading more than weights.MaxInputBytes+1 bytes.
+func readSpecFile(path string) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read spec: open %s: %w", path, err)
+	}
+	file := os.NewFile(uintptr(fd), path)
+	defer file.Close()
+	info, err := file.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("read spec: %s is not a regular file (%s): refused", path, info.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(file, weights.MaxInputBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	if len(data) > weights.MaxInputBytes {
+		return nil, fmt.Errorf("read spec: %s is larger than %d bytes: refused", path, weights.MaxInputBytes)
+	}
+	return data, nil
 }

@@ -1,80 +1,81 @@
 package router
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// Supervisor runs HAProxy itself in master-worker mode (--run-haproxy): it
-// starts HAProxy on the first Reload, once a valid config is on disk,
-// restarts it if it exits, and soft-stops it on Stop.
+// Process is an HAProxy the sidecar runs itself (--run-haproxy). The router
+// starts it once a valid config is on disk, notices at once when it exits,
+// and restarts it when it stops answering.
+type Process interface {
+	// Start launches HAProxy on the config file. It returns once the process
+	// runs, not once it serves: loading a config can take as long as name
+	// resolution, and the router confirms it by the stamp.
+	Start(ctx context.Context) error
+	// Running reports whether the process started last is still running.
+	Running() bool
+	// Exited is closed when the process started last exits.
+	Exited() <-chan struct{}
+	// Kill stops HAProxy at once, workers included.
+	Kill()
+	// Alerts returns HAProxy's [ALERT] lines printed since t.
+	Alerts(since time.Time) []string
+}
+
+// Supervisor runs HAProxy in master-worker mode as its own process group.
 type Supervisor struct {
 	Binary string // haproxy executable
 	Config string // config file path
-	CLI    *MasterCLI
+	Socket string // master socket path
 	Log    *slog.Logger
 	Output io.Writer // HAProxy's stdout and stderr; default os.Stderr
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd exits
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when cmd exits
+	alerts []alert       // the last few [ALERT] lines
 }
 
-var _ HAProxy = (*Supervisor)(nil)
+type alert struct {
+	at   time.Time
+	line string
+}
 
-// Reload starts HAProxy if it is not running, or reloads it.
-func (s *Supervisor) Reload(ctx context.Context) error {
-	if s.running() {
-		return s.CLI.Reload(ctx)
+var _ Process = (*Supervisor)(nil)
+
+// Start runs "haproxy -W -S socket -f config". It refuses to remove a
+// master socket that still answers: another HAProxy owns it.
+func (s *Supervisor) Start(ctx context.Context) error {
+	if conn, err := net.DialTimeout("unix", s.Socket, time.Second); err == nil {
+		conn.Close()
+		return fmt.Errorf("master socket %s answers: another HAProxy runs on it; stop it or give this sidecar its own --master-socket", s.Socket)
 	}
-	return s.start(ctx)
-}
-
-// SetWeight goes through the master socket.
-func (s *Supervisor) SetWeight(ctx context.Context, backend, server string, weight int) error {
-	return s.CLI.SetWeight(ctx, backend, server, weight)
-}
-
-// SetGroups goes through the master socket.
-func (s *Supervisor) SetGroups(ctx context.Context, path string, old, new map[string]string) error {
-	return s.CLI.SetGroups(ctx, path, old, new)
-}
-
-// Alive reports whether the HAProxy process runs.
-func (s *Supervisor) Alive() bool { return s.running() }
-
-func (s *Supervisor) running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.done == nil {
-		return false
+	// A socket left by an earlier run refuses the bind.
+	if err := os.Remove(s.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale master socket: %w", err)
 	}
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
+	cmd := exec.Command(s.Binary, "-W", "-S", s.Socket+",mode,600", "-f", s.Config)
+	out := s.Output
+	if out == nil {
+		out = os.Stderr
 	}
-}
-
-// start runs "haproxy -W -S socket -f config" and waits until the master
-// socket shows a worker.
-func (s *Supervisor) start(ctx context.Context) error {
-	os.Remove(s.CLI.Socket) // a socket left by an earlier run refuses the bind
-	cmd := exec.Command(s.Binary, "-W", "-S", s.CLI.Socket+",mode,600", "-f", s.Config)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if s.Output != nil {
-		cmd.Stdout, cmd.Stderr = s.Output, s.Output
-	}
-	// HAProxy dies with the sidecar, even if the sidecar is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	w := io.MultiWriter(out, &alertWriter{s: s})
+	cmd.Stdout, cmd.Stderr = w, w
+	// HAProxy dies with the sidecar, even if the sidecar is killed; its own
+	// process group lets Kill reach the workers of a frozen master.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start haproxy: %w", err)
 	}
@@ -88,21 +89,40 @@ func (s *Supervisor) start(ctx context.Context) error {
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()
 	s.Log.Info("haproxy started", "pid", cmd.Process.Pid, "config", s.Config)
+	return nil
+}
 
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for {
-		if p, err := s.CLI.ShowProc(ctx); err == nil && len(p.Workers) > 0 {
-			return nil
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("haproxy exited at start (see its log above)")
-		case <-ctx.Done():
-			return fmt.Errorf("haproxy did not start a worker within 10s")
-		case <-time.After(10 * time.Millisecond):
-		}
+// Running reports whether the HAProxy master runs.
+func (s *Supervisor) Running() bool {
+	done := s.Exited()
+	if done == nil {
+		return false
 	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Exited is closed when the current HAProxy exits; nil before the first start.
+func (s *Supervisor) Exited() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.done
+}
+
+// Kill sends SIGKILL to HAProxy's process group and waits for the master.
+func (s *Supervisor) Kill() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
 }
 
 // Stop soft-stops HAProxy (SIGUSR1: stop accepting, finish the requests in
@@ -118,7 +138,49 @@ func (s *Supervisor) Stop(grace time.Duration) {
 	select {
 	case <-done:
 	case <-time.After(grace):
-		cmd.Process.Kill()
-		<-done
+		s.Kill()
 	}
+}
+
+// Alerts returns the [ALERT] lines HAProxy printed since t.
+func (s *Supervisor) Alerts(since time.Time) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, a := range s.alerts {
+		if !a.at.Before(since) {
+			out = append(out, a.line)
+		}
+	}
+	return out
+}
+
+// alertWriter keeps HAProxy's [ALERT] lines for error messages.
+type alertWriter struct {
+	s    *Supervisor
+	part []byte
+}
+
+func (w *alertWriter) Write(p []byte) (int, error) {
+	w.part = append(w.part, p...)
+	for {
+		i := bytes.IndexByte(w.part, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(w.part[:i])
+		w.part = w.part[i+1:]
+		if strings.Contains(line, "[ALERT]") {
+			w.s.mu.Lock()
+			w.s.alerts = append(w.s.alerts, alert{time.Now(), clipN(strings.TrimSpace(line), 300)})
+			if len(w.s.alerts) > 8 {
+				w.s.alerts = w.s.alerts[1:]
+			}
+			w.s.mu.Unlock()
+		}
+	}
+	if len(w.part) > 4096 {
+		w.part = w.part[:0]
+	}
+	return len(p), nil
 }

@@ -111,7 +111,7 @@ func TestTrackDownGoesToOtherTracks(t *testing.T) {
 	if got["production"] != 200 {
 		t.Errorf("right after canary went down: want all 200 on production, got %v", got)
 	}
-	cli := h.router.HAProxy.(*Supervisor).CLI
+	cli := h.cli
 	h.waitFor("the health check marks canary/canary DOWN", func() bool {
 		out, err := cli.command(context.Background(), "@1 show stat canary 4 -1")
 		return err == nil && strings.Contains(out, "canary,canary,") && strings.Contains(out, ",DOWN,")
@@ -169,7 +169,7 @@ func TestSupervisedHAProxyRestarts(t *testing.T) {
 	h := newHarness(t)
 	h.writeSpec(h.spec(20, 80))
 	h.waitFor("runtime update", func() bool { return h.runtimeUpdates() == 1 })
-	sup := h.router.HAProxy.(*Supervisor)
+	sup := h.sup
 	sup.mu.Lock()
 	pid := sup.cmd.Process.Pid
 	sup.mu.Unlock()

@@ -37,6 +37,10 @@ func main() {
 	fs.DurationVar(&cfg.StopGrace, "stop-grace", 30*time.Second, "on SIGTERM with --run-haproxy, how long HAProxy may finish requests")
 	fs.BoolVar(&cfg.Once, "once", false, "write a validated haproxy.cfg from the spec and exit (init container)")
 	fs.StringVar(&cfg.GroupsMap, "groups-map", "", "route header groups through this map file (absolute path), so group edits apply at runtime without a reload (default: one ACL per group)")
+	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "on SIGTERM, fail /readyz at once and keep HAProxy accepting this long before the soft stop (default 5s with --configmap, else 0)")
+	fs.DurationVar(&cfg.ReloadTimeout, "reload-timeout", 2*time.Minute, "how long a reload or start may take to show the new config (name resolution at load time can be slow) before it is retried")
+	fs.DurationVar(&cfg.Unresponsive, "unresponsive-after", 10*time.Second, "/readyz fails once HAProxy's master socket has not answered for this long")
+	fs.DurationVar(&cfg.RestartAfter, "restart-after", 30*time.Second, "with --run-haproxy, kill and start HAProxy again once it has not answered for this long")
 	demoMode := fs.Bool("demo", false, "run locally: HAProxy, demo backends and the example spec in --demo-dir")
 	demoDir := fs.String("demo-dir", filepath.Join(os.TempDir(), "trackrouter-demo"), "working directory of --demo")
 	debug := fs.Bool("debug", false, "log at debug level")
@@ -46,6 +50,9 @@ func main() {
 			"and an invalid spec changes nothing.\n\nUsage: trackrouter (--service-file PATH | --configmap NS/NAME | --demo) [flags]\n\nFlags:\n%s", fs.FlagUsages())
 	}
 	fs.Parse(os.Args[1:])
+	if !fs.Changed("shutdown-delay") && cfg.ConfigMap != "" {
+		cfg.ShutdownDelay = 5 * time.Second
+	}
 
 	level := slog.LevelInfo
 	if *debug {
@@ -54,6 +61,9 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A second signal is not caught: it ends the shutdown delay and the
+	// soft stop at once.
+	context.AfterFunc(ctx, stop)
 	if *demoMode {
 		stopDemo, err := demo.Setup(&cfg, *demoDir, os.Stdout)
 		if err != nil {

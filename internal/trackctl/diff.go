@@ -66,7 +66,7 @@ func diffOne(e *env, o, n *weights.Spec) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	d := textdiff.Unified(o.Source.File, n.Source.File, string(oc), string(nc))
+	d := textdiff.Unified(o.Source.File, n.Source.File, string(oc.Config), string(nc.Config))
 	if d == "" {
 		fmt.Fprintf(e.stdout, "service %s: no change\n", n.Service)
 		return false, nil

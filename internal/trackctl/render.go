@@ -29,10 +29,11 @@ func runRender(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := haproxyconf.Render(s, e.render)
+	rendered, err := haproxyconf.Render(s, e.render)
 	if err != nil {
 		return err
 	}
+	cfg := rendered.Config
 	if e.output == "" {
 		_, err = e.stdout.Write(cfg)
 		return err
@@ -72,10 +73,11 @@ func runValidate(ctx context.Context, e *env, args []string) error {
 // renderChecked renders s and runs haproxy -c on the result. An error that
 // is not about the config (haproxy missing) stops the command.
 func renderChecked(ctx context.Context, e *env, s *weights.Spec) ([]byte, error) {
-	cfg, err := haproxyconf.Render(s, e.render)
+	rendered, err := haproxyconf.Render(s, e.render)
 	if err != nil {
 		return nil, err
 	}
+	cfg := rendered.Config
 	err = e.checker.Check(ctx, cfg)
 	var ce *haproxyconf.CheckError
 	if err != nil && !errors.As(err, &ce) {
