@@ -25,9 +25,9 @@ const (
 // Plan is the decision of one reconcile step, as plain data.
 type Plan struct {
 	Action  Action
-	Why     string                       // for the log
+	Why     string                        // for the log
 	Weights map[haproxyconf.ServerKey]int // servers whose weight must change, to their new weight
-	Groups  map[string]string            // the whole new map when it must change; nil otherwise
+	Groups  map[string]string             // the whole new map when it must change; nil otherwise
 }
 
 // plan compares what HAProxy runs with the desired rendering. It is the one
