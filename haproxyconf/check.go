@@ -80,11 +80,25 @@ func (c Checker) CheckFile(ctx context.Context, path string) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &exit) && ctx.Err() == nil:
-		return &CheckError{Problems: parseAlerts(out.String(), path), Output: out.String()}
+	case errors.As(err, &exit) && ctx.Err() == nil && exit.Exited():
+		// HAProxy's verdict is an exit status with [ALERT] lines; an exit
+		// without them (a wrapper that failed, a binary being replaced) says
+		// nothing about the config.
+		if problems := parseAlerts(out.String(), path); len(problems) > 0 {
+			return &CheckError{Problems: problems, Output: out.String()}
+		}
+		return fmt.Errorf("%s -c exited with %d and no [ALERT] line: %q", bin, exit.ExitCode(), clip(strings.TrimSpace(out.String())))
 	default:
 		return fmt.Errorf("run %s -c: %w", bin, err)
 	}
+}
+
+// clip cuts output quoted in an error to about 200 characters.
+func clip(s string) string {
+	if len(s) <= 200 {
+		return s
+	}
+	return s[:200] + "..."
 }
 
 // alertRE matches haproxy's "[ALERT] (pid) : config : parsing [FILE:LINE] : msg".

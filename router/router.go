@@ -76,6 +76,9 @@ type Router struct {
 	// RestartAfter: a supervised HAProxy that has not answered for this long
 	// is killed and started again; default 30s.
 	RestartAfter time.Duration
+	// Backoff is the first retry delay after a failed action; it doubles up
+	// to 30 times its value. Default 1s (1s to 30s).
+	Backoff time.Duration
 
 	mu       sync.Mutex
 	latest   *Update
@@ -91,6 +94,7 @@ type Router struct {
 	pending    *pending        // a reload or start sent, not yet seen
 	lastAnswer time.Time       // of the master socket
 	reachable  bool
+	outage     bool // "does not answer" was logged
 	backoff    time.Duration // doubles per failed action, 1s to 30s
 	retryAt    time.Time
 	invalid    *Update // the last rejected update: a resync of it is not rejected again
@@ -307,8 +311,11 @@ func (r *Router) step(ctx context.Context) time.Duration {
 		}
 		return r.unanswered(now, err)
 	}
-	if !r.reachable && !r.lastAnswer.IsZero() {
+	if r.outage {
 		r.Log.Info("haproxy answers again")
+		r.outage = false
+	}
+	if !r.reachable {
 		r.retryAt = now // act at once
 	}
 	r.reachable, r.lastAnswer = true, now
@@ -329,6 +336,11 @@ func (r *Router) step(ctx context.Context) time.Duration {
 	r.publish(&obs, t)
 	if now.Before(r.retryAt) {
 		return min(r.retryAt.Sub(now), r.pollInterval())
+	}
+	if r.announced == t {
+		// HAProxy drifted from a target it ran (a hand edit on its socket,
+		// a restart): log the repair as an apply of its own.
+		r.announced, r.since = nil, now
 	}
 	if !filesOK {
 		if err := r.writeFiles(ctx, t); err != nil {
@@ -400,12 +412,17 @@ func (r *Router) unanswered(now time.Time, err error) time.Duration {
 	if r.reachable {
 		r.reachable = false
 		if r.pending == nil {
+			r.outage = true
 			r.Metrics.ApplyErrors.WithLabelValues("unreachable").Inc()
 			r.Log.Warn("haproxy does not answer; retrying", "err", err)
 		}
 	}
+	if p := r.pending; p != nil && !now.Before(p.deadline) {
+		r.pending = nil
+		r.failed("reload", fmt.Errorf("HAProxy does not answer %s after it was asked to load %s: %w", now.Sub(p.sent).Round(time.Second), p.stamp, err))
+	}
 	silent := now.Sub(r.lastAnswer)
-	loading := r.pending != nil && now.Before(r.pending.deadline)
+	loading := r.pending != nil
 	if r.Process != nil && !loading && silent > r.restartAfter() {
 		r.Log.Error("haproxy has not answered; killing it to start it again", "silent", silent.Round(time.Second).String(), "err", err)
 		r.Metrics.ApplyErrors.WithLabelValues("restart").Inc()
@@ -455,7 +472,8 @@ func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, 
 // failed counts and logs an operational failure and backs off.
 func (r *Router) failed(reason string, err error) time.Duration {
 	r.Metrics.ApplyErrors.WithLabelValues(reason).Inc()
-	r.backoff = min(max(2*r.backoff, time.Second), 30*time.Second)
+	base := orDefault(r.Backoff, time.Second)
+	r.backoff = min(max(2*r.backoff, base), 30*base)
 	r.retryAt = time.Now().Add(r.backoff)
 	r.Log.Error("apply failed; "+r.stays(), "reason", reason, "retry_in", r.backoff.String(), "err", err)
 	r.publish(nil, r.target())
