@@ -83,14 +83,18 @@ func TestFaultTransient(t *testing.T) {
 		edit   func(g *fakeRig) // default: a weight edit to 30
 	}{
 		{
-			name:   "master socket times out (HAProxy frozen)",
-			fault:  func(g *fakeRig) { g.hap.set(func(f *fakeHAProxy) { f.observeErr = errors.New("read unix master.sock: i/o timeout") }) },
+			name: "master socket times out (HAProxy frozen)",
+			fault: func(g *fakeRig) {
+				g.hap.set(func(f *fakeHAProxy) { f.observeErr = errors.New("read unix master.sock: i/o timeout") })
+			},
 			clear:  func(g *fakeRig) { g.hap.set(func(f *fakeHAProxy) { f.observeErr = nil }) },
 			reason: "unreachable",
 		},
 		{
-			name:   "runtime API reset (master re-executing)",
-			fault:  func(g *fakeRig) { g.hap.set(func(f *fakeHAProxy) { f.runtimeErr = errors.New("connection reset by peer") }) },
+			name: "runtime API reset (master re-executing)",
+			fault: func(g *fakeRig) {
+				g.hap.set(func(f *fakeHAProxy) { f.runtimeErr = errors.New("connection reset by peer") })
+			},
 			clear:  func(g *fakeRig) { g.hap.set(func(f *fakeHAProxy) { f.runtimeErr = nil }) },
 			reason: "runtime",
 		},
@@ -103,14 +107,18 @@ func TestFaultTransient(t *testing.T) {
 			},
 			clear:  func(g *fakeRig) {},
 			reason: "check",
-			edit:   func(g *fakeRig) { g.submitRaw(strings.Replace(fmt.Sprintf(fakeSpec, 30, 70), "  FREE: free\n", "  FREE: free\n  BETA: free\n", 1)) },
+			edit: func(g *fakeRig) {
+				g.submitRaw(strings.Replace(fmt.Sprintf(fakeSpec, 30, 70), "  FREE: free\n", "  FREE: free\n  BETA: free\n", 1))
+			},
 		},
 		{
 			name:   "reload refused by the master, then accepted",
 			fault:  func(g *fakeRig) { g.hap.set(func(f *fakeHAProxy) { f.failReloads = 2 }) },
 			clear:  func(g *fakeRig) {},
 			reason: "reload",
-			edit:   func(g *fakeRig) { g.submitRaw(strings.Replace(fmt.Sprintf(fakeSpec, 30, 70), "  FREE: free\n", "  FREE: free\n  BETA: free\n", 1)) },
+			edit: func(g *fakeRig) {
+				g.submitRaw(strings.Replace(fmt.Sprintf(fakeSpec, 30, 70), "  FREE: free\n", "  FREE: free\n  BETA: free\n", 1))
+			},
 		},
 	}
 	for _, tc := range tests {

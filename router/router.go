@@ -94,7 +94,7 @@ type Router struct {
 	pending    *pending        // a reload or start sent, not yet seen
 	lastAnswer time.Time       // of the master socket
 	reachable  bool
-	outage     bool // "does not answer" was logged
+	outage     bool          // "does not answer" was logged
 	backoff    time.Duration // doubles per failed action, 1s to 30s
 	retryAt    time.Time
 	invalid    *Update // the last rejected update: a resync of it is not rejected again
