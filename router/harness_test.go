@@ -81,11 +81,10 @@ func startHarness(t testing.TB, initial func(h *harness) string, options ...func
 	h.backends = haproxytest.StartBackends(t, "internal", "canary", "paid", "production")
 	h.addr = fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
 	h.client = haproxytest.Counter{URL: "http://" + h.addr + "/", Header: "X-Traffic-Group"}
-	switch {
-	case initial == nil:
+	if initial == nil {
 		h.writeSpec(h.spec(5, 95))
-	case initial(h) != "":
-		h.writeSpec(initial(h))
+	} else if spec := initial(h); spec != "" {
+		h.writeSpec(spec)
 	}
 
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -3,6 +3,7 @@ package weights
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // FieldError is one problem in a service spec: where it is (file and line),
@@ -60,4 +61,31 @@ func (l ErrorList) err() error {
 		return nil
 	}
 	return l
+}
+
+// maxQuoted is how much of a value an error quotes: enough to recognise it,
+// not a whole file that a symlink or a paste put in the spec.
+const maxQuoted = 100
+
+// clip cuts a user value for an error message.
+func clip(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:cut], len(s))
+}
+
+func clipArgs(args []any) []any {
+	out := make([]any, len(args))
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			a = clip(s)
+		}
+		out[i] = a
+	}
+	return out
 }

@@ -258,7 +258,7 @@ type decoder struct {
 }
 
 func (d *decoder) fail(n *yaml.Node, field, format string, args ...any) {
-	d.errs = append(d.errs, &FieldError{File: d.file, Line: n.Line + d.offset, Field: field, Msg: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, &FieldError{File: d.file, Line: n.Line + d.offset, Field: clip(field), Msg: fmt.Sprintf(format, args...)})
 }
 
 func (d *decoder) mark(field string, n *yaml.Node) { d.lines[field] = n.Line + d.offset }
@@ -317,7 +317,7 @@ func (d *decoder) int(n *yaml.Node, path string) int {
 	}
 	v, err := strconv.Atoi(n.Value)
 	if err != nil {
-		d.fail(n, path, "want a decimal integer, found %q", n.Value)
+		d.fail(n, path, "want a decimal integer, found %q", clip(n.Value))
 		return 0
 	}
 	return v
@@ -334,9 +334,9 @@ func describe(n *yaml.Node) string {
 	case "!!null":
 		return "nothing"
 	case "!!str":
-		return fmt.Sprintf("the string %q", n.Value)
+		return fmt.Sprintf("the string %q", clip(n.Value))
 	}
-	return fmt.Sprintf("%q", n.Value)
+	return fmt.Sprintf("%q", clip(n.Value))
 }
 
 func join(path, key string) string {

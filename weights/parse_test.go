@@ -272,3 +272,30 @@ func TestWeightChanges(t *testing.T) {
 		t.Errorf("same spec: want no change, got %v", c)
 	}
 }
+
+// TestErrorsQuoteLittle: a huge value (a pasted file, a symlink to
+// /etc/passwd) is quoted in errors by its first 100 bytes and its size.
+func TestErrorsQuoteLittle(t *testing.T) {
+	long := strings.Repeat("x", 5000)
+	for _, input := range []string{
+		"service: " + long + "\n",
+		"service: a\nport: " + long + "\n",
+		"service: a\nheader: " + long + "\n",
+	} {
+		_, err := ParseService(Source{File: "service.yaml"}, []byte(input))
+		var list ErrorList
+		if !errors.As(err, &list) {
+			t.Fatalf("want field errors for %.40q, got %v", input, err)
+		}
+		sized := false
+		for _, fe := range list {
+			if len(fe.Error()) > 300 {
+				t.Errorf("error quotes too much (%d bytes): %.300s", len(fe.Error()), fe.Error())
+			}
+			sized = sized || strings.Contains(fe.Error(), "... (5000 bytes)")
+		}
+		if !sized {
+			t.Errorf("no error says the value was cut: %v", err)
+		}
+	}
+}

@@ -47,7 +47,7 @@ func (v *validator) fail(field, format string, args ...any) {
 		}
 		line, ok = v.lines[p]
 	}
-	v.errs = append(v.errs, &FieldError{File: v.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+	v.errs = append(v.errs, &FieldError{File: v.file, Line: line, Field: clip(field), Msg: fmt.Sprintf(format, clipArgs(args)...)})
 }
 
 func (v *validator) validate() {
