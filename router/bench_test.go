@@ -3,10 +3,14 @@ package router
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -103,5 +107,57 @@ func BenchmarkReloadsUnderLoad(b *testing.B) {
 	b.ReportMetric(float64(failed), "failed")
 	if failed > 0 {
 		b.Logf("failures: %v", errs)
+	}
+}
+
+// BenchmarkFaultRecovery measures, per fault, the time from the fault
+// clearing to the sidecar in sync with an edit made during the fault
+// (HAProxy reports the new weight and trackrouter_in_sync is 1).
+// Run: go test ./router -run '^$' -bench FaultRecovery -benchtime 10x
+func BenchmarkFaultRecovery(b *testing.B) {
+	faults := []struct {
+		name string
+		// inject makes the fault and returns the function that clears it.
+		inject func(h *harness) (clear func())
+	}{
+		{"freeze-2s", func(h *harness) func() {
+			pgid := h.masterPID()
+			syscall.Kill(-pgid, syscall.SIGSTOP)
+			return func() { time.Sleep(2 * time.Second); syscall.Kill(-pgid, syscall.SIGCONT) }
+		}},
+		{"haproxy-killed", func(h *harness) func() {
+			return func() { syscall.Kill(-h.masterPID(), syscall.SIGKILL) }
+		}},
+		{"socket-removed", func(h *harness) func() {
+			// The master's socket file is gone (an emptyDir wiped, a careless
+			// rm): the sidecar restarts HAProxy after RestartAfter (1s here).
+			return func() { os.Remove(h.cli.Socket) }
+		}},
+	}
+	for _, f := range faults {
+		b.Run(f.name, func(b *testing.B) {
+			h := startHarness(b, nil, func(h *harness) {
+				h.router.RestartAfter = time.Second
+				h.router.UnresponsiveAfter = 500 * time.Millisecond
+			})
+			var times []time.Duration
+			for i := 0; i < b.N; i++ {
+				w := 10 + i%100
+				clear := f.inject(h)
+				h.writeSpec(h.spec(w, 100))
+				clear()
+				start := time.Now()
+				for h.haproxyWeight("canary/canary") != w || testutil.ToFloat64(h.router.Metrics.InSync) != 1 {
+					if time.Since(start) > 30*time.Second {
+						b.Fatalf("not in sync 30s after %s cleared\n%s", f.name, h.logs.String())
+					}
+					time.Sleep(time.Millisecond)
+				}
+				times = append(times, time.Since(start))
+			}
+			slices.Sort(times)
+			b.ReportMetric(ms(times[len(times)/2]), "p50-ms")
+			b.ReportMetric(ms(times[len(times)-1]), "max-ms")
+		})
 	}
 }

@@ -20,7 +20,8 @@ import (
 
 // TestDemoAndSIGTERM runs the README's main command as a user would: the
 // built binary in --demo mode. It must serve the example's routing, report
-// ready, and on SIGTERM stop HAProxy and exit 0.
+// ready, and on SIGTERM fail /readyz at once, keep serving for the shutdown
+// delay, then stop HAProxy and exit 0.
 func TestDemoAndSIGTERM(t *testing.T) {
 	haproxytest.Binary(t)
 	bin := filepath.Join(t.TempDir(), "trackrouter")
@@ -29,7 +30,7 @@ func TestDemoAndSIGTERM(t *testing.T) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
 	metrics := fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
-	cmd := exec.Command(bin, "--demo", "--demo-dir", t.TempDir(), "--bind", addr, "--metrics-addr", metrics)
+	cmd := exec.Command(bin, "--demo", "--demo-dir", t.TempDir(), "--bind", addr, "--metrics-addr", metrics, "--shutdown-delay", "2s")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +83,15 @@ func TestDemoAndSIGTERM(t *testing.T) {
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if resp, err := http.Get("http://" + metrics + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("right after SIGTERM: want /readyz 503, got %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if got, err := (haproxytest.Counter{URL: "http://" + addr + "/", Header: "X-Traffic-Group"}).Send(20, "FREE"); err != nil || got["canary"]+got["production"] != 20 {
+		t.Errorf("during the shutdown delay: want 20 requests served, got %v, %v", got, err)
 	}
 	exited := make(chan error, 1)
 	go func() { <-logDone; exited <- cmd.Wait() }()
