@@ -70,7 +70,8 @@ func (m *MasterCLI) command(ctx context.Context, line string) (string, error) {
 	}
 	conn.SetDeadline(time.Now().Add(timeout))
 	if _, err := io.WriteString(conn, line+"\n"); err != nil {
-		return "", fmt.Errorf("master socket %q: %w", line, err)
+		// Not received: as good as not connected.
+		return "", fmt.Errorf("%w: %q: %v", ErrUnavailable, line, err)
 	}
 	// Without CloseWrite the master waits for more commands.
 	conn.(*net.UnixConn).CloseWrite()

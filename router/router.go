@@ -327,6 +327,10 @@ func (r *Router) step(ctx context.Context) time.Duration {
 		r.publish(&obs, nil)
 		return r.pollInterval()
 	}
+	if obs.Stamp == t.Stamp {
+		// HAProxy loaded this structure: it passed HAProxy's own parse.
+		r.checked[t.Stamp] = true
+	}
 	p := plan(obs, t.Rendered)
 	filesOK := r.filesHold(t)
 	if p.Action == ActNone && filesOK {
@@ -419,7 +423,11 @@ func (r *Router) unanswered(now time.Time, err error) time.Duration {
 	}
 	if p := r.pending; p != nil && !now.Before(p.deadline) {
 		r.pending = nil
-		r.failed("reload", fmt.Errorf("HAProxy does not answer %s after it was asked to load %s: %w", now.Sub(p.sent).Round(time.Second), p.stamp, err))
+		reason := "reload"
+		if p.start {
+			reason = "start"
+		}
+		r.failed(reason, fmt.Errorf("HAProxy does not answer %s after it was asked to load %s: %w", now.Sub(p.sent).Round(time.Second), p.stamp, err))
 	}
 	silent := now.Sub(r.lastAnswer)
 	loading := r.pending != nil
