@@ -234,12 +234,6 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	return true
 }
 
-// isOwned reports whether obj is controlled by the ConfigMap cm.
-func isOwned(obj metav1.Object, cm *corev1.ConfigMap) bool {
-	ref := metav1.GetControllerOf(obj)
-	return ref != nil && ref.UID == cm.UID
-}
-
 // available reports whether a Deployment has all its replicas updated,
 // ready and available for its current generation.
 func available(d *appsv1.Deployment) bool {

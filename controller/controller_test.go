@@ -15,8 +15,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -472,4 +474,55 @@ func TestRenameServiceCleansUp(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestDriftInFullRepaired hand-edits a track Deployment's pod template (an
+// env var added, the image, the readiness probe): every field the controller
+// set is put back, a field it never set (an annotation a tool added) stays,
+// and the repair then writes nothing more.
+func TestDriftInFullRepaired(t *testing.T) {
+	client, ns, _ := setup(t)
+	ctx := context.Background()
+	ctrl := start(t, client, ns)
+	converge(t, client, ns)
+	name := "account-service-canary-v1.17.0"
+	dep, err := client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTemplate := dep.Spec.Template.DeepCopy()
+	c := &dep.Spec.Template.Spec.Containers[0]
+	c.Env = append(c.Env, corev1.EnvVar{Name: "HACK", Value: "1"})
+	c.Image = "example.com/other:latest"
+	c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(9)}}}
+	dep.Annotations = map[string]string{"tool.example.com/note": "kept"}
+	if _, err := client.AppsV1().Deployments(ns).Update(ctx, dep, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the pod template put back", func() error {
+		d, err := client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		got := d.Spec.Template.Spec.Containers[0]
+		want := wantTemplate.Spec.Containers[0]
+		if got.Image != want.Image || got.ReadinessProbe != nil && want.ReadinessProbe == nil || !equality.Semantic.DeepEqual(got.ReadinessProbe, want.ReadinessProbe) {
+			return fmt.Errorf("image %s, probe %+v", got.Image, got.ReadinessProbe)
+		}
+		for _, e := range got.Env {
+			if e.Name == "HACK" {
+				return fmt.Errorf("env HACK still set")
+			}
+		}
+		if d.Annotations["tool.example.com/note"] != "kept" {
+			return fmt.Errorf("an annotation the controller never set was removed: %v", d.Annotations)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // the repair's own events settle
+	writes := ctrl.Writes.Load()
+	time.Sleep(3 * time.Second)
+	if w := ctrl.Writes.Load() - writes; w != 0 {
+		t.Errorf("%d writes after the repair; want 0", w)
+	}
 }

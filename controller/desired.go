@@ -1,9 +1,6 @@
 package controller
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -25,9 +22,6 @@ const (
 	LabelVersion   = "version"
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	ManagedBy      = "track-controller"
-	// AnnotationHash is a hash of what the controller wrote into an object's
-	// spec; a different hash means the desired object changed.
-	AnnotationHash = "trackrouter.dev/desired-hash"
 
 	TierService = "service"
 	TierRouter  = "router"
@@ -79,12 +73,12 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 				Template: pod,
 			},
 		}
-		d.tracks[track] = withHash(dep, dep.Spec)
+		d.tracks[track] = dep
 		svc := &corev1.Service{
 			ObjectMeta: meta(spec.ServiceName(track), sel),
 			Spec:       serviceSpec(sel, spec.Port),
 		}
-		d.services = append(d.services, withHash(svc, svc.Spec))
+		d.services = append(d.services, svc)
 	}
 
 	name := spec.Service + "-haproxy"
@@ -100,7 +94,6 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		},
 	}
-	d.role = withHash(d.role, d.role.Rules)
 	d.roleBinding = &rbacv1.RoleBinding{
 		ObjectMeta: meta(name, routerLabels),
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: cm.Namespace}},
@@ -114,9 +107,9 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 			Template: routerPod(spec, cm, name, routerLabels, routerImage),
 		},
 	}
-	d.router = withHash(router, router.Spec)
+	d.router = router
 	svc := &corev1.Service{ObjectMeta: meta(spec.Service, routerLabels), Spec: serviceSpec(routerLabels, spec.Port)}
-	d.services = append(d.services, withHash(svc, svc.Spec))
+	d.services = append(d.services, svc)
 	return d, nil
 }
 
@@ -211,13 +204,4 @@ func merge(a, b map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-// withHash stores a hash of what the controller sets in the object's
-// annotations; the sync compares it with the live object's.
-func withHash[T metav1.Object](obj T, content any) T {
-	b, _ := json.Marshal(content)
-	sum := sha256.Sum256(b)
-	obj.SetAnnotations(map[string]string{AnnotationHash: hex.EncodeToString(sum[:8])})
-	return obj
 }

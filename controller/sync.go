@@ -2,15 +2,12 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -62,27 +59,20 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 		return nil
 	}
 
+	var errs []error
 	for _, svc := range d.services {
-		if err := c.applyService(ctx, cm, svc); err != nil {
-			return err
-		}
+		errs = append(errs, reconcile(ctx, c, cm, c.serviceKind(), svc))
 	}
-	if err := c.applyAccount(ctx, cm, d.account); err != nil {
-		return err
-	}
-	if err := c.applyRole(ctx, cm, d.role); err != nil {
-		return err
-	}
-	if err := c.applyRoleBinding(ctx, cm, d.roleBinding); err != nil {
-		return err
-	}
+	errs = append(errs,
+		reconcile(ctx, c, cm, c.accountKind(), d.account),
+		reconcile(ctx, c, cm, c.roleKind(), d.role),
+		reconcile(ctx, c, cm, c.roleBindingKind(), d.roleBinding))
 	for _, track := range spec.TrackNames() {
-		if err := c.applyDeployment(ctx, cm, d.tracks[track]); err != nil {
-			return err
-		}
+		errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), d.tracks[track]))
 	}
-	if err := c.applyDeployment(ctx, cm, d.router); err != nil {
-		return err
+	errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), d.router))
+	if err := errors.Join(errs...); err != nil {
+		return err // cleanup waits until everything wanted is in place
 	}
 	if err := c.cleanup(ctx, cm, spec, d); err != nil {
 		return err
@@ -95,10 +85,17 @@ func (c *Controller) warn(cm *corev1.ConfigMap, reason, msg string) {
 	c.recorder.Event(cm, corev1.EventTypeWarning, reason, msg)
 }
 
-func (c *Controller) wrote(cm *corev1.ConfigMap, verb, kind, name string) {
+// wrote records a write: a counter, a log line and a Normal Event; changed
+// names the fields an update put back or changed.
+func (c *Controller) wrote(cm *corev1.ConfigMap, verb, kind, name, changed string) {
 	c.Writes.Add(1)
-	c.log.Info(verb, "kind", kind, "name", cm.Namespace+"/"+name, "configmap", cm.Name)
-	c.recorder.Eventf(cm, corev1.EventTypeNormal, verb, "%s %s %s", verb, kind, name)
+	if changed == "" {
+		c.log.Info(verb, "kind", kind, "name", cm.Namespace+"/"+name, "configmap", cm.Name)
+		c.recorder.Eventf(cm, corev1.EventTypeNormal, verb, "%s %s %s", verb, kind, name)
+		return
+	}
+	c.log.Info(verb, "kind", kind, "name", cm.Namespace+"/"+name, "configmap", cm.Name, "fields", changed)
+	c.recorder.Eventf(cm, corev1.EventTypeNormal, verb, "%s %s %s: %s", verb, kind, name, changed)
 }
 
 // notOwned reports, once per object, an object that has a name the spec
@@ -126,7 +123,7 @@ func (c *Controller) reportForeign(cm *corev1.ConfigMap, spec *weights.Spec) err
 		return err
 	}
 	for _, dep := range deps {
-		if isOwned(dep, cm) {
+		if metav1.IsControlledBy(dep, cm) {
 			continue
 		}
 		track := dep.Spec.Template.Labels[LabelTrack]
@@ -136,300 +133,39 @@ func (c *Controller) reportForeign(cm *corev1.ConfigMap, spec *weights.Spec) err
 	return nil
 }
 
-func sameHash(have, want metav1.Object) bool {
-	return have.GetAnnotations()[AnnotationHash] == want.GetAnnotations()[AnnotationHash]
-}
-
-func hasLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-func (c *Controller) applyDeployment(ctx context.Context, cm *corev1.ConfigMap, want *appsv1.Deployment) error {
-	api := c.client.AppsV1().Deployments(cm.Namespace)
-	have, err := c.deployments.Deployments(cm.Namespace).Get(want.Name)
-	if apierrors.IsNotFound(err) {
-		_, err = api.Create(ctx, want, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			if live, gerr := api.Get(ctx, want.Name, metav1.GetOptions{}); gerr == nil && !isOwned(live, cm) {
-				c.notOwned(cm, "Deployment", live)
-				return nil
-			}
-		}
-		if err == nil {
-			c.wrote(cm, "Created", "Deployment", want.Name)
-		}
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	if !isOwned(have, cm) {
-		c.notOwned(cm, "Deployment", have)
-		return nil
-	}
-	if sameHash(have, want) && hasLabels(have.Labels, want.Labels) && *have.Spec.Replicas == *want.Spec.Replicas &&
-		sameImages(have.Spec.Template.Spec, want.Spec.Template.Spec) {
-		return nil
-	}
-	// NEVER modify objects from the store. It's a read-only, local cache.
-	upd := have.DeepCopy()
-	upd.Labels = merge(upd.Labels, want.Labels)
-	upd.Annotations = merge(upd.Annotations, want.Annotations)
-	upd.Spec.Replicas = want.Spec.Replicas
-	upd.Spec.Template = want.Spec.Template
-	if _, err := api.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
-		return err
-	}
-	c.wrote(cm, "Updated", "Deployment", want.Name)
-	return nil
-}
-
-func sameImages(have, want corev1.PodSpec) bool {
-	images := func(s corev1.PodSpec) map[string]string {
-		m := make(map[string]string)
-		for _, c := range s.Containers {
-			m[c.Name] = c.Image
-		}
-		return m
-	}
-	return maps.Equal(images(have), images(want))
-}
-
-func (c *Controller) applyService(ctx context.Context, cm *corev1.ConfigMap, want *corev1.Service) error {
-	api := c.client.CoreV1().Services(cm.Namespace)
-	have, err := c.services.Services(cm.Namespace).Get(want.Name)
-	if apierrors.IsNotFound(err) {
-		_, err = api.Create(ctx, want, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			if live, gerr := api.Get(ctx, want.Name, metav1.GetOptions{}); gerr == nil && !isOwned(live, cm) {
-				c.notOwned(cm, "Service", live)
-				return nil
-			}
-		}
-		if err == nil {
-			c.wrote(cm, "Created", "Service", want.Name)
-		}
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	if !isOwned(have, cm) {
-		c.notOwned(cm, "Service", have)
-		return nil
-	}
-	if sameHash(have, want) && hasLabels(have.Labels, want.Labels) && have.Spec.Type == want.Spec.Type &&
-		maps.Equal(have.Spec.Selector, want.Spec.Selector) && samePorts(have.Spec.Ports, want.Spec.Ports) {
-		return nil
-	}
-	upd := have.DeepCopy()
-	upd.Labels = merge(upd.Labels, want.Labels)
-	upd.Annotations = merge(upd.Annotations, want.Annotations)
-	upd.Spec.Type = want.Spec.Type
-	upd.Spec.Selector = want.Spec.Selector
-	upd.Spec.Ports = want.Spec.Ports
-	if _, err := api.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
-		return err
-	}
-	c.wrote(cm, "Updated", "Service", want.Name)
-	return nil
-}
-
-func samePorts(have, want []corev1.ServicePort) bool {
-	if len(have) != len(want) {
-		return false
-	}
-	for i := range want {
-		h, w := have[i], want[i]
-		if h.Name != w.Name || h.Port != w.Port || h.Protocol != w.Protocol || h.TargetPort != w.TargetPort {
-			return false
-		}
-	}
-	return true
-}
-
-func (c *Controller) applyAccount(ctx context.Context, cm *corev1.ConfigMap, want *corev1.ServiceAccount) error {
-	have, err := c.accounts.ServiceAccounts(cm.Namespace).Get(want.Name)
-	if apierrors.IsNotFound(err) {
-		_, err = c.client.CoreV1().ServiceAccounts(cm.Namespace).Create(ctx, want, metav1.CreateOptions{})
-		if err == nil {
-			c.wrote(cm, "Created", "ServiceAccount", want.Name)
-		}
-		return ignoreExists(err)
-	}
-	if err == nil && !isOwned(have, cm) {
-		c.notOwned(cm, "ServiceAccount", have)
-	}
-	return err
-}
-
-func (c *Controller) applyRole(ctx context.Context, cm *corev1.ConfigMap, want *rbacv1.Role) error {
-	api := c.client.RbacV1().Roles(cm.Namespace)
-	have, err := c.roles.Roles(cm.Namespace).Get(want.Name)
-	if apierrors.IsNotFound(err) {
-		_, err = api.Create(ctx, want, metav1.CreateOptions{})
-		if err == nil {
-			c.wrote(cm, "Created", "Role", want.Name)
-		}
-		return ignoreExists(err)
-	}
-	if err != nil {
-		return err
-	}
-	if !isOwned(have, cm) {
-		c.notOwned(cm, "Role", have)
-		return nil
-	}
-	if sameHash(have, want) && equality.Semantic.DeepEqual(have.Rules, want.Rules) {
-		return nil
-	}
-	upd := have.DeepCopy()
-	upd.Annotations = merge(upd.Annotations, want.Annotations)
-	upd.Rules = want.Rules
-	if _, err := api.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
-		return err
-	}
-	c.wrote(cm, "Updated", "Role", want.Name)
-	return nil
-}
-
-func (c *Controller) applyRoleBinding(ctx context.Context, cm *corev1.ConfigMap, want *rbacv1.RoleBinding) error {
-	api := c.client.RbacV1().RoleBindings(cm.Namespace)
-	have, err := c.roleBindings.RoleBindings(cm.Namespace).Get(want.Name)
-	if apierrors.IsNotFound(err) {
-		_, err = api.Create(ctx, want, metav1.CreateOptions{})
-		if err == nil {
-			c.wrote(cm, "Created", "RoleBinding", want.Name)
-		}
-		return ignoreExists(err)
-	}
-	if err != nil {
-		return err
-	}
-	if !isOwned(have, cm) {
-		c.notOwned(cm, "RoleBinding", have)
-		return nil
-	}
-	if equality.Semantic.DeepEqual(have.Subjects, want.Subjects) && have.RoleRef == want.RoleRef {
-		return nil
-	}
-	upd := have.DeepCopy()
-	upd.Subjects = want.Subjects // the roleRef is immutable and fixed by the name
-	if _, err := api.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
-		return err
-	}
-	c.wrote(cm, "Updated", "RoleBinding", want.Name)
-	return nil
-}
-
-func ignoreExists(err error) error {
-	if apierrors.IsAlreadyExists(err) {
-		return nil // the informer will bring it; the next sync checks it
-	}
-	return err
-}
-
-// cleanup deletes what this spec owns but no longer wants. An old version of
-// a track (blue/green) goes only once the track's new Deployment is
-// Available, so the track Service always has endpoints.
+// cleanup deletes what this spec controls but no longer wants. An old
+// version of a track (blue/green) goes only once the track's new Deployment
+// is Available, so the track Service always has endpoints.
 func (c *Controller) cleanup(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, d *desired) error {
-	sel := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy})
 	wantDeps := map[string]bool{d.router.Name: true}
 	for _, dep := range d.tracks {
 		wantDeps[dep.Name] = true
 	}
-	deps, err := c.deployments.Deployments(cm.Namespace).List(sel)
-	if err != nil {
-		return err
-	}
-	slices.SortFunc(deps, func(a, b *appsv1.Deployment) int { return strings.Compare(a.Name, b.Name) })
-	for _, dep := range deps {
-		if !isOwned(dep, cm) || wantDeps[dep.Name] {
-			continue
+	keepDep := func(dep *appsv1.Deployment) bool {
+		if wantDeps[dep.Name] {
+			return true
 		}
-		if track := dep.Labels[LabelTrack]; dep.Labels[LabelTier] == TierService && spec.Tracks[track].Version != "" {
-			next, err := c.deployments.Deployments(cm.Namespace).Get(d.tracks[track].Name)
-			if err != nil || !available(next) {
-				c.log.Info("keeping the old version until the new one is Available", "deployment", dep.Name, "track", track)
-				continue // the new Deployment's status updates enqueue this spec again
-			}
+		track := dep.Labels[LabelTrack]
+		if dep.Labels[LabelTier] != TierService || spec.Tracks[track].Version == "" {
+			return false
 		}
-		if err := c.client.AppsV1().Deployments(cm.Namespace).Delete(ctx, dep.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return err
+		next, err := c.deployments.Deployments(cm.Namespace).Get(d.tracks[track].Name)
+		if err != nil || !available(next) {
+			c.log.Info("keeping the old version until the new one is Available", "deployment", dep.Name, "track", track)
+			return true // the new Deployment's status updates enqueue this spec again
 		}
-		c.wrote(cm, "Deleted", "Deployment", dep.Name)
+		return false
 	}
 	wantSvcs := make(map[string]bool)
 	for _, s := range d.services {
 		wantSvcs[s.Name] = true
 	}
-	svcs, err := c.services.Services(cm.Namespace).List(sel)
-	if err != nil {
-		return err
-	}
-	for _, s := range svcs {
-		if !isOwned(s, cm) || wantSvcs[s.Name] {
-			continue
-		}
-		if err := c.client.CoreV1().Services(cm.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return err
-		}
-		c.wrote(cm, "Deleted", "Service", s.Name)
-	}
-	return c.cleanupRouterAccess(ctx, cm, d.account.Name)
-}
-
-// staleObject is an owned object to delete.
-type staleObject struct {
-	kind, name string
-	del        func() error
-}
-
-// cleanupRouterAccess deletes the HAProxy tier's ServiceAccount, Role and
-// RoleBinding of an earlier service name (the spec's service was renamed).
-func (c *Controller) cleanupRouterAccess(ctx context.Context, cm *corev1.ConfigMap, want string) error {
-	sel := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy})
-	ns := cm.Namespace
-	var stale []staleObject
-	accounts, err := c.accounts.ServiceAccounts(ns).List(sel)
-	if err != nil {
-		return err
-	}
-	for _, o := range accounts {
-		if isOwned(o, cm) && o.Name != want {
-			stale = append(stale, staleObject{"ServiceAccount", o.Name, func() error {
-				return c.client.CoreV1().ServiceAccounts(ns).Delete(ctx, o.Name, metav1.DeleteOptions{})
-			}})
-		}
-	}
-	roles, err := c.roles.Roles(ns).List(sel)
-	if err != nil {
-		return err
-	}
-	for _, o := range roles {
-		if isOwned(o, cm) && o.Name != want {
-			stale = append(stale, staleObject{"Role", o.Name, func() error { return c.client.RbacV1().Roles(ns).Delete(ctx, o.Name, metav1.DeleteOptions{}) }})
-		}
-	}
-	bindings, err := c.roleBindings.RoleBindings(ns).List(sel)
-	if err != nil {
-		return err
-	}
-	for _, o := range bindings {
-		if isOwned(o, cm) && o.Name != want {
-			stale = append(stale, staleObject{"RoleBinding", o.Name, func() error { return c.client.RbacV1().RoleBindings(ns).Delete(ctx, o.Name, metav1.DeleteOptions{}) }})
-		}
-	}
-	for _, o := range stale {
-		if err := o.del(); err != nil && !apierrors.IsNotFound(err) {
-			return err
-		}
-		c.wrote(cm, "Deleted", o.kind, o.name)
-	}
-	return nil
+	access := func(o metav1.Object) bool { return o.GetName() == d.account.Name }
+	return errors.Join(
+		prune(ctx, c, cm, c.deploymentKind(), keepDep),
+		prune(ctx, c, cm, c.serviceKind(), func(s *corev1.Service) bool { return wantSvcs[s.Name] }),
+		prune(ctx, c, cm, c.accountKind(), func(o *corev1.ServiceAccount) bool { return access(o) }),
+		prune(ctx, c, cm, c.roleKind(), func(o *rbacv1.Role) bool { return access(o) }),
+		prune(ctx, c, cm, c.roleBindingKind(), func(o *rbacv1.RoleBinding) bool { return access(o) }),
+	)
 }

@@ -1,0 +1,395 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
+)
+
+// FieldManager is the field manager of every write: with Server-Side Apply
+// the fields the controller sets are owned by it, and a hand edit to one of
+// them is put back; fields others set (an HPA, a mutating webhook) are left.
+const FieldManager = "track-controller"
+
+// object is what the controller writes: a typed API object.
+type object interface {
+	metav1.Object
+	runtime.Object
+}
+
+// kind is how the controller reads, applies and deletes one kind of object.
+// Every kind goes through the same reconcile and cleanup, below.
+type kind[T object, AC any] struct {
+	name       string // "Deployment"
+	apiVersion string
+	cached     func(ns, name string) (T, error)
+	list       func(ns string, sel labels.Selector) ([]T, error)
+	get        func(ctx context.Context, ns, name string) (T, error)
+	apply      func(ctx context.Context, ns string, ac *AC) error
+	extract    func(live T) (*AC, error)
+	delete     func(ctx context.Context, ns, name string, opts metav1.DeleteOptions) error
+	// replace, when set, puts back a live object that another field manager
+	// changed in a part the controller owns whole (foreign says so): an apply
+	// cannot remove what others own, and a probe switched from httpGet to
+	// tcpSocket by hand would merge into an invalid object.
+	foreign func(live T) bool
+	replace func(ctx context.Context, live, want T) error
+}
+
+func (c *Controller) deploymentKind() kind[*appsv1.Deployment, appsv1ac.DeploymentApplyConfiguration] {
+	return kind[*appsv1.Deployment, appsv1ac.DeploymentApplyConfiguration]{
+		name: "Deployment", apiVersion: "apps/v1",
+		cached: func(ns, name string) (*appsv1.Deployment, error) { return c.deployments.Deployments(ns).Get(name) },
+		list: func(ns string, sel labels.Selector) ([]*appsv1.Deployment, error) {
+			return c.deployments.Deployments(ns).List(sel)
+		},
+		get: func(ctx context.Context, ns, name string) (*appsv1.Deployment, error) {
+			return c.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		apply: func(ctx context.Context, ns string, ac *appsv1ac.DeploymentApplyConfiguration) error {
+			_, err := c.client.AppsV1().Deployments(ns).Apply(ctx, ac, applyOptions)
+			return err
+		},
+		extract: func(live *appsv1.Deployment) (*appsv1ac.DeploymentApplyConfiguration, error) {
+			return appsv1ac.ExtractDeployment(live, FieldManager)
+		},
+		delete: func(ctx context.Context, ns, name string, opts metav1.DeleteOptions) error {
+			return c.client.AppsV1().Deployments(ns).Delete(ctx, name, opts)
+		},
+		foreign: func(live *appsv1.Deployment) bool { return othersOwn(live.ManagedFields, "f:spec", "f:template") },
+		replace: func(ctx context.Context, live, want *appsv1.Deployment) error {
+			// NEVER modify objects from the store. It's a read-only, local cache.
+			upd := live.DeepCopy()
+			upd.Spec.Template = want.Spec.Template
+			_, err := c.client.AppsV1().Deployments(live.Namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: FieldManager})
+			return err
+		},
+	}
+}
+
+// othersOwn reports whether a field manager other than the controller's
+// owns a field under path (in the main resource, not a subresource).
+func othersOwn(fields []metav1.ManagedFieldsEntry, path ...string) bool {
+	for _, mf := range fields {
+		if mf.Manager == FieldManager || mf.Subresource != "" || mf.FieldsV1 == nil {
+			continue
+		}
+		var m map[string]any
+		if json.Unmarshal(mf.FieldsV1.Raw, &m) != nil {
+			continue
+		}
+		found := true
+		for _, p := range path {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				found = false
+				break
+			}
+			m = next
+		}
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Controller) serviceKind() kind[*corev1.Service, corev1ac.ServiceApplyConfiguration] {
+	return kind[*corev1.Service, corev1ac.ServiceApplyConfiguration]{
+		name: "Service", apiVersion: "v1",
+		cached: func(ns, name string) (*corev1.Service, error) { return c.services.Services(ns).Get(name) },
+		list: func(ns string, sel labels.Selector) ([]*corev1.Service, error) {
+			return c.services.Services(ns).List(sel)
+		},
+		get: func(ctx context.Context, ns, name string) (*corev1.Service, error) {
+			return c.client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		apply: func(ctx context.Context, ns string, ac *corev1ac.ServiceApplyConfiguration) error {
+			_, err := c.client.CoreV1().Services(ns).Apply(ctx, ac, applyOptions)
+			return err
+		},
+		extract: func(live *corev1.Service) (*corev1ac.ServiceApplyConfiguration, error) {
+			return corev1ac.ExtractService(live, FieldManager)
+		},
+		delete: func(ctx context.Context, ns, name string, opts metav1.DeleteOptions) error {
+			return c.client.CoreV1().Services(ns).Delete(ctx, name, opts)
+		},
+	}
+}
+
+func (c *Controller) accountKind() kind[*corev1.ServiceAccount, corev1ac.ServiceAccountApplyConfiguration] {
+	return kind[*corev1.ServiceAccount, corev1ac.ServiceAccountApplyConfiguration]{
+		name: "ServiceAccount", apiVersion: "v1",
+		cached: func(ns, name string) (*corev1.ServiceAccount, error) { return c.accounts.ServiceAccounts(ns).Get(name) },
+		list: func(ns string, sel labels.Selector) ([]*corev1.ServiceAccount, error) {
+			return c.accounts.ServiceAccounts(ns).List(sel)
+		},
+		get: func(ctx context.Context, ns, name string) (*corev1.ServiceAccount, error) {
+			return c.client.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		apply: func(ctx context.Context, ns string, ac *corev1ac.ServiceAccountApplyConfiguration) error {
+			_, err := c.client.CoreV1().ServiceAccounts(ns).Apply(ctx, ac, applyOptions)
+			return err
+		},
+		extract: func(live *corev1.ServiceAccount) (*corev1ac.ServiceAccountApplyConfiguration, error) {
+			return corev1ac.ExtractServiceAccount(live, FieldManager)
+		},
+		delete: func(ctx context.Context, ns, name string, opts metav1.DeleteOptions) error {
+			return c.client.CoreV1().ServiceAccounts(ns).Delete(ctx, name, opts)
+		},
+	}
+}
+
+func (c *Controller) roleKind() kind[*rbacv1.Role, rbacv1ac.RoleApplyConfiguration] {
+	return kind[*rbacv1.Role, rbacv1ac.RoleApplyConfiguration]{
+		name: "Role", apiVersion: "rbac.authorization.k8s.io/v1",
+		cached: func(ns, name string) (*rbacv1.Role, error) { return c.roles.Roles(ns).Get(name) },
+		list:   func(ns string, sel labels.Selector) ([]*rbacv1.Role, error) { return c.roles.Roles(ns).List(sel) },
+		get: func(ctx context.Context, ns, name string) (*rbacv1.Role, error) {
+			return c.client.RbacV1().Roles(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		apply: func(ctx context.Context, ns string, ac *rbacv1ac.RoleApplyConfiguration) error {
+			_, err := c.client.RbacV1().Roles(ns).Apply(ctx, ac, applyOptions)
+			return err
+		},
+		extract: func(live *rbacv1.Role) (*rbacv1ac.RoleApplyConfiguration, error) {
+			return rbacv1ac.ExtractRole(live, FieldManager)
+		},
+		delete: func(ctx context.Context, ns, name string, opts metav1.DeleteOptions) error {
+			return c.client.RbacV1().Roles(ns).Delete(ctx, name, opts)
+		},
+	}
+}
+
+func (c *Controller) roleBindingKind() kind[*rbacv1.RoleBinding, rbacv1ac.RoleBindingApplyConfiguration] {
+	return kind[*rbacv1.RoleBinding, rbacv1ac.RoleBindingApplyConfiguration]{
+		name: "RoleBinding", apiVersion: "rbac.authorization.k8s.io/v1",
+		cached: func(ns, name string) (*rbacv1.RoleBinding, error) { return c.roleBindings.RoleBindings(ns).Get(name) },
+		list: func(ns string, sel labels.Selector) ([]*rbacv1.RoleBinding, error) {
+			return c.roleBindings.RoleBindings(ns).List(sel)
+		},
+		get: func(ctx context.Context, ns, name string) (*rbacv1.RoleBinding, error) {
+			return c.client.RbacV1().RoleBindings(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		apply: func(ctx context.Context, ns string, ac *rbacv1ac.RoleBindingApplyConfiguration) error {
+			_, err := c.client.RbacV1().RoleBindings(ns).Apply(ctx, ac, applyOptions)
+			return err
+		},
+		extract: func(live *rbacv1.RoleBinding) (*rbacv1ac.RoleBindingApplyConfiguration, error) {
+			return rbacv1ac.ExtractRoleBinding(live, FieldManager)
+		},
+		delete: func(ctx context.Context, ns, name string, opts metav1.DeleteOptions) error {
+			return c.client.RbacV1().RoleBindings(ns).Delete(ctx, name, opts)
+		},
+	}
+}
+
+// applyOptions: the controller's fields are its own, whoever edited them.
+var applyOptions = metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+
+// reconcile makes one object hold the desired fields. An object of that name
+// that the spec does not control is never touched, only reported. With no
+// difference between the desired fields and the fields the controller's
+// field manager owns on the live object, nothing is sent.
+func reconcile[T object, AC any](ctx context.Context, c *Controller, cm *corev1.ConfigMap, k kind[T, AC], want T) error {
+	desired, err := toApply[AC](want, k.apiVersion, k.name)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", k.name, want.GetName(), err)
+	}
+	live, err := k.cached(cm.Namespace, want.GetName())
+	if apierrors.IsNotFound(err) {
+		// Not in the cache: it may still exist (cache lag, or someone
+		// else's object); an apply would take it over.
+		live, err = k.get(ctx, cm.Namespace, want.GetName())
+		if apierrors.IsNotFound(err) {
+			if err := k.apply(ctx, cm.Namespace, desired); err != nil {
+				return fmt.Errorf("create %s %s: %w", k.name, want.GetName(), err)
+			}
+			c.wrote(cm, "Created", k.name, want.GetName(), "")
+			return nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if !metav1.IsControlledBy(live, cm) {
+		c.notOwned(cm, k.name, live)
+		return nil
+	}
+	if k.foreign != nil && k.foreign(live) {
+		if err := k.replace(ctx, live, want); err != nil {
+			return fmt.Errorf("replace %s %s: %w", k.name, want.GetName(), err)
+		}
+		c.wrote(cm, "Updated", k.name, want.GetName(), "spec.template (edited by another field manager)")
+		return nil
+	}
+	have, err := k.extract(live)
+	if err != nil {
+		return fmt.Errorf("extract %s %s: %w", k.name, want.GetName(), err)
+	}
+	diff, err := fieldDiff(have, desired)
+	if err != nil || diff == "" {
+		return err
+	}
+	if err := k.apply(ctx, cm.Namespace, desired); err != nil {
+		return fmt.Errorf("apply %s %s: %w", k.name, want.GetName(), err)
+	}
+	c.wrote(cm, "Updated", k.name, want.GetName(), diff)
+	return nil
+}
+
+// toApply turns a typed object into its apply configuration: the JSON of
+// the fields set in it, without the empty status and null timestamps that a
+// typed object always carries.
+func toApply[AC any](obj object, apiVersion, kindName string) (*AC, error) {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "status")
+	m["apiVersion"], m["kind"] = apiVersion, kindName
+	b, err = json.Marshal(dropNulls(m))
+	if err != nil {
+		return nil, err
+	}
+	ac := new(AC)
+	return ac, json.Unmarshal(b, ac)
+}
+
+func dropNulls(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			if e == nil {
+				delete(t, k)
+				continue
+			}
+			t[k] = dropNulls(e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = dropNulls(e)
+		}
+	}
+	return v
+}
+
+// fieldDiff compares two apply configurations field by field and names the
+// top-level paths that differ ("" when equal).
+func fieldDiff(have, want any) (string, error) {
+	h, err := asMap(have)
+	if err != nil {
+		return "", err
+	}
+	w, err := asMap(want)
+	if err != nil {
+		return "", err
+	}
+	var paths []string
+	diffPaths("", h, w, &paths)
+	slices.Sort(paths)
+	return strings.Join(paths, ", "), nil
+}
+
+// asMap is an apply configuration as JSON values, without empty objects:
+// a typed struct that is not omitempty ("strategy": {}) sets no field, and
+// the field manager owns none there.
+func asMap(v any) (map[string]any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	dropEmpty(m)
+	return m, nil
+}
+
+func dropEmpty(v any) bool {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			if dropEmpty(e) {
+				delete(t, k)
+			}
+		}
+		return len(t) == 0
+	case []any:
+		for _, e := range t {
+			dropEmpty(e)
+		}
+	}
+	return false
+}
+
+// diffPaths collects the paths (down to two levels under spec) where h and w differ.
+func diffPaths(prefix string, h, w map[string]any, out *[]string) {
+	keys := map[string]bool{}
+	for k := range h {
+		keys[k] = true
+	}
+	for k := range w {
+		keys[k] = true
+	}
+	for k := range keys {
+		if reflect.DeepEqual(h[k], w[k]) {
+			continue
+		}
+		path := strings.TrimPrefix(prefix+"."+k, ".")
+		hm, hok := h[k].(map[string]any)
+		wm, wok := w[k].(map[string]any)
+		if hok && wok && strings.Count(path, ".") < 3 {
+			diffPaths(path, hm, wm, out)
+			continue
+		}
+		*out = append(*out, path)
+	}
+}
+
+// prune deletes the objects of one kind that the spec controls but no longer
+// wants; keep says which stay. Deletes carry the object's UID and
+// resourceVersion, so a stale view never deletes a newer object.
+func prune[T object, AC any](ctx context.Context, c *Controller, cm *corev1.ConfigMap, k kind[T, AC], keep func(T) bool) error {
+	objs, err := k.list(cm.Namespace, labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy}))
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(objs, func(a, b T) int { return strings.Compare(a.GetName(), b.GetName()) })
+	for _, o := range objs {
+		if !metav1.IsControlledBy(o, cm) || keep(o) {
+			continue
+		}
+		uid, rv := o.GetUID(), o.GetResourceVersion()
+		err := k.delete(ctx, cm.Namespace, o.GetName(), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+		switch {
+		case apierrors.IsNotFound(err):
+			continue // gone already: nothing deleted here
+		case apierrors.IsConflict(err):
+			return fmt.Errorf("delete %s %s: changed since it was read: %w", k.name, o.GetName(), err)
+		case err != nil:
+			return err
+		}
+		c.wrote(cm, "Deleted", k.name, o.GetName(), "")
+	}
+	return nil
+}
