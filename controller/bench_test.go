@@ -48,10 +48,10 @@ func BenchmarkConverge30(b *testing.B) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		ctrl := New(c.Client, Options{RouterImage: "trackrouter:bench", Namespace: ns, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		ctrl, factories := newController(c.Client, ns, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { ctrl.Run(cctx, 4); close(done) }()
+		go func() { factories.Start(cctx.Done()); ctrl.Run(cctx, 4); factories.Shutdown(); close(done) }()
 
 		start := time.Now()
 		for s := 0; s < 30; s++ {

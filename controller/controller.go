@@ -22,6 +22,9 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
+	appsinformers "k8s.io/client-go/informers/apps/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	rbacinformers "k8s.io/client-go/informers/rbac/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -37,9 +40,7 @@ import (
 
 // Options configure a Controller.
 type Options struct {
-	RouterImage string        // image of the HAProxy tier (HAProxy and trackrouter)
-	Namespace   string        // watch only this namespace; empty means all
-	Resync      time.Duration // informer resync; default 10m
+	RouterImage string // image of the HAProxy tier (HAProxy and trackrouter)
 	Log         *slog.Logger
 }
 
@@ -49,19 +50,15 @@ type Controller struct {
 	opt    Options
 	log    *slog.Logger
 
-	factory        informers.SharedInformerFactory // our own objects, by label
-	specFactory    informers.SharedInformerFactory // spec ConfigMaps, by label
-	templateFactor informers.SharedInformerFactory // PodTemplates
-	labeledFactory informers.SharedInformerFactory // Deployments with app and tier labels, ours or not
-	configMaps     corelisters.ConfigMapLister
-	templates      corelisters.PodTemplateLister
-	deployments    appslisters.DeploymentLister
-	labeled        appslisters.DeploymentLister
-	services       corelisters.ServiceLister
-	accounts       corelisters.ServiceAccountLister
-	roles          rbaclisters.RoleLister
-	roleBindings   rbaclisters.RoleBindingLister
-	synced         []cache.InformerSynced
+	configMaps   corelisters.ConfigMapLister
+	templates    corelisters.PodTemplateLister
+	deployments  appslisters.DeploymentLister
+	labeled      appslisters.DeploymentLister
+	services     corelisters.ServiceLister
+	accounts     corelisters.ServiceAccountLister
+	roles        rbaclisters.RoleLister
+	roleBindings rbaclisters.RoleBindingLister
+	synced       []cache.InformerSynced
 
 	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	recorder record.EventRecorder
@@ -76,53 +73,95 @@ type Controller struct {
 	Syncs  atomic.Int64
 }
 
-// New sets up informers and handlers; Run starts them.
-func New(client kubernetes.Interface, opt Options) *Controller {
-	if opt.Resync == 0 {
-		opt.Resync = 10 * time.Minute
+// Informers are what the controller reads. main owns the factories (see
+// Factories); tests may fill the informers' indexers instead.
+type Informers struct {
+	ConfigMaps      coreinformers.ConfigMapInformer      // spec ConfigMaps: labelled trackrouter.dev/service
+	PodTemplates    coreinformers.PodTemplateInformer    // all
+	Deployments     appsinformers.DeploymentInformer     // ours: managed-by track-controller
+	Labeled         appsinformers.DeploymentInformer     // with app and tier labels, ours or not
+	Services        coreinformers.ServiceInformer        // ours
+	ServiceAccounts coreinformers.ServiceAccountInformer // ours
+	Roles           rbacinformers.RoleInformer           // ours
+	RoleBindings    rbacinformers.RoleBindingInformer    // ours
+}
+
+// Factories are the informer factories of a Controller, filtered by label.
+type Factories struct {
+	owned, specs, templates, labeled informers.SharedInformerFactory
+}
+
+// NewFactories makes the factories for namespace ("" is all) with resync.
+func NewFactories(client kubernetes.Interface, namespace string, resync time.Duration) *Factories {
+	if resync == 0 {
+		resync = 10 * time.Minute
 	}
-	ns := informers.WithNamespace(opt.Namespace)
-	if opt.Namespace == "" {
-		ns = informers.WithNamespace(metav1.NamespaceAll)
-	}
+	ns := informers.WithNamespace(namespace)
 	byLabel := func(sel string) informers.SharedInformerOption {
 		return informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel })
 	}
+	return &Factories{
+		owned:     informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(LabelManagedBy+"="+ManagedBy)),
+		specs:     informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(weights.ServiceLabel)),
+		templates: informers.NewSharedInformerFactoryWithOptions(client, resync, ns),
+		labeled:   informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(LabelApp+","+LabelTier)),
+	}
+}
+
+// Informers returns the informers the Controller needs, from f.
+func (f *Factories) Informers() Informers {
+	return Informers{
+		ConfigMaps:      f.specs.Core().V1().ConfigMaps(),
+		PodTemplates:    f.templates.Core().V1().PodTemplates(),
+		Deployments:     f.owned.Apps().V1().Deployments(),
+		Labeled:         f.labeled.Apps().V1().Deployments(),
+		Services:        f.owned.Core().V1().Services(),
+		ServiceAccounts: f.owned.Core().V1().ServiceAccounts(),
+		Roles:           f.owned.Rbac().V1().Roles(),
+		RoleBindings:    f.owned.Rbac().V1().RoleBindings(),
+	}
+}
+
+// Start starts every informer asked for so far.
+func (f *Factories) Start(stop <-chan struct{}) {
+	for _, x := range []informers.SharedInformerFactory{f.owned, f.specs, f.templates, f.labeled} {
+		x.Start(stop)
+	}
+}
+
+// Shutdown stops the informers and waits for them.
+func (f *Factories) Shutdown() {
+	for _, x := range []informers.SharedInformerFactory{f.owned, f.specs, f.templates, f.labeled} {
+		x.Shutdown()
+	}
+}
+
+// New sets up the handlers on the informers; start them (Factories.Start),
+// then call Run.
+func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	c := &Controller{
-		client:         client,
-		opt:            opt,
-		log:            opt.Log,
-		factory:        informers.NewSharedInformerFactoryWithOptions(client, opt.Resync, ns, byLabel(LabelManagedBy+"="+ManagedBy)),
-		specFactory:    informers.NewSharedInformerFactoryWithOptions(client, opt.Resync, ns, byLabel(weights.ServiceLabel)),
-		templateFactor: informers.NewSharedInformerFactoryWithOptions(client, opt.Resync, ns),
-		labeledFactory: informers.NewSharedInformerFactoryWithOptions(client, opt.Resync, ns, byLabel(LabelApp+","+LabelTier)),
-		reported:       make(map[types.UID]bool),
+		client:   client,
+		opt:      opt,
+		log:      opt.Log,
+		reported: make(map[types.UID]bool),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "specs"}),
 	}
-	cmInf := c.specFactory.Core().V1().ConfigMaps()
-	tmplInf := c.templateFactor.Core().V1().PodTemplates()
-	depInf := c.factory.Apps().V1().Deployments()
-	labeledInf := c.labeledFactory.Apps().V1().Deployments()
-	c.labeled = labeledInf.Lister()
-	svcInf := c.factory.Core().V1().Services()
-	saInf := c.factory.Core().V1().ServiceAccounts()
-	roleInf := c.factory.Rbac().V1().Roles()
-	rbInf := c.factory.Rbac().V1().RoleBindings()
-	c.configMaps, c.templates, c.deployments, c.services = cmInf.Lister(), tmplInf.Lister(), depInf.Lister(), svcInf.Lister()
-	c.accounts, c.roles, c.roleBindings = saInf.Lister(), roleInf.Lister(), rbInf.Lister()
-	c.synced = []cache.InformerSynced{cmInf.Informer().HasSynced, labeledInf.Informer().HasSynced, tmplInf.Informer().HasSynced, depInf.Informer().HasSynced,
-		svcInf.Informer().HasSynced, saInf.Informer().HasSynced, roleInf.Informer().HasSynced, rbInf.Informer().HasSynced}
+	c.configMaps, c.templates, c.deployments, c.labeled = inf.ConfigMaps.Lister(), inf.PodTemplates.Lister(), inf.Deployments.Lister(), inf.Labeled.Lister()
+	c.services, c.accounts, c.roles, c.roleBindings = inf.Services.Lister(), inf.ServiceAccounts.Lister(), inf.Roles.Lister(), inf.RoleBindings.Lister()
+	c.synced = []cache.InformerSynced{inf.ConfigMaps.Informer().HasSynced, inf.Labeled.Informer().HasSynced, inf.PodTemplates.Informer().HasSynced,
+		inf.Deployments.Informer().HasSynced, inf.Services.Informer().HasSynced, inf.ServiceAccounts.Informer().HasSynced,
+		inf.Roles.Informer().HasSynced, inf.RoleBindings.Informer().HasSynced}
 
-	cmInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	inf.ConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueue,
 		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
 		DeleteFunc: c.enqueue,
 	})
 	// A PodTemplate change re-syncs every spec of its namespace: there are
 	// few, and only the sync knows which spec names which template.
-	tmplInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	inf.PodTemplates.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueNamespace,
 		UpdateFunc: func(_, obj any) { c.enqueueNamespace(obj) },
 		DeleteFunc: c.enqueueNamespace,
@@ -132,8 +171,9 @@ func New(client kubernetes.Interface, opt Options) *Controller {
 		UpdateFunc: func(_, obj any) { c.enqueueOwner(obj) },
 		DeleteFunc: c.enqueueOwner,
 	}
-	for _, inf := range []cache.SharedIndexInformer{depInf.Informer(), svcInf.Informer(), saInf.Informer(), roleInf.Informer(), rbInf.Informer()} {
-		inf.AddEventHandler(owned)
+	for _, i := range []cache.SharedIndexInformer{inf.Deployments.Informer(), inf.Services.Informer(), inf.ServiceAccounts.Informer(),
+		inf.Roles.Informer(), inf.RoleBindings.Informer()} {
+		i.AddEventHandler(owned)
 	}
 
 	c.events = record.NewBroadcaster()
@@ -187,18 +227,17 @@ func (c *Controller) enqueueOwner(obj any) {
 	c.queue.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: ref.Name})
 }
 
-// Run starts the informers, waits for their caches, and runs workers until
-// ctx ends.
+// Run waits for the informers' caches (start them first) and runs workers
+// until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) error {
 	defer utilruntime.HandleCrash()
 	defer c.queue.ShutDown()
 	defer c.events.Shutdown()
-	c.factory.Start(ctx.Done())
-	c.specFactory.Start(ctx.Done())
-	c.templateFactor.Start(ctx.Done())
-	c.labeledFactory.Start(ctx.Done())
 	c.log.Info("waiting for informer caches")
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("informer caches did not sync")
 	}
 	c.log.Info("caches synced; starting workers", "workers", workers)
@@ -206,10 +245,6 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 		go wait.UntilWithContext(ctx, c.runWorker, time.Second)
 	}
 	<-ctx.Done()
-	c.factory.Shutdown()
-	c.specFactory.Shutdown()
-	c.templateFactor.Shutdown()
-	c.labeledFactory.Shutdown()
 	return nil
 }
 

@@ -87,10 +87,10 @@ func start(t *testing.T, client kubernetes.Interface, ns string) *Controller {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	ctrl := New(client, Options{RouterImage: "trackrouter:test", Namespace: ns, Log: log, Resync: time.Minute})
+	ctrl, factories := newController(client, ns, time.Minute, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { ctrl.Run(ctx, 2); close(done) }()
+	go func() { factories.Start(ctx.Done()); ctrl.Run(ctx, 2); factories.Shutdown(); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return ctrl
 }
@@ -410,12 +410,16 @@ func TestTwoReplicasOnlyLeaderWrites(t *testing.T) {
 	var ctrls []*Controller
 	done := make(chan struct{}, 2)
 	for _, id := range []string{"replica-a", "replica-b"} {
-		ctrl := New(client, Options{RouterImage: "trackrouter:test", Namespace: ns, Log: log})
+		ctrl, factories := newController(client, ns, 0, log)
 		ctrls = append(ctrls, ctrl)
 		le := LeaderElection{Namespace: ns, Name: "track-controller", Identity: id,
 			LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond}
 		go func() {
-			RunAsLeader(ctx, client, le, log, func(ctx context.Context) { ctrl.Run(ctx, 2) })
+			RunAsLeader(ctx, client, le, log, func(ctx context.Context) {
+				factories.Start(ctx.Done())
+				ctrl.Run(ctx, 2)
+				factories.Shutdown()
+			})
 			done <- struct{}{}
 		}()
 	}
@@ -525,4 +529,10 @@ func TestDriftInFullRepaired(t *testing.T) {
 	if w := ctrl.Writes.Load() - writes; w != 0 {
 		t.Errorf("%d writes after the repair; want 0", w)
 	}
+}
+
+// newController builds a controller on informers for namespace ns, as main does.
+func newController(client kubernetes.Interface, ns string, resync time.Duration, log *slog.Logger) (*Controller, *Factories) {
+	f := NewFactories(client, ns, resync)
+	return New(client, f.Informers(), Options{RouterImage: "trackrouter:test", Log: log}), f
 }

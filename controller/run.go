@@ -46,26 +46,31 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ctrl := New(client, Options{RouterImage: cfg.RouterImage, Namespace: cfg.Namespace, Log: log})
+	factories := NewFactories(client, cfg.Namespace, 0)
+	ctrl := New(client, factories.Informers(), Options{RouterImage: cfg.RouterImage, Log: log})
 	var leading atomic.Bool
 	if cfg.MetricsAddr != "" {
 		go serve(ctx, cfg.MetricsAddr, ctrl, &leading, log)
 	}
+	var runErr error
 	run := func(ctx context.Context) {
 		leading.Store(true)
-		if err := ctrl.Run(ctx, cfg.Workers); err != nil {
-			log.Error("controller", "err", err)
-		}
+		factories.Start(ctx.Done())
+		defer factories.Shutdown()
+		runErr = ctrl.Run(ctx, cfg.Workers)
 	}
 	if !cfg.LeaderElect {
 		run(ctx)
-		return nil
+		return runErr
 	}
 	id, err := os.Hostname()
 	if err != nil {
 		return err
 	}
 	RunAsLeader(ctx, client, LeaderElection{Namespace: cfg.LeaseNamespace, Name: cfg.LeaseName, Identity: id}, log, run)
+	if runErr != nil {
+		return runErr
+	}
 	if ctx.Err() == nil {
 		return errors.New("lost the leader lease")
 	}

@@ -2,6 +2,8 @@ package testcluster
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -21,7 +23,15 @@ var (
 //
 // With CI set, missing binaries are built first; elsewhere tests that call
 // Get are skipped with a message saying to run `make kube-bins`.
+//
+// With -short no cluster starts: tests that call Get are skipped, so the
+// fast tests run on a machine without the binaries.
 func Main(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		startErr = errors.New("-short: no control plane started")
+		return m.Run()
+	}
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "trackrouter-testcluster-")
 	if err != nil {
@@ -58,7 +68,7 @@ func Get(tb testing.TB) *Cluster {
 	if current != nil {
 		return current
 	}
-	if os.Getenv("CI") != "" {
+	if os.Getenv("CI") != "" && !testing.Short() {
 		tb.Fatalf("test cluster: %v", startErr)
 	}
 	tb.Skipf("test cluster: %v", startErr)

@@ -1,0 +1,417 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/kubernetes/scheme"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// Fast tests of every branch of the sync on client-go's fake clientset
+// (which applies with managed fields like the API server), asserting the
+// exact write requests. The real-cluster tests stay the proof that garbage
+// collection, EndpointSlices and leader election work.
+
+type rig struct {
+	t      *testing.T
+	client *fake.Clientset
+	ctrl   *Controller
+	cm     *corev1.ConfigMap
+}
+
+// exampleObjects reads the ConfigMap and PodTemplate of examples/account-service.yaml.
+func exampleObjects(t *testing.T) (*corev1.ConfigMap, *corev1.PodTemplate) {
+	t.Helper()
+	data, err := os.ReadFile("../examples/account-service.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm *corev1.ConfigMap
+	var tmpl *corev1.PodTemplate
+	for _, doc := range bytes.Split(data, []byte("\n---\n")) {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch o := obj.(type) {
+		case *corev1.ConfigMap:
+			o.Namespace, o.UID = "shop", "cm-uid"
+			cm = o
+		case *corev1.PodTemplate:
+			o.Namespace = "shop"
+			tmpl = o
+		}
+	}
+	return cm, tmpl
+}
+
+func newRig(t *testing.T, objects ...runtime.Object) *rig {
+	t.Helper()
+	cm, tmpl := exampleObjects(t)
+	client := fake.NewClientset(append([]runtime.Object{cm, tmpl}, objects...)...)
+	f := NewFactories(client, "shop", 0)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	ctrl := New(client, f.Informers(), Options{RouterImage: "trackrouter:test", Log: log})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); f.Shutdown(); ctrl.events.Shutdown() })
+	f.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), ctrl.synced...) {
+		t.Fatal("caches did not sync")
+	}
+	return &rig{t: t, client: client, ctrl: ctrl, cm: cm}
+}
+
+// sync runs one sync of the spec once the caches hold what the fake API
+// server holds, and returns the write requests it sent.
+func (r *rig) sync() []string {
+	r.t.Helper()
+	r.settle()
+	r.client.ClearActions()
+	if err := r.ctrl.syncHandler(context.Background(), cache.ObjectName{Namespace: "shop", Name: r.cm.Name}); err != nil {
+		r.t.Fatalf("sync: %v", err)
+	}
+	var out []string
+	for _, a := range r.client.Actions() {
+		if a.GetResource().Resource == "events" {
+			continue
+		}
+		var name string
+		switch a := a.(type) {
+		case k8stesting.PatchAction:
+			if a.GetPatchType() != "application/apply-patch+yaml" {
+				r.t.Errorf("a patch that is not an apply: %s", a.GetPatchType())
+			}
+			name = "apply " + a.GetName()
+		case k8stesting.DeleteAction:
+			if p := a.GetDeleteOptions().Preconditions; p == nil || p.UID == nil || p.ResourceVersion == nil {
+				r.t.Errorf("delete %s without UID and resourceVersion preconditions", a.GetName())
+			}
+			name = "delete " + a.GetName()
+		case k8stesting.UpdateAction:
+			name = "update " + a.GetObject().(metav1.Object).GetName()
+		case k8stesting.CreateAction:
+			name = "create " + a.GetObject().(metav1.Object).GetName()
+		default:
+			continue // get, list, watch
+		}
+		out = append(out, a.GetResource().Resource+": "+name)
+	}
+	return out
+}
+
+// settle waits until every informer holds the fake API server's objects.
+func (r *rig) settle() {
+	r.t.Helper()
+	lists := []struct {
+		resource string
+		cached   func() (int, error)
+	}{
+		{"deployments", func() (int, error) { l, err := r.ctrl.deployments.List(everything); return len(l), err }},
+		{"services", func() (int, error) { l, err := r.ctrl.services.List(everything); return len(l), err }},
+		{"serviceaccounts", func() (int, error) { l, err := r.ctrl.accounts.List(everything); return len(l), err }},
+		{"roles", func() (int, error) { l, err := r.ctrl.roles.List(everything); return len(l), err }},
+		{"rolebindings", func() (int, error) { l, err := r.ctrl.roleBindings.List(everything); return len(l), err }},
+	}
+	err := wait.PollUntilContextTimeout(context.Background(), 5*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		for _, l := range lists {
+			objs, err := r.client.Tracker().List(gvr(l.resource), gvk(l.resource), "shop")
+			if err != nil {
+				return false, err
+			}
+			items, _ := meta(objs)
+			n, _ := l.cached()
+			if n != items {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		r.t.Fatalf("informers did not catch up: %v", err)
+	}
+}
+
+func (r *rig) editSpec(from, to string) {
+	r.t.Helper()
+	cm, err := r.client.CoreV1().ConfigMaps("shop").Get(context.Background(), r.cm.Name, metav1.GetOptions{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if !strings.Contains(cm.Data[weights.DataKey], from) {
+		r.t.Fatalf("spec has no %q", from)
+	}
+	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], from, to, 1)
+	if _, err := r.client.CoreV1().ConfigMaps("shop").Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
+		r.t.Fatal(err)
+	}
+	wait.PollUntilContextTimeout(context.Background(), 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		got, err := r.ctrl.configMaps.ConfigMaps("shop").Get(r.cm.Name)
+		return err == nil && got.Data[weights.DataKey] == cm.Data[weights.DataKey], nil
+	})
+}
+
+// event waits for an Event of reason whose message contains text.
+func (r *rig) event(reason, text string) {
+	r.t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		evs, err := r.client.CoreV1().Events("shop").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == reason && strings.Contains(e.Message, text) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		r.t.Errorf("no %s Event containing %q", reason, text)
+	}
+}
+
+// created is what the first sync of the example writes, in order.
+var created = []string{
+	"services: apply account-service-canary", "services: apply account-service-internal",
+	"services: apply account-service-paid", "services: apply account-service-production",
+	"services: apply account-service",
+	"serviceaccounts: apply account-service-haproxy", "roles: apply account-service-haproxy",
+	"rolebindings: apply account-service-haproxy",
+	"deployments: apply account-service-canary-v1.17.0", "deployments: apply account-service-internal-v1.18.0",
+	"deployments: apply account-service-paid-v1.15.0", "deployments: apply account-service-production-v1.15.0",
+	"deployments: apply account-service-haproxy",
+}
+
+func TestSyncCreatesThenWritesNothing(t *testing.T) {
+	r := newRig(t)
+	if diff := cmp.Diff(created, r.sync()); diff != "" {
+		t.Errorf("first sync (-want +got):\n%s", diff)
+	}
+	if got := r.sync(); len(got) != 0 {
+		t.Errorf("a sync with nothing to do wrote: %v", got)
+	}
+}
+
+func TestSyncRepairsDrift(t *testing.T) {
+	r := newRig(t)
+	r.sync()
+	ctx := context.Background()
+	deps := r.client.AppsV1().Deployments("shop")
+	// Replicas and labels changed by another field manager: taken back by the apply.
+	d, _ := deps.Get(ctx, "account-service-paid-v1.15.0", metav1.GetOptions{})
+	d.Spec.Replicas = ptr.To[int32](9)
+	d.Labels["tier"] = "other"
+	if _, err := deps.Update(ctx, d, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	// The pod template edited by hand: replaced.
+	d, _ = deps.Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+	d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "HACK", Value: "1"}}
+	if _, err := deps.Update(ctx, d, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	// A Service's selector changed, and a Role deleted.
+	s, _ := r.client.CoreV1().Services("shop").Get(ctx, "account-service", metav1.GetOptions{})
+	s.Spec.Selector = map[string]string{"app": "x"}
+	if _, err := r.client.CoreV1().Services("shop").Update(ctx, s, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.client.RbacV1().Roles("shop").Delete(ctx, "account-service-haproxy", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"services: apply account-service",
+		"roles: apply account-service-haproxy",
+		"deployments: update account-service-canary-v1.17.0",
+		"deployments: apply account-service-paid-v1.15.0",
+	}
+	if diff := cmp.Diff(want, r.sync()); diff != "" {
+		t.Errorf("repair (-want +got):\n%s", diff)
+	}
+	d, _ = deps.Get(ctx, "account-service-paid-v1.15.0", metav1.GetOptions{})
+	if *d.Spec.Replicas != 4 || d.Labels["tier"] != "service" {
+		t.Errorf("paid not repaired: replicas %d, labels %v", *d.Spec.Replicas, d.Labels)
+	}
+	d, _ = deps.Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+	if len(d.Spec.Template.Spec.Containers[0].Env) != 0 {
+		t.Errorf("canary's env not repaired: %v", d.Spec.Template.Spec.Containers[0].Env)
+	}
+	// The template replace leaves the canary to be re-owned by an apply once.
+	r.sync()
+	if got := r.sync(); len(got) != 0 {
+		t.Errorf("writes after the repair: %v", got)
+	}
+}
+
+func TestSyncLeavesForeignObjects(t *testing.T) {
+	foreign := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "account-service-internal", Namespace: "shop"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 9999}}}}
+	r := newRig(t, foreign)
+	got := r.sync()
+	if slices.Contains(got, "services: apply account-service-internal") {
+		t.Errorf("a Service the spec does not own was written: %v", got)
+	}
+	if len(got) != len(created)-1 {
+		t.Errorf("want every other object created, got %v", got)
+	}
+	r.event("NotOwned", "Service shop/account-service-internal exists and is not owned by this spec")
+}
+
+func TestSyncRefusesWithoutWriting(t *testing.T) {
+	tests := []struct {
+		name       string
+		from, to   string
+		noTemplate bool
+		reason     string
+		text       string
+	}{
+		{name: "invalid spec", from: "{canary: 5,", to: "{canary: 300,", reason: "InvalidSpec", text: "weight 300 is out of range 0-256"},
+		{name: "label does not match", from: "service: account-service", to: "service: acct2", reason: "InvalidSpec", text: `does not match service "acct2"`},
+		{name: "template missing", noTemplate: true, reason: "TemplateNotFound", text: "PodTemplate shop/account-service not found"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			if tc.noTemplate {
+				if err := r.client.CoreV1().PodTemplates("shop").Delete(context.Background(), "account-service", metav1.DeleteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				wait.PollUntilContextTimeout(context.Background(), 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+					_, err := r.ctrl.templates.PodTemplates("shop").Get("account-service")
+					return err != nil, nil
+				})
+			} else {
+				r.editSpec(tc.from, tc.to)
+			}
+			if got := r.sync(); len(got) != 0 {
+				t.Errorf("a refused spec wrote: %v", got)
+			}
+			r.event(tc.reason, tc.text)
+		})
+	}
+}
+
+// TestSyncBlueGreen bumps canary's version: the new Deployment is applied,
+// the old one stays until the new one is Available, then goes.
+func TestSyncBlueGreen(t *testing.T) {
+	r := newRig(t)
+	r.sync()
+	r.editSpec("canary:     {version: v1.17.0", "canary:     {version: v1.18.0")
+	// The HAProxy tier names no version: only the new canary is written.
+	if diff := cmp.Diff([]string{"deployments: apply account-service-canary-v1.18.0"}, r.sync()); diff != "" {
+		t.Errorf("version bump (-want +got):\n%s", diff)
+	}
+	if got := r.sync(); len(got) != 0 {
+		t.Errorf("the old version went before the new one is Available: %v", got)
+	}
+	ctx := context.Background()
+	d, _ := r.client.AppsV1().Deployments("shop").Get(ctx, "account-service-canary-v1.18.0", metav1.GetOptions{})
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, UpdatedReplicas: 4, AvailableReplicas: 4, Replicas: 4,
+		Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue}}}
+	if _, err := r.client.AppsV1().Deployments("shop").UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		got, err := r.ctrl.deployments.Deployments("shop").Get("account-service-canary-v1.18.0")
+		return err == nil && available(got), nil
+	})
+	if diff := cmp.Diff([]string{"deployments: delete account-service-canary-v1.17.0"}, r.sync()); diff != "" {
+		t.Errorf("after the new version is Available (-want +got):\n%s", diff)
+	}
+}
+
+// TestSyncCleanup removes a track from the spec: its Deployment and
+// Service go.
+func TestSyncCleanup(t *testing.T) {
+	r := newRig(t)
+	r.sync()
+	cm, _ := r.client.CoreV1().ConfigMaps("shop").Get(context.Background(), r.cm.Name, metav1.GetOptions{})
+	spec := cm.Data[weights.DataKey]
+	var kept []string
+	for _, line := range strings.Split(spec, "\n") {
+		if !strings.Contains(line, "internal") {
+			kept = append(kept, line)
+		}
+	}
+	r.editSpec(spec, strings.Join(kept, "\n"))
+	got := r.sync()
+	for _, w := range []string{"deployments: delete account-service-internal-v1.18.0", "services: delete account-service-internal"} {
+		if !slices.Contains(got, w) {
+			t.Errorf("cleanup lacks %q: %v", w, got)
+		}
+	}
+	for _, w := range got {
+		if strings.HasPrefix(w, "deployments: delete") && !strings.Contains(w, "internal") || strings.HasPrefix(w, "services: delete") && !strings.Contains(w, "internal") {
+			t.Errorf("cleanup deleted more than the removed track: %s", w)
+		}
+	}
+}
+
+func TestFieldDiff(t *testing.T) {
+	got, err := fieldDiff(map[string]any{"spec": map[string]any{"replicas": 9, "strategy": map[string]any{}}, "metadata": map[string]any{"name": "a"}},
+		map[string]any{"spec": map[string]any{"replicas": 4}, "metadata": map[string]any{"name": "a"}})
+	if err != nil || got != "spec.replicas" {
+		t.Errorf("fieldDiff: got %q, %v", got, err)
+	}
+	if got, _ := fieldDiff(map[string]any{"a": map[string]any{}}, map[string]any{}); got != "" {
+		t.Errorf("empty objects must not count: %q", got)
+	}
+}
+
+var everything = labelsEverything()
+
+func gvr(resource string) schema.GroupVersionResource {
+	switch resource {
+	case "deployments":
+		return appsv1.SchemeGroupVersion.WithResource(resource)
+	case "roles", "rolebindings":
+		return rbacv1.SchemeGroupVersion.WithResource(resource)
+	}
+	return corev1.SchemeGroupVersion.WithResource(resource)
+}
+
+func gvk(resource string) schema.GroupVersionKind {
+	kinds := map[string]string{"deployments": "Deployment", "services": "Service", "serviceaccounts": "ServiceAccount", "roles": "Role", "rolebindings": "RoleBinding"}
+	return gvr(resource).GroupVersion().WithKind(kinds[resource])
+}
+
+// meta counts the items of a list the tracker returned that carry the
+// managed-by label, as the informers see them.
+func meta(list runtime.Object) (int, error) {
+	items, err := apimeta.ExtractList(list)
+	n := 0
+	for _, it := range items {
+		if o, ok := it.(metav1.Object); ok && o.GetLabels()[LabelManagedBy] == ManagedBy {
+			n++
+		}
+	}
+	return n, err
+}
+
+func labelsEverything() labels.Selector { return labels.Everything() }
