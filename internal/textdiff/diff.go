@@ -47,7 +47,7 @@ func Unified(nameA, nameB, a, b string) string {
 				bLen++
 			}
 		}
-		fmt.Fprintf(&out, "@@ -%d,%d +%d,%d @@\n", aStart, aLen, bStart, bLen)
+		fmt.Fprintf(&out, "@@ -%s +%s @@\n", hunkRange(aStart, aLen), hunkRange(bStart, bLen))
 		for _, op := range h {
 			out.WriteByte(op.kind)
 			out.WriteString(op.text)
@@ -56,6 +56,19 @@ func Unified(nameA, nameB, a, b string) string {
 		i = end
 	}
 	return out.String()
+}
+
+// hunkRange writes a hunk's range as GNU diff does: an empty range names
+// the line before it ("0,0" for an empty file), a one-line range only its
+// start.
+func hunkRange(start, n int) string {
+	switch n {
+	case 0:
+		return fmt.Sprintf("%d,0", start-1)
+	case 1:
+		return fmt.Sprint(start)
+	}
+	return fmt.Sprintf("%d,%d", start, n)
 }
 
 type op struct {
