@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -535,4 +536,22 @@ func TestDriftInFullRepaired(t *testing.T) {
 func newController(client kubernetes.Interface, ns string, resync time.Duration, log *slog.Logger) (*Controller, *Factories) {
 	f := NewFactories(client, ns, resync)
 	return New(client, f.Informers(), Options{RouterImage: "trackrouter:test", Log: log}), f
+}
+
+// TestExecuteFailsLoudly: without leader election, a controller that cannot
+// serve its probes returns an error (main exits 1) instead of running blind.
+func TestExecuteFailsLoudly(t *testing.T) {
+	c := testcluster.Get(t)
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = Execute(ctx, Config{Kubeconfig: c.Kubeconfig, Namespace: "ctrl-none", RouterImage: "x", Workers: 1,
+		MetricsAddr: held.Addr().String()}, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "address already in use") || ctx.Err() != nil {
+		t.Errorf("want an error naming the busy address before the deadline, got %v", err)
+	}
 }

@@ -4,18 +4,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/trackrouter/trackrouter/internal/health"
 	"github.com/trackrouter/trackrouter/internal/kube"
 )
 
@@ -49,8 +46,15 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	factories := NewFactories(client, cfg.Namespace, 0)
 	ctrl := New(client, factories.Informers(), Options{RouterImage: cfg.RouterImage, Log: log})
 	var leading atomic.Bool
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	serveErr := make(chan error, 1)
 	if cfg.MetricsAddr != "" {
-		go serve(ctx, cfg.MetricsAddr, ctrl, &leading, log)
+		go func() {
+			err := health.Serve(ctx, cfg.MetricsAddr, registry(ctrl, &leading), func() error { return ctrl.notReady(leading.Load()) }, log)
+			serveErr <- err
+			cancel() // without its probes the process must not run on
+		}()
 	}
 	var runErr error
 	run := func(ctx context.Context) {
@@ -61,25 +65,31 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if !cfg.LeaderElect {
 		run(ctx)
-		return runErr
+	} else {
+		id, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		RunAsLeader(ctx, client, LeaderElection{Namespace: cfg.LeaseNamespace, Name: cfg.LeaseName, Identity: id}, log, run)
 	}
-	id, err := os.Hostname()
-	if err != nil {
-		return err
+	select {
+	case err := <-serveErr:
+		if err != nil {
+			return err
+		}
+	default:
 	}
-	RunAsLeader(ctx, client, LeaderElection{Namespace: cfg.LeaseNamespace, Name: cfg.LeaseName, Identity: id}, log, run)
 	if runErr != nil {
 		return runErr
 	}
-	if ctx.Err() == nil {
+	if cfg.LeaderElect && ctx.Err() == nil {
 		return errors.New("lost the leader lease")
 	}
 	return nil
 }
 
-// serve exposes /metrics, /healthz and /readyz (ready once caches synced,
-// or as a follower).
-func serve(ctx context.Context, addr string, c *Controller, leading *atomic.Bool, log *slog.Logger) {
+// registry holds the controller's metrics.
+func registry(c *Controller, leading *atomic.Bool) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trackcontroller_writes_total", Help: "Creates, updates and deletes of owned objects."},
@@ -93,24 +103,15 @@ func serve(ctx context.Context, addr string, c *Controller, leading *atomic.Bool
 				}
 				return 0
 			}))
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		for _, synced := range c.synced {
-			if leading.Load() && !synced() {
-				http.Error(w, "caches not synced", http.StatusServiceUnavailable)
-				return
-			}
+	return reg
+}
+
+// notReady: a leader is ready once its caches synced; a follower is ready.
+func (c *Controller) notReady(leading bool) error {
+	for _, synced := range c.synced {
+		if leading && !synced() {
+			return errors.New("caches not synced")
 		}
-		w.Write([]byte("ok\n"))
-	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		log.Error("metrics listener", "err", err)
-		return
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { <-ctx.Done(); srv.Close() }()
-	srv.Serve(ln)
+	return nil
 }

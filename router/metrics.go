@@ -1,16 +1,8 @@
 package router
 
 import (
-	"context"
-	"errors"
-	"log/slog"
-	"net"
-	"net/http"
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 )
@@ -84,35 +76,4 @@ func (m *Metrics) setWeights(w map[haproxyconf.ServerKey]int) {
 	for k, v := range w {
 		m.Weights.WithLabelValues(k.Backend, k.Server).Set(float64(v))
 	}
-}
-
-// Serve serves /metrics, /healthz (the process is alive) and /readyz
-// (ready() is true) on addr until ctx ends.
-func (m *Metrics) Serve(ctx context.Context, addr string, ready func() bool, log *slog.Logger) error {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "not ready: HAProxy does not run a confirmed config, does not answer, or the sidecar is stopping", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ok\n"))
-	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(shutdown)
-	}()
-	log.Info("serving metrics and health", "addr", ln.Addr().String())
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

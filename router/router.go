@@ -175,6 +175,23 @@ func (r *Router) Ready() bool {
 	return now.Sub(st.lastAnswer) < r.unresponsiveAfter() || now.Before(st.pendingEnd)
 }
 
+// NotReady says why the sidecar is not ready, or nil when it is.
+func (r *Router) NotReady() error {
+	if r.Ready() {
+		return nil
+	}
+	switch st := r.status.Load(); {
+	case r.stopping.Load():
+		return errors.New("stopping")
+	case st == nil || !st.serving:
+		return errors.New("HAProxy does not run a config the sidecar confirmed")
+	case r.Process != nil && !r.Process.Running():
+		return errors.New("HAProxy is not running")
+	default:
+		return fmt.Errorf("HAProxy's master socket has not answered for %s", time.Since(st.lastAnswer).Round(time.Second))
+	}
+}
+
 // Stopping makes Ready false from now on: the sidecar is shutting down.
 func (r *Router) Stopping() { r.stopping.Store(true) }
 

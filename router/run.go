@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/health"
 	"github.com/trackrouter/trackrouter/internal/kube"
 )
 
@@ -130,7 +131,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return r.Run(gctx) })
 	g.Go(func() error { return source.Run(gctx, r.Submit) })
 	if cfg.MetricsAddr != "" {
-		g.Go(func() error { return r.Metrics.Serve(gctx, cfg.MetricsAddr, r.Ready, log) })
+		g.Go(func() error { return health.Serve(gctx, cfg.MetricsAddr, r.Metrics.Registry, r.NotReady, log) })
 	}
 	select {
 	case <-ctx.Done():
