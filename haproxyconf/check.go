@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // ConfigError is one problem haproxy -c found, at a line of the checked file.
@@ -47,6 +49,9 @@ func (e *CheckError) Error() string {
 type Checker struct {
 	// Binary is the haproxy executable; empty means "haproxy" from PATH.
 	Binary string
+	// Timeout bounds one check (name resolution at load time can hang it);
+	// zero means no bound but the context's.
+	Timeout time.Duration
 }
 
 // Check writes cfg to a temporary file and runs haproxy -c on it. A nil error
@@ -71,10 +76,20 @@ func (c Checker) CheckFile(ctx context.Context, path string) error {
 	if bin == "" {
 		bin = "haproxy"
 	}
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
 	// No -q: it hides the [ALERT] lines that say what is wrong.
 	cmd := exec.CommandContext(ctx, bin, "-c", "-f", path)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// Its own process group, killed whole on timeout: a wrapper script's
+	// children would otherwise keep the output pipe, and Wait, open.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	var exit *exec.ExitError
 	switch {

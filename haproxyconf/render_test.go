@@ -3,12 +3,14 @@ package haproxyconf
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -224,5 +226,24 @@ func TestRenderGroupsMap(t *testing.T) {
 		if _, err := Render(spec, Options{GroupsMap: bad}); err == nil || !strings.Contains(err.Error(), "groups map path") {
 			t.Errorf("GroupsMap %q: want an error naming the path, got %v", bad, err)
 		}
+	}
+}
+
+// TestCheckTimeout: a haproxy -c that hangs (a wrapper whose child keeps the
+// output open, name resolution that never answers) ends at the timeout, its
+// whole process group killed, and is not taken for a verdict.
+func TestCheckTimeout(t *testing.T) {
+	wrapper := filepath.Join(t.TempDir(), "haproxy")
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nsleep 30\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err := Checker{Binary: wrapper, Timeout: 300 * time.Millisecond}.Check(context.Background(), []byte("global\n"))
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the check took %s to give up", d)
+	}
+	var ce *CheckError
+	if err == nil || errors.As(err, &ce) {
+		t.Errorf("want an error that is not a verdict, got %v", err)
 	}
 }

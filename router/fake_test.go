@@ -37,6 +37,7 @@ type fakeHAProxy struct {
 	stamp   string
 	weights map[haproxyconf.ServerKey]int
 	groups  map[string]string
+	forced  map[haproxyconf.ServerKey]bool
 
 	// Faults.
 	observeErr  error // every Observe fails with it while set
@@ -47,6 +48,7 @@ type fakeHAProxy struct {
 	failStarts  int   // the next starts exit at once
 	runtimeErr  error // every SetWeight and ReplaceMap fails with it while set
 	starts      int
+	reexecs     int
 	reloads     int
 	setWeights  int
 	mapReplaces int
@@ -63,7 +65,7 @@ func (f *fakeHAProxy) Observe(ctx context.Context, mapPath string) (Observed, er
 		return Observed{}, f.observeErr
 	}
 	if !f.running {
-		return Observed{}, fmt.Errorf("%w: connection refused", ErrUnavailable)
+		return Observed{}, fmt.Errorf("%w: %w", ErrUnavailable, syscall.ECONNREFUSED)
 	}
 	if f.loading > 0 {
 		f.loading--
@@ -71,9 +73,9 @@ func (f *fakeHAProxy) Observe(ctx context.Context, mapPath string) (Observed, er
 			f.load(f.loadTarget)
 			f.proc.Reloads++
 		}
-		return Observed{}, fmt.Errorf("%w: connection refused (the master re-executes)", ErrUnavailable)
+		return Observed{}, fmt.Errorf("%w: the master re-executes: %w", ErrUnavailable, syscall.ECONNREFUSED)
 	}
-	o := Observed{Proc: f.proc, Stamp: f.stamp, Weights: maps.Clone(f.weights)}
+	o := Observed{Proc: f.proc, Stamp: f.stamp, Weights: maps.Clone(f.weights), Forced: maps.Clone(f.forced)}
 	o.Proc.Workers = []int{f.proc.MasterPID + f.proc.Reloads + 1}
 	if mapPath != "" {
 		o.Groups = maps.Clone(f.groups)
@@ -172,7 +174,7 @@ func (f *fakeHAProxy) Start(ctx context.Context) error {
 		close(f.done)
 		return nil
 	}
-	f.running = true
+	f.running, f.loading = true, 0
 	f.proc = Proc{MasterPID: 100 * f.starts}
 	cfg, _ := f.files.ReadFile(f.cfgPath)
 	f.load(cfg)
@@ -198,6 +200,21 @@ func (f *fakeHAProxy) Kill() {
 		f.running = false
 		close(f.done)
 	}
+}
+
+func (f *fakeHAProxy) Reexec() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reexecs++
+	f.observeErr = nil // the master creates its socket again
+	return nil
+}
+
+func (f *fakeHAProxy) SetReady(ctx context.Context, key haproxyconf.ServerKey) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.forced, key)
+	return nil
 }
 
 func (f *fakeHAProxy) Alerts(since time.Time) []string {
@@ -259,14 +276,26 @@ func (f *fakeFiles) setErr(err error) {
 	f.writeErr = err
 }
 
-// fakeChecker answers haproxy -c with queued verdicts, then accepts.
+// fakeChecker answers haproxy -c with queued verdicts, then accepts. While
+// hang is set, a check blocks until hang closes or its context ends.
 type fakeChecker struct {
 	mu      sync.Mutex
 	answers []error
 	calls   int
+	hang    chan struct{}
 }
 
 func (c *fakeChecker) Check(ctx context.Context, cfg []byte) error {
+	c.mu.Lock()
+	hang := c.hang
+	c.mu.Unlock()
+	if hang != nil {
+		select {
+		case <-hang:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++

@@ -235,6 +235,17 @@ func TestRealSecondSidecar(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "another trackrouter (pid "+strconv.Itoa(os.Getpid())+") manages") {
 		t.Errorf("second sidecar: want an error naming the first one's pid, got %v", err)
 	}
+	// Its own config but the same master socket: refused too.
+	cfg.HAProxyConfig = filepath.Join(t.TempDir(), "haproxy.cfg")
+	releaseSocket, err := lockConfig(h.cli.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseSocket()
+	err = Run(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), h.cli.Socket+".lock is locked") {
+		t.Errorf("second sidecar on the same socket: want a lock error naming the socket, got %v", err)
+	}
 	second := &Supervisor{Binary: h.sup.Binary, Config: h.router.ConfigPath, Socket: h.cli.Socket, Log: h.router.Log}
 	if err := second.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "answers: another HAProxy runs on it") {
 		t.Errorf("second HAProxy on a live socket: want a refusal, got %v", err)
@@ -264,3 +275,21 @@ func TestRealMasterKilledRestartedWithEdit(t *testing.T) {
 }
 
 func haproxyconfChecker(bin string) haproxyconf.Checker { return haproxyconf.Checker{Binary: bin} }
+
+// TestRealForcedMaintenanceRepaired: a track put in maintenance by hand on
+// HAProxy's socket is set ready again, and FREE traffic splits as the spec says.
+func TestRealForcedMaintenanceRepaired(t *testing.T) {
+	h := newHarness(t)
+	h.writeSpec(h.spec(50, 50))
+	h.waitCanary(50)
+	if out, err := h.cli.command(context.Background(), "@1 set server canary/canary state maint"); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("set maint: %q %v", out, err)
+	}
+	h.waitFor("canary serving again", func() bool {
+		got, err := h.client.Send(20, "FREE")
+		return err == nil && got["canary"] == 10
+	})
+	if !strings.Contains(h.logs.String(), "canary/canary forced maint/drain->ready") {
+		t.Errorf("the repair is not logged:\n%s", h.logs.String())
+	}
+}

@@ -3,7 +3,9 @@ package router
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,4 +283,109 @@ func TestDriftIsRepaired(t *testing.T) {
 	if !strings.Contains(g.logs.String(), "weights free/canary 77->5") {
 		t.Errorf("the repair is not logged with its reason:\n%s", g.logs.String())
 	}
+}
+
+func beta(canary int) string {
+	return strings.Replace(fmt.Sprintf(fakeSpec, canary, 100-canary), "  FREE: free\n", "  FREE: free\n  BETA: free\n", 1)
+}
+
+// TestHungCheckKeepsSupervising: while haproxy -c hangs (name resolution at
+// check time), an HAProxy that exits is started again at once, on the last
+// good config; the spec lands once the check answers.
+func TestHungCheckKeepsSupervising(t *testing.T) {
+	g := startFake(t, true)
+	g.submit(5)
+	g.synced(5)
+	good, _ := g.hap.state()
+	hang := make(chan struct{})
+	g.checker.mu.Lock()
+	g.checker.hang = hang
+	g.checker.mu.Unlock()
+	g.submitRaw(beta(20))
+	time.Sleep(50 * time.Millisecond)
+	g.hap.Kill()
+	g.waitFor("HAProxy started again on the last good config", func() bool {
+		stamp, _ := g.hap.state()
+		return g.hap.Running() && stamp == good && g.hap.count(func(f *fakeHAProxy) int { return f.starts }) == 2
+	})
+	close(hang)
+	g.synced(20)
+	if now, _ := g.hap.state(); now == good {
+		t.Error("the checked spec did not reach HAProxy")
+	}
+}
+
+// TestFailedLoadStartsOnLastGood: a config HAProxy failed to load (a port
+// in use) is taken off the file, so an HAProxy restart in between starts on
+// the last good config; the spec is retried and lands.
+func TestFailedLoadStartsOnLastGood(t *testing.T) {
+	g := startFake(t, true, func(g *fakeRig) { g.r.Backoff = 300 * time.Millisecond })
+	g.submit(5)
+	g.synced(5)
+	good, _ := g.hap.state()
+	goodCfg, _ := g.files.ReadFile("/cfg/haproxy.cfg")
+	g.hap.set(func(f *fakeHAProxy) { f.failReloads = 1 })
+	g.submitRaw(beta(20))
+	g.waitFor("the failed reload", func() bool { return metric(g, "reload_failures") == 1 })
+	g.waitFor("the file back to the last good config", func() bool {
+		b, _ := g.files.ReadFile("/cfg/haproxy.cfg")
+		return string(b) == string(goodCfg)
+	})
+	g.hap.Kill()
+	g.waitFor("started on the last good config", func() bool {
+		stamp, _ := g.hap.state()
+		return g.hap.Running() && stamp == good
+	})
+	g.synced(20)
+}
+
+// TestFrozenDuringReloadNotReady: a master that accepts connections and
+// never answers while a reload is pending is frozen, not loading: not ready
+// after UnresponsiveAfter, restarted after RestartAfter.
+func TestFrozenDuringReloadNotReady(t *testing.T) {
+	g := startFake(t, true, func(g *fakeRig) {
+		g.r.UnresponsiveAfter = 100 * time.Millisecond
+		g.r.RestartAfter = 300 * time.Millisecond
+	})
+	g.submit(5)
+	g.synced(5)
+	g.hap.set(func(f *fakeHAProxy) { f.slowLoad = 1_000_000 })
+	g.submitRaw(beta(5))
+	g.waitFor("the reload pending", func() bool { return g.hap.count(func(f *fakeHAProxy) int { return f.reloads }) == 1 })
+	g.hap.set(func(f *fakeHAProxy) { f.observeErr = fmt.Errorf("read unix master.sock: %w", os.ErrDeadlineExceeded) })
+	g.waitFor("not ready", func() bool { return !g.r.Ready() })
+	g.waitFor("the restart", func() bool { return metric(g, "errors_restart") == 1 })
+	g.hap.set(func(f *fakeHAProxy) { f.observeErr, f.slowLoad = nil, 0 })
+	g.synced(5)
+}
+
+// TestSocketGoneReexecs: a deleted master socket is created again with a
+// SIGUSR2 reload, not by killing a healthy HAProxy.
+func TestSocketGoneReexecs(t *testing.T) {
+	g := startFake(t, true, func(g *fakeRig) { g.r.RestartAfter = time.Hour })
+	g.submit(5)
+	g.synced(5)
+	g.hap.set(func(f *fakeHAProxy) {
+		f.observeErr = fmt.Errorf("%w: dial unix master.sock: %w", ErrUnavailable, syscall.ENOENT)
+	})
+	g.waitFor("SIGUSR2", func() bool { return g.hap.count(func(f *fakeHAProxy) int { return f.reexecs }) == 1 })
+	g.submit(30)
+	g.synced(30)
+	if n := g.hap.count(func(f *fakeHAProxy) int { return f.starts }); n != 1 {
+		t.Errorf("HAProxy was started %d times; want 1 (no kill)", n)
+	}
+}
+
+// TestForcedMaintenanceRepaired: a server put in maintenance by hand on the
+// Runtime API is drift: set ready again, and not in sync meanwhile.
+func TestForcedMaintenanceRepaired(t *testing.T) {
+	g := startFake(t, false)
+	g.submit(5)
+	g.synced(5)
+	g.hap.set(func(f *fakeHAProxy) {
+		f.forced = map[haproxyconf.ServerKey]bool{{Backend: "free", Server: "canary"}: true}
+	})
+	g.waitFor("maintenance ended", func() bool {
+		return g.hap.count(func(f *fakeHAProxy) int { return len(f.forced) }) == 0 && metric(g, "in_sync") == 1
+	})
 }

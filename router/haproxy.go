@@ -33,6 +33,9 @@ type HAProxy interface {
 	// ReplaceMap replaces every entry of a map in one step (prepare map,
 	// add map @VER, commit map @VER) and confirms it with show map.
 	ReplaceMap(ctx context.Context, path string, entries map[string]string) error
+	// SetReady ends a maintenance or drain forced on a server through the
+	// Runtime API.
+	SetReady(ctx context.Context, key haproxyconf.ServerKey) error
 }
 
 // Observed is HAProxy's state as HAProxy reports it.
@@ -41,6 +44,9 @@ type Observed struct {
 	Stamp   string // the current worker's global description; "" if it has none
 	Weights map[haproxyconf.ServerKey]int
 	Groups  map[string]string // the groups map's entries; nil without a map
+	// Forced lists the servers put in maintenance or drain by hand on the
+	// Runtime API (not by a health check or name resolution).
+	Forced map[haproxyconf.ServerKey]bool
 }
 
 // MasterCLI drives an HAProxy started in master-worker mode (-W -S socket)
@@ -59,7 +65,7 @@ func (m *MasterCLI) command(ctx context.Context, line string) (string, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", m.Socket)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -159,7 +165,7 @@ func (m *MasterCLI) Observe(ctx context.Context, mapPath string) (Observed, erro
 	if err != nil {
 		return o, err
 	}
-	if o.Weights, err = parseServersState(state); err != nil {
+	if o.Weights, o.Forced, err = parseServersState(state); err != nil {
 		return o, err
 	}
 	if mapPath != "" {
@@ -183,9 +189,15 @@ func parseDescription(info string) string {
 }
 
 // parseServersState reads the user weight of every server from show servers
-// state, by the column names of its header line.
-func parseServersState(out string) (map[haproxyconf.ServerKey]int, error) {
+// state, by the column names of its header line, and which servers are in a
+// maintenance or drain forced on the Runtime API.
+func parseServersState(out string) (map[haproxyconf.ServerKey]int, map[haproxyconf.ServerKey]bool, error) {
+	// srv_admin_state bits: SRV_ADMF_FMAINT 0x01 and SRV_ADMF_FDRAIN 0x10
+	// are forced by "set server ... state"; the others come from the
+	// config, health checks or name resolution.
+	const forcedBits = 0x01 | 0x10
 	w := make(map[haproxyconf.ServerKey]int)
+	forced := make(map[haproxyconf.ServerKey]bool)
 	col := map[string]int{}
 	for _, line := range strings.Split(out, "\n") {
 		fields := strings.Fields(line)
@@ -196,21 +208,25 @@ func parseServersState(out string) (map[haproxyconf.ServerKey]int, error) {
 				col[name] = i
 			}
 		case len(col) > 0:
-			be, srv, uw := col["be_name"], col["srv_name"], col["srv_uweight"]
-			if len(fields) <= max(be, srv, uw) {
+			be, srv, uw, adm := col["be_name"], col["srv_name"], col["srv_uweight"], col["srv_admin_state"]
+			if len(fields) <= max(be, srv, uw, adm) {
 				continue
 			}
+			key := haproxyconf.ServerKey{Backend: fields[be], Server: fields[srv]}
 			n, err := strconv.Atoi(fields[uw])
 			if err != nil {
-				return nil, fmt.Errorf("show servers state: weight %q of %s/%s", clip(fields[uw]), fields[be], fields[srv])
+				return nil, nil, fmt.Errorf("show servers state: weight %q of %s", clip(fields[uw]), key)
 			}
-			w[haproxyconf.ServerKey{Backend: fields[be], Server: fields[srv]}] = n
+			w[key] = n
+			if a, err := strconv.Atoi(fields[adm]); err == nil && a&forcedBits != 0 {
+				forced[key] = true
+			}
 		}
 	}
 	if len(col) == 0 {
-		return nil, fmt.Errorf("show servers state: no header in %q", clip(out))
+		return nil, nil, fmt.Errorf("show servers state: no header in %q", clip(out))
 	}
-	return w, nil
+	return w, forced, nil
 }
 
 // parseShowMap reads "0x56493dd9fa20 free canary" lines; an unknown map
@@ -290,6 +306,11 @@ func (m *MasterCLI) ReplaceMap(ctx context.Context, path string, entries map[str
 		return fmt.Errorf("show map %s: want %v, HAProxy has %v", path, entries, got)
 	}
 	return nil
+}
+
+// SetReady sends "set server B/S state ready" on the current worker.
+func (m *MasterCLI) SetReady(ctx context.Context, key haproxyconf.ServerKey) error {
+	return m.expectEmpty(ctx, fmt.Sprintf("@1 set server %s state ready", key))
 }
 
 // expectEmpty sends a command whose success is an empty answer.

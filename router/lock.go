@@ -9,10 +9,11 @@ import (
 	"syscall"
 )
 
-// lockConfig takes an exclusive lock on PATH.lock, next to the config, so
-// one sidecar at a time manages a config and its HAProxy. The lock holds
-// the owner's PID for the error a second sidecar prints; the kernel drops
-// it when the owner exits, however it exits.
+// lockConfig takes an exclusive lock on PATH.lock, next to the config (and
+// next to the master socket: see Run), so one sidecar at a time manages a
+// config and its HAProxy. The lock holds the owner's PID for the error a
+// second sidecar prints; the kernel drops it when the owner exits, however
+// it exits.
 func lockConfig(configPath string) (release func(), err error) {
 	path := configPath + ".lock"
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)

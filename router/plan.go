@@ -28,6 +28,7 @@ type Plan struct {
 	Why     string                        // for the log
 	Weights map[haproxyconf.ServerKey]int // servers whose weight must change, to their new weight
 	Groups  map[string]string             // the whole new map when it must change; nil otherwise
+	Ready   []haproxyconf.ServerKey       // servers whose forced maintenance or drain must end
 }
 
 // plan compares what HAProxy runs with the desired rendering. It is the one
@@ -69,6 +70,12 @@ func plan(obs Observed, want *haproxyconf.Rendered) Plan {
 		}
 		g[0] = "groups " + g[0]
 		parts = append(parts, g...)
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(obs.Forced), cmpKey) {
+		if _, ours := want.Weights[k]; ours && obs.Forced[k] {
+			p.Ready = append(p.Ready, k)
+			parts = append(parts, fmt.Sprintf("%s forced maint/drain->ready", k))
+		}
 	}
 	if len(parts) > 0 {
 		p.Action, p.Why = ActRuntime, strings.Join(parts, ", ")

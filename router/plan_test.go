@@ -35,6 +35,9 @@ func TestPlan(t *testing.T) {
 			Groups: same}},
 		{"a server HAProxy lacks", Observed{Stamp: "trackrouter:bbb", Weights: map[haproxyconf.ServerKey]int{k("free", "production"): 70}, Groups: same},
 			Plan{Action: ActRuntime, Why: "weights free/canary -->30", Weights: map[haproxyconf.ServerKey]int{k("free", "canary"): 30}}},
+		{"a server put in maintenance by hand", Observed{Stamp: "trackrouter:bbb", Weights: map[haproxyconf.ServerKey]int{k("free", "canary"): 30, k("free", "production"): 70},
+			Groups: same, Forced: map[haproxyconf.ServerKey]bool{k("free", "canary"): true}},
+			Plan{Action: ActRuntime, Why: "free/canary forced maint/drain->ready", Ready: []haproxyconf.ServerKey{k("free", "canary")}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,16 +53,19 @@ func TestParseObservations(t *testing.T) {
 	state := `1
 # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
 3 b1 1 s1 127.0.0.1 2 0 30 5 1 1 0 2 0 0 0 0 - 1 - 0 0 - - 0
-3 b1 2 s2 127.0.0.1 2 0 70 95 1 1 0 2 0 0 0 0 - 2 - 0 0 - - 0
+3 b1 2 s2 127.0.0.1 0 1 70 95 1 1 0 2 0 0 0 0 - 2 - 0 0 - - 0
 `
-	w, err := parseServersState(state)
+	w, forced, err := parseServersState(state)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[haproxyconf.ServerKey]bool{{Backend: "b1", Server: "s2"}: true}, forced); diff != "" {
+		t.Errorf("forced maintenance (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(map[haproxyconf.ServerKey]int{{Backend: "b1", Server: "s1"}: 30, {Backend: "b1", Server: "s2"}: 70}, w); diff != "" {
 		t.Errorf("parseServersState (-want +got):\n%s", diff)
 	}
-	if _, err := parseServersState("Unknown command.\n"); err == nil {
+	if _, _, err := parseServersState("Unknown command.\n"); err == nil {
 		t.Error("want an error for an answer without a header")
 	}
 	info := "Name: HAProxy\nVersion: 2.6.12\nPid: 2108\nnode: vm\ndescription: trackrouter:abc123\n"

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
@@ -94,8 +95,13 @@ type Router struct {
 	pending    *pending        // a reload or start sent, not yet seen
 	lastAnswer time.Time       // of the master socket
 	reachable  bool
-	outage     bool          // "does not answer" was logged
-	backoff    time.Duration // doubles per failed action, 1s to 30s
+	loading    bool             // a reload is pending and the master refuses connections: it parses
+	checking   *target          // haproxy -c runs on it in the background
+	checkDone  chan checkResult // its verdict
+	badLoad    string           // a stamp HAProxy failed to load (reload or start)
+	reexecAt   time.Time        // when SIGUSR2 last asked the master to re-create its socket
+	outage     bool             // "does not answer" was logged
+	backoff    time.Duration    // doubles per failed action, 1s to 30s
 	retryAt    time.Time
 	invalid    *Update // the last rejected update: a resync of it is not rejected again
 	how, why   string  // the last action, logged once HAProxy runs the target
@@ -227,6 +233,7 @@ func (r *Router) Run(ctx context.Context) error {
 		r.Files = osFiles{}
 	}
 	r.checked = make(map[string]bool)
+	r.checkDone = make(chan checkResult, 1)
 	r.lastAnswer = time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -244,6 +251,8 @@ func (r *Router) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-exited:
 			r.handled = exited
+		case res := <-r.checkDone:
+			r.checkedResult(res)
 		case <-wake:
 			if wait := r.MinInterval - time.Since(last); wait > 0 {
 				select {
@@ -284,6 +293,7 @@ func (r *Router) accept(ctx context.Context, u *Update) {
 	if t.Stamp != r.refused {
 		r.refused = ""
 	}
+	r.badLoad = ""
 	r.desired, r.since = t, time.Now()
 	r.how, r.why = "none", "HAProxy already runs it"
 	// A new spec is tried at once, whatever the backoff of the last one.
@@ -335,7 +345,7 @@ func (r *Router) step(ctx context.Context) time.Duration {
 	if !r.reachable {
 		r.retryAt = now // act at once
 	}
-	r.reachable, r.lastAnswer = true, now
+	r.reachable, r.lastAnswer, r.loading = true, now, false
 	if next, wait := r.checkPending(obs, now); wait {
 		r.publish(&obs, t)
 		return next
@@ -365,7 +375,7 @@ func (r *Router) step(ctx context.Context) time.Duration {
 	}
 	if !filesOK {
 		if err := r.writeFiles(ctx, t); err != nil {
-			return time.Millisecond // refused (a new target) or backing off
+			return r.afterWriteError(err)
 		}
 	}
 	switch p.Action {
@@ -387,6 +397,11 @@ func (r *Router) step(ctx context.Context) time.Duration {
 				return r.failed("runtime", err)
 			}
 		}
+		for _, k := range p.Ready {
+			if err := r.HAProxy.SetReady(ctx, k); err != nil {
+				return r.failed("runtime", err)
+			}
+		}
 		r.Metrics.RuntimeUpdates.Inc()
 		r.how, r.why = "runtime", p.Why
 	}
@@ -398,6 +413,7 @@ func (r *Router) step(ctx context.Context) time.Duration {
 func (r *Router) startProcess(ctx context.Context, t *target, now time.Time) time.Duration {
 	if p := r.pending; p != nil {
 		r.pending = nil
+		r.badLoad = p.stamp
 		alerts := strings.Join(r.Process.Alerts(p.sent), "; ")
 		r.Metrics.Reloads.WithLabelValues("failure").Inc()
 		return r.failed("start", fmt.Errorf("haproxy exited before it ran config %s: %s", p.stamp, orText(alerts, "see its log")))
@@ -409,12 +425,18 @@ func (r *Router) startProcess(ctx context.Context, t *target, now time.Time) tim
 	if now.Before(r.retryAt) {
 		return r.retryAt.Sub(now)
 	}
-	if r.good != nil {
-		r.Log.Warn("haproxy is not running; starting it", "config", r.ConfigPath)
+	start := t
+	if (!r.checked[t.Stamp] || r.badLoad == t.Stamp) && r.good != nil && r.good.Stamp != t.Stamp {
+		// The spec's config is not checked yet, or HAProxy failed to load
+		// it: start on the last good one, then reload when it is ready.
+		start = r.good
 	}
-	if !r.filesHold(t) {
-		if err := r.writeFiles(ctx, t); err != nil {
-			return time.Millisecond
+	if r.good != nil {
+		r.Log.Warn("haproxy is not running; starting it", "config", r.ConfigPath, "stamp", start.Stamp)
+	}
+	if !r.filesHold(start) {
+		if err := r.writeFiles(ctx, start); err != nil {
+			return r.afterWriteError(err)
 		}
 	}
 	if err := r.Process.Start(ctx); err != nil {
@@ -422,9 +444,17 @@ func (r *Router) startProcess(ctx context.Context, t *target, now time.Time) tim
 	}
 	r.handled = nil
 	r.how, r.why = "start", "haproxy was not running"
-	r.pending = &pending{stamp: t.Stamp, start: true, sent: now, deadline: now.Add(r.reloadTimeout())}
+	r.pending = &pending{stamp: start.Stamp, start: true, sent: now, deadline: now.Add(r.reloadTimeout())}
 	r.lastAnswer, r.reachable = now, true
 	return pendingPoll
+}
+
+// afterWriteError is when to step again after writeFiles failed.
+func (r *Router) afterWriteError(err error) time.Duration {
+	if errors.Is(err, errChecking) {
+		return r.pollInterval() // the verdict wakes the loop
+	}
+	return time.Millisecond // backing off: the next step waits for retryAt
 }
 
 // unanswered handles an observation that failed: HAProxy is frozen, its
@@ -446,10 +476,21 @@ func (r *Router) unanswered(now time.Time, err error) time.Duration {
 		}
 		r.failed(reason, fmt.Errorf("HAProxy does not answer %s after it was asked to load %s: %w", now.Sub(p.sent).Round(time.Second), p.stamp, err))
 	}
+	// A master that re-executes to load a config refuses connections; a
+	// frozen one accepts them and never answers.
+	r.loading = r.pending != nil && (errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT))
+	if r.Process != nil && r.pending == nil && errors.Is(err, syscall.ENOENT) && now.Sub(r.reexecAt) > r.unresponsiveAfter() {
+		// The socket file is gone (a wiped directory): a reload makes the
+		// master create it again, without touching the workers.
+		r.reexecAt = now
+		r.Log.Warn("master socket gone; asking HAProxy to create it again (SIGUSR2)", "socket", err)
+		if rerr := r.Process.Reexec(); rerr != nil {
+			r.Log.Error("SIGUSR2 haproxy", "err", rerr)
+		}
+	}
 	silent := now.Sub(r.lastAnswer)
-	loading := r.pending != nil
-	if r.Process != nil && !loading && silent > r.restartAfter() {
-		r.Log.Error("haproxy has not answered; killing it to start it again", "silent", silent.Round(time.Second).String(), "err", err)
+	if r.Process != nil && !r.loading && silent > r.restartAfter() {
+		r.Log.Error("haproxy has not answered; killing it to start it again", "silent", silent.Round(time.Millisecond).String(), "err", err)
 		r.Metrics.ApplyErrors.WithLabelValues("restart").Inc()
 		r.pending = nil
 		r.Process.Kill()
@@ -472,6 +513,9 @@ func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, 
 	switch {
 	case obs.Stamp == p.stamp && len(obs.Proc.Workers) > 0:
 		r.pending = nil
+		if r.badLoad == p.stamp {
+			r.badLoad = ""
+		}
 		r.Metrics.Reloads.WithLabelValues("success").Inc()
 		if !p.start {
 			r.how, r.why = "reload", p.why
@@ -480,7 +524,13 @@ func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, 
 		return 0, false
 	case !p.start && obs.Proc.FailedReloads > p.before.FailedReloads:
 		r.pending = nil
+		r.badLoad = p.stamp
 		r.Metrics.Reloads.WithLabelValues("failure").Inc()
+		if r.good != nil && obs.Stamp == r.good.Stamp && !r.filesHold(r.good) {
+			// The file goes back to what HAProxy runs, so that a restart
+			// meanwhile starts on it; the retry writes the spec's again.
+			r.write(r.good)
+		}
 		alerts := ""
 		if r.Process != nil {
 			alerts = strings.Join(r.Process.Alerts(p.sent), "; ")
@@ -501,13 +551,14 @@ func (r *Router) failed(reason string, err error) time.Duration {
 	r.backoff = min(max(2*r.backoff, base), 30*base)
 	r.retryAt = time.Now().Add(r.backoff)
 	r.Log.Error("apply failed; "+r.stays(), "reason", reason, "retry_in", r.backoff.String(), "err", err)
-	r.publish(nil, r.target())
+	r.Metrics.InSync.Set(0)
 	return r.backoff
 }
 
 // synced records that HAProxy runs t in full.
 func (r *Router) synced(t *target, obs *Observed) {
 	r.good = t
+	r.checked[t.Stamp] = true
 	r.backoff, r.retryAt = 0, time.Time{}
 	r.publish(obs, t)
 	if r.announced == t {
@@ -531,7 +582,7 @@ func (r *Router) publish(obs *Observed, t *target) {
 	}
 	st.lastAnswer = r.lastAnswer
 	st.pendingEnd = time.Time{}
-	if r.pending != nil && !r.pending.start {
+	if r.pending != nil && !r.pending.start && r.loading {
 		st.pendingEnd = r.pending.deadline
 	}
 	inSync := false
@@ -542,8 +593,12 @@ func (r *Router) publish(obs *Observed, t *target) {
 			st.applied = r.good.Config
 		}
 		inSync = t != nil && t == r.desired && plan(*obs, t.Rendered).Action == ActNone && r.filesHold(t)
-	} else if r.Process != nil && !r.Process.Running() {
-		st.serving = false
+	} else {
+		// What HAProxy runs is unknown: no weights are reported.
+		r.Metrics.setWeights(nil)
+		if r.Process != nil && !r.Process.Running() {
+			st.serving = false
+		}
 	}
 	if inSync {
 		r.Metrics.InSync.Set(1)
@@ -566,28 +621,36 @@ func (r *Router) filesHold(t *target) bool {
 	return true
 }
 
-// errRefused says haproxy -c refused the target: the router moves on to
-// the last good config.
-var errRefused = errors.New("config refused by haproxy -c")
+// errChecking says haproxy -c runs on the target in the background: the
+// loop goes on observing (and restarting HAProxy) until its verdict.
+var errChecking = errors.New("haproxy -c in progress")
 
-// writeFiles checks t with haproxy -c (once per stamp) and writes the map
-// and the config. Only haproxy -c's verdict refuses a config; a check that
-// could not run and a failed write are retried.
+// checkResult is the verdict of a background haproxy -c.
+type checkResult struct {
+	t   *target
+	err error
+}
+
+// writeFiles writes the map and the config of t, once haproxy -c accepted
+// its stamp. The check runs in the background (name resolution can make it
+// slow): until its verdict writeFiles returns errChecking.
 func (r *Router) writeFiles(ctx context.Context, t *target) error {
 	if !r.checked[t.Stamp] {
-		err := r.check(ctx, t)
-		var ce *haproxyconf.CheckError
-		if errors.As(err, &ce) {
-			r.refused = t.Stamp
-			r.reject(t.spec.Source, fmt.Errorf("haproxy -c: %w", err))
-			return errRefused
+		if r.checking == nil {
+			r.checking = t
+			ctx, cancel := context.WithTimeout(ctx, r.reloadTimeout())
+			go func() {
+				defer cancel()
+				r.checkDone <- checkResult{t, r.check(ctx, t)}
+			}()
 		}
-		if err != nil {
-			r.failed("check", fmt.Errorf("haproxy -c could not run: %w", err))
-			return err
-		}
-		r.checked[t.Stamp] = true
+		return errChecking
 	}
+	return r.write(t)
+}
+
+// write puts t's map and config in place.
+func (r *Router) write(t *target) error {
 	if t.Map != nil {
 		if err := r.Files.WriteFile(r.Render.GroupsMap, t.Map); err != nil {
 			r.failed("write", err)
@@ -599,6 +662,22 @@ func (r *Router) writeFiles(ctx context.Context, t *target) error {
 		return err
 	}
 	return nil
+}
+
+// checked records the verdict of a background haproxy -c. Only HAProxy's
+// verdict refuses a config; a check that could not run is retried.
+func (r *Router) checkedResult(res checkResult) {
+	r.checking = nil
+	var ce *haproxyconf.CheckError
+	switch {
+	case errors.As(res.err, &ce):
+		r.refused = res.t.Stamp
+		r.reject(res.t.spec.Source, fmt.Errorf("haproxy -c: %w", res.err))
+	case res.err != nil:
+		r.failed("check", fmt.Errorf("haproxy -c could not run: %w", res.err))
+	default:
+		r.checked[res.t.Stamp] = true
+	}
 }
 
 // prepare parses, validates and renders one update.

@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		opts.Base = string(b)
 	}
-	for _, f := range []string{cfg.HAProxyConfig, cfg.GroupsMap} {
+	for _, f := range []string{cfg.HAProxyConfig, cfg.GroupsMap, cfg.MasterSocket} {
 		if f == "" {
 			continue
 		}
@@ -93,6 +93,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer release()
+	if !cfg.Once {
+		// Two sidecars on one HAProxy would set each other's weights back.
+		releaseSocket, err := lockConfig(cfg.MasterSocket)
+		if err != nil {
+			return err
+		}
+		defer releaseSocket()
+	}
 	source, rejecter, err := newSource(cfg, log)
 	if err != nil {
 		return err
@@ -100,7 +108,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if rejecter != nil {
 		defer rejecter.Stop()
 	}
-	checker := haproxyconf.Checker{Binary: cfg.HAProxyBin}
+	checker := haproxyconf.Checker{Binary: cfg.HAProxyBin, Timeout: cfg.ReloadTimeout}
 	if cfg.Once {
 		return once(ctx, source, opts, checker, cfg.HAProxyConfig)
 	}

@@ -32,6 +32,9 @@ type Process interface {
 	Kill()
 	// Alerts returns HAProxy's [ALERT] lines printed since t.
 	Alerts(since time.Time) []string
+	// Reexec asks the master to reload (SIGUSR2), which also creates its
+	// master socket again.
+	Reexec() error
 }
 
 // Supervisor runs HAProxy in master-worker mode as its own process group.
@@ -123,6 +126,17 @@ func (s *Supervisor) Kill() {
 	}
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-done
+}
+
+// Reexec sends SIGUSR2 to the master.
+func (s *Supervisor) Reexec() error {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		return errors.New("haproxy not started")
+	}
+	return cmd.Process.Signal(syscall.SIGUSR2)
 }
 
 // Stop soft-stops HAProxy (SIGUSR1: stop accepting, finish the requests in
