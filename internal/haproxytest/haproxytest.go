@@ -18,8 +18,11 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/trackrouter/trackrouter/internal/echo"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/trackrouter/trackrouter/internal/echo"
 )
 
 // Binary returns the path of haproxy. When it is missing the test fails in
@@ -92,21 +95,19 @@ func Start(tb testing.TB, bin, cfgPath string) *Process {
 	p := &Process{Cmd: cmd, MasterSock: sock, out: out, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
 	tb.Cleanup(p.Stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := p.Master("show proc"); err == nil {
-			return p
-		}
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		select {
 		case <-p.done:
-			tb.Fatalf("haproxy exited at start:\n%s", out.String())
+			return false, fmt.Errorf("haproxy exited at start")
 		default:
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("haproxy master socket did not answer in 10s:\n%s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+		_, err := p.Master("show proc")
+		return err == nil, nil
+	})
+	if err != nil {
+		tb.Fatalf("haproxy master socket did not answer: %v\n%s", err, out.String())
 	}
+	return p
 }
 
 // Stop stops HAProxy now (SIGTERM, a hard stop: tests keep idle keep-alive
@@ -148,17 +149,17 @@ func (p *Process) Master(command string) (string, error) {
 // WaitListening waits until addr accepts TCP connections.
 func WaitListening(tb testing.TB, addr string) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s does not accept connections: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		last = err
+		return err == nil, nil
+	})
+	if err != nil {
+		tb.Fatalf("%s does not accept connections: %v", addr, last)
 	}
 }
 
