@@ -216,6 +216,9 @@ func reconcile[T object, AC any](ctx context.Context, c *Controller, cm *corev1.
 		// else's object); an apply would take it over.
 		live, err = k.get(ctx, cm.Namespace, want.GetName())
 		if apierrors.IsNotFound(err) {
+			if err := c.fence(); err != nil {
+				return err
+			}
 			if err := k.apply(ctx, cm.Namespace, desired); err != nil {
 				return fmt.Errorf("create %s %s: %w", k.name, want.GetName(), err)
 			}
@@ -231,6 +234,9 @@ func reconcile[T object, AC any](ctx context.Context, c *Controller, cm *corev1.
 		return nil
 	}
 	if k.foreign != nil && k.foreign(live) {
+		if err := c.fence(); err != nil {
+			return err
+		}
 		if err := k.replace(ctx, live, want); err != nil {
 			return fmt.Errorf("replace %s %s: %w", k.name, want.GetName(), err)
 		}
@@ -243,6 +249,9 @@ func reconcile[T object, AC any](ctx context.Context, c *Controller, cm *corev1.
 	}
 	diff, err := fieldDiff(have, desired)
 	if err != nil || diff == "" {
+		return err
+	}
+	if err := c.fence(); err != nil {
 		return err
 	}
 	if err := k.apply(ctx, cm.Namespace, desired); err != nil {
@@ -378,6 +387,9 @@ func prune[T object, AC any](ctx context.Context, c *Controller, cm *corev1.Conf
 	for _, o := range objs {
 		if !metav1.IsControlledBy(o, cm) || keep(o) {
 			continue
+		}
+		if err := c.fence(); err != nil {
+			return err
 		}
 		uid, rv := o.GetUID(), o.GetResourceVersion()
 		err := k.delete(ctx, cm.Namespace, o.GetName(), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})

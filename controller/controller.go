@@ -8,6 +8,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -42,6 +43,20 @@ import (
 type Options struct {
 	RouterImage string // image of the HAProxy tier (HAProxy and trackrouter)
 	Log         *slog.Logger
+	// Leading, when set, is asked before every write: false means the
+	// leader lease may be lost, and nothing is written.
+	Leading func() bool
+}
+
+// errNotLeading stops a sync whose replica may have lost the lease.
+var errNotLeading = errors.New("the leader lease is not surely held: not writing")
+
+// fence returns errNotLeading when the controller must not write.
+func (c *Controller) fence() error {
+	if c.opt.Leading != nil && !c.opt.Leading() {
+		return errNotLeading
+	}
+	return nil
 }
 
 // Controller reconciles service specs.

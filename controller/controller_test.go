@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -416,7 +418,7 @@ func TestTwoReplicasOnlyLeaderWrites(t *testing.T) {
 		le := LeaderElection{Namespace: ns, Name: "track-controller", Identity: id,
 			LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond}
 		go func() {
-			RunAsLeader(ctx, client, le, log, func(ctx context.Context) {
+			RunAsLeader(ctx, client, le, log, func(ctx context.Context, _ func() bool) {
 				factories.Start(ctx.Done())
 				ctrl.Run(ctx, 2)
 				factories.Shutdown()
@@ -554,4 +556,62 @@ func TestExecuteFailsLoudly(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "address already in use") || ctx.Err() != nil {
 		t.Errorf("want an error naming the busy address before the deadline, got %v", err)
 	}
+}
+
+// TestTwoControllersOneHostname runs the shipped Execute twice on one host
+// (one hostname): exactly one leads, and the other writes nothing.
+func TestTwoControllersOneHostname(t *testing.T) {
+	c := testcluster.Get(t)
+	_, ns, _ := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var addrs []string
+	done := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		ln.Close()
+		cfg := Config{Kubeconfig: c.Kubeconfig, Namespace: ns, RouterImage: "trackrouter:test", Workers: 2,
+			MetricsAddr: addrs[i], LeaderElect: true, LeaseNamespace: ns, LeaseName: "track-controller"}
+		go func() { done <- Execute(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	}
+	defer func() { cancel(); <-done; <-done }()
+	converge(t, c.Client, ns)
+	time.Sleep(3 * time.Second)
+	leaders, writers := 0, 0
+	for _, addr := range addrs {
+		m := scrape(t, addr)
+		if m["trackcontroller_leader"] == 1 {
+			leaders++
+		}
+		if m["trackcontroller_writes_total"] > 0 {
+			writers++
+		}
+	}
+	if leaders != 1 || writers != 1 {
+		t.Errorf("two controllers on one hostname: %d leaders and %d writers, want 1 and 1", leaders, writers)
+	}
+}
+
+// scrape reads the plain numeric metrics of a /metrics endpoint.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(line, "#") {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err == nil {
+				out[f[0]] = v
+			}
+		}
+	}
+	return out
 }

@@ -26,9 +26,13 @@ type Config struct {
 	LeaderElect    bool
 	LeaseNamespace string
 	LeaseName      string
+	QPS            float32 // client-side rate limit of API requests
+	Burst          int
 }
 
-// Execute runs track-controller until ctx ends.
+// Execute runs track-controller until ctx ends. With leader election it
+// campaigns again after losing the lease (an API outage, a pause), with
+// fresh caches, instead of exiting.
 func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.RouterImage == "" {
 		return errors.New("--router-image is required: the image with haproxy and trackrouter for the HAProxy tier")
@@ -37,40 +41,71 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	kube.SetRate(rc, cfg.QPS, cfg.Burst)
 	// Deployment names carry versions with dots; say so once, not per write.
 	rc.WarningHandler = rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true})
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err
 	}
-	factories := NewFactories(client, cfg.Namespace, 0)
-	ctrl := New(client, factories.Informers(), Options{RouterImage: cfg.RouterImage, Log: log})
-	var leading atomic.Bool
+	var (
+		leading atomic.Bool
+		current atomic.Pointer[Controller]
+		base    counters // of the terms before the current one
+	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	serveErr := make(chan error, 1)
 	if cfg.MetricsAddr != "" {
 		go func() {
-			err := health.Serve(ctx, cfg.MetricsAddr, registry(ctrl, &leading), func() error { return ctrl.notReady(leading.Load()) }, log)
+			ready := func() error {
+				if c := current.Load(); c != nil {
+					return c.notReady(leading.Load())
+				}
+				return nil
+			}
+			err := health.Serve(ctx, cfg.MetricsAddr, registry(&current, &base, &leading), ready, log)
 			serveErr <- err
 			cancel() // without its probes the process must not run on
 		}()
 	}
-	var runErr error
-	run := func(ctx context.Context) {
+	// term runs one controller, with its own informers, until ctx ends.
+	term := func(ctx context.Context, isLeading func() bool) error {
+		factories := NewFactories(client, cfg.Namespace, 0)
+		ctrl := New(client, factories.Informers(), Options{RouterImage: cfg.RouterImage, Log: log, Leading: isLeading})
+		current.Store(ctrl)
 		leading.Store(true)
+		defer func() {
+			leading.Store(false)
+			base.writes.Add(ctrl.Writes.Load())
+			base.syncs.Add(ctrl.Syncs.Load())
+			current.Store(nil)
+		}()
 		factories.Start(ctx.Done())
 		defer factories.Shutdown()
-		runErr = ctrl.Run(ctx, cfg.Workers)
+		return ctrl.Run(ctx, cfg.Workers)
 	}
+	var runErr error
 	if !cfg.LeaderElect {
-		run(ctx)
+		runErr = term(ctx, nil)
 	} else {
-		id, err := os.Hostname()
+		host, err := os.Hostname()
 		if err != nil {
 			return err
 		}
-		RunAsLeader(ctx, client, LeaderElection{Namespace: cfg.LeaseNamespace, Name: cfg.LeaseName, Identity: id}, log, run)
+		le := LeaderElection{Namespace: cfg.LeaseNamespace, Name: cfg.LeaseName, Identity: Identity(host)}
+		log.Info("campaigning for the leader lease", "identity", le.Identity, "lease", le.Namespace+"/"+le.Name)
+		for ctx.Err() == nil && runErr == nil {
+			err := RunAsLeader(ctx, client, le, log, func(ctx context.Context, leading func() bool) {
+				runErr = term(ctx, leading)
+			})
+			if err != nil {
+				return err
+			}
+			if ctx.Err() == nil && runErr == nil {
+				log.Warn("lost the leader lease; campaigning again")
+			}
+		}
 	}
 	select {
 	case err := <-serveErr:
@@ -79,23 +114,29 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	default:
 	}
-	if runErr != nil {
-		return runErr
-	}
-	if cfg.LeaderElect && ctx.Err() == nil {
-		return errors.New("lost the leader lease")
-	}
-	return nil
+	return runErr
 }
 
-// registry holds the controller's metrics.
-func registry(c *Controller, leading *atomic.Bool) *prometheus.Registry {
+// counters are the totals of a controller's terms.
+type counters struct{ writes, syncs atomic.Int64 }
+
+// registry holds the controller's metrics, summed over its terms.
+func registry(current *atomic.Pointer[Controller], base *counters, leading *atomic.Bool) *prometheus.Registry {
+	total := func(base *atomic.Int64, now func(c *Controller) int64) func() float64 {
+		return func() float64 {
+			n := base.Load()
+			if c := current.Load(); c != nil {
+				n += now(c)
+			}
+			return float64(n)
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trackcontroller_writes_total", Help: "Creates, updates and deletes of owned objects."},
-			func() float64 { return float64(c.Writes.Load()) }),
+			total(&base.writes, func(c *Controller) int64 { return c.Writes.Load() })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trackcontroller_syncs_total", Help: "Finished syncs of service specs."},
-			func() float64 { return float64(c.Syncs.Load()) }),
+			total(&base.syncs, func(c *Controller) int64 { return c.Syncs.Load() })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trackcontroller_leader", Help: "1 while this replica is the leader."},
 			func() float64 {
 				if leading.Load() {

@@ -3,6 +3,7 @@ package controller
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -415,3 +416,21 @@ func meta(list runtime.Object) (int, error) {
 }
 
 func labelsEverything() labels.Selector { return labels.Everything() }
+
+// TestSyncFencedWhenNotLeading: a replica that may have lost the lease (it
+// was paused past its lease) writes nothing, not even a delete.
+func TestSyncFencedWhenNotLeading(t *testing.T) {
+	r := newRig(t)
+	r.ctrl.opt.Leading = func() bool { return false }
+	r.settle()
+	r.client.ClearActions()
+	err := r.ctrl.syncHandler(context.Background(), cache.ObjectName{Namespace: "shop", Name: r.cm.Name})
+	if !errors.Is(err, errNotLeading) {
+		t.Errorf("want errNotLeading, got %v", err)
+	}
+	for _, a := range r.client.Actions() {
+		if v := a.GetVerb(); v != "get" && v != "list" && v != "watch" && a.GetResource().Resource != "events" {
+			t.Errorf("a fenced replica sent %s %s", v, a.GetResource().Resource)
+		}
+	}
+}

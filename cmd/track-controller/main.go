@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/trackrouter/trackrouter/controller"
+	"github.com/trackrouter/trackrouter/internal/kube"
 )
 
 func main() {
@@ -26,6 +27,8 @@ func main() {
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", true, "run several replicas; only the holder of the Lease writes")
 	fs.StringVar(&cfg.LeaseNamespace, "lease-namespace", "trackrouter-system", "namespace of the leader Lease")
 	fs.StringVar(&cfg.LeaseName, "lease-name", "track-controller", "name of the leader Lease")
+	fs.Float32Var(&cfg.QPS, "kube-api-qps", kube.DefaultQPS, "API requests per second this client may send (client-side limit)")
+	fs.IntVar(&cfg.Burst, "kube-api-burst", kube.DefaultBurst, "API requests this client may send in a burst")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "track-controller turns each service spec (a ConfigMap labelled trackrouter.dev/service, key\n"+
 			"service.yaml) into its track Deployments, track Services and HAProxy tier, keeps them\n"+

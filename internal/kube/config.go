@@ -23,3 +23,22 @@ func Config(kubeconfig string) (*rest.Config, error) {
 	}
 	return rc, nil
 }
+
+// Defaults of --kube-api-qps and --kube-api-burst: client-go's own (5 and
+// 10) made 30 services take 53 s to converge instead of 12 s.
+const (
+	DefaultQPS   = 50
+	DefaultBurst = 100
+)
+
+// SetRate sets the client-side rate limit of API requests; zero values
+// keep the defaults above.
+func SetRate(rc *rest.Config, qps float32, burst int) {
+	if qps <= 0 {
+		qps = DefaultQPS
+	}
+	if burst <= 0 {
+		burst = DefaultBurst
+	}
+	rc.QPS, rc.Burst = qps, burst
+}
