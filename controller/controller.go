@@ -81,11 +81,14 @@ type Controller struct {
 
 	reportedMu sync.Mutex
 	reported   map[types.UID]bool // foreign objects already reported
+	blockedBy  map[types.UID]bool // specs (by UID) that met a foreign object in their last sync
 
 	// Writes counts create, update and delete calls; Syncs counts finished
 	// syncs. For metrics and tests.
 	Writes atomic.Int64
 	Syncs  atomic.Int64
+	// ApplyErrors counts objects the API refused to write.
+	ApplyErrors atomic.Int64
 }
 
 // Informers are what the controller reads. main owns the factories (see
@@ -155,10 +158,11 @@ func (f *Factories) Shutdown() {
 // then call Run.
 func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	c := &Controller{
-		client:   client,
-		opt:      opt,
-		log:      opt.Log,
-		reported: make(map[types.UID]bool),
+		client:    client,
+		opt:       opt,
+		log:       opt.Log,
+		reported:  make(map[types.UID]bool),
+		blockedBy: make(map[types.UID]bool),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "specs"}),
@@ -169,10 +173,12 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		inf.Deployments.Informer().HasSynced, inf.Services.Informer().HasSynced, inf.ServiceAccounts.Informer().HasSynced,
 		inf.Roles.Informer().HasSynced, inf.RoleBindings.Informer().HasSynced}
 
+	// A spec's change or deletion can unblock another spec of the same
+	// service (a duplicate): enqueue those too.
 	inf.ConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
-		DeleteFunc: c.enqueue,
+		AddFunc:    c.enqueueService,
+		UpdateFunc: func(_, obj any) { c.enqueueService(obj) },
+		DeleteFunc: c.enqueueService,
 	})
 	// A PodTemplate change re-syncs every spec of its namespace: there are
 	// few, and only the sync knows which spec names which template.
@@ -180,6 +186,18 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		AddFunc:    c.enqueueNamespace,
 		UpdateFunc: func(_, obj any) { c.enqueueNamespace(obj) },
 		DeleteFunc: c.enqueueNamespace,
+	})
+	// Deployments with a track's labels, ours or not: one appearing or going
+	// away changes what reportForeign says of the service's spec.
+	byApp := func(obj any) {
+		if o, ok := unwrap(obj).(metav1.Object); ok {
+			c.enqueueLabelled(o.GetNamespace(), o.GetLabels()[LabelApp])
+		}
+	}
+	inf.Labeled.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    byApp,
+		UpdateFunc: func(_, obj any) { byApp(obj) },
+		DeleteFunc: byApp,
 	})
 	owned := cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueOwner,
@@ -213,6 +231,46 @@ func (c *Controller) enqueue(obj any) {
 		return
 	}
 	c.queue.Add(name)
+}
+
+// enqueueLabelled enqueues the spec ConfigMaps of a service.
+func (c *Controller) enqueueLabelled(namespace, service string) {
+	if service == "" {
+		return
+	}
+	cms, err := c.configMaps.ConfigMaps(namespace).List(labels.SelectorFromSet(labels.Set{weights.ServiceLabel: service}))
+	if err != nil {
+		return
+	}
+	for _, cm := range cms {
+		c.enqueue(cm)
+	}
+}
+
+// enqueueService enqueues a spec ConfigMap and the others labelled for the
+// same service in its namespace.
+func (c *Controller) enqueueService(obj any) {
+	c.enqueue(obj)
+	o, ok := unwrap(obj).(metav1.Object)
+	if !ok {
+		return
+	}
+	c.reportedMu.Lock()
+	delete(c.blockedBy, o.GetUID())
+	c.reportedMu.Unlock()
+	service := o.GetLabels()[weights.ServiceLabel]
+	if service == "" {
+		return
+	}
+	others, err := c.configMaps.ConfigMaps(o.GetNamespace()).List(labels.SelectorFromSet(labels.Set{weights.ServiceLabel: service}))
+	if err != nil {
+		return
+	}
+	for _, cm := range others {
+		if cm.Name != o.GetName() {
+			c.enqueue(cm)
+		}
+	}
 }
 
 func (c *Controller) enqueueNamespace(obj any) {

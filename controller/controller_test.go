@@ -18,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -614,4 +615,83 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestForeignObjectGoneUnblocks: once someone else's Service holding a
+// wanted name is deleted, the spec's own Service appears within seconds,
+// not at the next resync.
+func TestForeignObjectGoneUnblocks(t *testing.T) {
+	client, ns, _ := setup(t)
+	ctx := context.Background()
+	foreign := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "account-service-canary", Namespace: ns},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 9999}}}}
+	if _, err := client.CoreV1().Services(ns).Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start(t, client, ns) // resync one minute: longer than this test may wait
+	poll(t, "NotOwned event", eventWith(client, ns, "NotOwned", "Service "+ns+"/account-service-canary"))
+	if err := client.CoreV1().Services(ns).Delete(ctx, "account-service-canary", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	poll(t, "the spec's own Service", func() error {
+		s, err := client.CoreV1().Services(ns).Get(ctx, "account-service-canary", metav1.GetOptions{})
+		if err == nil && len(s.OwnerReferences) == 0 {
+			return fmt.Errorf("not ours yet")
+		}
+		return err
+	})
+	if d := time.Since(deleted); d > blockedRecheck+10*time.Second {
+		t.Errorf("the Service came %s after the blocking one went; want within %s", d, blockedRecheck)
+	}
+}
+
+// TestShippedRBACSuffices runs the controller as the ServiceAccount that
+// examples/track-controller.yaml defines, with exactly its ClusterRole: the
+// service converges (Server-Side Apply needs patch; the sidecar's Role may
+// only grant what the controller holds).
+func TestShippedRBACSuffices(t *testing.T) {
+	c := testcluster.Get(t)
+	client, ns, _ := setup(t)
+	ctx := context.Background()
+	data, err := os.ReadFile("../examples/track-controller.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var role *rbacv1.ClusterRole
+	for _, doc := range bytes.Split(data, []byte("\n---\n")) {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, ok := obj.(*rbacv1.ClusterRole); ok {
+			role = r
+		}
+	}
+	if role == nil {
+		t.Fatal("no ClusterRole in examples/track-controller.yaml")
+	}
+	role.Name = "track-controller-" + ns
+	if _, err := client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer client.RbacV1().ClusterRoles().Delete(ctx, role.Name, metav1.DeleteOptions{})
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "track-controller", Namespace: ns}}}
+	if _, err := client.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer client.RbacV1().ClusterRoleBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{})
+	rc := rest.CopyConfig(c.Config)
+	rc.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":track-controller"}
+	asController, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl := start(t, asController, ns)
+	converge(t, client, ns)
+	if n := ctrl.ApplyErrors.Load(); n != 0 {
+		t.Errorf("%d writes refused", n)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -45,6 +46,13 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 		c.warn(cm, "InvalidSpec", fmt.Sprintf("label %s=%s does not match service %q: nothing changed", weights.ServiceLabel, l, spec.Service))
 		return nil
 	}
+	if owner := c.specOwner(cm); owner != cm {
+		// A second spec for a service would put its versions behind the
+		// first one's Services: it is refused as a whole and owns nothing.
+		c.warn(cm, "DuplicateSpec", fmt.Sprintf("service %q is already defined in this namespace by ConfigMap %s (the older): this spec is ignored and owns nothing; delete one of them", spec.Service, owner.Name))
+		c.reportOnce(owner, cm, fmt.Sprintf("ConfigMap %s/%s also defines service %q: it is ignored while this one exists", cm.Namespace, cm.Name, spec.Service))
+		return c.pruneAll(ctx, cm)
+	}
 	tmpl, err := c.templates.PodTemplates(cm.Namespace).Get(spec.Template)
 	if apierrors.IsNotFound(err) {
 		c.warn(cm, "TemplateNotFound", fmt.Sprintf("PodTemplate %s/%s not found: nothing changed until it exists", cm.Namespace, spec.Template))
@@ -59,6 +67,9 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 		return nil
 	}
 
+	c.reportedMu.Lock()
+	delete(c.blockedBy, cm.UID)
+	c.reportedMu.Unlock()
 	var errs []error
 	for _, svc := range d.services {
 		errs = append(errs, reconcile(ctx, c, cm, c.serviceKind(), svc))
@@ -71,13 +82,70 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 		errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), d.tracks[track]))
 	}
 	errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), d.router))
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, errNotLeading) {
+			// One object failing does not stop the others; each says why.
+			c.ApplyErrors.Add(1)
+			c.warn(cm, "ApplyFailed", err.Error())
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err // cleanup waits until everything wanted is in place
+	}
+	if c.blocked(cm) {
+		// An object of someone else's holds a wanted name; its deletion is
+		// not seen by the informers (they watch our objects only): look again.
+		c.queue.AddAfter(cache.MetaObjectToName(cm), blockedRecheck)
 	}
 	if err := c.cleanup(ctx, cm, spec, d); err != nil {
 		return err
 	}
 	return c.reportForeign(cm, spec)
+}
+
+// specOwner returns the ConfigMap that owns cm's service in its namespace:
+// the oldest of those labelled for it (by creation, then name).
+func (c *Controller) specOwner(cm *corev1.ConfigMap) *corev1.ConfigMap {
+	service := cm.Labels[weights.ServiceLabel]
+	all, err := c.configMaps.ConfigMaps(cm.Namespace).List(labels.SelectorFromSet(labels.Set{weights.ServiceLabel: service}))
+	if err != nil || len(all) < 2 {
+		return cm
+	}
+	owner := cm
+	for _, o := range all {
+		if o.DeletionTimestamp != nil {
+			continue
+		}
+		if o.CreationTimestamp.Before(&owner.CreationTimestamp) ||
+			o.CreationTimestamp.Equal(&owner.CreationTimestamp) && o.Name < owner.Name {
+			owner = o
+		}
+	}
+	return owner
+}
+
+// pruneAll deletes everything cm controls.
+func (c *Controller) pruneAll(ctx context.Context, cm *corev1.ConfigMap) error {
+	none := func(metav1.Object) bool { return false }
+	return errors.Join(
+		prune(ctx, c, cm, c.deploymentKind(), func(o *appsv1.Deployment) bool { return none(o) }),
+		prune(ctx, c, cm, c.serviceKind(), func(o *corev1.Service) bool { return none(o) }),
+		prune(ctx, c, cm, c.accountKind(), func(o *corev1.ServiceAccount) bool { return none(o) }),
+		prune(ctx, c, cm, c.roleKind(), func(o *rbacv1.Role) bool { return none(o) }),
+		prune(ctx, c, cm, c.roleBindingKind(), func(o *rbacv1.RoleBinding) bool { return none(o) }),
+	)
+}
+
+// blockedRecheck is how soon a spec blocked by someone else's object is
+// synced again.
+const blockedRecheck = 15 * time.Second
+
+// blocked reports whether the last sync of cm met an object it does not own
+// holding a name it wants.
+func (c *Controller) blocked(cm *corev1.ConfigMap) bool {
+	c.reportedMu.Lock()
+	defer c.reportedMu.Unlock()
+	return c.blockedBy[cm.UID]
 }
 
 func (c *Controller) warn(cm *corev1.ConfigMap, reason, msg string) {
@@ -101,6 +169,9 @@ func (c *Controller) wrote(cm *corev1.ConfigMap, verb, kind, name, changed strin
 // notOwned reports, once per object, an object that has a name the spec
 // wants but that the controller does not own: it is never touched.
 func (c *Controller) notOwned(cm *corev1.ConfigMap, kind string, obj metav1.Object) {
+	c.reportedMu.Lock()
+	c.blockedBy[cm.UID] = true
+	c.reportedMu.Unlock()
 	c.reportOnce(cm, obj, fmt.Sprintf("%s %s/%s exists and is not owned by this spec: left alone", kind, obj.GetNamespace(), obj.GetName()))
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -92,11 +93,19 @@ func newRig(t *testing.T, objects ...runtime.Object) *rig {
 // server holds, and returns the write requests it sent.
 func (r *rig) sync() []string {
 	r.t.Helper()
-	r.settle()
-	r.client.ClearActions()
-	if err := r.ctrl.syncHandler(context.Background(), cache.ObjectName{Namespace: "shop", Name: r.cm.Name}); err != nil {
+	got, err := r.syncKey(r.cm.Name)
+	if err != nil {
 		r.t.Fatalf("sync: %v", err)
 	}
+	return got
+}
+
+// syncKey syncs the spec ConfigMap name and returns the writes and the error.
+func (r *rig) syncKey(name string) ([]string, error) {
+	r.t.Helper()
+	r.settle()
+	r.client.ClearActions()
+	err := r.ctrl.syncHandler(context.Background(), cache.ObjectName{Namespace: "shop", Name: name})
 	var out []string
 	for _, a := range r.client.Actions() {
 		if a.GetResource().Resource == "events" {
@@ -123,7 +132,7 @@ func (r *rig) sync() []string {
 		}
 		out = append(out, a.GetResource().Resource+": "+name)
 	}
-	return out
+	return out, err
 }
 
 // settle waits until every informer holds the fake API server's objects.
@@ -433,4 +442,46 @@ func TestSyncFencedWhenNotLeading(t *testing.T) {
 			t.Errorf("a fenced replica sent %s %s", v, a.GetResource().Resource)
 		}
 	}
+}
+
+// TestSyncDuplicateSpec: a second ConfigMap for a service is refused as a
+// whole (it owns nothing), with a Warning Event on both; the older keeps it.
+func TestSyncDuplicateSpec(t *testing.T) {
+	cm, _ := exampleObjects(t)
+	dup := cm.DeepCopy()
+	dup.Name, dup.UID = "account-service-copy", "dup-uid"
+	dup.CreationTimestamp = metav1.NewTime(time.Now())
+	r := newRig(t, dup)
+	got, err := r.syncKey(dup.Name)
+	if err != nil || len(got) != 0 {
+		t.Errorf("the duplicate spec wrote %v (err %v)", got, err)
+	}
+	r.event("DuplicateSpec", `service "account-service" is already defined in this namespace by ConfigMap account-service`)
+	r.event("NotOwned", "ConfigMap shop/account-service-copy also defines service")
+	if diff := cmp.Diff(created, r.sync()); diff != "" {
+		t.Errorf("the older spec (-want +got):\n%s", diff)
+	}
+}
+
+// TestSyncApplyFailureDoesNotStopOthers: the API refusing one object gives
+// a Warning Event and a count, and every other object is still written.
+func TestSyncApplyFailureDoesNotStopOthers(t *testing.T) {
+	r := newRig(t)
+	r.client.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.(k8stesting.PatchAction).GetName() == "account-service-paid-v1.15.0" {
+			return true, nil, fmt.Errorf("admission webhook denied the request: no")
+		}
+		return false, nil, nil
+	})
+	got, err := r.syncKey(r.cm.Name)
+	if err == nil || !strings.Contains(err.Error(), "admission webhook denied") {
+		t.Errorf("want the sync to fail with the API's reason, got %v", err)
+	}
+	if len(got) != len(created) {
+		t.Errorf("want every object tried, got %v", got)
+	}
+	if n := r.ctrl.ApplyErrors.Load(); n != 1 {
+		t.Errorf("ApplyErrors = %d, want 1", n)
+	}
+	r.event("ApplyFailed", "Deployment account-service-paid-v1.15.0: admission webhook denied the request")
 }
