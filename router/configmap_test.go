@@ -77,6 +77,27 @@ func TestConfigMapSource(t *testing.T) {
 			strings.Contains(list.Items[0].Message, "backends.canary.canary: weight 999 is out of range 0-256")
 	})
 
+	// A rename of the service without its label: the controller ignores
+	// such a spec, so the sidecar must not route to Services that will
+	// never exist.
+	update(strings.Replace(h.spec(35, 65), "service: account-service", "service: acct2", 1))
+	h.waitFor("rejection of the renamed spec", func() bool { return h.rejected() == 2 })
+	if strings.Contains(h.configOnDisk(), "acct2") {
+		t.Error("the renamed spec reached haproxy.cfg")
+	}
+	h.waitFor("a Warning Event naming the label", func() bool {
+		list, err := c.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=account-service,reason=InvalidSpec"})
+		if err != nil {
+			return false
+		}
+		for _, e := range list.Items {
+			if strings.Contains(e.Message, `label "account-service" does not match service "acct2"`) {
+				return true
+			}
+		}
+		return false
+	})
+
 	c.StopAPIServer()
 	if got := h.send(100, "FREE"); got["canary"] != 35 {
 		t.Errorf("while the API server is down: want the last good split (canary 35 of 100), got %v", got)

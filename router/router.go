@@ -31,6 +31,10 @@ type Update struct {
 	Data   []byte         // service.yaml content
 	Source weights.Source // where it came from, for error messages
 	Err    error          // the source could not read the spec (file missing, ConfigMap deleted)
+	// Label is the ConfigMap's trackrouter.dev/service label, nil for a
+	// file: a spec whose label does not name its service is one that
+	// track-controller ignores, so the sidecar refuses it too.
+	Label *string
 }
 
 // Rejecter is told about every spec that was rejected, e.g. to emit a
@@ -272,7 +276,7 @@ func (r *Router) Run(ctx context.Context) error {
 
 // accept makes a valid update the desired state, and rejects an invalid one.
 func (r *Router) accept(ctx context.Context, u *Update) {
-	if r.invalid != nil && sameUpdate(u, r.invalid) {
+	if r.invalid != nil && sameUpdate(u, r.invalid) && sameLabel(u.Label, r.invalid.Label) {
 		r.Log.Debug("spec unchanged since it was rejected", "source", u.Source.String())
 		return
 	}
@@ -303,6 +307,10 @@ func (r *Router) accept(ctx context.Context, u *Update) {
 			delete(r.checked, stamp)
 		}
 	}
+}
+
+func sameLabel(a, b *string) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
 
 func sameUpdate(a, b *Update) bool {
@@ -688,6 +696,10 @@ func (r *Router) prepare(u *Update) (*target, error) {
 	spec, err := weights.ParseService(u.Source, u.Data)
 	if err != nil {
 		return nil, err
+	}
+	if u.Label != nil && *u.Label != spec.Service {
+		return nil, &weights.FieldError{File: u.Source.File, Field: "metadata.labels." + weights.ServiceLabel,
+			Msg: fmt.Sprintf("label %q does not match service %q: track-controller ignores this spec (no Services exist for it), so it is not applied; rename both or neither", *u.Label, spec.Service)}
 	}
 	rendered, err := haproxyconf.Render(spec, r.Render)
 	if err != nil {

@@ -40,6 +40,8 @@ type Config struct {
 	ReloadTimeout time.Duration // how long a reload or start may take to show its stamp
 	Unresponsive  time.Duration // not ready once the master socket is silent this long
 	RestartAfter  time.Duration // with RunHAProxy: restart HAProxy once it is silent this long
+	QPS           float32       // client-side rate limit of API requests (--configmap)
+	Burst         int
 }
 
 // Validate checks the combination of settings.
@@ -180,6 +182,7 @@ func newSource(cfg Config, log *slog.Logger) (source, *EventRejecter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	kube.SetRate(rc, cfg.QPS, cfg.Burst)
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, nil, err

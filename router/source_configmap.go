@@ -48,7 +48,8 @@ func (c *ConfigMapSource) Run(ctx context.Context, submit func(Update)) error {
 			submit(Update{Source: src, Err: fmt.Errorf("ConfigMap %s/%s has no key %s", cm.Namespace, cm.Name, weights.DataKey)})
 			return
 		}
-		submit(Update{Data: []byte(data), Source: src})
+		label := cm.Labels[weights.ServiceLabel]
+		submit(Update{Data: []byte(data), Source: src, Label: &label})
 	}
 	informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    send,
