@@ -106,7 +106,14 @@ func TestConfigMapSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	update(h.spec(60, 40))
+	edited := time.Now()
 	h.waitFor("an edit after the API server returned", func() bool { return h.runtimeUpdates() == 3 })
+	// client-go's watch backoff alone took up to 41 s here; the sidecar
+	// reads the ConfigMap every second after a watch error.
+	t.Logf("edit after the outage applied in %s", time.Since(edited))
+	if d := time.Since(edited); d > 3*time.Second {
+		t.Errorf("the edit made after the outage took %s to apply; want under 3 s", d)
+	}
 	if got := h.send(100, "FREE"); got["canary"] != 60 {
 		t.Errorf("after the outage: want canary 60 of 100, got %v", got)
 	}

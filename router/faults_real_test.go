@@ -293,3 +293,30 @@ func TestRealForcedMaintenanceRepaired(t *testing.T) {
 		t.Errorf("the repair is not logged:\n%s", h.logs.String())
 	}
 }
+
+// TestRealStartFromDisk is a sidecar restarted while the API is down: no
+// spec arrives, and HAProxy starts on the config an earlier run wrote.
+func TestRealStartFromDisk(t *testing.T) {
+	first := newHarness(t)
+	first.writeSpec(first.spec(30, 70))
+	first.waitCanary(30)
+	first.stop()
+
+	log := slog.New(slog.NewTextHandler(first.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	sup := &Supervisor{Binary: first.sup.Binary, Config: first.router.ConfigPath, Socket: first.cli.Socket, Log: log, Output: first.logs}
+	r := &Router{ConfigPath: first.router.ConfigPath, Render: first.router.Render, Checker: first.router.Checker,
+		HAProxy: first.cli, Process: sup, Metrics: NewMetrics(), Log: log, StartFromDisk: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }() // no source: nothing is ever submitted
+	defer func() { cancel(); <-done; sup.Stop(5 * time.Second) }()
+	var got map[string]int
+	first.waitFor("traffic from the config on disk", func() bool {
+		var err error
+		got, err = first.client.Send(100, "FREE")
+		return err == nil
+	})
+	if got["canary"] != 30 {
+		t.Errorf("want the last good split, canary 30 of 100, got %v", got)
+	}
+}

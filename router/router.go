@@ -81,6 +81,16 @@ type Router struct {
 	// RestartAfter: a supervised HAProxy that has not answered for this long
 	// is killed and started again; default 30s.
 	RestartAfter time.Duration
+	// SpecChecked, when set (API mode), is when the source last confirmed
+	// the spec; the sidecar is not ready once that is older than
+	// SpecStaleAfter (default 2m): it may route on a spec that changed.
+	SpecChecked    func() time.Time
+	SpecStaleAfter time.Duration
+	// StartFromDisk: with Process, start HAProxy on the config already on
+	// disk (written and checked by an earlier run of the sidecar in this
+	// pod) while no spec has arrived, e.g. when the API is unreachable at
+	// start.
+	StartFromDisk bool
 	// Backoff is the first retry delay after a failed action; it doubles up
 	// to 30 times its value. Default 1s (1s to 30s).
 	Backoff time.Duration
@@ -182,7 +192,18 @@ func (r *Router) Ready() bool {
 		return false
 	}
 	now := time.Now()
+	if r.specStale(now) {
+		return false
+	}
 	return now.Sub(st.lastAnswer) < r.unresponsiveAfter() || now.Before(st.pendingEnd)
+}
+
+func (r *Router) specStale(now time.Time) bool {
+	if r.SpecChecked == nil {
+		return false
+	}
+	checked := r.SpecChecked()
+	return checked.IsZero() || now.Sub(checked) > orDefault(r.SpecStaleAfter, 2*time.Minute)
 }
 
 // NotReady says why the sidecar is not ready, or nil when it is.
@@ -197,6 +218,8 @@ func (r *Router) NotReady() error {
 		return errors.New("HAProxy does not run a config the sidecar confirmed")
 	case r.Process != nil && !r.Process.Running():
 		return errors.New("HAProxy is not running")
+	case r.specStale(time.Now()):
+		return errors.New("the API has not confirmed the spec lately: it may have changed")
 	default:
 		return fmt.Errorf("HAProxy's master socket has not answered for %s", time.Since(st.lastAnswer).Round(time.Second))
 	}
@@ -238,6 +261,11 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	r.checked = make(map[string]bool)
 	r.checkDone = make(chan checkResult, 1)
+	if r.StartFromDisk && r.Process != nil {
+		if t := r.fromDisk(); t != nil {
+			r.good, r.checked[t.Stamp] = t, true
+		}
+	}
 	r.lastAnswer = time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -428,6 +456,9 @@ func (r *Router) startProcess(ctx context.Context, t *target, now time.Time) tim
 	}
 	r.publish(nil, t)
 	if t == nil {
+		t = r.good // the config on disk, with StartFromDisk
+	}
+	if t == nil {
 		return r.pollInterval()
 	}
 	if now.Before(r.retryAt) {
@@ -455,6 +486,29 @@ func (r *Router) startProcess(ctx context.Context, t *target, now time.Time) tim
 	r.pending = &pending{stamp: start.Stamp, start: true, sent: now, deadline: now.Add(r.reloadTimeout())}
 	r.lastAnswer, r.reachable = now, true
 	return pendingPoll
+}
+
+// fromDisk is the config file on disk as a target, when it is one the
+// sidecar wrote (it carries a stamp); nil otherwise.
+func (r *Router) fromDisk() *target {
+	b, err := r.Files.ReadFile(r.ConfigPath)
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "description "+haproxyconf.StampPrefix); ok {
+			return &target{Rendered: &haproxyconf.Rendered{Config: b, Stamp: haproxyconf.StampPrefix + v}}
+		}
+	}
+	return nil
+}
+
+// service names a target's service for the log.
+func (t *target) service() string {
+	if t.spec == nil {
+		return "(the config on disk)"
+	}
+	return t.spec.Service
 }
 
 // afterWriteError is when to step again after writeFiles failed.
@@ -574,10 +628,10 @@ func (r *Router) synced(t *target, obs *Observed) {
 	}
 	r.announced = t
 	if t != r.desired {
-		r.Log.Warn("haproxy runs the last good config", "service", t.spec.Service, "stamp", t.Stamp)
+		r.Log.Warn("haproxy runs the last good config", "service", t.service(), "stamp", t.Stamp)
 		return
 	}
-	r.Log.Info("applied", "service", t.spec.Service, "how", r.how, "why", r.why, "stamp", t.Stamp,
+	r.Log.Info("applied", "service", t.service(), "how", r.how, "why", r.why, "stamp", t.Stamp,
 		"duration", time.Since(r.since).Round(time.Microsecond).String())
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
 
@@ -40,6 +41,7 @@ type Config struct {
 	ReloadTimeout time.Duration // how long a reload or start may take to show its stamp
 	Unresponsive  time.Duration // not ready once the master socket is silent this long
 	RestartAfter  time.Duration // with RunHAProxy: restart HAProxy once it is silent this long
+	SpecStale     time.Duration // --configmap: not ready once the API has not confirmed the spec this long
 	QPS           float32       // client-side rate limit of API requests (--configmap)
 	Burst         int
 }
@@ -126,6 +128,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ReloadTimeout:     cfg.ReloadTimeout,
 		UnresponsiveAfter: cfg.Unresponsive,
 		RestartAfter:      cfg.RestartAfter,
+		StartFromDisk:     cfg.RunHAProxy,
 	}
 	var sup *Supervisor
 	if cfg.RunHAProxy {
@@ -134,6 +137,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if rejecter != nil {
 		r.Rejecter = rejecter
+	}
+	if cm, ok := source.(*ConfigMapSource); ok {
+		r.SpecChecked, r.SpecStaleAfter = cm.Checked, cfg.SpecStale
+		r.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "trackrouter_spec_age_seconds",
+			Help: "Seconds since the API last confirmed the spec (a watch event or a read); -1 before that.",
+		}, func() float64 {
+			if t := cm.Checked(); !t.IsZero() {
+				return time.Since(t).Seconds()
+			}
+			return -1
+		}))
 	}
 	inner, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -25,7 +28,23 @@ type ConfigMapSource struct {
 	Namespace string
 	Name      string
 	Resync    time.Duration // informer resync; default 5m (a no-op when nothing changed)
-	Log       *slog.Logger
+	// Check is how often the ConfigMap is read with a GET besides the
+	// watch, to know the spec is current (default 30s). After a watch
+	// error it is read every second until the API answers: client-go's own
+	// backoff waited up to 41 s after an outage.
+	Check time.Duration
+	Log   *slog.Logger
+
+	checked atomic.Int64 // unix nanoseconds of the last word from the API
+}
+
+// Checked is when the API last confirmed the spec (an event or a GET);
+// zero before that.
+func (c *ConfigMapSource) Checked() time.Time {
+	if n := c.checked.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // Run sends the ConfigMap's service.yaml at start and after every change.
@@ -42,6 +61,7 @@ func (c *ConfigMapSource) Run(ctx context.Context, submit func(Update)) error {
 		if !ok {
 			return
 		}
+		c.checked.Store(time.Now().UnixNano())
 		src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", cm.Namespace, cm.Name), Namespace: cm.Namespace, Name: cm.Name}
 		data, ok := cm.Data[weights.DataKey]
 		if !ok {
@@ -59,11 +79,60 @@ func (c *ConfigMapSource) Run(ctx context.Context, submit func(Update)) error {
 			submit(Update{Source: src, Err: fmt.Errorf("ConfigMap %s/%s was deleted", c.Namespace, c.Name)})
 		},
 	})
+	kick := make(chan struct{}, 1)
 	informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		c.Log.Warn("ConfigMap watch interrupted; the informer retries with backoff and keeps the last good config", "configmap", c.Namespace+"/"+c.Name, "err", err)
+		c.Log.Warn("ConfigMap watch interrupted; reading it every second until the API answers, HAProxy keeps the last good config", "configmap", c.Namespace+"/"+c.Name, "err", err)
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
 	})
+	go c.poll(ctx, kick, send, submit)
 	informer.Run(ctx.Done())
 	return nil
+}
+
+// poll reads the ConfigMap every Check, and every second after a watch
+// error until a read succeeds. What it reads goes to submit like an event:
+// the router ignores a spec it already has.
+func (c *ConfigMapSource) poll(ctx context.Context, kick <-chan struct{}, send func(any), submit func(Update)) {
+	every := c.Check
+	if every == 0 {
+		every = 30 * time.Second
+	}
+	timer := time.NewTimer(every)
+	defer timer.Stop()
+	fast := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+			fast = true
+		case <-timer.C:
+		}
+		cm, err := c.Client.CoreV1().ConfigMaps(c.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			if fast {
+				c.Log.Info("the API answers again", "configmap", c.Namespace+"/"+c.Name)
+			}
+			fast = false
+			send(cm)
+		case apierrors.IsNotFound(err):
+			fast = false
+			c.checked.Store(time.Now().UnixNano())
+			src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", c.Namespace, c.Name), Namespace: c.Namespace, Name: c.Name}
+			submit(Update{Source: src, Err: fmt.Errorf("ConfigMap %s/%s was deleted", c.Namespace, c.Name)})
+		case ctx.Err() == nil:
+			fast = true
+		}
+		next := every
+		if fast {
+			next = time.Second
+		}
+		timer.Reset(next)
+	}
 }
 
 // Recorder returns a Rejecter that emits a Warning Event on the ConfigMap
