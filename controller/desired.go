@@ -73,6 +73,11 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 				Template: pod,
 			},
 		}
+		if t.Autoscaled {
+			// replicas: auto: the field is not the controller's, an HPA
+			// sets it and no apply takes it back.
+			dep.Spec.Replicas = nil
+		}
 		d.tracks[track] = dep
 		svc := &corev1.Service{
 			ObjectMeta: meta(spec.ServiceName(track), sel),

@@ -485,3 +485,28 @@ func TestSyncApplyFailureDoesNotStopOthers(t *testing.T) {
 	}
 	r.event("ApplyFailed", "Deployment account-service-paid-v1.15.0: admission webhook denied the request")
 }
+
+// TestSyncAutoscaledTrack: with replicas: auto the controller writes no
+// replicas, and a scale by an autoscaler is never taken back.
+func TestSyncAutoscaledTrack(t *testing.T) {
+	r := newRig(t)
+	r.editSpec("canary:     {version: v1.17.0, replicas: 4}", "canary:     {version: v1.17.0, replicas: auto}")
+	r.sync()
+	ctx := context.Background()
+	deps := r.client.AppsV1().Deployments("shop")
+	d, err := deps.Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Spec.Replicas = ptr.To[int32](7)
+	if _, err := deps.Update(ctx, d, metav1.UpdateOptions{FieldManager: "horizontal-pod-autoscaler"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.sync(); len(got) != 0 {
+		t.Errorf("the controller wrote over an autoscaled track: %v", got)
+	}
+	d, _ = deps.Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+	if *d.Spec.Replicas != 7 {
+		t.Errorf("replicas %d, want the autoscaler's 7", *d.Spec.Replicas)
+	}
+}

@@ -72,6 +72,11 @@ func (d *decoder) track(f field) Track {
 		case "version":
 			t.Version = d.str(tf.value, p)
 		case "replicas":
+			if tf.value.Kind == yaml.ScalarNode && tf.value.Tag == "!!str" && tf.value.Value == AutoReplicas {
+				d.mark(p, tf.value)
+				t.Replicas, t.Autoscaled = 0, true
+				continue
+			}
 			t.Replicas = d.int(tf.value, p)
 		case "address":
 			t.Address = d.str(tf.value, p)

@@ -299,3 +299,18 @@ func TestErrorsQuoteLittle(t *testing.T) {
 		}
 	}
 }
+
+func TestAutoReplicas(t *testing.T) {
+	spec := "service: a\nport: 80\ntracks:\n  production: {version: v1, replicas: auto}\ndefault: all\nbackends:\n  all: {production: 1}\n"
+	s, err := ParseService(Source{File: "service.yaml"}, []byte(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr := s.Tracks["production"]; !tr.Autoscaled || tr.Replicas != 0 {
+		t.Errorf("replicas: auto: got %+v", tr)
+	}
+	_, err = ParseService(Source{File: "service.yaml"}, []byte(strings.Replace(spec, "replicas: auto", "replicas: many", 1)))
+	if err == nil || !strings.Contains(err.Error(), "service.yaml:4: tracks.production.replicas: want an integer") {
+		t.Errorf("replicas: many: want a field error, got %v", err)
+	}
+}

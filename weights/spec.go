@@ -20,6 +20,9 @@ const (
 	DefaultRouterReplicas = 4
 	// DefaultTrackReplicas is the size of a track when the spec does not say.
 	DefaultTrackReplicas = 2
+	// AutoReplicas is the replicas value that leaves a track's size to an
+	// autoscaler (a HorizontalPodAutoscaler on its Deployment).
+	AutoReplicas = "auto"
 	// MaxWeight is the largest server weight HAProxy accepts.
 	MaxWeight = 256
 )
@@ -67,6 +70,9 @@ type Router struct {
 type Track struct {
 	Version  string
 	Replicas int
+	// Autoscaled (replicas: auto) leaves the Deployment's replicas to an
+	// autoscaler: track-controller never writes them.
+	Autoscaled bool
 	// Address overrides where the track answers (host:port); empty means the
 	// track's ClusterIP Service.
 	Address string
