@@ -89,6 +89,8 @@ type Controller struct {
 	Syncs  atomic.Int64
 	// ApplyErrors counts objects the API refused to write.
 	ApplyErrors atomic.Int64
+	// StuckSwitches counts new versions that passed their progress deadline.
+	StuckSwitches atomic.Int64
 }
 
 // Informers are what the controller reads. main owns the factories (see

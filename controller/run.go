@@ -80,6 +80,7 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 			base.writes.Add(ctrl.Writes.Load())
 			base.syncs.Add(ctrl.Syncs.Load())
 			base.applyErrors.Add(ctrl.ApplyErrors.Load())
+			base.stuck.Add(ctrl.StuckSwitches.Load())
 			current.Store(nil)
 		}()
 		factories.Start(ctx.Done())
@@ -119,7 +120,7 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 }
 
 // counters are the totals of a controller's terms.
-type counters struct{ writes, syncs, applyErrors atomic.Int64 }
+type counters struct{ writes, syncs, applyErrors, stuck atomic.Int64 }
 
 // registry holds the controller's metrics, summed over its terms.
 func registry(current *atomic.Pointer[Controller], base *counters, leading *atomic.Bool) *prometheus.Registry {
@@ -140,6 +141,8 @@ func registry(current *atomic.Pointer[Controller], base *counters, leading *atom
 			total(&base.syncs, func(c *Controller) int64 { return c.Syncs.Load() })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trackcontroller_apply_errors_total", Help: "Objects the API refused to write (each also a Warning Event ApplyFailed on the spec)."},
 			total(&base.applyErrors, func(c *Controller) int64 { return c.ApplyErrors.Load() })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trackcontroller_stuck_switches_total", Help: "New track versions that passed their progress deadline without becoming Available (each also a Warning Event SwitchStuck)."},
+			total(&base.stuck, func(c *Controller) int64 { return c.StuckSwitches.Load() })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trackcontroller_leader", Help: "1 while this replica is the leader."},
 			func() float64 {
 				if leading.Load() {

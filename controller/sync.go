@@ -176,13 +176,32 @@ func (c *Controller) notOwned(cm *corev1.ConfigMap, kind string, obj metav1.Obje
 }
 
 func (c *Controller) reportOnce(cm *corev1.ConfigMap, obj metav1.Object, msg string) {
+	c.warnOnce(cm, obj, "NotOwned", msg)
+}
+
+// warnOnce emits a Warning Event about obj once per controller run; it
+// reports whether it did.
+func (c *Controller) warnOnce(cm *corev1.ConfigMap, obj metav1.Object, reason, msg string) bool {
 	c.reportedMu.Lock()
 	seen := c.reported[obj.GetUID()]
 	c.reported[obj.GetUID()] = true
 	c.reportedMu.Unlock()
 	if !seen {
-		c.warn(cm, "NotOwned", msg)
+		c.warn(cm, reason, msg)
 	}
+	return !seen
+}
+
+// stuck reports whether a Deployment gave up progressing: its Progressing
+// condition is False with ProgressDeadlineExceeded (progressDeadlineSeconds,
+// 10 minutes by default: a missing image, a quota).
+func stuck(d *appsv1.Deployment) bool {
+	for _, cond := range d.Status.Conditions {
+		if cond.Type == appsv1.DeploymentProgressing {
+			return cond.Status == corev1.ConditionFalse && cond.Reason == "ProgressDeadlineExceeded"
+		}
+	}
+	return false
 }
 
 // reportForeign reports Deployments that carry a track's labels but that
@@ -221,6 +240,12 @@ func (c *Controller) cleanup(ctx context.Context, cm *corev1.ConfigMap, spec *we
 			return false
 		}
 		next, err := c.deployments.Deployments(cm.Namespace).Get(d.tracks[track].Name)
+		if err == nil && !available(next) && stuck(next) {
+			if c.warnOnce(cm, next, "SwitchStuck", fmt.Sprintf("Deployment %s/%s of track %q passed its progress deadline without becoming Available; the old version %s keeps serving. Check its pods (image, quota), or set the track's version back",
+				next.Namespace, next.Name, track, dep.Name)) {
+				c.StuckSwitches.Add(1)
+			}
+		}
 		if err != nil || !available(next) {
 			c.log.Info("keeping the old version until the new one is Available", "deployment", dep.Name, "track", track)
 			return true // the new Deployment's status updates enqueue this spec again

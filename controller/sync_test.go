@@ -510,3 +510,30 @@ func TestSyncAutoscaledTrack(t *testing.T) {
 		t.Errorf("replicas %d, want the autoscaler's 7", *d.Spec.Replicas)
 	}
 }
+
+// TestSyncStuckSwitch: a new version that passed its progress deadline is
+// reported (Warning Event, count) and the old one keeps serving.
+func TestSyncStuckSwitch(t *testing.T) {
+	r := newRig(t)
+	r.sync()
+	r.editSpec("canary:     {version: v1.17.0", "canary:     {version: v1.18.0")
+	r.sync()
+	ctx := context.Background()
+	d, _ := r.client.AppsV1().Deployments("shop").Get(ctx, "account-service-canary-v1.18.0", metav1.GetOptions{})
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Conditions: []appsv1.DeploymentCondition{
+		{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded"}}}
+	if _, err := r.client.AppsV1().Deployments("shop").UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		got, err := r.ctrl.deployments.Deployments("shop").Get("account-service-canary-v1.18.0")
+		return err == nil && stuck(got), nil
+	})
+	if got := r.sync(); len(got) != 0 {
+		t.Errorf("a stuck switch wrote %v; the old version must stay", got)
+	}
+	r.event("SwitchStuck", "account-service-canary-v1.18.0 of track \"canary\" passed its progress deadline")
+	if n := r.ctrl.StuckSwitches.Load(); n != 1 {
+		t.Errorf("StuckSwitches = %d, want 1", n)
+	}
+}
