@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -12,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/trackrouter/trackrouter/weights"
@@ -78,8 +80,21 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 		reconcile(ctx, c, cm, c.accountKind(), d.account),
 		reconcile(ctx, c, cm, c.roleKind(), d.role),
 		reconcile(ctx, c, cm, c.roleBindingKind(), d.roleBinding))
-	for _, track := range spec.TrackNames() {
-		errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), d.tracks[track]))
+	// A pod template change (a PodTemplate edit) rolls the tracks one at a
+	// time, production last: a track's new template waits while an earlier
+	// track rolls out or is not Available.
+	rolling := ""
+	for _, track := range rolloutOrder(spec) {
+		want := d.tracks[track]
+		change := c.templateChange(cm, want)
+		if change && rolling != "" {
+			c.log.Info("holding a pod template change until an earlier track is Available", "deployment", want.Name, "waiting_for", rolling)
+			continue // the rolling track's status updates enqueue this spec again
+		}
+		errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), want))
+		if live, err := c.deployments.Deployments(cm.Namespace).Get(want.Name); change || err == nil && !available(live) {
+			rolling = track
+		}
 	}
 	errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), d.router))
 	for _, err := range errs {
@@ -101,6 +116,43 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 		return err
 	}
 	return c.reportForeign(cm, spec)
+}
+
+// rolloutOrder is the order in which pod template changes roll out: every
+// track but production by name, then production.
+func rolloutOrder(spec *weights.Spec) []string {
+	var order []string
+	for _, t := range spec.TrackNames() {
+		if t != "production" {
+			order = append(order, t)
+		}
+	}
+	if _, ok := spec.Tracks["production"]; ok {
+		order = append(order, "production")
+	}
+	return order
+}
+
+// templateChange reports whether applying want would change the pod
+// template of its existing Deployment (which rolls its pods).
+func (c *Controller) templateChange(cm *corev1.ConfigMap, want *appsv1.Deployment) bool {
+	live, err := c.deployments.Deployments(cm.Namespace).Get(want.Name)
+	if err != nil || !metav1.IsControlledBy(live, cm) {
+		return false // created, or not ours: nothing rolls
+	}
+	if othersOwn(live.ManagedFields, "f:spec", "f:template") {
+		return true
+	}
+	have, err := appsv1ac.ExtractDeployment(live, FieldManager)
+	if err != nil {
+		return false
+	}
+	desired, err := toApply[appsv1ac.DeploymentApplyConfiguration](want, "apps/v1", "Deployment")
+	if err != nil {
+		return false
+	}
+	diff, err := fieldDiff(have, desired)
+	return err == nil && strings.Contains(diff, "spec.template")
 }
 
 // specOwner returns the ConfigMap that owns cm's service in its namespace:

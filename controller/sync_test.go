@@ -537,3 +537,58 @@ func TestSyncStuckSwitch(t *testing.T) {
 		t.Errorf("StuckSwitches = %d, want 1", n)
 	}
 }
+
+// TestSyncTemplateEditRollsOneTrackAtATime edits the PodTemplate: the
+// tracks roll one at a time, production last, each once the previous one
+// is Available.
+func TestSyncTemplateEditRollsOneTrackAtATime(t *testing.T) {
+	r := newRig(t)
+	r.sync()
+	ctx := context.Background()
+	// The fake API server runs no Deployment controller: the test reports
+	// the rollout's progress as it would.
+	setAvailable := func(name string, ok bool) {
+		t.Helper()
+		d, err := r.client.AppsV1().Deployments("shop").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := *d.Spec.Replicas
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, UpdatedReplicas: n, AvailableReplicas: n,
+			Replicas: n, Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue}}}
+		if !ok {
+			d.Status.UpdatedReplicas = 0
+		}
+		if _, err := r.client.AppsV1().Deployments("shop").UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+			got, err := r.ctrl.deployments.Deployments("shop").Get(name)
+			return err == nil && available(got) == ok, nil
+		})
+	}
+	markAvailable := func(name string) { setAvailable(name, true) }
+	tracks := []string{"account-service-canary-v1.17.0", "account-service-internal-v1.18.0", "account-service-paid-v1.15.0", "account-service-production-v1.15.0"}
+	for _, name := range tracks {
+		markAvailable(name)
+	}
+	tmpl, _ := r.client.CoreV1().PodTemplates("shop").Get(ctx, "account-service", metav1.GetOptions{})
+	tmpl.Template.Spec.Containers[0].Env = append(tmpl.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: "NEW", Value: "1"})
+	if _, err := r.client.CoreV1().PodTemplates("shop").Update(ctx, tmpl, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		got, err := r.ctrl.templates.PodTemplates("shop").Get("account-service")
+		return err == nil && len(got.Template.Spec.Containers[0].Env) == len(tmpl.Template.Spec.Containers[0].Env), nil
+	})
+	for _, name := range tracks { // canary, internal, paid, then production
+		if diff := cmp.Diff([]string{"deployments: apply " + name}, r.sync()); diff != "" {
+			t.Fatalf("rolling %s (-want +got):\n%s", name, diff)
+		}
+		setAvailable(name, false) // its new pods are starting
+		if got := r.sync(); len(got) != 0 {
+			t.Fatalf("while %s rolls out: %v", name, got)
+		}
+		markAvailable(name)
+	}
+}
