@@ -1,8 +1,12 @@
 package controller
 
 import (
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
 	"context"
 	"fmt"
+	"github.com/trackrouter/trackrouter/internal/kube"
 	"io"
 	"log/slog"
 	"os"
@@ -48,7 +52,15 @@ func BenchmarkConverge30(b *testing.B) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		ctrl, factories := newController(c.Client, ns, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		// The controller's client is limited as the shipped binary's is
+		// (--kube-api-qps and --kube-api-burst defaults), not the test's.
+		rc := rest.CopyConfig(c.Config)
+		kube.SetRate(rc, 0, 0)
+		shipped, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctrl, factories := newController(shipped, ns, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { factories.Start(cctx.Done()); ctrl.Run(cctx, 4); factories.Shutdown(); close(done) }()
