@@ -130,7 +130,7 @@ func BenchmarkFaultRecovery(b *testing.B) {
 		}},
 		{"socket-removed", func(h *harness) func() {
 			// The master's socket file is gone (an emptyDir wiped, a careless
-			// rm): the sidecar restarts HAProxy after RestartAfter (1s here).
+			// rm): a SIGUSR2 reload makes the master create it again.
 			return func() { os.Remove(h.cli.Socket) }
 		}},
 	}

@@ -32,7 +32,8 @@ type Update struct {
 	Source weights.Source // where it came from, for error messages
 	Err    error          // the source could not read the spec (file missing, ConfigMap deleted)
 	// Label is the ConfigMap's trackrouter.dev/service label, nil for a
-	// file: a spec whose label does not name its service is one that
+	// file or a ConfigMap without it (the sidecar used without the
+	// controller): a spec whose label names another service is one that
 	// track-controller ignores, so the sidecar refuses it too.
 	Label *string
 }
@@ -559,8 +560,8 @@ func (r *Router) unanswered(now time.Time, err error) time.Duration {
 		return 0
 	}
 	r.publish(nil, r.target())
-	if r.pending != nil {
-		return pendingPoll
+	if r.pending != nil || now.Sub(r.reexecAt) < 5*time.Second {
+		return pendingPoll // a load in progress, or a socket being created again
 	}
 	return r.pollInterval()
 }

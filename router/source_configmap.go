@@ -68,8 +68,11 @@ func (c *ConfigMapSource) Run(ctx context.Context, submit func(Update)) error {
 			submit(Update{Source: src, Err: fmt.Errorf("ConfigMap %s/%s has no key %s", cm.Namespace, cm.Name, weights.DataKey)})
 			return
 		}
-		label := cm.Labels[weights.ServiceLabel]
-		submit(Update{Data: []byte(data), Source: src, Label: &label})
+		u := Update{Data: []byte(data), Source: src}
+		if label, ok := cm.Labels[weights.ServiceLabel]; ok {
+			u.Label = &label
+		}
+		submit(u)
 	}
 	informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    send,
