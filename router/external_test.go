@@ -97,3 +97,37 @@ func TestTwoContainerShape(t *testing.T) {
 		t.Errorf("after a structural edit: want all 20 BETA on internal, got %v %v", got, err)
 	}
 }
+
+// TestOnceNeverOverwritesForeignFile: --once (and the sidecar) refuse a
+// haproxy.cfg that trackrouter did not write, such as the machine's own,
+// unless --overwrite says so.
+func TestOnceNeverOverwritesForeignFile(t *testing.T) {
+	bin := haproxytest.Binary(t)
+	dir := t.TempDir()
+	specPath := filepath.Join(dir, "service.yaml")
+	if err := os.WriteFile(specPath, []byte(fmt.Sprintf(specTemplate, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", 5, 95)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	theirs := "global\n  maxconn 100\n"
+	if err := os.WriteFile(cfgPath, []byte(theirs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{ServiceFile: specPath, HAProxyConfig: cfgPath, HAProxyBin: bin, Once: true, Bind: "127.0.0.1:18999"}
+	err := Run(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "was not written by trackrouter") || !strings.Contains(err.Error(), "--overwrite") {
+		t.Errorf("want a refusal naming --overwrite, got %v", err)
+	}
+	if b, _ := os.ReadFile(cfgPath); string(b) != theirs {
+		t.Errorf("the foreign file was changed:\n%s", b)
+	}
+	cfg.Overwrite = true
+	if err := Run(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("with --overwrite: %v", err)
+	}
+	// Now the file is trackrouter's own: no flag needed any more.
+	cfg.Overwrite = false
+	if err := Run(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Errorf("on its own file: %v", err)
+	}
+}

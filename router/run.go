@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -36,6 +37,7 @@ type Config struct {
 	MinInterval   time.Duration // between two applies
 	StopGrace     time.Duration // soft-stop budget for a supervised HAProxy
 	Once          bool          // write a validated config and exit (an init container)
+	Overwrite     bool          // replace a haproxy.cfg that trackrouter did not write
 	GroupsMap     string        // route groups through this map file, changed at runtime
 	ShutdownDelay time.Duration // on SIGTERM: not ready at once, HAProxy keeps accepting this long, then soft-stops
 	ReloadTimeout time.Duration // how long a reload or start may take to show its stamp
@@ -91,6 +93,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
 			return err
 		}
+	}
+	if err := checkOwnFile(cfg.HAProxyConfig, cfg.Overwrite); err != nil {
+		return err
 	}
 	release, err := lockConfig(cfg.HAProxyConfig)
 	if err != nil {
@@ -179,6 +184,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return err
 }
 
+// checkOwnFile refuses to run on a haproxy.cfg that trackrouter did not
+// write (say the machine's /etc/haproxy/haproxy.cfg), unless told to.
+func checkOwnFile(path string, overwrite bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil // absent (or unreadable: the write will say so)
+	}
+	defer f.Close()
+	head := make([]byte, len(haproxyconf.HeaderPrefix))
+	n, _ := io.ReadFull(f, head)
+	if overwrite || n == 0 || string(head[:n]) == haproxyconf.HeaderPrefix {
+		return nil
+	}
+	return fmt.Errorf("%s was not written by trackrouter (it does not start with %q): refusing to overwrite it; give --haproxy-config a path of its own, or pass --overwrite", path, haproxyconf.HeaderPrefix)
+}
+
 func renderOptions(cfg Config) haproxyconf.Options {
 	return haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind, GroupsMap: cfg.GroupsMap}
 }
@@ -238,5 +259,9 @@ func once(ctx context.Context, s source, opts haproxyconf.Options, checker hapro
 			return err
 		}
 	}
-	return writeAtomic(path, t.Config)
+	if err := writeAtomic(path, t.Config); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "wrote %s (service %s, %s)\n", path, t.spec.Service, t.Stamp)
+	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"github.com/trackrouter/trackrouter/examples"
 	"github.com/trackrouter/trackrouter/internal/echo"
@@ -71,6 +73,13 @@ func Setup(cfg *router.Config, dir string, out io.Writer) (stop func(), err erro
 	if cfg.Bind == "" {
 		cfg.Bind = fmt.Sprintf("127.0.0.1:%d", spec.Port)
 	}
+	metrics := cfg.MetricsAddr
+	if strings.HasPrefix(metrics, ":") {
+		metrics = "127.0.0.1" + metrics
+	}
+	// Whoever stops the parent (go run, a terminal closed), the demo and its
+	// HAProxy stop too.
+	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0)
 	fmt.Fprintf(out, `trackrouter demo: HAProxy on %[1]s, one demo backend per track, spec in %[2]s
 
   curl -s -H 'X-Traffic-Group: FREE' http://%[1]s/        # canary 5%%, production 95%%
@@ -79,6 +88,6 @@ func Setup(cfg *router.Config, dir string, out io.Writer) (stop func(), err erro
   # edit weights or groups in %[2]s: applied at runtime, no reload
   curl -s http://%[3]s/metrics | grep ^trackrouter_
 
-`, cfg.Bind, specPath, cfg.MetricsAddr)
+`, cfg.Bind, specPath, metrics)
 	return stop, nil
 }
