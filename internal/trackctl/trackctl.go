@@ -84,9 +84,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{stdout: stdout, stderr: stderr}
 	fs := pflag.NewFlagSet("trackctl "+cmd.name, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: trackctl %s %s [flags]\n\n%s.\n\nFlags:\n%s", cmd.name, cmd.args, capitalize(cmd.summary), fs.FlagUsages())
+	usageTo := func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: trackctl %s %s [flags]\n\n%s.\n\nFlags:\n%s", cmd.name, cmd.args, capitalize(cmd.summary), fs.FlagUsages())
 	}
+	fs.Usage = func() {} // printed below: help on stdout, errors on stderr
 	fs.StringVar(&e.baseFile, "base", "", "haproxy.cfg whose global, defaults and other sections are kept (default: built-in defaults)")
 	fs.StringVar(&e.render.Namespace, "namespace", "", "namespace of the track Services (default: the ConfigMap's, else \"default\")")
 	fs.StringVar(&e.render.ClusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain of the track Services")
@@ -97,8 +98,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
+			usageTo(stdout)
 			return ExitOK
 		}
+		fmt.Fprintf(stderr, "trackctl %s: %v\nSee 'trackctl %s --help'.\n", cmd.name, err, cmd.name)
 		return ExitUsage
 	}
 	if e.baseFile != "" {
@@ -118,7 +121,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitProblem
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "trackctl %s: %v\n", cmd.name, err)
-		fs.Usage()
+		usageTo(stderr)
 		return ExitUsage
 	default:
 		fmt.Fprintf(stderr, "trackctl %s: %v\n", cmd.name, err)

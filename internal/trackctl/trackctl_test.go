@@ -151,11 +151,33 @@ func TestHelp(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "render") || !strings.Contains(out, "check") {
 		t.Errorf("--help: code %d, %q", code, out)
 	}
-	code, _, errOut := run(t, "render", "--help")
-	if code != ExitOK || !strings.Contains(errOut, "--base") {
-		t.Errorf("render --help: code %d, %q", code, errOut)
+	code, helpOut, _ := run(t, "render", "--help")
+	if code != ExitOK || !strings.Contains(helpOut, "--base") {
+		t.Errorf("render --help: code %d, %q", code, helpOut)
 	}
 	if code, _, errOut := run(t, "frobnicate"); code != ExitUsage || !strings.Contains(errOut, "unknown command") {
 		t.Errorf("unknown command: code %d, %q", code, errOut)
+	}
+}
+
+// TestFlagErrors: a wrong flag is said, with where to look, and exit 2;
+// help goes to stdout.
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"render", "-n", "prod", "../../examples/account-service.yaml"}, "trackctl render: unknown shorthand flag: 'n' in -n\nSee 'trackctl render --help'.\n"},
+		{[]string{"validate", "--kubeconfig", "x"}, "trackctl validate: unknown flag: --kubeconfig\nSee 'trackctl validate --help'.\n"},
+		{[]string{"render", "--base"}, "trackctl render: flag needs an argument: --base\nSee 'trackctl render --help'.\n"},
+	} {
+		code, stdout, stderr := run(t, tc.args...)
+		if code != ExitUsage || stderr != tc.want || stdout != "" {
+			t.Errorf("%v: exit %d, stderr %q, stdout %q; want exit %d, stderr %q", tc.args, code, stderr, stdout, ExitUsage, tc.want)
+		}
+	}
+	code, stdout, stderr := run(t, "render", "--help")
+	if code != ExitOK || !strings.HasPrefix(stdout, "Usage: trackctl render FILE [flags]") || stderr != "" {
+		t.Errorf("render --help: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
