@@ -8,7 +8,7 @@ BIN := $(CURDIR)/bin
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -buildvcs=auto -o $(BIN)/ ./cmd/...
 
 render:
 	$(GO) run ./cmd/trackctl render examples/account-service.yaml

@@ -14,6 +14,7 @@ import (
 
 	"github.com/trackrouter/trackrouter/controller"
 	"github.com/trackrouter/trackrouter/internal/kube"
+	"github.com/trackrouter/trackrouter/internal/version"
 )
 
 func main() {
@@ -34,7 +35,12 @@ func main() {
 			"service.yaml) into its track Deployments, track Services and HAProxy tier, keeps them\n"+
 			"as declared and removes what the spec no longer asks for.\n\nFlags:\n%s", fs.FlagUsages())
 	}
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Parse(os.Args[1:])
+	if *showVersion {
+		fmt.Println(version.String("track-controller"))
+		return
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

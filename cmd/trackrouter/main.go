@@ -16,6 +16,7 @@ import (
 
 	"github.com/trackrouter/trackrouter/internal/demo"
 	"github.com/trackrouter/trackrouter/internal/kube"
+	"github.com/trackrouter/trackrouter/internal/version"
 	"github.com/trackrouter/trackrouter/router"
 )
 
@@ -54,7 +55,12 @@ func main() {
 			"through the Runtime API, other edits through a checked, confirmed hot reload,\n"+
 			"and an invalid spec changes nothing.\n\nUsage: trackrouter (--service-file PATH | --configmap NS/NAME | --demo) [flags]\n\nFlags:\n%s", fs.FlagUsages())
 	}
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Parse(os.Args[1:])
+	if *showVersion {
+		fmt.Println(version.String("trackrouter"))
+		return
+	}
 	if !fs.Changed("shutdown-delay") && cfg.ConfigMap != "" {
 		cfg.ShutdownDelay = 5 * time.Second
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/weights"
+
+	"github.com/trackrouter/trackrouter/internal/version"
 )
 
 // Exit codes. Like diff(1): 1 means "not clean" (invalid, or different), 2
@@ -44,6 +46,10 @@ var commands = []command{
 	{"validate", "FILE...", "check specs and their haproxy.cfg with haproxy -c; exit 1 on any problem", runValidate, nil},
 	{"check", "DIR --golden DIR", "validate every spec under DIR and compare with golden haproxy.cfg files", runCheck, checkFlags},
 	{"diff", "OLD NEW", "show how haproxy.cfg and the weights change from one spec to another", runDiff, nil},
+	{"version", "", "print the version of trackctl", func(_ context.Context, e *env, _ []string) error {
+		fmt.Fprintln(e.stdout, version.String("trackctl"))
+		return nil
+	}, nil},
 }
 
 // env is what every command shares: output streams and render settings.
@@ -63,6 +69,12 @@ type env struct {
 // Run runs trackctl with args (without the program name) and returns the
 // exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "--version" {
+		args = []string{"version"}
+	}
+	if len(args) == 2 && args[0] == "help" {
+		args = []string{args[1], "--help"} // trackctl help render
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
 		if len(args) == 0 {

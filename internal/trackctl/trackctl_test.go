@@ -181,3 +181,16 @@ func TestFlagErrors(t *testing.T) {
 		t.Errorf("render --help: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
+
+func TestVersionAndHelpCommand(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, stdout, _ := run(t, args...)
+		if code != ExitOK || !strings.HasPrefix(stdout, "trackctl ") {
+			t.Errorf("%v: exit %d, %q", args, code, stdout)
+		}
+	}
+	code, stdout, _ := run(t, "help", "diff")
+	if code != ExitOK || !strings.HasPrefix(stdout, "Usage: trackctl diff OLD NEW") {
+		t.Errorf("help diff: exit %d, %q", code, stdout)
+	}
+}

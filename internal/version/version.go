@@ -1,0 +1,35 @@
+// Package version says which build a binary is, from the build info Go
+// embeds: the module version and the VCS revision it was built from.
+package version
+
+import (
+	"fmt"
+	"runtime/debug"
+)
+
+// String is "<binary> <version> (<revision>[, modified], <go version>)".
+func String(binary string) string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return binary + " (no build info)"
+	}
+	rev, modified := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev == "" {
+		rev = "unknown revision"
+	}
+	if modified {
+		rev += ", modified"
+	}
+	return fmt.Sprintf("%s %s (%s, %s)", binary, info.Main.Version, rev, info.GoVersion)
+}
