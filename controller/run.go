@@ -18,7 +18,8 @@ import (
 
 // Config is track-controller's command line.
 type Config struct {
-	Kubeconfig     string // empty: in-cluster
+	Kubeconfig     string // empty: $KUBECONFIG, ~/.kube/config, else in-cluster
+	Context        string // kubeconfig context; empty: the current one
 	Namespace      string // empty: all namespaces
 	RouterImage    string
 	Workers        int
@@ -37,7 +38,7 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.RouterImage == "" {
 		return errors.New("--router-image is required: the image with haproxy and trackrouter for the HAProxy tier")
 	}
-	rc, err := kube.Config(cfg.Kubeconfig)
+	rc, err := kube.Config(cfg.Kubeconfig, cfg.Context)
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ import (
 type Config struct {
 	ServiceFile   string        // watch this file (a mounted ConfigMap key, or a plain file)
 	ConfigMap     string        // or watch this ConfigMap, "namespace/name"
+	Context       string        // kubeconfig context; empty means the current one
 	Kubeconfig    string        // for ConfigMap; empty means in-cluster
 	HAProxyConfig string        // the haproxy.cfg to write
 	BaseConfig    string        // optional base haproxy.cfg
@@ -214,7 +215,7 @@ func newSource(cfg Config, log *slog.Logger) (source, *EventRejecter, error) {
 		return &FileSource{Path: cfg.ServiceFile, Log: log}, nil, nil
 	}
 	ns, name, _ := strings.Cut(cfg.ConfigMap, "/")
-	rc, err := kube.Config(cfg.Kubeconfig)
+	rc, err := kube.Config(cfg.Kubeconfig, cfg.Context)
 	if err != nil {
 		return nil, nil, err
 	}

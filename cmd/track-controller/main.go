@@ -20,7 +20,8 @@ import (
 func main() {
 	var cfg controller.Config
 	fs := pflag.NewFlagSet("track-controller", pflag.ExitOnError)
-	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config)")
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else the in-cluster config)")
+	fs.StringVar(&cfg.Context, "context", "", "kubeconfig context to use (default: the current one)")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "watch only this namespace (default: all)")
 	fs.StringVar(&cfg.RouterImage, "router-image", "", "image of the HAProxy tier, with haproxy and trackrouter (required)")
 	fs.IntVar(&cfg.Workers, "workers", 2, "specs synced in parallel")

@@ -8,16 +8,14 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Config loads a kubeconfig file, or the in-cluster configuration when the
-// path is empty.
-func Config(kubeconfig string) (*rest.Config, error) {
-	var rc *rest.Config
-	var err error
-	if kubeconfig != "" {
-		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		rc, err = rest.InClusterConfig()
-	}
+// Config loads the client configuration as kubectl does: the kubeconfig
+// file given, else $KUBECONFIG, else ~/.kube/config, else the in-cluster
+// configuration; context, when set, picks a context of that file.
+func Config(kubeconfig, context string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context})
+	rc, err := cc.ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client config: %w", err)
 	}
