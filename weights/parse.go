@@ -94,7 +94,7 @@ func decodeDocuments(file string, offset int, data []byte) ([]*yaml.Node, error)
 			break
 		}
 		if err != nil {
-			return nil, ErrorList{yamlError(file, offset, err)}
+			return nil, ErrorList{yamlError(file, offset, err, data)}
 		}
 		if fe := refuseAliases(file, offset, &n); fe != nil {
 			return nil, ErrorList{fe}
@@ -123,12 +123,16 @@ func refuseAliases(file string, offset int, n *yaml.Node) *FieldError {
 
 // yamlError turns a syntax error into a FieldError. yaml.v3 reports
 // "yaml: line N: msg"; the line is moved by offset.
-func yamlError(file string, offset int, err error) *FieldError {
+func yamlError(file string, offset int, err error, data []byte) *FieldError {
 	var line int
 	var msg string
 	if _, scanErr := fmt.Sscanf(err.Error(), "yaml: line %d:", &line); scanErr == nil {
 		prefix := fmt.Sprintf("yaml: line %d: ", line)
-		msg = err.Error()[len(prefix):]
+		msg = clip(err.Error()[len(prefix):])
+		// yaml.v3 does not say when a tab is what it cannot read.
+		if lines := bytes.Split(data, []byte("\n")); line >= 1 && line <= len(lines) && bytes.ContainsRune(lines[line-1], '\t') {
+			msg += " (a tab: YAML indents with spaces only)"
+		}
 		line += offset
 	} else {
 		msg = err.Error()

@@ -314,3 +314,10 @@ func TestAutoReplicas(t *testing.T) {
 		t.Errorf("replicas: many: want a field error, got %v", err)
 	}
 }
+
+func TestTabSaysTab(t *testing.T) {
+	_, err := ParseService(Source{File: "service.yaml"}, []byte("service: a\nport: 80\ntracks:\n\tproduction: {version: v1}\n"))
+	if err == nil || !strings.Contains(err.Error(), "service.yaml:4: invalid YAML:") || !strings.Contains(err.Error(), "a tab: YAML indents with spaces only") {
+		t.Errorf("want the line and the word tab, got %v", err)
+	}
+}
