@@ -31,7 +31,7 @@ func WeightChanges(old, new *Spec) []WeightChange {
 			if oOK && nOK && ow == nw {
 				continue
 			}
-			c.Servers = append(c.Servers, fmt.Sprintf("%s %s->%s", track, weight(ow, oOK), weight(nw, nOK)))
+			c.Servers = append(c.Servers, fmt.Sprintf("%s %s->%s", track, share(ob, ow, oOK), share(nb, nw, nOK)))
 		}
 		if len(c.Servers) > 0 {
 			changes = append(changes, c)
@@ -40,11 +40,20 @@ func WeightChanges(old, new *Spec) []WeightChange {
 	return changes
 }
 
-func weight(w int, ok bool) string {
+// share is a weight with the share of the backend's traffic it gives, since
+// weights are relative: "5 (5.0%)".
+func share(b Backend, w int, ok bool) string {
 	if !ok {
 		return "-"
 	}
-	return fmt.Sprint(w)
+	total := 0
+	for _, v := range b {
+		total += v
+	}
+	if total == 0 {
+		return fmt.Sprintf("%d (0%%)", w)
+	}
+	return fmt.Sprintf("%d (%.1f%%)", w, 100*float64(w)/float64(total))
 }
 
 // union merges two sorted lists without duplicates.

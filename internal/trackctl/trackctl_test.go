@@ -135,7 +135,7 @@ func TestDiff(t *testing.T) {
 	for _, want := range []string{
 		"-  server canary account-service-canary.default.svc.cluster.local:8080 weight 5 ",
 		"+  server canary account-service-canary.default.svc.cluster.local:8080 weight 10 ",
-		"  canary: canary 5->10, production 95->90\n",
+		"  canary: canary 5 (5.0%)->10 (10.0%), production 95 (95.0%)->90 (90.0%)\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("diff output lacks %q:\n%s", want, out)
