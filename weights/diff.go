@@ -67,3 +67,53 @@ func union(a, b []string) []string {
 	}
 	return sortedKeys(set)
 }
+
+// SpecChanges lists, as "field old->new", every change from old to new
+// other than backend weights (WeightChanges): versions, replicas, groups,
+// the default backend, the header, the port, the template, the HAProxy tier.
+func SpecChanges(old, new *Spec) []string {
+	var out []string
+	add := func(field, o, n string) {
+		if o != n {
+			out = append(out, fmt.Sprintf("%s %s->%s", field, orDash(o), orDash(n)))
+		}
+	}
+	add("service", old.Service, new.Service)
+	add("port", fmt.Sprint(old.Port), fmt.Sprint(new.Port))
+	add("header", old.Header, new.Header)
+	add("template", old.Template, new.Template)
+	add("router.replicas", fmt.Sprint(old.Router.Replicas), fmt.Sprint(new.Router.Replicas))
+	for _, name := range union(old.TrackNames(), new.TrackNames()) {
+		ot, oOK := old.Tracks[name]
+		nt, nOK := new.Tracks[name]
+		add("tracks."+name+".version", present(ot.Version, oOK), present(nt.Version, nOK))
+		add("tracks."+name+".replicas", present(replicas(ot), oOK), present(replicas(nt), nOK))
+		add("tracks."+name+".address", ot.Address, nt.Address)
+	}
+	for _, value := range union(old.GroupValues(), new.GroupValues()) {
+		add("groups."+value, old.Groups[value], new.Groups[value])
+	}
+	add("default", old.Default, new.Default)
+	return out
+}
+
+func replicas(t Track) string {
+	if t.Autoscaled {
+		return AutoReplicas
+	}
+	return fmt.Sprint(t.Replicas)
+}
+
+func present(v string, ok bool) string {
+	if !ok {
+		return ""
+	}
+	return v
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

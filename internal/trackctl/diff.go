@@ -16,13 +16,17 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 	if len(args) != 2 {
 		return usageError{"want OLD and NEW files"}
 	}
+	// Exit codes as kubectl diff's: 0 same, 1 different, 2 an error (an
+	// invalid or unreadable spec).
 	olds, err := readSpecs(args[0])
 	if err != nil {
-		return printProblems(e.stderr, "", err)
+		printProblems(e.stderr, "", err)
+		return errInvalidInput
 	}
 	news, err := readSpecs(args[1])
 	if err != nil {
-		return printProblems(e.stderr, "", err)
+		printProblems(e.stderr, "", err)
+		return errInvalidInput
 	}
 	byName := make(map[string]*weights.Spec)
 	for _, s := range olds {
@@ -67,11 +71,21 @@ func diffOne(e *env, o, n *weights.Spec) (bool, error) {
 		return false, err
 	}
 	d := textdiff.Unified(o.Source.File, n.Source.File, string(oc.Config), string(nc.Config))
-	if d == "" {
+	specChanges := weights.SpecChanges(o, n)
+	if d == "" && len(specChanges) == 0 {
 		fmt.Fprintf(e.stdout, "service %s: no change\n", n.Service)
 		return false, nil
 	}
 	fmt.Fprint(e.stdout, d)
+	if len(specChanges) > 0 {
+		if d != "" {
+			fmt.Fprintln(e.stdout)
+		}
+		fmt.Fprintf(e.stdout, "spec of service %s:\n", n.Service)
+		for _, c := range specChanges {
+			fmt.Fprintf(e.stdout, "  %s\n", c)
+		}
+	}
 	changes := weights.WeightChanges(o, n)
 	if len(changes) > 0 {
 		fmt.Fprintf(e.stdout, "\nweights of service %s:\n", n.Service)

@@ -20,12 +20,17 @@ import (
 )
 
 // Exit codes. Like diff(1): 1 means "not clean" (invalid, or different), 2
-// means the command itself could not run as asked.
+// means the command itself could not run as asked; diff, like kubectl diff,
+// exits 2 when a spec is invalid.
 const (
 	ExitOK      = 0
 	ExitProblem = 1
 	ExitUsage   = 2
 )
+
+// errInvalidInput says diff could not compare: a spec is invalid or
+// unreadable (printed already). Exit 2, as kubectl diff's errors.
+var errInvalidInput = errors.New("invalid input")
 
 // errProblems says that problems were found and already printed.
 var errProblems = errors.New("problems found")
@@ -131,6 +136,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	case errors.Is(err, errProblems):
 		return ExitProblem
+	case errors.Is(err, errInvalidInput):
+		return ExitUsage
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "trackctl %s: %v\n", cmd.name, err)
 		usageTo(stderr)

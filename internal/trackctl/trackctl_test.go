@@ -194,3 +194,25 @@ func TestVersionAndHelpCommand(t *testing.T) {
 		t.Errorf("help diff: exit %d, %q", code, stdout)
 	}
 }
+
+// TestDiffSpecChangesAndExitCodes: a version bump is a difference (exit 1),
+// though haproxy.cfg does not change; an invalid NEW is an error (exit 2).
+func TestDiffSpecChangesAndExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile("../../examples/account-service.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bumped := filepath.Join(dir, "bumped.yaml")
+	os.WriteFile(bumped, bytes.Replace(data, []byte("canary:     {version: v1.17.0, replicas: 4}"), []byte("canary:     {version: v1.18.0, replicas: auto}"), 1), 0o644)
+	code, stdout, _ := run(t, "diff", "../../examples/account-service.yaml", bumped)
+	want := "spec of service account-service:\n  tracks.canary.version v1.17.0->v1.18.0\n  tracks.canary.replicas 4->auto\n"
+	if code != ExitProblem || stdout != want {
+		t.Errorf("version bump: exit %d, stdout %q; want 1 and %q", code, stdout, want)
+	}
+	invalid := filepath.Join(dir, "invalid.yaml")
+	os.WriteFile(invalid, bytes.Replace(data, []byte("{canary: 5,"), []byte("{canary: 500,"), 1), 0o644)
+	if code, _, stderr := run(t, "diff", "../../examples/account-service.yaml", invalid); code != ExitUsage || !strings.Contains(stderr, "out of range") {
+		t.Errorf("invalid NEW: exit %d, stderr %q; want 2 and the problem", code, stderr)
+	}
+}
