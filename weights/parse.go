@@ -151,6 +151,11 @@ func fromDocument(file string, doc *yaml.Node) ([]*Spec, error) {
 	}
 	kind := lookup(doc, "kind")
 	if kind == nil && lookup(doc, "apiVersion") == nil {
+		if lookup(doc, "service") == nil && lookup(doc, "backends") == nil {
+			// Not a spec: a Helm values file, a CI workflow, a kustomization
+			// without apiVersion. Skipped, as the cluster would.
+			return nil, nil
+		}
 		d := &decoder{file: file}
 		s := d.spec(doc, Source{File: file, Line: doc.Line})
 		if err := d.errs.err(); err != nil {
@@ -201,11 +206,17 @@ func fromConfigMap(file string, cm *yaml.Node) (*Spec, error) {
 		}
 	}
 	data := lookup(cm, "data")
-	if data == nil {
-		return nil, nil
+	var body *yaml.Node
+	if data != nil {
+		body = lookup(data, DataKey)
 	}
-	body := lookup(data, DataKey)
 	if body == nil {
+		if label != nil {
+			// Labelled for the controller, which would refuse it: say so
+			// here rather than skip it.
+			return nil, ErrorList{{File: file, Line: label.Line, Field: "data." + DataKey,
+				Msg: fmt.Sprintf("this ConfigMap is labelled %s=%s but has no key %s (keys: %s)", ServiceLabel, label.Value, DataKey, keysOf(data))}}
+		}
 		return nil, nil
 	}
 	if body.Kind != yaml.ScalarNode {
@@ -226,6 +237,18 @@ func fromConfigMap(file string, cm *yaml.Node) (*Spec, error) {
 			Msg: fmt.Sprintf("label %q does not match service %q", label.Value, s.Service)}}
 	}
 	return s, nil
+}
+
+// keysOf lists a mapping's keys for a message.
+func keysOf(m *yaml.Node) string {
+	if m == nil || m.Kind != yaml.MappingNode || len(m.Content) == 0 {
+		return "none"
+	}
+	var keys []string
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		keys = append(keys, clip(m.Content[i].Value))
+	}
+	return strings.Join(keys, ", ")
 }
 
 // lookup returns the value of key in a mapping node, or nil.

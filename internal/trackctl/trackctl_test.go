@@ -216,3 +216,37 @@ func TestDiffSpecChangesAndExitCodes(t *testing.T) {
 		t.Errorf("invalid NEW: exit %d, stderr %q; want 2 and the problem", code, stderr)
 	}
 }
+
+// TestCheckSkipsWhatIsNotASpec: check on a GitOps tree with Helm values, a
+// CI workflow and a kustomization without apiVersion checks only the specs;
+// a ConfigMap labelled for the controller without a service.yaml key is an
+// error, not skipped.
+func TestCheckSkipsWhatIsNotASpec(t *testing.T) {
+	dir := t.TempDir()
+	spec, err := os.ReadFile("../../examples/account-service.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"app/values.yaml":            "replicaCount: 2\nimage:\n  tag: v1\n",
+		".github/workflows/ci.yml":   "on: [push]\njobs:\n  test:\n    runs-on: ubuntu-latest\n",
+		"overlay/kustomization.yaml": "resources:\n  - ../app\n",
+		"app/account-service.yaml":   string(spec),
+	}
+	for name, data := range files {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755)
+		os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644)
+	}
+	golden := filepath.Join(t.TempDir(), "golden")
+	if code, _, stderr := run(t, "check", dir, "--golden", golden, "--update"); code != ExitOK {
+		t.Fatalf("check --update on a GitOps tree: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := run(t, "check", dir, "--golden", golden); code != ExitOK {
+		t.Errorf("check on a GitOps tree: exit %d\n%s", code, stderr)
+	}
+	os.WriteFile(filepath.Join(dir, "app/misnamed.yaml"), []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  labels: {trackrouter.dev/service: web}\ndata:\n  service.yml: |\n    service: web\n"), 0o644)
+	code, stdout, stderr := run(t, "check", dir, "--golden", golden)
+	if out := stdout + stderr; code != ExitProblem || !strings.Contains(out, "misnamed.yaml:5: data.service.yaml: this ConfigMap is labelled trackrouter.dev/service=web but has no key service.yaml (keys: service.yml)") {
+		t.Errorf("a labelled ConfigMap without service.yaml: exit %d\n%s", code, out)
+	}
+}
