@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"github.com/trackrouter/trackrouter/examples"
 	"github.com/trackrouter/trackrouter/internal/testcluster"
 	"github.com/trackrouter/trackrouter/weights"
 )
@@ -58,28 +59,15 @@ func setup(t *testing.T) (kubernetes.Interface, string, *corev1.ConfigMap) {
 		_, err := c.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
-	data, err := os.ReadFile("../examples/account-service.yaml")
+	cm, tmpl, err := examples.AccountServiceObjects(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cm *corev1.ConfigMap
-	for _, doc := range bytes.Split(data, []byte("\n---\n")) {
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch o := obj.(type) {
-		case *corev1.ConfigMap:
-			o.Namespace = ns
-			if cm, err = c.Client.CoreV1().ConfigMaps(ns).Create(ctx, o, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		case *corev1.PodTemplate:
-			o.Namespace = ns
-			if _, err := c.Client.CoreV1().PodTemplates(ns).Create(ctx, o, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
+	if cm, err = c.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.CoreV1().PodTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	return c.Client, ns, cm
 }

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,11 +23,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/client-go/kubernetes/scheme"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"github.com/trackrouter/trackrouter/examples"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -47,26 +46,11 @@ type rig struct {
 // exampleObjects reads the ConfigMap and PodTemplate of examples/account-service.yaml.
 func exampleObjects(t *testing.T) (*corev1.ConfigMap, *corev1.PodTemplate) {
 	t.Helper()
-	data, err := os.ReadFile("../examples/account-service.yaml")
+	cm, tmpl, err := examples.AccountServiceObjects("shop")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cm *corev1.ConfigMap
-	var tmpl *corev1.PodTemplate
-	for _, doc := range bytes.Split(data, []byte("\n---\n")) {
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch o := obj.(type) {
-		case *corev1.ConfigMap:
-			o.Namespace, o.UID = "shop", "cm-uid"
-			cm = o
-		case *corev1.PodTemplate:
-			o.Namespace = "shop"
-			tmpl = o
-		}
-	}
+	cm.UID = "cm-uid"
 	return cm, tmpl
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -19,10 +18,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
+	"github.com/trackrouter/trackrouter/examples"
 	"github.com/trackrouter/trackrouter/internal/testcluster"
 )
 
@@ -41,26 +40,15 @@ func TestPausedLeaderWritesNothing(t *testing.T) {
 	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile("../../examples/account-service.yaml")
+	cm, tmpl, err := examples.AccountServiceObjects(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, doc := range bytes.Split(data, []byte("\n---\n")) {
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch o := obj.(type) {
-		case *corev1.ConfigMap:
-			o.Namespace = ns
-			_, err = c.Client.CoreV1().ConfigMaps(ns).Create(ctx, o, metav1.CreateOptions{})
-		case *corev1.PodTemplate:
-			o.Namespace = ns
-			_, err = c.Client.CoreV1().PodTemplates(ns).Create(ctx, o, metav1.CreateOptions{})
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	if _, err := c.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.CoreV1().PodTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), "track-controller")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
