@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -51,7 +52,7 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 	if owner := c.specOwner(cm); owner != cm {
 		// A second spec for a service would put its versions behind the
 		// first one's Services: it is refused as a whole and owns nothing.
-		c.warn(cm, "DuplicateSpec", fmt.Sprintf("service %q is already defined in this namespace by ConfigMap %s (the older): this spec is ignored and owns nothing; delete one of them", spec.Service, owner.Name))
+		c.warn(cm, "DuplicateSpec", fmt.Sprintf("service %q is already defined in this namespace by ConfigMap %s, which runs it (or is older): this spec is ignored and owns nothing; delete one of them", spec.Service, owner.Name))
 		c.reportOnce(owner, cm, fmt.Sprintf("ConfigMap %s/%s also defines service %q: it is ignored while this one exists", cm.Namespace, cm.Name, spec.Service))
 		return c.pruneAll(ctx, cm)
 	}
@@ -155,25 +156,65 @@ func (c *Controller) templateChange(cm *corev1.ConfigMap, want *appsv1.Deploymen
 	return err == nil && strings.Contains(diff, "spec.template")
 }
 
-// specOwner returns the ConfigMap that owns cm's service in its namespace:
-// the oldest of those labelled for it (by creation, then name).
+// specOwner returns the ConfigMap that owns cm's service in its namespace
+// when several are labelled for it. The one whose objects run the service
+// keeps it, whatever its age: labelling an old draft must not take a
+// running service down. When none runs it yet, the oldest valid one (by
+// creation, then name) gets it.
 func (c *Controller) specOwner(cm *corev1.ConfigMap) *corev1.ConfigMap {
 	service := cm.Labels[weights.ServiceLabel]
 	all, err := c.configMaps.ConfigMaps(cm.Namespace).List(labels.SelectorFromSet(labels.Set{weights.ServiceLabel: service}))
 	if err != nil || len(all) < 2 {
 		return cm
 	}
-	owner := cm
+	running := make(map[types.UID]bool)
+	deps, _ := c.deployments.Deployments(cm.Namespace).List(labels.SelectorFromSet(labels.Set{LabelApp: service}))
+	for _, d := range deps {
+		if ref := metav1.GetControllerOf(d); ref != nil {
+			running[ref.UID] = true
+		}
+	}
+	var incumbents, valid []*corev1.ConfigMap
 	for _, o := range all {
 		if o.DeletionTimestamp != nil {
 			continue
 		}
-		if o.CreationTimestamp.Before(&owner.CreationTimestamp) ||
-			o.CreationTimestamp.Equal(&owner.CreationTimestamp) && o.Name < owner.Name {
-			owner = o
+		if running[o.UID] {
+			incumbents = append(incumbents, o)
+		}
+		if o.UID == cm.UID || validSpec(o) {
+			valid = append(valid, o)
 		}
 	}
-	return owner
+	if len(incumbents) > 0 {
+		return oldest(incumbents)
+	}
+	if len(valid) > 0 {
+		return oldest(valid)
+	}
+	return cm
+}
+
+// validSpec reports whether a ConfigMap holds a spec the controller would
+// accept: it parses, and its label names its service.
+func validSpec(cm *corev1.ConfigMap) bool {
+	data, ok := cm.Data[weights.DataKey]
+	if !ok {
+		return false
+	}
+	spec, err := weights.ParseService(weights.Source{Namespace: cm.Namespace, Name: cm.Name}, []byte(data))
+	return err == nil && cm.Labels[weights.ServiceLabel] == spec.Service
+}
+
+func oldest(cms []*corev1.ConfigMap) *corev1.ConfigMap {
+	best := cms[0]
+	for _, o := range cms[1:] {
+		if o.CreationTimestamp.Before(&best.CreationTimestamp) ||
+			o.CreationTimestamp.Equal(&best.CreationTimestamp) && o.Name < best.Name {
+			best = o
+		}
+	}
+	return best
 }
 
 // pruneAll deletes everything cm controls.

@@ -440,7 +440,7 @@ func TestSyncDuplicateSpec(t *testing.T) {
 	if err != nil || len(got) != 0 {
 		t.Errorf("the duplicate spec wrote %v (err %v)", got, err)
 	}
-	r.event("DuplicateSpec", `service "account-service" is already defined in this namespace by ConfigMap account-service`)
+	r.event("DuplicateSpec", `service "account-service" is already defined in this namespace by ConfigMap account-service,`)
 	r.event("NotOwned", "ConfigMap shop/account-service-copy also defines service")
 	if diff := cmp.Diff(created, r.sync()); diff != "" {
 		t.Errorf("the older spec (-want +got):\n%s", diff)
@@ -574,5 +574,39 @@ func TestSyncTemplateEditRollsOneTrackAtATime(t *testing.T) {
 			t.Fatalf("while %s rolls out: %v", name, got)
 		}
 		markAvailable(name)
+	}
+}
+
+// TestSyncOlderDraftDoesNotTakeOver: an older ConfigMap labelled for a
+// running service later (a draft, even an invalid one) does not take the
+// service: the running spec keeps it and nothing is deleted.
+func TestSyncOlderDraftDoesNotTakeOver(t *testing.T) {
+	r := newRig(t)
+	r.sync()
+	ctx := context.Background()
+	draft := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "account-service-draft", Namespace: "shop", UID: "draft-uid",
+		CreationTimestamp: metav1.NewTime(time.Now().Add(-time.Hour)), Labels: map[string]string{weights.ServiceLabel: "account-service"}},
+		Data: map[string]string{weights.DataKey: "service: account-service\nport: 8080\n"}}
+	for _, d := range []*corev1.ConfigMap{draft, func() *corev1.ConfigMap {
+		valid := r.cm.DeepCopy()
+		valid.Name, valid.UID, valid.ResourceVersion = "account-service-old", "old-uid", ""
+		valid.CreationTimestamp = metav1.NewTime(time.Now().Add(-2 * time.Hour))
+		return valid
+	}()} {
+		if _, err := r.client.CoreV1().ConfigMaps("shop").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		l, err := r.ctrl.configMaps.ConfigMaps("shop").List(labels.Everything())
+		return err == nil && len(l) == 3, nil
+	})
+	if got := r.sync(); len(got) != 0 {
+		t.Errorf("the running spec wrote %v", got)
+	}
+	for _, name := range []string{draft.Name, "account-service-old"} {
+		if got, err := r.syncKey(name); len(got) != 0 || err != nil {
+			t.Errorf("%s: wrote %v (err %v); the running spec must keep the service", name, got, err)
+		}
 	}
 }
