@@ -70,15 +70,39 @@ func (c *Controller) deploymentKind() kind[*appsv1.Deployment, appsv1ac.Deployme
 		delete: func(ctx context.Context, ns, name string, opts metav1.DeleteOptions) error {
 			return c.client.AppsV1().Deployments(ns).Delete(ctx, name, opts)
 		},
-		foreign: func(live *appsv1.Deployment) bool { return othersOwn(live.ManagedFields, "f:spec", "f:template") },
+		foreign: c.templateEdited,
 		replace: func(ctx context.Context, live, want *appsv1.Deployment) error {
-			// NEVER modify objects from the store. It's a read-only, local cache.
-			upd := live.DeepCopy()
-			upd.Spec.Template = want.Spec.Template
-			_, err := c.client.AppsV1().Deployments(live.Namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: FieldManager})
-			return err
+			// The cached object may be behind: update the API server's own.
+			fresh, err := c.client.AppsV1().Deployments(live.Namespace).Get(ctx, live.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			fresh.Spec.Template = want.Spec.Template
+			upd, err := c.client.AppsV1().Deployments(live.Namespace).Update(ctx, fresh, metav1.UpdateOptions{FieldManager: FieldManager})
+			if err != nil {
+				return err
+			}
+			c.replacedMu.Lock()
+			c.replaced[upd.UID] = upd.Generation
+			c.replacedMu.Unlock()
+			return nil
 		},
 	}
+}
+
+// templateEdited reports whether another field manager changed the pod
+// template of a Deployment since the controller last put it back. After a
+// replace other managers may still co-own key fields whose values did not
+// change (a container's name): the generation tells whether the template
+// changed since.
+func (c *Controller) templateEdited(live *appsv1.Deployment) bool {
+	if !othersOwn(live.ManagedFields, "f:spec", "f:template") {
+		return false
+	}
+	c.replacedMu.Lock()
+	gen, ok := c.replaced[live.UID]
+	c.replacedMu.Unlock()
+	return !ok || live.Generation != gen
 }
 
 // othersOwn reports whether a field manager other than the controller's

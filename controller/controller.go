@@ -83,6 +83,9 @@ type Controller struct {
 	reported   map[types.UID]bool // foreign objects already reported
 	blockedBy  map[types.UID]bool // specs (by UID) that met a foreign object in their last sync
 
+	replacedMu sync.Mutex
+	replaced   map[types.UID]int64 // Deployments whose template was put back, at that generation
+
 	// Writes counts create, update and delete calls; Syncs counts finished
 	// syncs. For metrics and tests.
 	Writes atomic.Int64
@@ -165,6 +168,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		log:       opt.Log,
 		reported:  make(map[types.UID]bool),
 		blockedBy: make(map[types.UID]bool),
+		replaced:  make(map[types.UID]int64),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "specs"}),

@@ -24,6 +24,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -520,6 +522,34 @@ func TestDriftInFullRepaired(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if w := ctrl.Writes.Load() - writes; w != 0 {
 		t.Errorf("%d writes after the repair; want 0", w)
+	}
+
+	// Another Server-Side Apply manager (Flux, Argo CD, kubectl apply
+	// --server-side) adds an env var: put back once, then left alone, though
+	// it keeps owning the container's name.
+	ac := appsv1ac.Deployment(name, ns).WithSpec(appsv1ac.DeploymentSpec().WithTemplate(corev1ac.PodTemplateSpec().
+		WithSpec(corev1ac.PodSpec().WithContainers(corev1ac.Container().WithName(wantTemplate.Spec.Containers[0].Name).
+			WithEnv(corev1ac.EnvVar().WithName("DEBUG").WithValue("1"))))))
+	if _, err := client.AppsV1().Deployments(ns).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: "ops", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the env var put back", func() error {
+		d, err := client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "DEBUG" {
+				return fmt.Errorf("env DEBUG still set")
+			}
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second)
+	writes = ctrl.Writes.Load()
+	time.Sleep(3 * time.Second)
+	if w := ctrl.Writes.Load() - writes; w != 0 {
+		t.Errorf("%d writes after putting back another apply manager's edit; want 0", w)
 	}
 }
 

@@ -99,7 +99,8 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 	}
 	errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), d.router))
 	for _, err := range errs {
-		if err != nil && !errors.Is(err, errNotLeading) {
+		// A conflict is a stale read, retried at once: not worth an alarm.
+		if err != nil && !errors.Is(err, errNotLeading) && !apierrors.IsConflict(err) {
 			// One object failing does not stop the others; each says why.
 			c.ApplyErrors.Add(1)
 			c.warn(cm, "ApplyFailed", err.Error())
@@ -141,7 +142,7 @@ func (c *Controller) templateChange(cm *corev1.ConfigMap, want *appsv1.Deploymen
 	if err != nil || !metav1.IsControlledBy(live, cm) {
 		return false // created, or not ours: nothing rolls
 	}
-	if othersOwn(live.ManagedFields, "f:spec", "f:template") {
+	if c.templateEdited(live) {
 		return true
 	}
 	have, err := appsv1ac.ExtractDeployment(live, FieldManager)
