@@ -92,7 +92,11 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 			c.log.Info("holding a pod template change until an earlier track is Available", "deployment", want.Name, "waiting_for", rolling)
 			continue // the rolling track's status updates enqueue this spec again
 		}
-		errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), want))
+		if spec.Tracks[track].Autoscaled {
+			errs = append(errs, c.autoscaled(ctx, cm, track, want))
+		} else {
+			errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), want))
+		}
 		if live, err := c.deployments.Deployments(cm.Namespace).Get(want.Name); change || err == nil && !available(live) {
 			rolling = track
 		}
@@ -118,6 +122,63 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 		return err
 	}
 	return c.reportForeign(cm, spec)
+}
+
+// HandOverManager owns the replicas of an autoscaled track's Deployment
+// before an autoscaler does: Server-Side Apply resets a field to its default
+// when its last manager lets go, so the controller hands it over, at its
+// current value, instead of dropping it.
+const HandOverManager = "track-controller-autoscaled"
+
+// autoscaled reconciles the Deployment of a track with replicas: auto. It
+// never sets replicas itself: a Deployment whose replicas it owned is handed
+// over first, and a new version starts with as many replicas as the track
+// runs now, not 1.
+func (c *Controller) autoscaled(ctx context.Context, cm *corev1.ConfigMap, track string, want *appsv1.Deployment) error {
+	live, err := c.deployments.Deployments(cm.Namespace).Get(want.Name)
+	switch {
+	case err == nil && metav1.IsControlledBy(live, cm):
+		if have, err := appsv1ac.ExtractDeployment(live, FieldManager); err == nil && have.Spec != nil && have.Spec.Replicas != nil && live.Spec.Replicas != nil {
+			if err := c.handOver(ctx, live.Namespace, live.Name, *live.Spec.Replicas); err != nil {
+				return err
+			}
+		}
+		return reconcile(ctx, c, cm, c.deploymentKind(), want)
+	case err != nil:
+		// A new version: as many replicas as the track runs now.
+		var current int32
+		others, _ := c.deployments.Deployments(cm.Namespace).List(labels.SelectorFromSet(labels.Set{LabelApp: want.Labels[LabelApp], LabelTier: TierService, LabelTrack: track}))
+		for _, o := range others {
+			if metav1.IsControlledBy(o, cm) && o.Spec.Replicas != nil && *o.Spec.Replicas > current {
+				current = *o.Spec.Replicas
+			}
+		}
+		if err := reconcile(ctx, c, cm, c.deploymentKind(), want); err != nil {
+			return err
+		}
+		if current > 1 {
+			if err := c.handOver(ctx, want.Namespace, want.Name, current); err != nil {
+				return err
+			}
+			c.recorder.Eventf(cm, corev1.EventTypeNormal, "AutoscaledSwitch",
+				"track %s is autoscaled: Deployment %s starts with %d replicas, as the track runs now; a HorizontalPodAutoscaler targets a Deployment by name: point it at %s", track, want.Name, current, want.Name)
+		}
+		return nil
+	}
+	return reconcile(ctx, c, cm, c.deploymentKind(), want) // not ours: reported there
+}
+
+// handOver applies replicas as HandOverManager.
+func (c *Controller) handOver(ctx context.Context, ns, name string, replicas int32) error {
+	if err := c.fence(); err != nil {
+		return err
+	}
+	ac := appsv1ac.Deployment(name, ns).WithSpec(appsv1ac.DeploymentSpec().WithReplicas(replicas))
+	if _, err := c.client.AppsV1().Deployments(ns).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: HandOverManager, Force: true}); err != nil {
+		return fmt.Errorf("hand over the replicas of Deployment %s: %w", name, err)
+	}
+	c.Writes.Add(1)
+	return nil
 }
 
 // rolloutOrder is the order in which pod template changes roll out: every

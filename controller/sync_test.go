@@ -474,6 +474,7 @@ func TestSyncApplyFailureDoesNotStopOthers(t *testing.T) {
 // replicas, and a scale by an autoscaler is never taken back.
 func TestSyncAutoscaledTrack(t *testing.T) {
 	r := newRig(t)
+	r.sync() // canary at 4 replicas, set by the controller
 	r.editSpec("canary:     {version: v1.17.0, replicas: 4}", "canary:     {version: v1.17.0, replicas: auto}")
 	r.sync()
 	ctx := context.Background()
@@ -481,6 +482,9 @@ func TestSyncAutoscaledTrack(t *testing.T) {
 	d, err := deps.Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 4 {
+		t.Fatalf("switching to replicas: auto changed replicas to %v; want them kept at 4 for the autoscaler", d.Spec.Replicas)
 	}
 	d.Spec.Replicas = ptr.To[int32](7)
 	if _, err := deps.Update(ctx, d, metav1.UpdateOptions{FieldManager: "horizontal-pod-autoscaler"}); err != nil {
@@ -493,6 +497,14 @@ func TestSyncAutoscaledTrack(t *testing.T) {
 	if *d.Spec.Replicas != 7 {
 		t.Errorf("replicas %d, want the autoscaler's 7", *d.Spec.Replicas)
 	}
+	// A new version starts with as many replicas as the track runs.
+	r.editSpec("canary:     {version: v1.17.0, replicas: auto}", "canary:     {version: v1.18.0, replicas: auto}")
+	r.sync()
+	d, err = deps.Get(ctx, "account-service-canary-v1.18.0", metav1.GetOptions{})
+	if err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 7 {
+		t.Errorf("the new version of an autoscaled track: %v, %v; want 7 replicas", d.Spec.Replicas, err)
+	}
+	r.event("AutoscaledSwitch", "point it at account-service-canary-v1.18.0")
 }
 
 // TestSyncStuckSwitch: a new version that passed its progress deadline is
