@@ -80,8 +80,9 @@ type Controller struct {
 	events   record.EventBroadcaster
 
 	reportedMu sync.Mutex
-	reported   map[types.UID]bool // foreign objects already reported
-	blockedBy  map[types.UID]bool // specs (by UID) that met a foreign object in their last sync
+	reported   map[types.UID]bool   // foreign objects already reported
+	blockedBy  map[types.UID]bool   // specs (by UID) that met a foreign object in their last sync
+	verdicts   map[types.UID]string // the last verdict said on each spec (see warnSpec)
 
 	replacedMu sync.Mutex
 	replaced   map[types.UID]int64 // Deployments whose template was put back, at that generation
@@ -169,6 +170,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		reported:  make(map[types.UID]bool),
 		blockedBy: make(map[types.UID]bool),
 		replaced:  make(map[types.UID]int64),
+		verdicts:  make(map[types.UID]string),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "specs"}),
@@ -184,7 +186,15 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	inf.ConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueService,
 		UpdateFunc: func(_, obj any) { c.enqueueService(obj) },
-		DeleteFunc: c.enqueueService,
+		DeleteFunc: func(obj any) {
+			if o, ok := unwrap(obj).(metav1.Object); ok {
+				c.reportedMu.Lock()
+				delete(c.verdicts, o.GetUID())
+				delete(c.blockedBy, o.GetUID())
+				c.reportedMu.Unlock()
+			}
+			c.enqueueService(obj)
+		},
 	})
 	// A PodTemplate change re-syncs every spec of its namespace: there are
 	// few, and only the sync knows which spec names which template.
@@ -208,7 +218,14 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	owned := cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueOwner,
 		UpdateFunc: func(_, obj any) { c.enqueueOwner(obj) },
-		DeleteFunc: c.enqueueOwner,
+		DeleteFunc: func(obj any) {
+			if o, ok := unwrap(obj).(metav1.Object); ok {
+				c.replacedMu.Lock()
+				delete(c.replaced, o.GetUID())
+				c.replacedMu.Unlock()
+			}
+			c.enqueueOwner(obj)
+		},
 	}
 	for _, i := range []cache.SharedIndexInformer{inf.Deployments.Informer(), inf.Services.Informer(), inf.ServiceAccounts.Informer(),
 		inf.Roles.Informer(), inf.RoleBindings.Informer()} {

@@ -36,29 +36,29 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 	}
 	data, ok := cm.Data[weights.DataKey]
 	if !ok {
-		c.warn(cm, "InvalidSpec", fmt.Sprintf("no key %s: nothing changed", weights.DataKey))
+		c.warnSpec(cm, "InvalidSpec", fmt.Sprintf("no key %s: nothing changed", weights.DataKey))
 		return nil
 	}
 	src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", cm.Namespace, cm.Name), Namespace: cm.Namespace, Name: cm.Name}
 	spec, err := weights.ParseService(src, []byte(data))
 	if err != nil {
-		c.warn(cm, "InvalidSpec", fmt.Sprintf("spec rejected, nothing changed: %v", err))
+		c.warnSpec(cm, "InvalidSpec", fmt.Sprintf("spec rejected, nothing changed: %v", err))
 		return nil
 	}
 	if l := cm.Labels[weights.ServiceLabel]; l != spec.Service {
-		c.warn(cm, "InvalidSpec", fmt.Sprintf("label %s=%s does not match service %q: nothing changed", weights.ServiceLabel, l, spec.Service))
+		c.warnSpec(cm, "InvalidSpec", fmt.Sprintf("label %s=%s does not match service %q: nothing changed", weights.ServiceLabel, l, spec.Service))
 		return nil
 	}
 	if owner := c.specOwner(cm); owner != cm {
 		// A second spec for a service would put its versions behind the
 		// first one's Services: it is refused as a whole and owns nothing.
-		c.warn(cm, "DuplicateSpec", fmt.Sprintf("service %q is already defined in this namespace by ConfigMap %s, which runs it (or is older): this spec is ignored and owns nothing; delete one of them", spec.Service, owner.Name))
+		c.warnSpec(cm, "DuplicateSpec", fmt.Sprintf("service %q is already defined in this namespace by ConfigMap %s, which runs it (or is older): this spec is ignored and owns nothing; delete one of them", spec.Service, owner.Name))
 		c.reportOnce(owner, cm, fmt.Sprintf("ConfigMap %s/%s also defines service %q: it is ignored while this one exists", cm.Namespace, cm.Name, spec.Service))
 		return c.pruneAll(ctx, cm)
 	}
 	tmpl, err := c.templates.PodTemplates(cm.Namespace).Get(spec.Template)
 	if apierrors.IsNotFound(err) {
-		c.warn(cm, "TemplateNotFound", fmt.Sprintf("PodTemplate %s/%s not found: nothing changed until it exists", cm.Namespace, spec.Template))
+		c.warnSpec(cm, "TemplateNotFound", fmt.Sprintf("PodTemplate %s/%s not found: nothing changed until it exists", cm.Namespace, spec.Template))
 		return nil
 	}
 	if err != nil {
@@ -66,7 +66,7 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 	}
 	d, err := build(spec, cm, tmpl, c.opt.RouterImage)
 	if err != nil {
-		c.warn(cm, "InvalidTemplate", err.Error()+": nothing changed")
+		c.warnSpec(cm, "InvalidTemplate", err.Error()+": nothing changed")
 		return nil
 	}
 
@@ -301,6 +301,19 @@ func (c *Controller) blocked(cm *corev1.ConfigMap) bool {
 	c.reportedMu.Lock()
 	defer c.reportedMu.Unlock()
 	return c.blockedBy[cm.UID]
+}
+
+// warnSpec is warn for a verdict on the spec itself: said once per version
+// of the ConfigMap, not at every sync that an unrelated event causes.
+func (c *Controller) warnSpec(cm *corev1.ConfigMap, reason, msg string) {
+	key := cm.ResourceVersion + "\x00" + reason + "\x00" + msg
+	c.reportedMu.Lock()
+	seen := c.verdicts[cm.UID] == key
+	c.verdicts[cm.UID] = key
+	c.reportedMu.Unlock()
+	if !seen {
+		c.warn(cm, reason, msg)
+	}
 }
 
 func (c *Controller) warn(cm *corev1.ConfigMap, reason, msg string) {
