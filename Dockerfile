@@ -12,5 +12,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends haproxy ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ /usr/local/bin/
-USER haproxy
+# A numeric user, so that a pod's runAsNonRoot can be verified.
+RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin trackrouter \
+ && mkdir -p /var/run/haproxy && chown 10001:10001 /var/run/haproxy
+USER 10001:10001
 ENTRYPOINT ["/usr/local/bin/trackrouter"]
