@@ -106,7 +106,7 @@ func findSpecs(e *env, dir string) (specs []*weights.Spec, failed bool, err erro
 		if d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
 			return nil
 		}
-		found, err := readSpecs(path)
+		found, err := e.readSpecs(path)
 		if weights.IsNoSpec(err) {
 			return nil
 		}

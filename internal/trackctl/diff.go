@@ -18,12 +18,12 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 	}
 	// Exit codes as kubectl diff's: 0 same, 1 different, 2 an error (an
 	// invalid or unreadable spec).
-	olds, err := readSpecs(args[0])
+	olds, err := e.readSpecs(args[0])
 	if err != nil {
 		printProblems(e.stderr, "", err)
 		return errInvalidInput
 	}
-	news, err := readSpecs(args[1])
+	news, err := e.readSpecs(args[1])
 	if err != nil {
 		printProblems(e.stderr, "", err)
 		return errInvalidInput

@@ -21,7 +21,7 @@ func runRender(ctx context.Context, e *env, args []string) error {
 	if len(args) != 1 {
 		return usageError{"want exactly one FILE"}
 	}
-	specs, err := readSpecs(args[0])
+	specs, err := e.readSpecs(args[0])
 	if err != nil {
 		return printProblems(e.stderr, "", err)
 	}
@@ -49,7 +49,7 @@ func runValidate(ctx context.Context, e *env, args []string) error {
 	}
 	failed := false
 	for _, file := range args {
-		specs, err := readSpecs(file)
+		specs, err := e.readSpecs(file)
 		if err != nil {
 			failed = true
 			printProblems(e.stdout, "", err)

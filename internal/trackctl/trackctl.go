@@ -59,6 +59,7 @@ var commands = []command{
 
 // env is what every command shares: output streams and render settings.
 type env struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	render         haproxyconf.Options
 	baseFile       string
@@ -72,8 +73,13 @@ type env struct {
 }
 
 // Run runs trackctl with args (without the program name) and returns the
-// exit code.
+// exit code; "-" as a file reads os.Stdin.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return RunIO(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// RunIO is Run with its standard input given.
+func RunIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "--version" {
 		args = []string{"version"}
 	}
@@ -98,7 +104,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return ExitUsage
 	}
-	e := &env{stdout: stdout, stderr: stderr}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := pflag.NewFlagSet("trackctl "+cmd.name, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	usageTo := func(w io.Writer) {
@@ -170,8 +176,17 @@ golden mismatch, differences), 2 wrong usage.
 func capitalize(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
 
 // readSpecs parses every spec in a file.
-func readSpecs(file string) ([]*weights.Spec, error) {
-	data, err := os.ReadFile(file)
+// readSpecs reads the specs in file; "-" is standard input, so that
+// "kubectl kustomize overlay | trackctl validate -" works.
+func (e *env) readSpecs(file string) ([]*weights.Spec, error) {
+	var data []byte
+	var err error
+	if file == "-" {
+		data, err = io.ReadAll(io.LimitReader(e.stdin, weights.MaxInputBytes+1))
+		file = "<stdin>"
+	} else {
+		data, err = os.ReadFile(file)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -250,3 +250,22 @@ func TestCheckSkipsWhatIsNotASpec(t *testing.T) {
 		t.Errorf("a labelled ConfigMap without service.yaml: exit %d\n%s", code, out)
 	}
 }
+
+// TestStdin: "-" reads the spec from standard input.
+func TestStdin(t *testing.T) {
+	data, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := RunIO(context.Background(), []string{"render", "-"}, bytes.NewReader(data), &out, &errOut)
+	if code != ExitOK || !strings.Contains(out.String(), "frontend account-service") {
+		t.Errorf("render -: exit %d, stdout %.80q, stderr %q", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	code = RunIO(context.Background(), []string{"validate", "-"}, strings.NewReader("service: a\nport: 0\n"), &out, &errOut)
+	if code != ExitProblem || !strings.Contains(out.String()+errOut.String(), "<stdin>:2: port:") {
+		t.Errorf("validate - with a bad spec: exit %d, %q %q", code, out.String(), errOut.String())
+	}
+}
