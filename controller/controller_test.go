@@ -713,3 +713,102 @@ func TestShippedRBACSuffices(t *testing.T) {
 		t.Errorf("%d writes refused", n)
 	}
 }
+
+// TestDuplicateSpecOnCluster: a second ConfigMap for a running service,
+// with another canary version, creates nothing (no pods of it join the
+// canary Service), and both ConfigMaps get a Warning Event.
+func TestDuplicateSpecOnCluster(t *testing.T) {
+	client, ns, cm := setup(t)
+	ctx := context.Background()
+	ctrl := start(t, client, ns)
+	converge(t, client, ns)
+	dup := cm.DeepCopy()
+	dup.Name, dup.ResourceVersion, dup.UID = "account-service-copy", "", ""
+	dup.Data[weights.DataKey] = strings.Replace(dup.Data[weights.DataKey], "canary:     {version: v1.17.0", "canary:     {version: v9.9.9", 1)
+	writes := ctrl.Writes.Load()
+	if _, err := client.CoreV1().ConfigMaps(ns).Create(ctx, dup, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "DuplicateSpec on the copy", eventWith(client, ns, "DuplicateSpec", `service "account-service" is already defined`))
+	poll(t, "NotOwned on the original", eventWith(client, ns, "NotOwned", "ConfigMap "+ns+"/account-service-copy also defines service"))
+	time.Sleep(2 * time.Second)
+	if _, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-canary-v9.9.9", metav1.GetOptions{}); err == nil {
+		t.Error("the duplicate spec created its canary")
+	}
+	if w := ctrl.Writes.Load() - writes; w != 0 {
+		t.Errorf("%d writes because of a duplicate spec; want 0", w)
+	}
+}
+
+// TestAPIRejectedTemplate: a PodTemplate the API refuses in a Deployment
+// (restartPolicy Never) gives ApplyFailed Events and a count, the objects
+// that do not use it are still synced, and fixing it converges.
+func TestAPIRejectedTemplate(t *testing.T) {
+	client, ns, _ := setup(t)
+	ctx := context.Background()
+	tmpl, err := client.CoreV1().PodTemplates(ns).Get(ctx, "account-service", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
+	if _, err := client.CoreV1().PodTemplates(ns).Update(ctx, tmpl, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctrl := start(t, client, ns)
+	poll(t, "ApplyFailed event", eventWith(client, ns, "ApplyFailed", "restartPolicy"))
+	poll(t, "the HAProxy tier and the Services synced all the same", func() error {
+		if _, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-haproxy", metav1.GetOptions{}); err != nil {
+			return err
+		}
+		_, err := client.CoreV1().Services(ns).Get(ctx, "account-service-canary", metav1.GetOptions{})
+		return err
+	})
+	if ctrl.ApplyErrors.Load() == 0 {
+		t.Error("no apply error counted")
+	}
+	tmpl, _ = client.CoreV1().PodTemplates(ns).Get(ctx, "account-service", metav1.GetOptions{})
+	tmpl.Template.Spec.RestartPolicy = corev1.RestartPolicyAlways
+	if _, err := client.CoreV1().PodTemplates(ns).Update(ctx, tmpl, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, client, ns)
+}
+
+// TestAutoscaledTrackOnCluster: with replicas: auto, a scale made by an
+// autoscaler (the scale subresource) stays; the controller writes nothing
+// for it.
+func TestAutoscaledTrackOnCluster(t *testing.T) {
+	client, ns, cm := setup(t)
+	ctx := context.Background()
+	ctrl := start(t, client, ns)
+	converge(t, client, ns)
+	cm, _ = client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
+	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "canary:     {version: v1.17.0, replicas: 4}", "canary:     {version: v1.17.0, replicas: auto}", 1)
+	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	name := "account-service-canary-v1.17.0"
+	time.Sleep(2 * time.Second)
+	if d, err := client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{}); err != nil || *d.Spec.Replicas != 4 {
+		t.Fatalf("after the switch to auto: want 4 replicas kept, got %v %v", d.Spec.Replicas, err)
+	}
+	scale, err := client.AppsV1().Deployments(ns).GetScale(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas = 6
+	if _, err := client.AppsV1().Deployments(ns).UpdateScale(ctx, name, scale, metav1.UpdateOptions{FieldManager: "horizontal-pod-autoscaler"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	writes := ctrl.Writes.Load()
+	for i := 0; i < 10; i++ {
+		time.Sleep(time.Second)
+		if d, err := client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{}); err != nil || *d.Spec.Replicas != 6 {
+			t.Fatalf("the autoscaler's 6 replicas were changed: %v %v", d.Spec.Replicas, err)
+		}
+	}
+	if w := ctrl.Writes.Load() - writes; w != 0 {
+		t.Errorf("%d writes on an autoscaled track; want 0", w)
+	}
+}
