@@ -95,6 +95,8 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 			// Only this ConfigMap: the sidecar's informer lists and watches
 			// it with a field selector on its name.
 			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{cm.Name}, Verbs: []string{"get", "list", "watch"}},
+			// Its PodTemplate, to refuse a spec the controller would not deploy.
+			{APIGroups: []string{""}, Resources: []string{"podtemplates"}, ResourceNames: []string{spec.Template}, Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		},

@@ -30,6 +30,11 @@ func TestConfigMapSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := nsObj.Name
+	template := &corev1.PodTemplate{ObjectMeta: metav1.ObjectMeta{Name: "account-service"},
+		Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "account-service", Image: "example.com/a:v1"}}}}}
+	if _, err := c.Client.CoreV1().PodTemplates(ns).Create(ctx, template, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	cms := c.Client.CoreV1().ConfigMaps(ns)
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "account-service", Labels: map[string]string{weights.ServiceLabel: "account-service"}},
@@ -38,10 +43,11 @@ func TestConfigMapSource(t *testing.T) {
 	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	src := &ConfigMapSource{Client: c.Client, Namespace: ns, Name: "account-service", Log: h.router.Log}
+	src := &ConfigMapSource{Client: c.Client, Namespace: ns, Name: "account-service", Log: h.router.Log, Check: time.Second}
 	events := src.Recorder("trackrouter")
 	defer events.Stop()
 	h.router.Rejecter = events
+	h.router.Accept = src.TemplateExists
 	srcCtx, stopSrc := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { src.Run(srcCtx, h.router.Submit); close(done) }()
@@ -98,16 +104,34 @@ func TestConfigMapSource(t *testing.T) {
 		return false
 	})
 
-	c.StopAPIServer()
+	// A spec naming a PodTemplate that does not exist: the controller
+	// deploys nothing for it, so the sidecar does not apply it; once the
+	// template exists, it does, without another edit.
+	update(strings.Replace(h.spec(45, 55), "port: 8080\n", "port: 8080\ntemplate: later\n", 1))
+	h.waitFor("rejection of the spec without its template", func() bool { return h.rejected() == 3 })
 	if got := h.send(100, "FREE"); got["canary"] != 35 {
-		t.Errorf("while the API server is down: want the last good split (canary 35 of 100), got %v", got)
+		t.Errorf("while the template is missing: want the last good split (canary 35 of 100), got %v", got)
+	}
+	later := template.DeepCopy()
+	later.Name, later.ResourceVersion = "later", ""
+	if _, err := c.Client.CoreV1().PodTemplates(ns).Create(ctx, later, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the spec applied once its template exists", func() bool { return h.runtimeUpdates() == 3 })
+	if got := h.send(100, "FREE"); got["canary"] != 45 {
+		t.Errorf("after the template appeared: want canary 45 of 100, got %v", got)
+	}
+
+	c.StopAPIServer()
+	if got := h.send(100, "FREE"); got["canary"] != 45 {
+		t.Errorf("while the API server is down: want the last good split (canary 45 of 100), got %v", got)
 	}
 	if err := c.StartAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
 	update(h.spec(60, 40))
 	edited := time.Now()
-	h.waitFor("an edit after the API server returned", func() bool { return h.runtimeUpdates() == 3 })
+	h.waitFor("an edit after the API server returned", func() bool { return h.runtimeUpdates() == 4 })
 	// client-go's watch backoff alone took up to 41 s here; the sidecar
 	// reads the ConfigMap every second after a watch error.
 	t.Logf("edit after the outage applied in %s", time.Since(edited))

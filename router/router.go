@@ -87,6 +87,10 @@ type Router struct {
 	// SpecStaleAfter (default 2m): it may route on a spec that changed.
 	SpecChecked    func() time.Time
 	SpecStaleAfter time.Duration
+	// Accept, when set, is asked about every valid spec of a ConfigMap
+	// labelled for track-controller: a spec the controller would not deploy
+	// (its PodTemplate missing) is refused here too.
+	Accept func(spec *weights.Spec) error
 	// StartFromDisk: with Process, start HAProxy on the config already on
 	// disk (written and checked by an earlier run of the sidecar in this
 	// pod) while no spec has arrived, e.g. when the API is unreachable at
@@ -305,12 +309,14 @@ func (r *Router) Run(ctx context.Context) error {
 
 // accept makes a valid update the desired state, and rejects an invalid one.
 func (r *Router) accept(ctx context.Context, u *Update) {
-	if r.invalid != nil && sameUpdate(u, r.invalid) && sameLabel(u.Label, r.invalid.Label) {
-		r.Log.Debug("spec unchanged since it was rejected", "source", u.Source.String())
-		return
-	}
 	t, err := r.prepare(u)
 	if err != nil {
+		// Evaluated again (what it depends on, a PodTemplate, may have
+		// come), but reported once per version of the spec.
+		if r.invalid != nil && sameUpdate(u, r.invalid) && sameLabel(u.Label, r.invalid.Label) {
+			r.Log.Debug("spec unchanged since it was rejected", "source", u.Source.String())
+			return
+		}
 		r.invalid = u
 		r.reject(u.Source, err)
 		return
@@ -755,6 +761,11 @@ func (r *Router) prepare(u *Update) (*target, error) {
 	if u.Label != nil && *u.Label != spec.Service {
 		return nil, &weights.FieldError{File: u.Source.File, Field: "metadata.labels." + weights.ServiceLabel,
 			Msg: fmt.Sprintf("label %q does not match service %q: track-controller ignores this spec (no Services exist for it), so it is not applied; rename both or neither", *u.Label, spec.Service)}
+	}
+	if u.Label != nil && r.Accept != nil {
+		if err := r.Accept(spec); err != nil {
+			return nil, err
+		}
 	}
 	rendered, err := haproxyconf.Render(spec, r.Render)
 	if err != nil {

@@ -138,6 +138,24 @@ func (c *ConfigMapSource) poll(ctx context.Context, kick <-chan struct{}, send f
 	}
 }
 
+// TemplateExists refuses a spec whose PodTemplate does not exist in the
+// ConfigMap's namespace: track-controller deploys nothing for it, so its
+// weights would go to the Deployments of the spec before. Any other error
+// (the API down) accepts it: the sidecar does not stop on an outage.
+func (c *ConfigMapSource) TemplateExists(spec *weights.Spec) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := c.Client.CoreV1().PodTemplates(c.Namespace).Get(ctx, spec.Template, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return &weights.FieldError{File: fmt.Sprintf("configmap/%s/%s", c.Namespace, c.Name), Field: "template",
+			Msg: fmt.Sprintf("PodTemplate %s/%s does not exist: track-controller deploys nothing for this spec, so it is not applied", c.Namespace, spec.Template)}
+	}
+	if err != nil {
+		c.Log.Warn("could not check the spec's PodTemplate; applying it", "template", c.Namespace+"/"+spec.Template, "err", err)
+	}
+	return nil
+}
+
 // Recorder returns a Rejecter that emits a Warning Event on the ConfigMap
 // for each rejected spec. Call Stop when done.
 func (c *ConfigMapSource) Recorder(component string) *EventRejecter {
