@@ -2,8 +2,10 @@ package router
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,5 +142,75 @@ func TestConfigMapSource(t *testing.T) {
 	}
 	if got := h.send(100, "FREE"); got["canary"] != 60 {
 		t.Errorf("after the outage: want canary 60 of 100, got %v", got)
+	}
+}
+
+// TestConfigMapSourcesAfterOutage: three sidecars' sources (the replicas of
+// an HAProxy tier) across an API server restart all see an edit made after
+// it within 2 s of the API answering: none waits for client-go's backoff.
+func TestConfigMapSourcesAfterOutage(t *testing.T) {
+	c := testcluster.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	nsObj, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "replicas-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := nsObj.Name
+	cms := c.Client.CoreV1().ConfigMaps(ns)
+	if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "spec"}, Data: map[string]string{weights.DataKey: "v1"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	type seen struct {
+		mu   sync.Mutex
+		data string
+	}
+	replicas := make([]*seen, 3)
+	for i := range replicas {
+		replicas[i] = &seen{}
+		s := replicas[i]
+		src := &ConfigMapSource{Client: c.Client, Namespace: ns, Name: "spec", Log: slog.New(slog.DiscardHandler)}
+		go src.Run(ctx, func(u Update) { s.mu.Lock(); s.data = string(u.Data); s.mu.Unlock() })
+	}
+	all := func(want string) bool {
+		for _, s := range replicas {
+			s.mu.Lock()
+			d := s.data
+			s.mu.Unlock()
+			if d != want {
+				return false
+			}
+		}
+		return true
+	}
+	waitAll := func(want string, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for !all(want) {
+			if time.Since(start) > within {
+				t.Fatalf("not every replica saw %q within %s", want, within)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	waitAll("v1", 15*time.Second)
+	c.StopAPIServer()
+	time.Sleep(3 * time.Second) // the watches fail and their backoff grows
+	if err := c.StartAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cm, err := cms.Get(ctx, "spec", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data[weights.DataKey] = "v2"
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	took := waitAll("v2", 30*time.Second)
+	t.Logf("every replica saw the post-outage edit %s after it", took)
+	if took > 2*time.Second {
+		t.Errorf("the replicas took %s to see an edit made after the outage; want within 2 s", took)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -27,7 +28,6 @@ type ConfigMapSource struct {
 	Client    kubernetes.Interface
 	Namespace string
 	Name      string
-	Resync    time.Duration // informer resync; default 5m (a no-op when nothing changed)
 	// Check is how often the ConfigMap is read with a GET besides the
 	// watch, to know the spec is current (default 30s). After a watch
 	// error it is read every second until the API answers: client-go's own
@@ -48,14 +48,16 @@ func (c *ConfigMapSource) Checked() time.Time {
 }
 
 // Run sends the ConfigMap's service.yaml at start and after every change.
+// A reflector lists and watches the one ConfigMap; its retry backoff is
+// capped at 2 s (client-go's default grows to 30 s with jitter, which
+// applied edits made after an outage up to 41 s late).
 func (c *ConfigMapSource) Run(ctx context.Context, submit func(Update)) error {
-	resync := c.Resync
-	if resync == 0 {
-		resync = 5 * time.Minute
-	}
 	lw := cache.NewListWatchFromClient(c.Client.CoreV1().RESTClient(), "configmaps", c.Namespace,
 		fields.OneTermEqualSelector("metadata.name", c.Name))
-	informer := cache.NewSharedIndexInformer(lw, &corev1.ConfigMap{}, resync, cache.Indexers{})
+	deleted := func() {
+		src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", c.Namespace, c.Name), Namespace: c.Namespace, Name: c.Name}
+		submit(Update{Source: src, Err: fmt.Errorf("ConfigMap %s/%s was deleted", c.Namespace, c.Name)})
+	}
 	send := func(obj any) {
 		cm, ok := obj.(*corev1.ConfigMap)
 		if !ok {
@@ -74,64 +76,71 @@ func (c *ConfigMapSource) Run(ctx context.Context, submit func(Update)) error {
 		}
 		submit(u)
 	}
-	informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    send,
-		UpdateFunc: func(_, obj any) { send(obj) },
-		DeleteFunc: func(any) {
-			src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", c.Namespace, c.Name), Namespace: c.Namespace, Name: c.Name}
-			submit(Update{Source: src, Err: fmt.Errorf("ConfigMap %s/%s was deleted", c.Namespace, c.Name)})
-		},
-	})
-	kick := make(chan struct{}, 1)
-	informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		c.Log.Warn("ConfigMap watch interrupted; reading it every second until the API answers, HAProxy keeps the last good config", "configmap", c.Namespace+"/"+c.Name, "err", err)
-		select {
-		case kick <- struct{}{}:
-		default:
+	listed := false
+	// The store holds at most this one ConfigMap; it pushes its whole
+	// content after every change.
+	store := cache.NewUndeltaStore(func(items []any) {
+		switch {
+		case len(items) > 0:
+			send(items[0])
+		case listed:
+			c.checked.Store(time.Now().UnixNano())
+			deleted()
 		}
+		listed = true
+	}, cache.MetaNamespaceKeyFunc)
+	reflector := cache.NewReflectorWithOptions(lw, &corev1.ConfigMap{}, store, cache.ReflectorOptions{
+		Name:    "configmap " + c.Namespace + "/" + c.Name,
+		Backoff: &wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 20, Cap: 2 * time.Second},
 	})
-	go c.poll(ctx, kick, send, submit)
-	informer.Run(ctx.Done())
+	go c.poll(ctx, send, submit)
+	reflector.RunWithContext(ctx)
 	return nil
 }
 
-// poll reads the ConfigMap every Check, and every second after a watch
-// error until a read succeeds. What it reads goes to submit like an event:
-// the router ignores a spec it already has.
-func (c *ConfigMapSource) poll(ctx context.Context, kick <-chan struct{}, send func(any), submit func(Update)) {
+// poll reads the ConfigMap every Check, and every second after a failed
+// read until one succeeds and for 30 s more: it tells how fresh the spec is
+// (spec age, readiness) and catches what a broken watch would miss. What it
+// reads goes to submit like an event: the router ignores a spec it has.
+func (c *ConfigMapSource) poll(ctx context.Context, send func(any), submit func(Update)) {
 	every := c.Check
 	if every == 0 {
 		every = 30 * time.Second
 	}
 	timer := time.NewTimer(every)
 	defer timer.Stop()
-	fast := false
+	// After a failed read: every second until the API answers, and for 30 s
+	// more, while the watch comes back.
+	failing := false
+	var fastUntil time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-kick:
-			fast = true
 		case <-timer.C:
 		}
 		cm, err := c.Client.CoreV1().ConfigMaps(c.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
 		switch {
 		case err == nil:
-			if fast {
+			if failing {
 				c.Log.Info("the API answers again", "configmap", c.Namespace+"/"+c.Name)
+				fastUntil = time.Now().Add(30 * time.Second)
 			}
-			fast = false
+			failing = false
 			send(cm)
 		case apierrors.IsNotFound(err):
-			fast = false
+			failing = false
 			c.checked.Store(time.Now().UnixNano())
 			src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", c.Namespace, c.Name), Namespace: c.Namespace, Name: c.Name}
 			submit(Update{Source: src, Err: fmt.Errorf("ConfigMap %s/%s was deleted", c.Namespace, c.Name)})
 		case ctx.Err() == nil:
-			fast = true
+			if !failing {
+				c.Log.Warn("cannot read the ConfigMap; HAProxy keeps the last good config", "configmap", c.Namespace+"/"+c.Name, "err", err)
+			}
+			failing = true
 		}
 		next := every
-		if fast {
+		if failing || time.Now().Before(fastUntil) {
 			next = time.Second
 		}
 		timer.Reset(next)
