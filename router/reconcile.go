@@ -1,0 +1,338 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/trackrouter/trackrouter/haproxyconf"
+)
+
+// step is one reconcile pass. It returns when to run the next one.
+func (r *Router) step(ctx context.Context) time.Duration {
+	now := time.Now()
+	t := r.target()
+	if r.Process != nil && !r.Process.Running() {
+		return r.startProcess(ctx, t, now)
+	}
+	obs, err := r.HAProxy.Observe(ctx, r.Render.GroupsMap)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0
+		}
+		return r.unanswered(now, err)
+	}
+	if r.outage {
+		r.Log.Info("haproxy answers again")
+		r.outage = false
+	}
+	if !r.reachable {
+		r.retryAt = now // act at once
+	}
+	r.reachable, r.lastAnswer, r.loading = true, now, false
+	if next, wait := r.checkPending(obs, now); wait {
+		r.publish(&obs, t)
+		return next
+	}
+	if t == nil {
+		r.publish(&obs, nil)
+		return r.pollInterval()
+	}
+	if obs.Stamp == t.Stamp {
+		// HAProxy loaded this structure: it passed HAProxy's own parse.
+		r.checked[t.Stamp] = true
+	}
+	p := plan(obs, t.Rendered)
+	filesOK := r.filesHold(t)
+	if p.Action == ActNone && filesOK {
+		r.synced(t, &obs)
+		return r.pollInterval()
+	}
+	r.publish(&obs, t)
+	if now.Before(r.retryAt) {
+		return min(r.retryAt.Sub(now), r.pollInterval())
+	}
+	if r.announced == t {
+		// HAProxy drifted from a target it ran (a hand edit on its socket,
+		// a restart): log the repair as an apply of its own.
+		r.announced, r.since = nil, now
+	}
+	if !filesOK {
+		if err := r.writeFiles(ctx, t); err != nil {
+			return r.afterWriteError(err)
+		}
+	}
+	switch p.Action {
+	case ActReload:
+		r.Log.Info("reloading", "why", p.Why)
+		if err := r.HAProxy.Reload(ctx); err != nil {
+			return r.failed("reload", err)
+		}
+		r.pending = &pending{stamp: t.Stamp, before: obs.Proc, sent: now, deadline: now.Add(r.reloadTimeout()), why: p.Why}
+		return pendingPoll
+	case ActRuntime:
+		for _, k := range slices.SortedFunc(maps.Keys(p.Weights), cmpKey) {
+			if err := r.HAProxy.SetWeight(ctx, k, p.Weights[k]); err != nil {
+				return r.failed("runtime", err)
+			}
+		}
+		if p.Groups != nil {
+			if err := r.HAProxy.ReplaceMap(ctx, r.Render.GroupsMap, p.Groups); err != nil {
+				return r.failed("runtime", err)
+			}
+		}
+		for _, k := range p.Ready {
+			if err := r.HAProxy.SetReady(ctx, k); err != nil {
+				return r.failed("runtime", err)
+			}
+		}
+		r.Metrics.RuntimeUpdates.Inc()
+		r.how, r.why = "runtime", p.Why
+	}
+	return time.Millisecond // observe again: what HAProxy reports is what counts
+}
+
+// startProcess starts a supervised HAProxy that is not running, once the
+// config file holds a checked target.
+func (r *Router) startProcess(ctx context.Context, t *target, now time.Time) time.Duration {
+	if p := r.pending; p != nil {
+		r.pending = nil
+		r.badLoad = p.stamp
+		alerts := strings.Join(r.Process.Alerts(p.sent), "; ")
+		r.Metrics.Reloads.WithLabelValues("failure").Inc()
+		return r.failed("start", fmt.Errorf("haproxy exited before it ran config %s: %s", p.stamp, orText(alerts, "see its log")))
+	}
+	r.publish(nil, t)
+	if t == nil {
+		t = r.good // the config on disk, with StartFromDisk
+	}
+	if t == nil {
+		return r.pollInterval()
+	}
+	if now.Before(r.retryAt) {
+		return r.retryAt.Sub(now)
+	}
+	start := t
+	if (!r.checked[t.Stamp] || r.badLoad == t.Stamp) && r.good != nil && r.good.Stamp != t.Stamp {
+		// The spec's config is not checked yet, or HAProxy failed to load
+		// it: start on the last good one, then reload when it is ready.
+		start = r.good
+	}
+	if r.good != nil {
+		r.Log.Warn("haproxy is not running; starting it", "config", r.ConfigPath, "stamp", start.Stamp)
+	}
+	if !r.filesHold(start) {
+		if err := r.writeFiles(ctx, start); err != nil {
+			return r.afterWriteError(err)
+		}
+	}
+	if err := r.Process.Start(ctx); err != nil {
+		return r.failed("start", err)
+	}
+	r.handled = nil
+	r.how, r.why = "start", "haproxy was not running"
+	r.pending = &pending{stamp: start.Stamp, start: true, sent: now, deadline: now.Add(r.reloadTimeout())}
+	r.lastAnswer, r.reachable = now, true
+	return pendingPoll
+}
+
+// fromDisk is the config file on disk as a target, when it is one the
+// sidecar wrote (it carries a stamp); nil otherwise.
+func (r *Router) fromDisk() *target {
+	b, err := r.Files.ReadFile(r.ConfigPath)
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "description "+haproxyconf.StampPrefix); ok {
+			return &target{Rendered: &haproxyconf.Rendered{Config: b, Stamp: haproxyconf.StampPrefix + v}}
+		}
+	}
+	return nil
+}
+
+// service names a target's service for the log.
+func (t *target) service() string {
+	if t.spec == nil {
+		return "(the config on disk)"
+	}
+	return t.spec.Service
+}
+
+// afterWriteError is when to step again after writeFiles failed.
+func (r *Router) afterWriteError(err error) time.Duration {
+	if errors.Is(err, errChecking) {
+		return r.pollInterval() // the verdict wakes the loop
+	}
+	return time.Millisecond // backing off: the next step waits for retryAt
+}
+
+// unanswered handles an observation that failed: HAProxy is frozen, its
+// socket gone, or it is busy loading a config.
+func (r *Router) unanswered(now time.Time, err error) time.Duration {
+	if r.reachable {
+		r.reachable = false
+		if r.pending == nil {
+			r.outage = true
+			r.Metrics.ApplyErrors.WithLabelValues("unreachable").Inc()
+			r.Log.Warn("haproxy does not answer; retrying", "err", err)
+		}
+	}
+	if p := r.pending; p != nil && !now.Before(p.deadline) {
+		r.pending = nil
+		reason := "reload"
+		if p.start {
+			reason = "start"
+		}
+		r.failed(reason, fmt.Errorf("HAProxy does not answer %s after it was asked to load %s: %w", now.Sub(p.sent).Round(time.Second), p.stamp, err))
+	}
+	// A master that re-executes to load a config refuses connections; a
+	// frozen one accepts them and never answers.
+	r.loading = r.pending != nil && (errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT))
+	if r.Process != nil && r.pending == nil && errors.Is(err, syscall.ENOENT) && now.Sub(r.reexecAt) > r.unresponsiveAfter() {
+		// The socket file is gone (a wiped directory): a reload makes the
+		// master create it again, without touching the workers.
+		r.reexecAt = now
+		r.Log.Warn("master socket gone; asking HAProxy to create it again (SIGUSR2)", "socket", err)
+		if rerr := r.Process.Reexec(); rerr != nil {
+			r.Log.Error("SIGUSR2 haproxy", "err", rerr)
+		}
+	}
+	silent := now.Sub(r.lastAnswer)
+	if r.Process != nil && !r.loading && silent > r.restartAfter() {
+		r.Log.Error("haproxy has not answered; killing it to start it again", "silent", silent.Round(time.Millisecond).String(), "err", err)
+		r.Metrics.ApplyErrors.WithLabelValues("restart").Inc()
+		r.pending = nil
+		r.Process.Kill()
+		return 0
+	}
+	r.publish(nil, r.target())
+	if r.pending != nil || now.Sub(r.reexecAt) < 5*time.Second {
+		return pendingPoll // a load in progress, or a socket being created again
+	}
+	return r.pollInterval()
+}
+
+// checkPending confirms or fails a reload or start in progress by what
+// HAProxy reports. wait is true while it is still in progress.
+func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, wait bool) {
+	p := r.pending
+	if p == nil {
+		return 0, false
+	}
+	switch {
+	case obs.Stamp == p.stamp && len(obs.Proc.Workers) > 0:
+		r.pending = nil
+		if r.badLoad == p.stamp {
+			r.badLoad = ""
+		}
+		r.Metrics.Reloads.WithLabelValues("success").Inc()
+		if !p.start {
+			r.how, r.why = "reload", p.why
+		}
+		r.Log.Debug("haproxy runs the new config", "stamp", p.stamp, "took", now.Sub(p.sent).Round(time.Millisecond).String())
+		return 0, false
+	case !p.start && obs.Proc.FailedReloads > p.before.FailedReloads:
+		r.pending = nil
+		r.badLoad = p.stamp
+		r.Metrics.Reloads.WithLabelValues("failure").Inc()
+		if r.good != nil && obs.Stamp == r.good.Stamp && !r.filesHold(r.good) {
+			// The file goes back to what HAProxy runs, so that a restart
+			// meanwhile starts on it; the retry writes the spec's again.
+			r.write(r.good)
+		}
+		alerts := ""
+		if r.Process != nil {
+			alerts = strings.Join(r.Process.Alerts(p.sent), "; ")
+		}
+		return r.failed("reload", fmt.Errorf("%w: HAProxy kept %s: %s", ErrReloadFailed, orNone(obs.Stamp), orText(alerts, "see its log"))), true
+	case now.Before(p.deadline):
+		return pendingPoll, true
+	default:
+		r.pending = nil
+		return r.failed("reload", fmt.Errorf("HAProxy still runs %s %s after it was asked to load %s", orNone(obs.Stamp), now.Sub(p.sent).Round(time.Second), p.stamp)), true
+	}
+}
+
+// failed counts and logs an operational failure and backs off.
+func (r *Router) failed(reason string, err error) time.Duration {
+	r.Metrics.ApplyErrors.WithLabelValues(reason).Inc()
+	base := orDefault(r.Backoff, time.Second)
+	r.backoff = min(max(2*r.backoff, base), 30*base)
+	r.retryAt = time.Now().Add(r.backoff)
+	r.Log.Error("apply failed; "+r.stays(), "reason", reason, "retry_in", r.backoff.String(), "err", err)
+	r.Metrics.InSync.Set(0)
+	return r.backoff
+}
+
+// synced records that HAProxy runs t in full.
+func (r *Router) synced(t *target, obs *Observed) {
+	r.good = t
+	r.checked[t.Stamp] = true
+	r.backoff, r.retryAt = 0, time.Time{}
+	r.publish(obs, t)
+	if r.announced == t {
+		return
+	}
+	r.announced = t
+	if t != r.desired {
+		r.Log.Warn("haproxy runs the last good config", "service", t.service(), "stamp", t.Stamp)
+		return
+	}
+	r.Log.Info("applied", "service", t.service(), "how", r.how, "why", r.why, "stamp", t.Stamp,
+		"duration", time.Since(r.since).Round(time.Microsecond).String())
+}
+
+// publish updates the metrics and readiness from an observation (nil when
+// HAProxy did not answer).
+func (r *Router) publish(obs *Observed, t *target) {
+	st := &status{}
+	if old := r.status.Load(); old != nil {
+		*st = *old
+	}
+	st.lastAnswer = r.lastAnswer
+	st.pendingEnd = time.Time{}
+	if r.pending != nil && !r.pending.start && r.loading {
+		st.pendingEnd = r.pending.deadline
+	}
+	inSync := false
+	if obs != nil {
+		r.Metrics.setWeights(obs.Weights)
+		st.serving = r.good != nil && obs.Stamp == r.good.Stamp || t != nil && obs.Stamp == t.Stamp && len(obs.Proc.Workers) > 0
+		if r.good != nil && obs.Stamp == r.good.Stamp {
+			st.applied = r.good.Config
+		}
+		inSync = t != nil && t == r.desired && plan(*obs, t.Rendered).Action == ActNone && r.filesHold(t)
+	} else {
+		// What HAProxy runs is unknown: no weights are reported.
+		r.Metrics.setWeights(nil)
+		if r.Process != nil && !r.Process.Running() {
+			st.serving = false
+		}
+	}
+	if inSync {
+		r.Metrics.InSync.Set(1)
+	} else {
+		r.Metrics.InSync.Set(0)
+	}
+	r.status.Store(st)
+}
+
+// filesHold reports whether haproxy.cfg (and the map) on disk are t's.
+func (r *Router) filesHold(t *target) bool {
+	if b, err := r.Files.ReadFile(r.ConfigPath); err != nil || !bytes.Equal(b, t.Config) {
+		return false
+	}
+	if t.Map != nil {
+		if b, err := r.Files.ReadFile(r.Render.GroupsMap); err != nil || !bytes.Equal(b, t.Map) {
+			return false
+		}
+	}
+	return true
+}
