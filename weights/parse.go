@@ -222,6 +222,11 @@ func fromConfigMap(file string, cm *yaml.Node) (*Spec, error) {
 	if body.Kind != yaml.ScalarNode {
 		return nil, ErrorList{{File: file, Line: body.Line, Field: "data." + DataKey, Msg: "want the spec as a string (a literal block: service.yaml: |)"}}
 	}
+	if body.Style == yaml.FoldedStyle && strings.Contains(strings.TrimSpace(body.Value), ": ") && !strings.Contains(strings.TrimSpace(body.Value), "\n") {
+		// ">" joins the spec's lines into one: YAML's own error would name
+		// no line of the manifest.
+		return nil, ErrorList{{File: file, Line: body.Line, Field: "data." + DataKey, Msg: "a folded block (>) joins the lines of the spec into one: write a literal block (service.yaml: |)"}}
+	}
 	// In a literal or folded block the content starts on the line after the
 	// indicator; a quoted string starts on its own line.
 	src.Line = body.Line

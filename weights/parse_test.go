@@ -321,3 +321,11 @@ func TestTabSaysTab(t *testing.T) {
 		t.Errorf("want the line and the word tab, got %v", err)
 	}
 }
+
+func TestFoldedBlockSaysSo(t *testing.T) {
+	manifest := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  service.yaml: >\n    service: a\n    port: 80\n"
+	_, err := Parse("cm.yaml", []byte(manifest))
+	if err == nil || !strings.Contains(err.Error(), "cm.yaml:6: data.service.yaml: a folded block (>)") {
+		t.Errorf("want the line of the block and what to write, got %v", err)
+	}
+}
