@@ -129,8 +129,16 @@ func yamlError(file string, offset int, err error, data []byte) *FieldError {
 	if _, scanErr := fmt.Sscanf(err.Error(), "yaml: line %d:", &line); scanErr == nil {
 		prefix := fmt.Sprintf("yaml: line %d: ", line)
 		msg = clip(err.Error()[len(prefix):])
-		// yaml.v3 does not say when a tab is what it cannot read.
-		if lines := bytes.Split(data, []byte("\n")); line >= 1 && line <= len(lines) && bytes.ContainsRune(lines[line-1], '\t') {
+		// yaml.v3 does not always say when a tab is what it cannot read,
+		// and names the line before it for a tab in the indentation.
+		lines := bytes.Split(data, []byte("\n"))
+		hasTab := func(n int) bool { return n >= 1 && n <= len(lines) && bytes.ContainsRune(lines[n-1], '\t') }
+		switch {
+		case hasTab(line):
+		case strings.Contains(msg, "tab") && hasTab(line+1):
+			line++
+		}
+		if hasTab(line) && !strings.Contains(msg, "tab character") {
 			msg += " (a tab: YAML indents with spaces only)"
 		}
 		line += offset
@@ -151,7 +159,7 @@ func fromDocument(file string, doc *yaml.Node) ([]*Spec, error) {
 	}
 	kind := lookup(doc, "kind")
 	if kind == nil && lookup(doc, "apiVersion") == nil {
-		if lookup(doc, "service") == nil && lookup(doc, "backends") == nil {
+		if !looksLikeSpec(doc) {
 			// Not a spec: a Helm values file, a CI workflow, a kustomization
 			// without apiVersion. Skipped, as the cluster would.
 			return nil, nil
@@ -242,6 +250,17 @@ func fromConfigMap(file string, cm *yaml.Node) (*Spec, error) {
 			Msg: fmt.Sprintf("label %q does not match service %q", label.Value, s.Service)}}
 	}
 	return s, nil
+}
+
+// looksLikeSpec tells a bare spec from other YAML without apiVersion and
+// kind: it has backends or tracks, or a service that is a name (a Helm
+// values file has service: {type: ..., port: ...}).
+func looksLikeSpec(doc *yaml.Node) bool {
+	if lookup(doc, "backends") != nil || lookup(doc, "tracks") != nil {
+		return true
+	}
+	s := lookup(doc, "service")
+	return s != nil && s.Kind == yaml.ScalarNode
 }
 
 // keysOf lists a mapping's keys for a message.

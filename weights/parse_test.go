@@ -329,3 +329,17 @@ func TestFoldedBlockSaysSo(t *testing.T) {
 		t.Errorf("want the line of the block and what to write, got %v", err)
 	}
 }
+
+func TestTabInIndentationNamesItsLine(t *testing.T) {
+	_, err := ParseService(Source{File: "service.yaml"}, []byte("service: a\nport: 80\ntracks:\n  production:\n    version: v1\n\t   replicas: 2\n"))
+	if err == nil || !strings.Contains(err.Error(), "service.yaml:6: invalid YAML: found a tab character") {
+		t.Errorf("want line 6, where the tab is, got %v", err)
+	}
+}
+
+func TestHelmValuesAreNotASpec(t *testing.T) {
+	specs, err := Parse("values.yaml", []byte("replicaCount: 1\nservice:\n  type: ClusterIP\n  port: 80\n"))
+	if err != nil || len(specs) != 0 {
+		t.Errorf("a Helm values file: want no spec and no error, got %v, %v", specs, err)
+	}
+}
