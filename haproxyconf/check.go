@@ -70,11 +70,29 @@ func (c Checker) Check(ctx context.Context, cfg []byte) error {
 	return c.CheckFile(ctx, path)
 }
 
+// FindBinary finds the haproxy executable: name on PATH, or, for the
+// default name, /usr/sbin/haproxy (where Debian installs it, often not on a
+// user's PATH).
+func FindBinary(name string) (string, error) {
+	if name == "" {
+		name = "haproxy"
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	if name == "haproxy" {
+		if _, err := os.Stat("/usr/sbin/haproxy"); err == nil {
+			return "/usr/sbin/haproxy", nil
+		}
+	}
+	return "", fmt.Errorf("haproxy executable %q not found: install it (apt-get install haproxy) or pass --haproxy-bin", name)
+}
+
 // CheckFile runs haproxy -c on a file. See Check.
 func (c Checker) CheckFile(ctx context.Context, path string) error {
-	bin := c.Binary
-	if bin == "" {
-		bin = "haproxy"
+	bin, err := FindBinary(c.Binary)
+	if err != nil {
+		return err
 	}
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -90,7 +108,7 @@ func (c Checker) CheckFile(ctx context.Context, path string) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
-	err := cmd.Run()
+	err = cmd.Run()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:

@@ -53,7 +53,7 @@ type Config struct {
 func (c *Config) Validate() error {
 	var errs []string
 	if (c.ServiceFile == "") == (c.ConfigMap == "") {
-		errs = append(errs, "give exactly one of --service-file and --configmap")
+		errs = append(errs, "give exactly one of --service-file and --configmap (or --demo to try it locally)")
 	}
 	if c.ConfigMap != "" {
 		if ns, name, ok := strings.Cut(c.ConfigMap, "/"); !ok || ns == "" || name == "" {
@@ -98,6 +98,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := checkOwnFile(cfg.HAProxyConfig, cfg.Overwrite); err != nil {
 		return err
 	}
+	bin, err := haproxyconf.FindBinary(cfg.HAProxyBin)
+	if err != nil {
+		return err
+	}
+	cfg.HAProxyBin = bin
 	release, err := lockConfig(cfg.HAProxyConfig)
 	if err != nil {
 		return err

@@ -42,6 +42,14 @@ func main() {
 		fmt.Println(version.String("track-controller"))
 		return
 	}
+	if fs.NArg() > 0 || cfg.RouterImage == "" {
+		msg := fmt.Sprintf("unexpected argument %q: track-controller takes flags only", fs.Arg(0))
+		if fs.NArg() == 0 {
+			msg = "--router-image is required: the image with haproxy and trackrouter for the HAProxy tier"
+		}
+		fmt.Fprintf(os.Stderr, "track-controller: %s\nSee 'track-controller --help'.\n", msg)
+		os.Exit(2)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -65,6 +65,13 @@ func main() {
 	if !fs.Changed("shutdown-delay") && cfg.ConfigMap != "" {
 		cfg.ShutdownDelay = 5 * time.Second
 	}
+	if err := usageError(fs, cfg, *demoMode); err != nil {
+		fmt.Fprintf(os.Stderr, "trackrouter: %v\nSee 'trackrouter --help'.\n", err)
+		os.Exit(2)
+	}
+	if *demoMode && !fs.Changed("metrics-addr") {
+		cfg.MetricsAddr = "127.0.0.1:9101" // the demo is local
+	}
 
 	level := slog.LevelInfo
 	if *debug {
@@ -89,4 +96,17 @@ func main() {
 		stop()
 		os.Exit(1)
 	}
+}
+
+// usageError says what is wrong with the command line, before anything runs.
+func usageError(fs *pflag.FlagSet, cfg router.Config, demoMode bool) error {
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q: trackrouter takes flags only", fs.Arg(0))
+	case demoMode && (cfg.ServiceFile != "" || cfg.ConfigMap != ""):
+		return fmt.Errorf("--demo uses its own spec in --demo-dir: drop --service-file and --configmap")
+	case demoMode:
+		return nil
+	}
+	return cfg.Validate()
 }

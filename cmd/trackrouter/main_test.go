@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -108,5 +109,32 @@ func TestDemoAndSIGTERM(t *testing.T) {
 	}
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUsageErrors: a wrong command line is said before anything runs, with
+// where to look, and exit 2.
+func TestUsageErrors(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "trackrouter")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "give exactly one of --service-file and --configmap (or --demo to try it locally)"},
+		{[]string{"version"}, `unexpected argument "version"`},
+		{[]string{"--demo", "--service-file", "x"}, "--demo uses its own spec"},
+		{[]string{"--service-file", "x", "--configmap", "a/b"}, "give exactly one of"},
+	} {
+		out, err := exec.Command(bin, tc.args...).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), tc.want) || !strings.Contains(string(out), "See 'trackrouter --help'.") {
+			t.Errorf("%v: %v\n%s", tc.args, err, out)
+		}
+	}
+	if out, err := exec.Command(bin, "--version").Output(); err != nil || !strings.HasPrefix(string(out), "trackrouter ") {
+		t.Errorf("--version: %q %v", out, err)
 	}
 }

@@ -16,6 +16,9 @@ func Config(kubeconfig, context string) (*rest.Config, error) {
 	rules.ExplicitPath = kubeconfig
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context})
 	rc, err := cc.ClientConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		return nil, fmt.Errorf("no Kubernetes client config: pass --kubeconfig, set $KUBECONFIG, create ~/.kube/config, or run in a pod")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client config: %w", err)
 	}

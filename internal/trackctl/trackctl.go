@@ -51,10 +51,6 @@ var commands = []command{
 	{"validate", "FILE...", "check specs and their haproxy.cfg with haproxy -c; exit 1 on any problem", runValidate, nil},
 	{"check", "DIR --golden DIR", "validate every spec under DIR and compare with golden haproxy.cfg files", runCheck, checkFlags},
 	{"diff", "OLD NEW", "show how haproxy.cfg and the weights change from one spec to another", runDiff, nil},
-	{"version", "", "print the version of trackctl", func(_ context.Context, e *env, _ []string) error {
-		fmt.Fprintln(e.stdout, version.String("trackctl"))
-		return nil
-	}, nil},
 }
 
 // env is what every command shares: output streams and render settings.
@@ -80,8 +76,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // RunIO is Run with its standard input given.
 func RunIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "--version" {
-		args = []string{"version"}
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "version") {
+		fmt.Fprintln(stdout, version.String("trackctl"))
+		return ExitOK
 	}
 	if len(args) == 2 && args[0] == "help" {
 		args = []string{args[1], "--help"} // trackctl help render
@@ -165,11 +162,13 @@ Commands:
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-9s %-18s %s\n", c.name, c.args, c.summary)
 	}
+	fmt.Fprintf(w, "  %-9s %-18s %s\n", "version", "", "print the version of trackctl (also --version)")
 	fmt.Fprint(w, `
 FILE is a bare service.yaml or Kubernetes manifests holding ConfigMaps with
-the key service.yaml. "trackctl COMMAND --help" lists a command's flags.
-Exit codes: 0 ok, 1 problems found (invalid spec, haproxy -c failed,
-golden mismatch, differences), 2 wrong usage.
+the key service.yaml, or - for standard input. "trackctl help COMMAND" lists
+a command's flags. Exit codes: 0 ok, 1 problems found (invalid spec,
+haproxy -c failed, golden mismatch, differences), 2 wrong usage; diff, as
+kubectl diff: 0 same, 1 different, 2 an invalid or unreadable spec.
 `)
 }
 
@@ -181,10 +180,13 @@ func capitalize(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
 func (e *env) readSpecs(file string) ([]*weights.Spec, error) {
 	var data []byte
 	var err error
-	if file == "-" {
+	switch info, statErr := os.Stat(file); {
+	case file == "-":
 		data, err = io.ReadAll(io.LimitReader(e.stdin, weights.MaxInputBytes+1))
 		file = "<stdin>"
-	} else {
+	case statErr == nil && info.IsDir():
+		return nil, fmt.Errorf("%s is a directory: trackctl check %s --golden DIR checks every spec under it", file, file)
+	default:
 		data, err = os.ReadFile(file)
 	}
 	if err != nil {
