@@ -47,7 +47,7 @@ func TestGroupEditsWithMapApplyAtRuntime(t *testing.T) {
 	if want := "beta canary\nfree internal\ninternal internal\n"; string(onDisk) != want {
 		t.Errorf("map on disk: got %q, want %q", onDisk, want)
 	}
-	if !strings.Contains(h.logs.String(), "groups beta -->canary, free canary->internal, enterprise enterprise->-") {
+	if !strings.Contains(h.logs.String(), "groups beta none->canary, free canary->internal, enterprise enterprise->none") {
 		t.Errorf("the apply log line does not say which groups changed:\n%s", h.logs.String())
 	}
 

@@ -65,7 +65,7 @@ func plan(obs Observed, want *haproxyconf.Rendered) Plan {
 		}
 		for _, k := range slices.Sorted(maps.Keys(obs.Groups)) {
 			if _, ok := want.Groups[k]; !ok {
-				g = append(g, fmt.Sprintf("%s %s->-", k, obs.Groups[k]))
+				g = append(g, fmt.Sprintf("%s %s->none", k, obs.Groups[k]))
 			}
 		}
 		g[0] = "groups " + g[0]
@@ -89,12 +89,12 @@ func weightOrDash(w map[haproxyconf.ServerKey]int, k haproxyconf.ServerKey) stri
 	if v, ok := w[k]; ok {
 		return fmt.Sprint(v)
 	}
-	return "-"
+	return "none"
 }
 
 func orDash(s string) string {
 	if s == "" {
-		return "-"
+		return "none"
 	}
 	return s
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/weights"
 )
 
 // step is one reconcile pass. It returns when to run the next one.
@@ -70,6 +71,9 @@ func (r *Router) step(ctx context.Context) time.Duration {
 	}
 	switch p.Action {
 	case ActReload:
+		if why := specWhy(r.good, t); why != "" {
+			p.Why = why
+		}
 		r.Log.Info("reloading", "why", p.Why)
 		if err := r.HAProxy.Reload(ctx); err != nil {
 			return r.failed("reload", err)
@@ -335,4 +339,17 @@ func (r *Router) filesHold(t *target) bool {
 		}
 	}
 	return true
+}
+
+// specWhy says in the spec's words what changed from the config HAProxy
+// ran last to t: "groups.BETA none->canary, ...".
+func specWhy(from, to *target) string {
+	if from == nil || from.spec == nil || to.spec == nil {
+		return ""
+	}
+	parts := weights.SpecChanges(from.spec, to.spec)
+	for _, c := range weights.WeightChanges(from.spec, to.spec) {
+		parts = append(parts, "backends."+c.String())
+	}
+	return strings.Join(parts, ", ")
 }

@@ -113,7 +113,7 @@ func present(v string, ok bool) string {
 
 func orDash(s string) string {
 	if s == "" {
-		return "-"
+		return "none"
 	}
 	return s
 }
