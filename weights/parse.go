@@ -64,9 +64,22 @@ func ParseService(src Source, data []byte) (*Spec, error) {
 	if src.Line > 0 {
 		offset = src.Line - 1
 	}
-	docs, err := decodeDocuments(src.File, offset, data)
+	all, err := decodeDocuments(src.File, offset, data)
 	if err != nil {
 		return nil, err
+	}
+	// An empty document (a trailing "---") is nothing, as for Parse.
+	var docs []*yaml.Node
+	for _, d := range all {
+		if !(d.Kind == yaml.ScalarNode && d.Tag == "!!null") {
+			docs = append(docs, d)
+		}
+	}
+	if len(docs) > 0 {
+		if kind := lookup(docs[0], "kind"); kind != nil && lookup(docs[0], "apiVersion") != nil {
+			return nil, ErrorList{{File: src.File, Line: kind.Line + offset, Field: "kind",
+				Msg: fmt.Sprintf("a Kubernetes manifest (kind %s), not a service.yaml: give the sidecar the key's content (a mounted ConfigMap key) or --configmap NAMESPACE/NAME; trackctl reads manifests", clip(kind.Value))}}
+		}
 	}
 	if len(docs) != 1 {
 		return nil, ErrorList{{File: src.File, Line: src.Line, Msg: fmt.Sprintf("want exactly one YAML document, found %d", len(docs))}}

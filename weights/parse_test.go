@@ -343,3 +343,20 @@ func TestHelmValuesAreNotASpec(t *testing.T) {
 		t.Errorf("a Helm values file: want no spec (\"no service spec found\"), got %v, %v", specs, err)
 	}
 }
+
+func TestTrailingDocumentSeparator(t *testing.T) {
+	spec := "service: a\nport: 80\ntracks:\n  production: {version: v1}\ndefault: all\nbackends:\n  all: {production: 1}\n---\n"
+	if _, err := ParseService(Source{File: "service.yaml"}, []byte(spec)); err != nil {
+		t.Errorf("a trailing --- (what validate accepts): %v", err)
+	}
+	if _, err := ParseService(Source{File: "service.yaml"}, []byte(spec+spec)); err == nil || !strings.Contains(err.Error(), "want exactly one YAML document, found 2") {
+		t.Errorf("two specs: want an error, got %v", err)
+	}
+}
+
+func TestManifestGivenAsServiceYAML(t *testing.T) {
+	_, err := ParseService(Source{File: "cm.yaml"}, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  service.yaml: |\n    service: a\n"))
+	if err == nil || !strings.Contains(err.Error(), "cm.yaml:2: kind: a Kubernetes manifest (kind ConfigMap), not a service.yaml") {
+		t.Errorf("want the manifest named, got %v", err)
+	}
+}
