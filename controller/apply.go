@@ -48,6 +48,27 @@ type kind[T object, AC any] struct {
 	// tcpSocket by hand would merge into an invalid object.
 	foreign func(live T) bool
 	replace func(ctx context.Context, live, want T) error
+	// owns, when set, says whether the spec owns an object, instead of
+	// metav1.IsControlledBy (Services: see AnnotationSpec).
+	owns func(obj T, cm *corev1.ConfigMap) bool
+}
+
+// ownedBy reports whether cm owns obj, by the kind's rule.
+func (k kind[T, AC]) ownedBy(obj T, cm *corev1.ConfigMap) bool {
+	if k.owns != nil {
+		return k.owns(obj, cm)
+	}
+	return metav1.IsControlledBy(obj, cm)
+}
+
+// ownsService: a Service is the spec's when it is annotated with the spec's
+// name and managed by the controller, or (written by an earlier version)
+// controlled by the spec.
+func ownsService(svc *corev1.Service, cm *corev1.ConfigMap) bool {
+	if svc.Labels[LabelManagedBy] == ManagedBy && svc.Annotations[AnnotationSpec] == cm.Name {
+		return true
+	}
+	return metav1.IsControlledBy(svc, cm)
 }
 
 func (c *Controller) deploymentKind() kind[*appsv1.Deployment, appsv1ac.DeploymentApplyConfiguration] {
@@ -152,6 +173,7 @@ func (c *Controller) serviceKind() kind[*corev1.Service, corev1ac.ServiceApplyCo
 		delete: func(ctx context.Context, ns, name string, opts metav1.DeleteOptions) error {
 			return c.client.CoreV1().Services(ns).Delete(ctx, name, opts)
 		},
+		owns: ownsService,
 	}
 }
 
@@ -253,7 +275,7 @@ func reconcile[T object, AC any](ctx context.Context, c *Controller, cm *corev1.
 	if err != nil {
 		return err
 	}
-	if !metav1.IsControlledBy(live, cm) {
+	if !k.ownedBy(live, cm) {
 		c.notOwned(cm, k.name, live)
 		return nil
 	}
@@ -409,7 +431,7 @@ func prune[T object, AC any](ctx context.Context, c *Controller, cm *corev1.Conf
 	}
 	slices.SortFunc(objs, func(a, b T) int { return strings.Compare(a.GetName(), b.GetName()) })
 	for _, o := range objs {
-		if !metav1.IsControlledBy(o, cm) || keep(o) {
+		if !k.ownedBy(o, cm) || keep(o) {
 			continue
 		}
 		if err := c.fence(); err != nil {

@@ -122,7 +122,7 @@ func TestForeignObjectGoneUnblocks(t *testing.T) {
 	deleted := time.Now()
 	poll(t, "the spec's own Service", func() error {
 		s, err := client.CoreV1().Services(ns).Get(ctx, "account-service-canary", metav1.GetOptions{})
-		if err == nil && len(s.OwnerReferences) == 0 {
+		if err == nil && s.Annotations[AnnotationSpec] != "account-service" {
 			return fmt.Errorf("not ours yet")
 		}
 		return err
@@ -278,5 +278,43 @@ func TestAutoscaledTrackOnCluster(t *testing.T) {
 	}
 	if w := ctrl.Writes.Load() - writes; w != 0 {
 		t.Errorf("%d writes on an autoscaled track; want 0", w)
+	}
+}
+
+// TestReplaceSpecKeepsServices deletes a spec and creates it again at once,
+// as kubectl replace --force or a Helm reinstall do: its Services stay, with
+// their ClusterIPs, and are not deleted after the grace period.
+func TestReplaceSpecKeepsServices(t *testing.T) {
+	client, ns, cm := setup(t)
+	ctx := context.Background()
+	start(t, client, ns)
+	converge(t, client, ns)
+	before := map[string]*corev1.Service{}
+	for _, name := range []string{"account-service", "account-service-canary"} {
+		s, err := client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[name] = s
+	}
+	if err := client.CoreV1().ConfigMaps(ns).Delete(ctx, cm.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := cm.DeepCopy()
+	again.ResourceVersion, again.UID = "", ""
+	if _, err := client.CoreV1().ConfigMaps(ns).Create(ctx, again, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, client, ns)
+	time.Sleep(testServiceGrace + 2*time.Second)
+	for name, b := range before {
+		s, err := client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("Service %s gone after the spec was replaced: %v", name, err)
+			continue
+		}
+		if s.UID != b.UID || s.Spec.ClusterIP != b.Spec.ClusterIP {
+			t.Errorf("Service %s was re-created: ClusterIP %s -> %s", name, b.Spec.ClusterIP, s.Spec.ClusterIP)
+		}
 	}
 }

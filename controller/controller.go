@@ -43,6 +43,9 @@ import (
 type Options struct {
 	RouterImage string // image of the HAProxy tier (HAProxy and trackrouter)
 	Log         *slog.Logger
+	// ServiceGrace is how long a deleted spec's Services stay; default
+	// ServiceGrace.
+	ServiceGrace time.Duration
 	// Leading, when set, is asked before every write: false means the
 	// leader lease may be lost, and nothing is written.
 	Leading func() bool
@@ -80,9 +83,10 @@ type Controller struct {
 	events   record.EventBroadcaster
 
 	reportedMu sync.Mutex
-	reported   map[types.UID]bool   // foreign objects already reported
-	blockedBy  map[types.UID]bool   // specs (by UID) that met a foreign object in their last sync
-	verdicts   map[types.UID]string // the last verdict said on each spec (see warnSpec)
+	reported   map[types.UID]bool             // foreign objects already reported
+	blockedBy  map[types.UID]bool             // specs (by UID) that met a foreign object in their last sync
+	verdicts   map[types.UID]string           // the last verdict said on each spec (see warnSpec)
+	gone       map[cache.ObjectName]time.Time // deleted specs whose Services wait out the grace
 
 	replacedMu sync.Mutex
 	replaced   map[types.UID]int64 // Deployments whose template was put back, at that generation
@@ -171,6 +175,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		blockedBy: make(map[types.UID]bool),
 		replaced:  make(map[types.UID]int64),
 		verdicts:  make(map[types.UID]string),
+		gone:      make(map[cache.ObjectName]time.Time),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "specs"}),
@@ -318,6 +323,10 @@ func (c *Controller) enqueueOwner(obj any) {
 	}
 	ref := metav1.GetControllerOf(o)
 	if ref == nil || ref.Kind != "ConfigMap" {
+		// A Service names its spec in an annotation (see AnnotationSpec).
+		if spec := o.GetAnnotations()[AnnotationSpec]; spec != "" {
+			c.queue.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: spec})
+		}
 		return
 	}
 	c.queue.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: ref.Name})

@@ -353,7 +353,7 @@ func TestDeleteSpecGarbageCollects(t *testing.T) {
 	if err := client.CoreV1().ConfigMaps(ns).Delete(ctx, cm.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "everything garbage-collected", func() error {
+	poll(t, "everything garbage-collected (the Services after the grace period)", func() error {
 		deps, err := client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -547,8 +547,11 @@ func TestDriftInFullRepaired(t *testing.T) {
 	}
 }
 
+// testServiceGrace keeps a deleted spec's Services for 5 s in tests.
+const testServiceGrace = 5 * time.Second
+
 // newController builds a controller on informers for namespace ns, as main does.
 func newController(client kubernetes.Interface, ns string, resync time.Duration, log *slog.Logger) (*Controller, *Factories) {
 	f := NewFactories(client, ns, resync)
-	return New(client, f.Informers(), Options{RouterImage: "trackrouter:test", Log: log}), f
+	return New(client, f.Informers(), Options{RouterImage: "trackrouter:test", Log: log, ServiceGrace: testServiceGrace}), f
 }

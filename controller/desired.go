@@ -23,6 +23,12 @@ const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	ManagedBy      = "track-controller"
 
+	// AnnotationSpec names the spec ConfigMap (in the object's namespace)
+	// that owns a Service. Services carry no owner reference: deleting and
+	// re-creating a spec (kubectl replace --force, a Helm reinstall) must
+	// not let the garbage collector take them and their ClusterIPs.
+	AnnotationSpec = "trackrouter.dev/spec"
+
 	TierService = "service"
 	TierRouter  = "router"
 
@@ -83,7 +89,7 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 			ObjectMeta: meta(spec.ServiceName(track), sel),
 			Spec:       serviceSpec(sel, spec.Port),
 		}
-		d.services = append(d.services, svc)
+		d.services = append(d.services, unowned(svc, cm))
 	}
 
 	name := spec.Service + "-haproxy"
@@ -116,8 +122,15 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 	}
 	d.router = router
 	svc := &corev1.Service{ObjectMeta: meta(spec.Service, routerLabels), Spec: serviceSpec(routerLabels, spec.Port)}
-	d.services = append(d.services, svc)
+	d.services = append(d.services, unowned(svc, cm))
 	return d, nil
+}
+
+// unowned replaces a Service's owner reference with AnnotationSpec.
+func unowned(svc *corev1.Service, cm *corev1.ConfigMap) *corev1.Service {
+	svc.OwnerReferences = nil
+	svc.Annotations = map[string]string{AnnotationSpec: cm.Name}
+	return svc
 }
 
 func serviceSpec(selector map[string]string, port int) corev1.ServiceSpec {

@@ -26,8 +26,13 @@ import (
 func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) error {
 	cm, err := c.configMaps.ConfigMaps(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
-		return nil // deleted: the garbage collector removes what it owned
+		// Deleted: the garbage collector removes what it owned; its
+		// Services go after a grace period, unless it comes back.
+		return c.retireServices(ctx, key)
 	}
+	c.reportedMu.Lock()
+	delete(c.gone, key)
+	c.reportedMu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -178,6 +183,66 @@ func (c *Controller) handOver(ctx context.Context, ns, name string, replicas int
 		return fmt.Errorf("hand over the replicas of Deployment %s: %w", name, err)
 	}
 	c.Writes.Add(1)
+	return nil
+}
+
+// ServiceGrace is how long the Services of a deleted spec stay, so that a
+// spec deleted and created again (kubectl replace --force, a Helm
+// reinstall) finds them, and their ClusterIPs, where they were.
+const ServiceGrace = time.Minute
+
+// retireServices deletes the Services of the deleted spec key once it has
+// been gone for the grace period.
+func (c *Controller) retireServices(ctx context.Context, key cache.ObjectName) error {
+	svcs, err := c.services.Services(key.Namespace).List(labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy}))
+	if err != nil {
+		return err
+	}
+	var mine []*corev1.Service
+	for _, s := range svcs {
+		if s.Annotations[AnnotationSpec] == key.Name && metav1.GetControllerOf(s) == nil {
+			mine = append(mine, s)
+		}
+	}
+	grace := c.opt.ServiceGrace
+	if grace == 0 {
+		grace = ServiceGrace
+	}
+	c.reportedMu.Lock()
+	since, seen := c.gone[key]
+	if !seen && len(mine) > 0 {
+		since = time.Now()
+		c.gone[key] = since
+	}
+	c.reportedMu.Unlock()
+	if len(mine) == 0 {
+		c.reportedMu.Lock()
+		delete(c.gone, key)
+		c.reportedMu.Unlock()
+		return nil
+	}
+	if wait := grace - time.Since(since); wait > 0 {
+		c.log.Info("spec deleted; keeping its Services for the grace period in case it comes back", "configmap", key.String(), "for", wait.Round(time.Second).String())
+		c.queue.AddAfter(key, wait)
+		return nil
+	}
+	for _, s := range mine {
+		if err := c.fence(); err != nil {
+			return err
+		}
+		uid, rv := s.UID, s.ResourceVersion
+		err := c.client.CoreV1().Services(key.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		if err == nil {
+			c.Writes.Add(1)
+			c.log.Info("Deleted", "kind", "Service", "name", key.Namespace+"/"+s.Name, "configmap", key.Name, "why", "its spec is gone")
+		}
+	}
+	c.reportedMu.Lock()
+	delete(c.gone, key)
+	c.reportedMu.Unlock()
 	return nil
 }
 
