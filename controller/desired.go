@@ -101,8 +101,10 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 			// Only this ConfigMap: the sidecar's informer lists and watches
 			// it with a field selector on its name.
 			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{cm.Name}, Verbs: []string{"get", "list", "watch"}},
-			// Its PodTemplate, to refuse a spec the controller would not deploy.
+			// Its PodTemplate and track Services, to refuse a spec the
+			// controller would not deploy.
 			{APIGroups: []string{""}, Resources: []string{"podtemplates"}, ResourceNames: []string{spec.Template}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"services"}, ResourceNames: trackServices(spec), Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		},
@@ -124,6 +126,15 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 	svc := &corev1.Service{ObjectMeta: meta(spec.Service, routerLabels), Spec: serviceSpec(routerLabels, spec.Port)}
 	d.services = append(d.services, unowned(svc, cm))
 	return d, nil
+}
+
+// trackServices names the track Services of a spec.
+func trackServices(spec *weights.Spec) []string {
+	var names []string
+	for _, t := range spec.TrackNames() {
+		names = append(names, spec.ServiceName(t))
+	}
+	return names
 }
 
 // unowned replaces a Service's owner reference with AnnotationSpec.

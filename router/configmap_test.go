@@ -49,7 +49,7 @@ func TestConfigMapSource(t *testing.T) {
 	events := src.Recorder("trackrouter")
 	defer events.Stop()
 	h.router.Rejecter = events
-	h.router.Accept = src.TemplateExists
+	h.router.Accept = src.Accept
 	srcCtx, stopSrc := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { src.Run(srcCtx, h.router.Submit); close(done) }()

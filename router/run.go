@@ -151,7 +151,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if cm, ok := source.(*ConfigMapSource); ok {
 		r.SpecChecked, r.SpecStaleAfter = cm.Checked, cfg.SpecStale
-		r.Accept = cm.TemplateExists
+		r.Accept = cm.Accept
 		r.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "trackrouter_spec_age_seconds",
 			Help: "Seconds since the API last confirmed the spec (a watch event or a read); -1 before that.",

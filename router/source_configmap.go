@@ -35,7 +35,8 @@ type ConfigMapSource struct {
 	Check time.Duration
 	Log   *slog.Logger
 
-	checked atomic.Int64 // unix nanoseconds of the last word from the API
+	checked   atomic.Int64 // unix nanoseconds of the last word from the API
+	fastUntil atomic.Int64 // unix nanoseconds until which the ConfigMap is read every second
 }
 
 // Checked is when the API last confirmed the spec (an event or a GET);
@@ -140,30 +141,66 @@ func (c *ConfigMapSource) poll(ctx context.Context, send func(any), submit func(
 			failing = true
 		}
 		next := every
-		if failing || time.Now().Before(fastUntil) {
+		if failing || time.Now().Before(fastUntil) || time.Now().UnixNano() < c.fastUntil.Load() {
 			next = time.Second
 		}
 		timer.Reset(next)
 	}
 }
 
-// TemplateExists refuses a spec whose PodTemplate does not exist in the
-// ConfigMap's namespace: track-controller deploys nothing for it, so its
-// weights would go to the Deployments of the spec before. Any other error
-// (the API down) accepts it: the sidecar does not stop on an outage.
-func (c *ConfigMapSource) TemplateExists(spec *weights.Spec) error {
+// Accept refuses a spec that track-controller does not deploy, as far as
+// the sidecar can see: its PodTemplate is missing, or the Services it routes
+// to do not exist yet or belong to another spec (a second spec for the
+// service). Its weights would otherwise go to Deployments of another spec,
+// or to Services that never come. An error reaching the API (an outage)
+// accepts the spec: the sidecar does not stop on an outage. After a refusal
+// the ConfigMap is read every second for a minute, so the spec applies soon
+// after what it waits for appears.
+func (c *ConfigMapSource) Accept(spec *weights.Spec) error {
+	err := c.accept(spec)
+	if err != nil {
+		c.fastUntil.Store(time.Now().Add(time.Minute).UnixNano())
+	}
+	return err
+}
+
+func (c *ConfigMapSource) accept(spec *weights.Spec) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	file := fmt.Sprintf("configmap/%s/%s", c.Namespace, c.Name)
 	_, err := c.Client.CoreV1().PodTemplates(c.Namespace).Get(ctx, spec.Template, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return &weights.FieldError{File: fmt.Sprintf("configmap/%s/%s", c.Namespace, c.Name), Field: "template",
+		return &weights.FieldError{File: file, Field: "template",
 			Msg: fmt.Sprintf("PodTemplate %s/%s does not exist: track-controller deploys nothing for this spec, so it is not applied", c.Namespace, spec.Template)}
 	}
 	if err != nil {
 		c.Log.Warn("could not check the spec's PodTemplate; applying it", "template", c.Namespace+"/"+spec.Template, "err", err)
+		return nil
+	}
+	for _, track := range spec.TrackNames() {
+		if spec.Tracks[track].Address != "" {
+			continue // routed to an address, not to the track's Service
+		}
+		name := spec.ServiceName(track)
+		svc, err := c.Client.CoreV1().Services(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return &weights.FieldError{File: file, Field: "tracks." + track,
+				Msg: fmt.Sprintf("Service %s/%s does not exist yet: track-controller creates it; the spec is applied once it does", c.Namespace, name)}
+		case err != nil:
+			c.Log.Warn("could not check the spec's Services; applying it", "service", c.Namespace+"/"+name, "err", err)
+			return nil
+		case svc.Annotations[specAnnotation] != "" && svc.Annotations[specAnnotation] != c.Name:
+			return &weights.FieldError{File: file, Field: "service",
+				Msg: fmt.Sprintf("Service %s/%s belongs to the spec in ConfigMap %s: this ConfigMap is a second spec for service %q, which track-controller refuses", c.Namespace, name, svc.Annotations[specAnnotation], spec.Service)}
+		}
 	}
 	return nil
 }
+
+// specAnnotation is track-controller's annotation naming the spec
+// ConfigMap that owns a Service (controller.AnnotationSpec).
+const specAnnotation = "trackrouter.dev/spec"
 
 // Recorder returns a Rejecter that emits a Warning Event on the ConfigMap
 // for each rejected spec. Call Stop when done.
