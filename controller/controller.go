@@ -83,7 +83,7 @@ type Controller struct {
 	events   record.EventBroadcaster
 
 	reportedMu sync.Mutex
-	reported   map[types.UID]bool             // foreign objects already reported
+	reported   map[types.UID]time.Time        // when each foreign object was last reported
 	blockedBy  map[types.UID]bool             // specs (by UID) that met a foreign object in their last sync
 	verdicts   map[types.UID]string           // the last verdict said on each spec (see warnSpec)
 	gone       map[cache.ObjectName]time.Time // deleted specs whose Services wait out the grace
@@ -171,7 +171,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		client:    client,
 		opt:       opt,
 		log:       opt.Log,
-		reported:  make(map[types.UID]bool),
+		reported:  make(map[types.UID]time.Time),
 		blockedBy: make(map[types.UID]bool),
 		replaced:  make(map[types.UID]int64),
 		verdicts:  make(map[types.UID]string),

@@ -142,7 +142,7 @@ func registry(current *atomic.Pointer[Controller], base *counters, leading *atom
 			total(&base.syncs, func(c *Controller) int64 { return c.Syncs.Load() })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trackcontroller_apply_errors_total", Help: "Objects the API refused to write (each also a Warning Event ApplyFailed on the spec)."},
 			total(&base.applyErrors, func(c *Controller) int64 { return c.ApplyErrors.Load() })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trackcontroller_stuck_switches_total", Help: "New track versions that passed their progress deadline without becoming Available (each also a Warning Event SwitchStuck)."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trackcontroller_stuck_switches_total", Help: "Warning Events SwitchStuck: a new track version past its progress deadline without becoming Available (said again every 50 min while it stays so)."},
 			total(&base.stuck, func(c *Controller) int64 { return c.StuckSwitches.Load() })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trackcontroller_leader", Help: "1 while this replica is the leader."},
 			func() float64 {

@@ -412,17 +412,32 @@ func (c *Controller) reportOnce(cm *corev1.ConfigMap, obj metav1.Object, msg str
 	c.warnOnce(cm, obj, "NotOwned", msg)
 }
 
-// warnOnce emits a Warning Event about obj once per controller run; it
-// reports whether it did.
+// reportEvery is how often a Warning about the same object is said again:
+// Events expire after an hour, and the problem may still be there.
+const reportEvery = 50 * time.Minute
+
+// warnOnce emits a Warning Event about obj, again only after reportEvery;
+// it reports whether it did.
 func (c *Controller) warnOnce(cm *corev1.ConfigMap, obj metav1.Object, reason, msg string) bool {
+	now := time.Now()
 	c.reportedMu.Lock()
-	seen := c.reported[obj.GetUID()]
-	c.reported[obj.GetUID()] = true
+	last, seen := c.reported[obj.GetUID()]
+	due := !seen || now.Sub(last) >= reportEvery
+	if due {
+		c.reported[obj.GetUID()] = now
+		// Forget what was reported long ago, so the memory stays bounded
+		// by what is reported within a few periods.
+		for uid, t := range c.reported {
+			if now.Sub(t) > 3*reportEvery {
+				delete(c.reported, uid)
+			}
+		}
+	}
 	c.reportedMu.Unlock()
-	if !seen {
+	if due {
 		c.warn(cm, reason, msg)
 	}
-	return !seen
+	return due
 }
 
 // stuck reports whether a Deployment gave up progressing: its Progressing
