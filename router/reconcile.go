@@ -184,8 +184,8 @@ func (r *Router) unanswered(now time.Time, err error) time.Duration {
 		r.reachable = false
 		if r.pending == nil {
 			r.outage = true
-			r.Metrics.ApplyErrors.WithLabelValues("unreachable").Inc()
 			r.Log.Warn("haproxy does not answer; retrying", "err", err)
+			r.Metrics.ApplyErrors.WithLabelValues("unreachable").Inc()
 		}
 	}
 	if p := r.pending; p != nil && !now.Before(p.deadline) {
@@ -266,11 +266,11 @@ func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, 
 
 // failed counts and logs an operational failure and backs off.
 func (r *Router) failed(reason string, err error) time.Duration {
-	r.Metrics.ApplyErrors.WithLabelValues(reason).Inc()
 	base := orDefault(r.Backoff, time.Second)
 	r.backoff = min(max(2*r.backoff, base), 30*base)
 	r.retryAt = time.Now().Add(r.backoff)
 	r.Log.Error("apply failed; "+r.stays(), "reason", reason, "retry_in", r.backoff.String(), "err", err)
+	r.Metrics.ApplyErrors.WithLabelValues(reason).Inc() // after the log: whoever sees the count finds why
 	r.Metrics.InSync.Set(0)
 	return r.backoff
 }

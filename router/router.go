@@ -386,11 +386,12 @@ func (r *Router) prepare(u *Update) (*target, error) {
 }
 
 func (r *Router) reject(src weights.Source, err error) {
-	r.Metrics.Rejected.Inc()
+	// Said (log, Event) before counted: whoever sees the count finds why.
 	r.Log.Error("spec rejected; "+r.stays(), "source", src.String(), "err", err.Error())
 	if r.Rejecter != nil {
 		r.Rejecter.Rejected(src, err)
 	}
+	r.Metrics.Rejected.Inc()
 }
 
 // stays says what HAProxy serves after a failure.
