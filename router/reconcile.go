@@ -38,11 +38,11 @@ func (r *Router) step(ctx context.Context) time.Duration {
 	}
 	r.reachable, r.lastAnswer, r.loading = true, now, false
 	if next, wait := r.checkPending(obs, now); wait {
-		r.publish(&obs, t)
+		r.publish(&obs, t, false)
 		return next
 	}
 	if t == nil {
-		r.publish(&obs, nil)
+		r.publish(&obs, nil, false)
 		return r.pollInterval()
 	}
 	if obs.Stamp == t.Stamp {
@@ -55,7 +55,7 @@ func (r *Router) step(ctx context.Context) time.Duration {
 		r.synced(t, &obs)
 		return r.pollInterval()
 	}
-	r.publish(&obs, t)
+	r.publish(&obs, t, false)
 	if now.Before(r.retryAt) {
 		return min(r.retryAt.Sub(now), r.pollInterval())
 	}
@@ -112,7 +112,7 @@ func (r *Router) startProcess(ctx context.Context, t *target, now time.Time) tim
 		r.Metrics.Reloads.WithLabelValues("failure").Inc()
 		return r.failed("start", fmt.Errorf("haproxy exited before it ran config %s: %s", p.stamp, orText(alerts, "see its log")))
 	}
-	r.publish(nil, t)
+	r.publish(nil, t, false)
 	if t == nil {
 		t = r.good // the config on disk, with StartFromDisk
 	}
@@ -216,7 +216,7 @@ func (r *Router) unanswered(now time.Time, err error) time.Duration {
 		r.Process.Kill()
 		return 0
 	}
-	r.publish(nil, r.target())
+	r.publish(nil, r.target(), false)
 	if r.pending != nil || now.Sub(r.reexecAt) < 5*time.Second {
 		return pendingPoll // a load in progress, or a socket being created again
 	}
@@ -280,7 +280,7 @@ func (r *Router) synced(t *target, obs *Observed) {
 	r.good = t
 	r.checked[t.Stamp] = true
 	r.backoff, r.retryAt = 0, time.Time{}
-	r.publish(obs, t)
+	r.publish(obs, t, t == r.desired)
 	if r.announced == t {
 		return
 	}
@@ -294,8 +294,9 @@ func (r *Router) synced(t *target, obs *Observed) {
 }
 
 // publish updates the metrics and readiness from an observation (nil when
-// HAProxy did not answer).
-func (r *Router) publish(obs *Observed, t *target) {
+// HAProxy did not answer). inSync is the caller's verdict: HAProxy and the
+// files hold the latest valid spec (only synced says so).
+func (r *Router) publish(obs *Observed, t *target, inSync bool) {
 	st := &status{}
 	if old := r.status.Load(); old != nil {
 		*st = *old
@@ -305,14 +306,12 @@ func (r *Router) publish(obs *Observed, t *target) {
 	if r.pending != nil && !r.pending.start && r.loading {
 		st.pendingEnd = r.pending.deadline
 	}
-	inSync := false
 	if obs != nil {
 		r.Metrics.setWeights(obs.Weights)
 		st.serving = r.good != nil && obs.Stamp == r.good.Stamp || t != nil && obs.Stamp == t.Stamp && len(obs.Proc.Workers) > 0
 		if r.good != nil && obs.Stamp == r.good.Stamp {
 			st.applied = r.good.Config
 		}
-		inSync = t != nil && t == r.desired && plan(*obs, t.Rendered).Action == ActNone && r.filesHold(t)
 	} else {
 		// What HAProxy runs is unknown: no weights are reported.
 		r.Metrics.setWeights(nil)
