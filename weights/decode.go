@@ -57,6 +57,10 @@ func (d *decoder) spec(n *yaml.Node, src Source) *Spec {
 		v := validator{spec: s, file: d.file, lines: d.lines}
 		v.validate()
 		d.errs = append(d.errs, v.errs...)
+		if len(v.errs) == 0 {
+			v.lint()
+			s.Warnings = v.warnings
+		}
 	}
 	slices.SortStableFunc(d.errs, func(a, b *FieldError) int { return a.Line - b.Line })
 	return s

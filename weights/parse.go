@@ -28,11 +28,25 @@ func Parse(file string, data []byte) ([]*Spec, error) {
 		specs []*Spec
 		errs  ErrorList
 	)
+	nonEmpty := 0
+	for _, doc := range docs {
+		if !(doc.Kind == yaml.ScalarNode && doc.Tag == "!!null") {
+			nonEmpty++
+		}
+	}
 	for _, doc := range docs {
 		s, err := fromDocument(file, doc)
 		errs = appendErr(errs, err)
+		for _, spec := range s {
+			if spec.Source.Name == "" && nonEmpty > 1 {
+				// The sidecar reads a bare service.yaml as one document.
+				errs = append(errs, &FieldError{File: file, Line: spec.Source.Line,
+					Msg: fmt.Sprintf("a bare service.yaml holds exactly one YAML document, this file has %d (the sidecar refuses it): one file per service, or ConfigMaps with the key %s", nonEmpty, DataKey)})
+			}
+		}
 		specs = append(specs, s...)
 	}
+	errs = append(errs, duplicates(file, specs)...)
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -40,6 +54,38 @@ func Parse(file string, data []byte) ([]*Spec, error) {
 		return nil, &noSpecError{file}
 	}
 	return specs, nil
+}
+
+// duplicates finds two specs in one file that the cluster would not keep
+// apart: the same ConfigMap twice, or the same service twice in a namespace
+// (its Deployments and Services would collide).
+func duplicates(file string, specs []*Spec) ErrorList {
+	var errs ErrorList
+	objects := make(map[string]int)
+	services := make(map[string]int)
+	for _, s := range specs {
+		ns := s.Source.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		if s.Source.Name != "" {
+			key := ns + "/" + s.Source.Name
+			if line, dup := objects[key]; dup {
+				errs = append(errs, &FieldError{File: file, Line: s.Source.Line,
+					Msg: fmt.Sprintf("ConfigMap %s is defined twice (the other spec starts on line %d): the cluster keeps only the one applied last", key, line)})
+				continue
+			}
+			objects[key] = s.Source.Line
+		}
+		key := ns + "/" + s.Service
+		if line, dup := services[key]; dup {
+			errs = append(errs, &FieldError{File: file, Line: s.Source.Line, Field: "service",
+				Msg: fmt.Sprintf("service %s in namespace %s is also defined on line %d: their Deployments and Services would collide", s.Service, ns, line)})
+			continue
+		}
+		services[key] = s.Source.Line
+	}
+	return errs
 }
 
 // noSpecError is a file that holds no spec at all.
@@ -112,6 +158,9 @@ func decodeDocuments(file string, offset int, data []byte) ([]*yaml.Node, error)
 		if fe := refuseAliases(file, offset, &n); fe != nil {
 			return nil, ErrorList{fe}
 		}
+		if errs := duplicateKeys(file, offset, &n, ""); len(errs) > 0 {
+			return nil, errs
+		}
 		if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
 			docs = append(docs, n.Content[0])
 		}
@@ -132,6 +181,40 @@ func refuseAliases(file string, offset int, n *yaml.Node) *FieldError {
 		}
 	}
 	return nil
+}
+
+// duplicateKeys finds a key written twice in one mapping, anywhere in a
+// document. Kubernetes and kubectl keep one of the copies without a word, so
+// a ConfigMap with the key service.yaml twice would run another spec than
+// the one a review read.
+func duplicateKeys(file string, offset int, n *yaml.Node, path string) ErrorList {
+	var errs ErrorList
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := path
+			if n.Kind == yaml.SequenceNode {
+				p = fmt.Sprintf("%s[%d]", path, i)
+			}
+			errs = append(errs, duplicateKeys(file, offset, c, p)...)
+		}
+	case yaml.MappingNode:
+		first := make(map[string]int)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			p := join(path, clip(k.Value))
+			if k.Kind == yaml.ScalarNode {
+				if line, dup := first[k.Value]; dup {
+					errs = append(errs, &FieldError{File: file, Line: k.Line + offset, Field: p,
+						Msg: fmt.Sprintf("duplicate key (first on line %d): Kubernetes would keep only one of them; remove one", line+offset)})
+					continue
+				}
+				first[k.Value] = k.Line
+			}
+			errs = append(errs, duplicateKeys(file, offset, n.Content[i+1], p)...)
+		}
+	}
+	return errs
 }
 
 // yamlError turns a syntax error into a FieldError. yaml.v3 reports
@@ -261,6 +344,14 @@ func fromConfigMap(file string, cm *yaml.Node) (*Spec, error) {
 	if label != nil && label.Value != s.Service {
 		return nil, ErrorList{{File: file, Line: label.Line, Field: "metadata.labels." + ServiceLabel,
 			Msg: fmt.Sprintf("label %q does not match service %q", label.Value, s.Service)}}
+	}
+	if label == nil {
+		line := cm.Line
+		if meta := lookup(cm, "metadata"); meta != nil {
+			line = meta.Line
+		}
+		s.Warnings = append(s.Warnings, &FieldError{File: file, Line: line, Field: "metadata",
+			Msg: fmt.Sprintf("no label %s: %s: track-controller ignores this ConfigMap (a sidecar given --configmap still reads it)", ServiceLabel, s.Service)})
 	}
 	return s, nil
 }

@@ -44,6 +44,10 @@ type Spec struct {
 	// Source says where the spec came from, for messages: the file and, for a
 	// ConfigMap, its namespace and name.
 	Source Source
+	// Warnings are what works but is probably not meant: a track with weight
+	// but no replicas, a track or backend nothing reaches, a spec ConfigMap
+	// the controller ignores. They do not make the spec invalid.
+	Warnings ErrorList
 }
 
 // Source is where a spec was read from.

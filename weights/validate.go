@@ -35,9 +35,20 @@ type validator struct {
 	file  string
 	lines map[string]int
 	errs  ErrorList
+	// warnings: see Spec.Warnings.
+	warnings ErrorList
 }
 
 func (v *validator) fail(field, format string, args ...any) {
+	v.errs = append(v.errs, v.at(field, format, args...))
+}
+
+func (v *validator) warn(field, format string, args ...any) {
+	v.warnings = append(v.warnings, v.at(field, format, args...))
+}
+
+// at is a FieldError on the line of field, or of its closest parent.
+func (v *validator) at(field, format string, args ...any) *FieldError {
 	line, ok := v.lines[field]
 	for p := field; !ok && p != ""; {
 		if i := strings.LastIndex(p, "."); i >= 0 {
@@ -47,7 +58,36 @@ func (v *validator) fail(field, format string, args ...any) {
 		}
 		line, ok = v.lines[p]
 	}
-	v.errs = append(v.errs, &FieldError{File: v.file, Line: line, Field: clip(field), Msg: fmt.Sprintf(format, clipArgs(args)...)})
+	return &FieldError{File: v.file, Line: line, Field: clip(field), Msg: fmt.Sprintf(format, clipArgs(args)...)}
+}
+
+// lint finds what is valid but probably not meant, on a valid spec.
+func (v *validator) lint() {
+	s := v.spec
+	used := make(map[string]bool)
+	for _, b := range s.BackendNames() {
+		for _, track := range s.Backends[b].Tracks() {
+			used[track] = true
+			t := s.Tracks[track]
+			if w := s.Backends[b][track]; w > 0 && t.Replicas == 0 && !t.Autoscaled && t.Address == "" {
+				v.warn("backends."+b+"."+track, "track %s has weight %d in backend %s but 0 replicas: nothing serves that share, HAProxy sends it to the other tracks", track, w, b)
+			}
+		}
+	}
+	for _, track := range s.TrackNames() {
+		if !used[track] {
+			v.warn("tracks."+track, "no backend sends requests to track %s (it still runs %d replicas)", track, s.Tracks[track].Replicas)
+		}
+	}
+	reached := map[string]bool{s.Default: true}
+	for _, b := range s.Groups {
+		reached[b] = true
+	}
+	for _, b := range s.BackendNames() {
+		if !reached[b] {
+			v.warn("backends."+b, "no group and not the default: no request reaches backend %s", b)
+		}
+	}
 }
 
 func (v *validator) validate() {

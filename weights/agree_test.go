@@ -1,0 +1,109 @@
+package weights
+
+import (
+	"strings"
+	"testing"
+)
+
+// The cases where validate used to say ok while the cluster or the sidecar
+// would see something else (issue 10, item 4), and the warnings.
+
+const cmHead = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: NAME
+  namespace: shop
+  labels:
+    trackrouter.dev/service: SVC
+data:
+`
+
+const smallSpec = `    service: SVC
+    port: 8080
+    tracks:
+      production: {version: v1}
+    default: main
+    backends:
+      main: {production: 100}
+`
+
+func cmDoc(name, svc string) string {
+	return strings.NewReplacer("NAME", name, "SVC", svc).Replace(cmHead + "  service.yaml: |\n" + smallSpec)
+}
+
+func TestParseRefusesWhatTheClusterSeesOtherwise(t *testing.T) {
+	tests := []struct {
+		name, data, want string
+	}{
+		{"service.yaml key twice", cmDoc("a", "a") + "  service.yaml: |\n" + strings.ReplaceAll(smallSpec, "SVC", "a"),
+			"f.yaml:17: data.service.yaml: duplicate key (first on line 9): Kubernetes would keep only one of them; remove one"},
+		{"metadata twice", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nmetadata: {name: y}\n",
+			"f.yaml:4: metadata: duplicate key (first on line 3)"},
+		{"bare spec, two documents", strings.ReplaceAll(smallSpec, "SVC", "a") + "---\n" + strings.ReplaceAll(smallSpec, "SVC", "b"),
+			"a bare service.yaml holds exactly one YAML document, this file has 2 (the sidecar refuses it)"},
+		{"same service twice", cmDoc("a", "a") + "---\n" + cmDoc("b", "a"),
+			"f.yaml:27: service: service a in namespace shop is also defined on line 10: their Deployments and Services would collide"},
+		{"same ConfigMap twice", cmDoc("a", "a") + "---\n" + cmDoc("a", "b"),
+			"f.yaml:27: ConfigMap shop/a is defined twice (the other spec starts on line 10): the cluster keeps only the one applied last"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			specs, err := Parse("f.yaml", []byte(strings.TrimLeft(tc.data, "\n")))
+			if err == nil {
+				t.Fatalf("no error; specs %d", len(specs))
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error:\n%v\nwant it to contain:\n%s", err, tc.want)
+			}
+			if specs != nil {
+				t.Errorf("specs returned with an error")
+			}
+		})
+	}
+}
+
+func TestSameServiceInTwoNamespacesIsFine(t *testing.T) {
+	data := cmDoc("a", "a") + "---\n" + strings.Replace(cmDoc("a", "a"), "namespace: shop", "namespace: staging", 1)
+	specs, err := Parse("f.yaml", []byte(data))
+	if err != nil || len(specs) != 2 {
+		t.Fatalf("got %d specs, error %v", len(specs), err)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	unlabelled := strings.Replace(cmDoc("a", "a"), "  labels:\n    trackrouter.dev/service: a\n", "", 1)
+	lint := `service: a
+port: 8080
+tracks:
+  production: {version: v1}
+  canary: {version: v2, replicas: 0}
+  internal: {version: v3}
+default: main
+backends:
+  main: {production: 95, canary: 5}
+  spare: {production: 100}
+`
+	specs, err := Parse("f.yaml", []byte(unlabelled))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLabel := "f.yaml:4: metadata: no label trackrouter.dev/service: a: track-controller ignores this ConfigMap (a sidecar given --configmap still reads it)"
+	if got := specs[0].Warnings.Error(); got != wantLabel {
+		t.Errorf("warning %q\nwant %q", got, wantLabel)
+	}
+	specs, err = Parse("f.yaml", []byte(lint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "f.yaml:9: backends.main.canary: track canary has weight 5 in backend main but 0 replicas: nothing serves that share, HAProxy sends it to the other tracks\n" +
+		"f.yaml:6: tracks.internal: no backend sends requests to track internal (it still runs 2 replicas)\n" +
+		"f.yaml:10: backends.spare: no group and not the default: no request reaches backend spare"
+	if got := specs[0].Warnings.Error(); got != want {
+		t.Errorf("warnings:\n%s\nwant:\n%s", got, want)
+	}
+	// The labelled example has none.
+	specs, err = Parse("f.yaml", []byte(cmDoc("a", "a")))
+	if err != nil || len(specs[0].Warnings) != 0 {
+		t.Errorf("labelled, fully used spec: warnings %v, error %v", specs[0].Warnings, err)
+	}
+}
