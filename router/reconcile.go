@@ -346,7 +346,10 @@ func specWhy(from, to *target) string {
 	if from == nil || from.spec == nil || to.spec == nil {
 		return ""
 	}
-	parts := weights.SpecChanges(from.spec, to.spec)
+	var parts []string
+	for _, c := range weights.SpecChanges(from.spec, to.spec) {
+		parts = append(parts, c.String())
+	}
 	for _, c := range weights.WeightChanges(from.spec, to.spec) {
 		parts = append(parts, "backends."+c.String())
 	}

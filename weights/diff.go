@@ -2,19 +2,55 @@ package weights
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
 // WeightChange is how one backend's weights differ between two specs.
 type WeightChange struct {
-	Backend string
-	// Servers lists "track old->new" for each track whose weight changed; a
-	// track added or removed shows "-" on the missing side.
-	Servers []string
+	Backend string `json:"backend"`
+	// Servers lists each track whose weight changed.
+	Servers []ServerChange `json:"servers"`
 }
 
+// ServerChange is one track's weight in a backend before and after; nil on
+// the side where the track is not in the backend.
+type ServerChange struct {
+	Track string  `json:"track"`
+	Old   *Weight `json:"old"`
+	New   *Weight `json:"new"`
+}
+
+// Weight is a server weight with the share of its backend's requests it
+// gives, in percent: weights are relative, so 5 means little alone.
+type Weight struct {
+	Weight int     `json:"weight"`
+	Share  float64 `json:"share"`
+}
+
+func (w *Weight) String() string {
+	if w == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d (%s)", w.Weight, Percent(w.Share))
+}
+
+// Percent formats a share: "5.0%", and "0%" for nothing.
+func Percent(share float64) string {
+	if share == 0 {
+		return "0%"
+	}
+	return fmt.Sprintf("%.1f%%", share)
+}
+
+func (c ServerChange) String() string { return fmt.Sprintf("%s %s->%s", c.Track, c.Old, c.New) }
+
 func (c WeightChange) String() string {
-	return c.Backend + ": " + strings.Join(c.Servers, ", ")
+	parts := make([]string, len(c.Servers))
+	for i, s := range c.Servers {
+		parts[i] = s.String()
+	}
+	return c.Backend + ": " + strings.Join(parts, ", ")
 }
 
 // WeightChanges lists, backend by backend in sorted order, the weights that
@@ -31,7 +67,7 @@ func WeightChanges(old, new *Spec) []WeightChange {
 			if oOK && nOK && ow == nw {
 				continue
 			}
-			c.Servers = append(c.Servers, fmt.Sprintf("%s %s->%s", track, share(ob, ow, oOK), share(nb, nw, nOK)))
+			c.Servers = append(c.Servers, ServerChange{Track: track, Old: ob.weight(track), New: nb.weight(track)})
 		}
 		if len(c.Servers) > 0 {
 			changes = append(changes, c)
@@ -40,20 +76,25 @@ func WeightChanges(old, new *Spec) []WeightChange {
 	return changes
 }
 
-// share is a weight with the share of the backend's traffic it gives, since
-// weights are relative: "5 (5.0%)".
-func share(b Backend, w int, ok bool) string {
+// weight is a track's weight in b with its share, nil when b has no such track.
+func (b Backend) weight(track string) *Weight {
+	w, ok := b[track]
 	if !ok {
-		return "-"
+		return nil
 	}
+	return &Weight{Weight: w, Share: b.Share(track)}
+}
+
+// Share is the percentage of b's requests that track gets.
+func (b Backend) Share(track string) float64 {
 	total := 0
 	for _, v := range b {
 		total += v
 	}
 	if total == 0 {
-		return fmt.Sprintf("%d (0%%)", w)
+		return 0
 	}
-	return fmt.Sprintf("%d (%.1f%%)", w, 100*float64(w)/float64(total))
+	return math.Round(1000*float64(b[track])/float64(total)) / 10
 }
 
 // union merges two sorted lists without duplicates.
@@ -68,14 +109,25 @@ func union(a, b []string) []string {
 	return sortedKeys(set)
 }
 
-// SpecChanges lists, as "field old->new", every change from old to new
-// other than backend weights (WeightChanges): versions, replicas, groups,
-// the default backend, the header, the port, the template, the HAProxy tier.
-func SpecChanges(old, new *Spec) []string {
-	var out []string
+// Change is one field of a spec before and after; "" is "not set".
+type Change struct {
+	Field string `json:"field"`
+	Old   string `json:"old"`
+	New   string `json:"new"`
+}
+
+func (c Change) String() string {
+	return fmt.Sprintf("%s %s->%s", c.Field, orDash(c.Old), orDash(c.New))
+}
+
+// SpecChanges lists every change from old to new other than backend weights
+// (WeightChanges): versions, replicas, groups, the default backend, the
+// header, the port, the template, the HAProxy tier.
+func SpecChanges(old, new *Spec) []Change {
+	var out []Change
 	add := func(field, o, n string) {
 		if o != n {
-			out = append(out, fmt.Sprintf("%s %s->%s", field, orDash(o), orDash(n)))
+			out = append(out, Change{field, o, n})
 		}
 	}
 	add("service", old.Service, new.Service)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trackrouter/trackrouter/internal/demo"
 	"github.com/trackrouter/trackrouter/internal/haproxytest"
 )
 
@@ -72,8 +73,10 @@ func TestDemoAndSIGTERM(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	got, err := haproxytest.Counter{URL: "http://" + addr + "/", Header: "X-Traffic-Group"}.Send(100, "FREE")
-	if err != nil || got["canary"] != 5 || got["production"] != 95 {
-		t.Errorf("demo routing: want canary 5 / production 95, got %v, %v", got, err)
+	// The demo backends answer like the example app: track and version, a line.
+	canary, production := demo.Answer("canary", "v1.17.0"), demo.Answer("production", "v1.15.0")
+	if err != nil || got[canary] != 5 || got[production] != 95 {
+		t.Errorf("demo routing: want %q 5 times and %q 95 times, got %v, %v", canary, production, got, err)
 	}
 	var haproxyPID int
 	select {
@@ -91,7 +94,7 @@ func TestDemoAndSIGTERM(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	if got, err := (haproxytest.Counter{URL: "http://" + addr + "/", Header: "X-Traffic-Group"}).Send(20, "FREE"); err != nil || got["canary"]+got["production"] != 20 {
+	if got, err := (haproxytest.Counter{URL: "http://" + addr + "/", Header: "X-Traffic-Group"}).Send(20, "FREE"); err != nil || got[canary]+got[production] != 20 {
 		t.Errorf("during the shutdown delay: want 20 requests served, got %v, %v", got, err)
 	}
 	exited := make(chan error, 1)

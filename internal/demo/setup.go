@@ -17,6 +17,12 @@ import (
 	"github.com/trackrouter/trackrouter/weights"
 )
 
+// Answer is what a demo backend answers: its track and version, as the
+// example app in examples/account-service does on a cluster.
+func Answer(track, version string) string {
+	return fmt.Sprintf("track=%s version=%s\n", track, version)
+}
+
 // Setup prepares the --demo mode in dir: it writes examples/local/service.yaml
 // there (unless a service.yaml is already there, so edits survive a restart),
 // starts a Backend on every track address it names, and points cfg at these
@@ -50,7 +56,8 @@ func Setup(cfg *router.Config, dir string, out io.Writer) (stop func(), err erro
 		if addr == "" {
 			continue
 		}
-		b, err := echo.Start(track, addr)
+		// What a real build would say: which track and version answered.
+		b, err := echo.StartBody(track, addr, Answer(track, spec.Tracks[track].Version))
 		if err != nil {
 			stop()
 			return nil, fmt.Errorf("demo backend %s on %s: %w", track, addr, err)
@@ -84,7 +91,7 @@ func Setup(cfg *router.Config, dir string, out io.Writer) (stop func(), err erro
 
   curl -s -H 'X-Traffic-Group: FREE' http://%[1]s/        # canary 5%%, production 95%%
   curl -s -H 'X-Traffic-Group: ENTERPRISE' http://%[1]s/  # production only
-  for i in $(seq 100); do curl -s http://%[1]s/; echo; done | sort | uniq -c
+  for i in $(seq 100); do curl -s http://%[1]s/; done | sort | uniq -c
   # edit weights or groups in %[2]s: applied at runtime, no reload
   curl -s http://%[3]s/metrics | grep ^trackrouter_
 

@@ -1,5 +1,6 @@
 // Package echo runs the HTTP backends of trackrouter's --demo mode and of the
-// routing tests: each answers every request with its name (a track's name).
+// routing tests: each answers every request with its name (a track's name)
+// or a body of its own.
 package echo
 
 import (
@@ -22,7 +23,10 @@ type Backend struct {
 }
 
 // Start listens on addr ("127.0.0.1:0" picks a port) and serves until Stop.
-func Start(name, addr string) (*Backend, error) {
+func Start(name, addr string) (*Backend, error) { return StartBody(name, addr, name) }
+
+// StartBody is Start with another answer than the name.
+func StartBody(name, addr, body string) (*Backend, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -32,7 +36,7 @@ func Start(name, addr string) (*Backend, error) {
 		b.hits.Add(1)
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "text/plain")
-		io.WriteString(w, name)
+		io.WriteString(w, body)
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go b.srv.Serve(ln)
 	return b, nil

@@ -1,29 +1,54 @@
 package trackctl
 
 import (
-	"context"
 	"fmt"
+	"sort"
+
+	"github.com/spf13/cobra"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/textdiff"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
-// runDiff renders two versions of a spec and prints the haproxy.cfg diff and
-// a one-line-per-backend summary of the weight changes. Files with several
-// specs are compared service by service.
-func runDiff(ctx context.Context, e *env, args []string) error {
-	if len(args) != 2 {
-		return usageError{"want OLD and NEW files"}
+func (e *env) diffCommand() *cobra.Command {
+	formats := []string{"text", "json", "yaml"}
+	var output *string
+	cmd := &cobra.Command{
+		Use:   "diff OLD NEW",
+		Short: "Show how a spec changes: its fields, weights with shares, and haproxy.cfg",
+		Long: `Compare two versions of a spec, service by service: every changed field
+(versions, replicas, groups, the default backend), the weights of each
+backend with the share of requests each track gets before and after, and the
+unified diff of haproxy.cfg. Either file may be - for standard input.
+
+Exit codes as kubectl diff's: 0 no change, 1 changes, 2 an invalid or
+unreadable spec.`,
+		Example: `  trackctl diff <(git show main:manifests/account.yaml) manifests/account.yaml
+  git show HEAD~1:manifests/account.yaml | trackctl diff - manifests/account.yaml
+  trackctl diff old.yaml new.yaml -o json`,
+		Args: exactArgs(2, "OLD and NEW files"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := e.prepare(output, formats...); err != nil {
+				return err
+			}
+			return e.runDiff(args[0], args[1])
+		},
 	}
-	// Exit codes as kubectl diff's: 0 same, 1 different, 2 an error (an
-	// invalid or unreadable spec).
-	olds, err := e.readSpecs(args[0])
+	output = e.outputFlag(cmd.Flags(), formats...)
+	e.renderFlags(cmd.Flags())
+	return cmd
+}
+
+// runDiff compares two files' specs, matched by service name; with one spec
+// on each side they are compared whatever their names.
+func (e *env) runDiff(oldFile, newFile string) error {
+	olds, err := e.readSpecs(oldFile)
 	if err != nil {
 		printProblems(e.stderr, "", err)
 		return errInvalidInput
 	}
-	news, err := e.readSpecs(args[1])
+	news, err := e.readSpecs(newFile)
 	if err != nil {
 		printProblems(e.stderr, "", err)
 		return errInvalidInput
@@ -32,66 +57,95 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 	for _, s := range olds {
 		byName[s.Service] = s
 	}
-	changed := false
+	var report DiffReport
 	for _, n := range news {
 		o, ok := byName[n.Service]
+		if !ok && len(olds) == 1 && len(news) == 1 {
+			o, ok = olds[0], true // a rename: compare the two anyway
+		}
 		if !ok {
-			if len(olds) == 1 && len(news) == 1 {
-				o = olds[0] // a rename: compare the two anyway
-			} else {
-				fmt.Fprintf(e.stdout, "service %s: only in %s\n", n.Service, args[1])
-				changed = true
-				continue
-			}
+			report.Services = append(report.Services, ServiceDiff{Service: n.Service, Status: "added"})
+			continue
 		}
 		delete(byName, o.Service)
-		c, err := diffOne(e, o, n)
+		d, err := e.diffOne(o, n)
 		if err != nil {
 			return err
 		}
-		changed = changed || c
+		report.Services = append(report.Services, d)
 	}
+	var gone []string
 	for name := range byName {
-		fmt.Fprintf(e.stdout, "service %s: only in %s\n", name, args[0])
-		changed = true
+		gone = append(gone, name)
 	}
-	if changed {
+	sort.Strings(gone)
+	for _, name := range gone {
+		report.Services = append(report.Services, ServiceDiff{Service: name, Status: "removed"})
+	}
+	for _, d := range report.Services {
+		report.Changed = report.Changed || d.Status != "same"
+	}
+	if e.output != "text" {
+		if err := printStructured(e.stdout, e.output, report); err != nil {
+			return err
+		}
+	} else {
+		e.printDiff(report, displayName(oldFile), displayName(newFile))
+	}
+	if report.Changed {
 		return errProblems
 	}
 	return nil
 }
 
-func diffOne(e *env, o, n *weights.Spec) (bool, error) {
+func (e *env) diffOne(o, n *weights.Spec) (ServiceDiff, error) {
+	d := ServiceDiff{Service: n.Service, Status: "same"}
 	oc, err := haproxyconf.Render(o, e.render)
 	if err != nil {
-		return false, err
+		return d, err
 	}
 	nc, err := haproxyconf.Render(n, e.render)
 	if err != nil {
-		return false, err
+		return d, err
 	}
-	d := textdiff.Unified(o.Source.File, n.Source.File, string(oc.Config), string(nc.Config))
-	specChanges := weights.SpecChanges(o, n)
-	if d == "" && len(specChanges) == 0 {
-		fmt.Fprintf(e.stdout, "service %s: no change\n", n.Service)
-		return false, nil
+	d.Config = textdiff.Unified(o.Source.File, n.Source.File, string(oc.Config), string(nc.Config))
+	d.Spec = weights.SpecChanges(o, n)
+	d.Weights = weights.WeightChanges(o, n)
+	if d.Config != "" || len(d.Spec) > 0 || len(d.Weights) > 0 {
+		d.Status = "changed"
 	}
-	fmt.Fprint(e.stdout, d)
-	if len(specChanges) > 0 {
-		if d != "" {
-			fmt.Fprintln(e.stdout)
+	return d, nil
+}
+
+func (e *env) printDiff(report DiffReport, oldFile, newFile string) {
+	w := e.stdout
+	for _, d := range report.Services {
+		switch d.Status {
+		case "same":
+			fmt.Fprintf(w, "service %s: no change\n", d.Service)
+			continue
+		case "added":
+			fmt.Fprintf(w, "service %s: only in %s\n", d.Service, newFile)
+			continue
+		case "removed":
+			fmt.Fprintf(w, "service %s: only in %s\n", d.Service, oldFile)
+			continue
 		}
-		fmt.Fprintf(e.stdout, "spec of service %s:\n", n.Service)
-		for _, c := range specChanges {
-			fmt.Fprintf(e.stdout, "  %s\n", c)
+		fmt.Fprint(w, d.Config)
+		if len(d.Spec) > 0 {
+			if d.Config != "" {
+				fmt.Fprintln(w)
+			}
+			fmt.Fprintf(w, "spec of service %s:\n", d.Service)
+			for _, c := range d.Spec {
+				fmt.Fprintf(w, "  %s\n", c)
+			}
+		}
+		if len(d.Weights) > 0 {
+			fmt.Fprintf(w, "\nweights of service %s:\n", d.Service)
+			for _, c := range d.Weights {
+				fmt.Fprintf(w, "  %s\n", c)
+			}
 		}
 	}
-	changes := weights.WeightChanges(o, n)
-	if len(changes) > 0 {
-		fmt.Fprintf(e.stdout, "\nweights of service %s:\n", n.Service)
-	}
-	for _, c := range changes {
-		fmt.Fprintf(e.stdout, "  %s\n", c)
-	}
-	return true, nil
 }

@@ -6,26 +6,45 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
-func renderFlags(fs *pflag.FlagSet, e *env) {
-	fs.StringVarP(&e.output, "output", "o", "", "write haproxy.cfg to this file instead of standard output")
+func (e *env) renderCommand() *cobra.Command {
+	formats := []string{"cfg", "json", "yaml"}
+	var output *string
+	cmd := &cobra.Command{
+		Use:   "render FILE",
+		Short: "Print the haproxy.cfg of a service spec",
+		Long: `Print the haproxy.cfg the sidecar would run for a spec. The spec is checked
+by its rules, not by haproxy -c (validate does both).`,
+		Example: `  trackctl render examples/account-service/account-service.yaml
+  trackctl render manifests.yaml --service account-service --output-file haproxy.cfg
+  kubectl kustomize overlays/prod | trackctl render - -o json`,
+		Args: exactArgs(1, "exactly one FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := e.prepare(output, formats...); err != nil {
+				return err
+			}
+			return e.runRender(args[0])
+		},
+	}
+	fs := cmd.Flags()
+	output = e.outputFlag(fs, formats...)
+	fs.StringVar(&e.outputFile, "output-file", "", "write to this file instead of standard output")
 	fs.StringVar(&e.service, "service", "", "the service to render when FILE holds several")
+	e.renderFlags(fs)
+	return cmd
 }
 
-func runRender(ctx context.Context, e *env, args []string) error {
-	if len(args) != 1 {
-		return usageError{"want exactly one FILE"}
-	}
-	specs, err := e.readSpecs(args[0])
+func (e *env) runRender(file string) error {
+	specs, err := e.readSpecs(file)
 	if err != nil {
 		return printProblems(e.stderr, "", err)
 	}
-	s, err := pick(args[0], specs, e.service)
+	s, err := pick(file, specs, e.service)
 	if err != nil {
 		return err
 	}
@@ -33,55 +52,159 @@ func runRender(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := rendered.Config
-	if e.output == "" {
-		_, err = e.stdout.Write(cfg)
+	w := e.stdout
+	if e.outputFile != "" {
+		f, err := os.Create(e.outputFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	if e.output == "cfg" {
+		_, err = w.Write(rendered.Config)
+	} else {
+		err = printStructured(w, e.output, RenderResult{
+			Service:   s.Service,
+			Namespace: e.namespaceOf(s),
+			Config:    string(rendered.Config),
+			Backends:  backends(s),
+		})
+	}
+	if err != nil {
 		return err
 	}
-	return os.WriteFile(e.output, cfg, 0o644)
+	if f, ok := w.(*os.File); ok && w != e.stdout {
+		return f.Close()
+	}
+	return nil
+}
+
+// namespaceOf is the namespace s is rendered for.
+func (e *env) namespaceOf(s *weights.Spec) string {
+	switch {
+	case e.render.Namespace != "":
+		return e.render.Namespace
+	case s.Source.Namespace != "":
+		return s.Source.Namespace
+	}
+	return "default"
+}
+
+func (e *env) validateCommand() *cobra.Command {
+	formats := []string{"text", "json", "yaml"}
+	var output *string
+	cmd := &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "Check specs by their rules and their haproxy.cfg with haproxy -c",
+		Long: `Check every spec in every FILE: the spec's rules (each problem with its file,
+line and field), what the cluster would read otherwise (a key written twice,
+a bare spec with several documents, one service twice in a namespace), and
+the rendered haproxy.cfg with haproxy -c. Warnings (a track with weight but
+no replicas, a track or backend nothing reaches, a spec ConfigMap without
+the trackrouter.dev/service label) do not fail it unless --strict.`,
+		Example: `  trackctl validate examples/account-service/account-service.yaml
+  kubectl kustomize overlays/prod | trackctl validate -
+  trackctl validate --strict -o json manifests/*.yaml`,
+		Args: minArgs(1, "at least one FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := e.prepare(output, formats...); err != nil {
+				return err
+			}
+			return e.runValidate(cmd.Context(), args)
+		},
+	}
+	fs := cmd.Flags()
+	output = e.outputFlag(fs, formats...)
+	fs.BoolVar(&e.strict, "strict", false, "fail (exit 1) on warnings too")
+	e.renderFlags(fs)
+	return cmd
 }
 
 // runValidate parses, renders and checks every spec in every file, printing
 // one line per problem.
-func runValidate(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usageError{"want at least one FILE"}
-	}
-	failed := false
-	for _, file := range args {
+func (e *env) runValidate(ctx context.Context, files []string) error {
+	report := Report{OK: true}
+	for _, file := range files {
 		specs, err := e.readSpecs(file)
 		if err != nil {
-			failed = true
-			printProblems(e.stdout, "", err)
+			report.Results = append(report.Results, Result{File: displayName(file), Status: "invalid", Problems: problems(err)})
+			if e.output == "text" {
+				printProblems(e.stdout, "", err)
+			}
+			report.OK = false
 			continue
 		}
 		for _, s := range specs {
-			if _, err := renderChecked(ctx, e, s); err != nil {
-				failed = true
-				printProblems(e.stdout, s.Source.String()+": ", err)
-				continue
+			r := resultFor(s)
+			if _, err := e.renderChecked(ctx, s); err != nil {
+				var nc checkerError
+				if errors.As(err, &nc) {
+					return err // haproxy missing: nothing was checked
+				}
+				r.Status, r.Problems = "invalid", problems(err)
+				if e.output == "text" {
+					printProblems(e.stdout, s.Source.String()+": ", err)
+				}
+				report.OK = false
+			} else {
+				r.Backends = backends(s)
+				if e.output == "text" {
+					fmt.Fprintf(e.stdout, "ok %s: service %s\n", s.Source, s.Service)
+				}
 			}
-			fmt.Fprintf(e.stdout, "ok %s: service %s\n", s.Source, s.Service)
+			if e.output == "text" {
+				printWarnings(e.stdout, s)
+			}
+			if e.strict && len(s.Warnings) > 0 {
+				report.OK = false
+			}
+			report.Results = append(report.Results, r)
 		}
 	}
-	if failed {
+	if e.output != "text" {
+		if err := printStructured(e.stdout, e.output, report); err != nil {
+			return err
+		}
+	}
+	if !report.OK {
 		return errProblems
 	}
 	return nil
 }
 
+func displayName(file string) string {
+	if file == "-" {
+		return "<stdin>"
+	}
+	return file
+}
+
+func isCheckError(err error) bool {
+	var ce *haproxyconf.CheckError
+	return errors.As(err, &ce)
+}
+
+// checkerError is haproxy -c that could not run at all.
+type checkerError struct{ err error }
+
+func (e checkerError) Error() string {
+	return e.err.Error() + " (install haproxy, e.g. apt-get install haproxy, or pass --haproxy-bin)"
+}
+
+func (e checkerError) Unwrap() error { return e.err }
+
 // renderChecked renders s and runs haproxy -c on the result. An error that
-// is not about the config (haproxy missing) stops the command.
-func renderChecked(ctx context.Context, e *env, s *weights.Spec) ([]byte, error) {
+// is not about the config (haproxy missing) is returned as is.
+func (e *env) renderChecked(ctx context.Context, s *weights.Spec) ([]byte, error) {
 	rendered, err := haproxyconf.Render(s, e.render)
 	if err != nil {
 		return nil, err
 	}
 	cfg := rendered.Config
 	err = e.checker.Check(ctx, cfg)
-	var ce *haproxyconf.CheckError
-	if err != nil && !errors.As(err, &ce) {
-		return nil, fmt.Errorf("%w (install haproxy, e.g. apt-get install haproxy, or pass --haproxy-bin)", err)
+	if err != nil && !isCheckError(err) {
+		return nil, checkerError{err}
 	}
 	return cfg, err
 }

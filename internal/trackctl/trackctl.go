@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
@@ -40,21 +41,9 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-type command struct {
-	name, args, summary string
-	run                 func(ctx context.Context, env *env, args []string) error
-	flags               func(fs *pflag.FlagSet, env *env)
-}
-
-var commands = []command{
-	{"render", "FILE", "print the haproxy.cfg of a service spec", runRender, renderFlags},
-	{"validate", "FILE...", "check specs and their haproxy.cfg with haproxy -c; exit 1 on any problem", runValidate, nil},
-	{"check", "DIR --golden DIR", "validate every spec under DIR and compare with golden haproxy.cfg files", runCheck, checkFlags},
-	{"diff", "OLD NEW", "show how haproxy.cfg and the weights change from one spec to another", runDiff, nil},
-}
-
-// env is what every command shares: output streams and render settings.
+// env is what every command shares: streams, render settings, flags.
 type env struct {
+	name           string // "trackctl", or "kubectl track" as a kubectl plugin
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	render         haproxyconf.Options
@@ -62,10 +51,13 @@ type env struct {
 	checker        haproxyconf.Checker
 
 	// per-command flags
-	output  string
-	service string
-	golden  string
-	update  bool
+	output     string // -o: text (cfg for render), json or yaml
+	outputFile string
+	service    string
+	golden     string
+	update     bool
+	strict     bool
+	verbose    bool
 }
 
 // Run runs trackctl with args (without the program name) and returns the
@@ -76,63 +68,20 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // RunIO is Run with its standard input given.
 func RunIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) > 0 && (args[0] == "--version" || args[0] == "version") {
-		fmt.Fprintln(stdout, version.String("trackctl"))
-		return ExitOK
-	}
-	if len(args) == 2 && args[0] == "help" {
-		args = []string{args[1], "--help"} // trackctl help render
-	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stdout)
-		if len(args) == 0 {
-			return ExitUsage
-		}
-		return ExitOK
-	}
-	var cmd *command
-	for i := range commands {
-		if commands[i].name == args[0] {
-			cmd = &commands[i]
-		}
-	}
-	if cmd == nil {
-		fmt.Fprintf(stderr, "trackctl: unknown command %q\n\n", args[0])
-		usage(stderr)
-		return ExitUsage
-	}
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
-	fs := pflag.NewFlagSet("trackctl "+cmd.name, pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	usageTo := func(w io.Writer) {
-		fmt.Fprintf(w, "Usage: trackctl %s %s [flags]\n\n%s.\n\nFlags:\n%s", cmd.name, cmd.args, capitalize(cmd.summary), fs.FlagUsages())
-	}
-	fs.Usage = func() {} // printed below: help on stdout, errors on stderr
-	fs.StringVar(&e.baseFile, "base", "", "haproxy.cfg whose global, defaults and other sections are kept (default: built-in defaults)")
-	fs.StringVar(&e.render.Namespace, "namespace", "", "namespace of the track Services (default: the ConfigMap's, else \"default\")")
-	fs.StringVar(&e.render.ClusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain of the track Services")
-	fs.StringVar(&e.render.Bind, "bind", "", "frontend listen address [host]:port (default: \":<port>\" from the spec)")
-	fs.StringVar(&e.checker.Binary, "haproxy-bin", "haproxy", "haproxy binary used for haproxy -c")
-	if cmd.flags != nil {
-		cmd.flags(fs, e)
-	}
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			usageTo(stdout)
-			return ExitOK
-		}
-		fmt.Fprintf(stderr, "trackctl %s: %v\nSee 'trackctl %s --help'.\n", cmd.name, err, cmd.name)
-		return ExitUsage
-	}
-	if e.baseFile != "" {
-		b, err := os.ReadFile(e.baseFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "trackctl: read base config: %v\n", err)
-			return ExitUsage
-		}
-		e.render.Base = string(b)
-	}
-	err := cmd.run(ctx, e, fs.Args())
+	return Main(ctx, "trackctl", args, stdin, stdout, stderr)
+}
+
+// Main runs the commands under the program name name: "trackctl", or
+// "kubectl track" when the binary is installed as the kubectl plugin
+// kubectl-track.
+func Main(ctx context.Context, name string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{name: name, stdin: stdin, stdout: stdout, stderr: stderr}
+	root := e.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
 	var ue usageError
 	switch {
 	case err == nil:
@@ -142,39 +91,180 @@ func RunIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	case errors.Is(err, errInvalidInput):
 		return ExitUsage
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "trackctl %s: %v\n", cmd.name, err)
-		usageTo(stderr)
+		fmt.Fprintf(stderr, "%s: %v\nSee '%s --help'.\n", cmd.CommandPath(), err, cmd.CommandPath())
+		return ExitUsage
+	case strings.HasPrefix(err.Error(), "unknown command"):
+		// cobra's own, with its "Did you mean this?".
+		fmt.Fprintf(stderr, "%s: %s\nSee '%s --help'.\n", name, strings.TrimRight(err.Error(), "\n"), name)
 		return ExitUsage
 	default:
-		fmt.Fprintf(stderr, "trackctl %s: %v\n", cmd.name, err)
+		fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
 		return ExitProblem
 	}
 }
 
-func usage(w io.Writer) {
-	fmt.Fprint(w, `trackctl works with trackrouter service specs: the service.yaml in a ConfigMap
+func (e *env) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   e.name,
+		Short: "Render, validate, check and diff trackrouter service specs",
+		Long: `trackctl works with trackrouter service specs: the service.yaml in a ConfigMap
 that says how a service's requests are split between its tracks.
 
-Usage: trackctl COMMAND [ARGS] [flags]
-
-Commands:
-`)
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-9s %-18s %s\n", c.name, c.args, c.summary)
-	}
-	fmt.Fprintf(w, "  %-9s %-18s %s\n", "version", "", "print the version of trackctl (also --version)")
-	fmt.Fprint(w, `
 FILE is a bare service.yaml or Kubernetes manifests holding ConfigMaps with
-the key service.yaml, or - for standard input. "trackctl help COMMAND" lists
-a command's flags. Exit codes: 0 ok, 1 problems found (invalid spec,
-haproxy -c failed, golden mismatch, differences), 2 wrong usage; diff, as
-kubectl diff: 0 same, 1 different, 2 an invalid or unreadable spec.
-`)
+the key service.yaml, or - for standard input.
+
+Exit codes: 0 ok, 1 problems found (an invalid spec, haproxy -c failed, a
+golden file differs, --strict and a warning), 2 wrong usage. diff, like
+kubectl diff: 0 same, 1 different, 2 an invalid or unreadable spec.`,
+		Version:       version.String("trackctl"),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// No Run: "trackctl" alone prints the help.
+	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(flagError)
+	root.AddCommand(e.renderCommand(), e.validateCommand(), e.checkCommand(), e.diffCommand(), e.versionCommand())
+	return root
 }
 
-func capitalize(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
+func (e *env) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of trackctl (also --version)",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := fmt.Fprintln(e.stdout, version.String("trackctl"))
+			return err
+		},
+	}
+}
 
-// readSpecs parses every spec in a file.
+// renderFlags are the flags of every command that renders haproxy.cfg.
+func (e *env) renderFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&e.baseFile, "base", "", "haproxy.cfg whose global, defaults and other sections are kept (default: built-in defaults)")
+	fs.StringVarP(&e.render.Namespace, "namespace", "n", "", "namespace of the track Services (default: the ConfigMap's, else \"default\")")
+	fs.StringVar(&e.render.ClusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain of the track Services")
+	fs.StringVar(&e.render.Bind, "bind", "", "frontend listen address [host]:port (default: \":<port>\" from the spec)")
+	fs.StringVar(&e.checker.Binary, "haproxy-bin", "haproxy", "haproxy binary used for haproxy -c")
+}
+
+// outputFlag is -o for a command with results. Each command has its own
+// variable, since the defaults differ; prepare copies it to e.output.
+func (e *env) outputFlag(fs *pflag.FlagSet, formats ...string) *string {
+	return fs.StringP("output", "o", formats[0], "output format: "+strings.Join(formats, ", "))
+}
+
+// prepare checks -o and reads --base; it runs before every command.
+func (e *env) prepare(output *string, formats ...string) error {
+	e.output = *output
+	if !contains(formats, e.output) {
+		hint := ""
+		if strings.ContainsAny(e.output, "./") {
+			hint = " (-o is the output format; write to a file with --output-file)"
+		}
+		return usageError{fmt.Sprintf("-o %q: want one of %s%s", e.output, strings.Join(formats, ", "), hint)}
+	}
+	if e.baseFile != "" {
+		b, err := os.ReadFile(e.baseFile)
+		if err != nil {
+			return usageError{fmt.Sprintf("--base: %v", err)}
+		}
+		e.render.Base = string(b)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// noArgs, exactArgs and minArgs say what is missing in the command's words.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Sprintf("takes no arguments, got %q", args)}
+	}
+	return nil
+}
+
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Sprintf("want %s, got %d argument(s)", what, len(args))}
+		}
+		return nil
+	}
+}
+
+func minArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return usageError{fmt.Sprintf("want %s", what)}
+		}
+		return nil
+	}
+}
+
+// flagError turns a flag parse error into a usage error, with the closest
+// flag name when one is near: "unknown flag: --servce (did you mean --service?)".
+func flagError(cmd *cobra.Command, err error) error {
+	msg := err.Error()
+	var bad string
+	switch {
+	case strings.HasPrefix(msg, "unknown flag: --"):
+		bad = strings.TrimPrefix(msg, "unknown flag: --")
+	case strings.HasPrefix(msg, "unknown shorthand flag: "):
+		// "unknown shorthand flag: 'x' in -xyz": nothing to suggest.
+	}
+	if bad != "" {
+		if name := closestFlag(cmd, bad); name != "" {
+			msg += fmt.Sprintf(" (did you mean --%s?)", name)
+		}
+	}
+	return usageError{msg}
+}
+
+func closestFlag(cmd *cobra.Command, bad string) string {
+	best, bestDist := "", 3 // at most 2 edits away
+	visit := func(f *pflag.Flag) {
+		d := editDistance(bad, f.Name)
+		if strings.HasPrefix(f.Name, bad) && len(bad) >= 3 {
+			d = 1
+		}
+		if d < bestDist || d == bestDist && f.Name < best {
+			best, bestDist = f.Name, d
+		}
+	}
+	cmd.Flags().VisitAll(visit)
+	cmd.InheritedFlags().VisitAll(visit)
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // readSpecs reads the specs in file; "-" is standard input, so that
 // "kubectl kustomize overlay | trackctl validate -" works.
 func (e *env) readSpecs(file string) ([]*weights.Spec, error) {
@@ -185,7 +275,7 @@ func (e *env) readSpecs(file string) ([]*weights.Spec, error) {
 		data, err = io.ReadAll(io.LimitReader(e.stdin, weights.MaxInputBytes+1))
 		file = "<stdin>"
 	case statErr == nil && info.IsDir():
-		return nil, fmt.Errorf("%s is a directory: trackctl check %s --golden DIR checks every spec under it", file, file)
+		return nil, fmt.Errorf("%s is a directory: %s check %s --golden DIR checks every spec under it", file, e.name, file)
 	default:
 		data, err = os.ReadFile(file)
 	}
