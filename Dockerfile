@@ -9,10 +9,13 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/ ./cmd/...
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends haproxy ca-certificates \
+ && apt-get install -y --no-install-recommends haproxy ca-certificates libcap2-bin \
+ && setcap cap_net_bind_service=+ep /usr/sbin/haproxy \
+ && apt-get purge -y libcap2-bin && apt-get autoremove -y \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ /usr/local/bin/
-# A numeric user, so that a pod's runAsNonRoot can be verified.
+# A numeric user, so that a pod's runAsNonRoot can be verified. haproxy keeps
+# the file capability to bind ports below 1024 (a spec's port: 80) as this user.
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin trackrouter \
  && mkdir -p /var/run/haproxy && chown 10001:10001 /var/run/haproxy
 USER 10001:10001

@@ -11,7 +11,7 @@ build:
 	$(GO) build -buildvcs=auto -o $(BIN)/ ./cmd/...
 
 render:
-	$(GO) run ./cmd/trackctl render examples/account-service.yaml
+	$(GO) run ./cmd/trackctl render examples/account-service/account-service.yaml
 
 # demo runs the sidecar locally: HAProxy, demo backends and the example spec.
 demo:

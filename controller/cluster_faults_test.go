@@ -133,14 +133,14 @@ func TestForeignObjectGoneUnblocks(t *testing.T) {
 }
 
 // TestShippedRBACSuffices runs the controller as the ServiceAccount that
-// examples/track-controller.yaml defines, with exactly its ClusterRole: the
+// examples/install/track-controller.yaml defines, with exactly its ClusterRole: the
 // service converges (Server-Side Apply needs patch; the sidecar's Role may
 // only grant what the controller holds).
 func TestShippedRBACSuffices(t *testing.T) {
 	c := testcluster.Get(t)
 	client, ns, _ := setup(t)
 	ctx := context.Background()
-	data, err := os.ReadFile("../examples/track-controller.yaml")
+	data, err := os.ReadFile("../examples/install/track-controller.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestShippedRBACSuffices(t *testing.T) {
 		}
 	}
 	if role == nil {
-		t.Fatal("no ClusterRole in examples/track-controller.yaml")
+		t.Fatal("no ClusterRole in examples/install/track-controller.yaml")
 	}
 	role.Name = "track-controller-" + ns
 	if _, err := client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
@@ -192,7 +192,7 @@ func TestDuplicateSpecOnCluster(t *testing.T) {
 	converge(t, client, ns)
 	dup := cm.DeepCopy()
 	dup.Name, dup.ResourceVersion, dup.UID = "account-service-copy", "", ""
-	dup.Data[weights.DataKey] = strings.Replace(dup.Data[weights.DataKey], "canary:     {version: v1.17.0", "canary:     {version: v9.9.9", 1)
+	dup.Data[weights.DataKey] = strings.Replace(dup.Data[weights.DataKey], "canary:     {version: 1.0", "canary:     {version: v9.9.9", 1)
 	writes := ctrl.Writes.Load()
 	if _, err := client.CoreV1().ConfigMaps(ns).Create(ctx, dup, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -251,11 +251,11 @@ func TestAutoscaledTrackOnCluster(t *testing.T) {
 	ctrl := start(t, client, ns)
 	converge(t, client, ns)
 	cm, _ = client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
-	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "canary:     {version: v1.17.0, replicas: 4}", "canary:     {version: v1.17.0, replicas: auto}", 1)
+	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "canary:     {version: 1.0, replicas: 4}", "canary:     {version: 1.0, replicas: auto}", 1)
 	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	name := "account-service-canary-v1.17.0"
+	name := "account-service-canary-1.0"
 	time.Sleep(2 * time.Second)
 	if d, err := client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{}); err != nil || *d.Spec.Replicas != 4 {
 		t.Fatalf("after the switch to auto: want 4 replicas kept, got %v %v", d.Spec.Replicas, err)

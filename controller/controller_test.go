@@ -33,7 +33,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// Deployment names carry the version (v1.17.0): the API server warns
+	// Deployment names carry the version (1.0): the API server warns
 	// about dots on every write. Known and intended; keep test output readable.
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
 	os.Exit(testcluster.Main(m))
@@ -125,7 +125,7 @@ func readyEndpoints(client kubernetes.Interface, ns, service string) (int, error
 }
 
 var trackReplicas = map[string]int32{"internal": 2, "canary": 4, "paid": 4, "production": 10}
-var trackVersions = map[string]string{"internal": "v1.18.0", "canary": "v1.17.0", "paid": "v1.15.0", "production": "v1.15.0"}
+var trackVersions = map[string]string{"internal": "1.0.0", "canary": "1.0", "paid": "0.2.3", "production": "0.2.3"}
 
 func converge(t *testing.T, client kubernetes.Interface, ns string) {
 	t.Helper()
@@ -160,14 +160,14 @@ func TestAccountServiceConverges(t *testing.T) {
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("Services: got %s, want %s", got, want)
 	}
-	canary, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+	canary, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-canary-1.0", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if img := canary.Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/account-service:v1.17.0" {
+	if img := canary.Spec.Template.Spec.Containers[0].Image; img != "hashicorp/http-echo:1.0" {
 		t.Errorf("canary image: got %s", img)
 	}
-	for k, v := range map[string]string{"app": "account-service", "tier": "service", "track": "canary", "version": "v1.17.0"} {
+	for k, v := range map[string]string{"app": "account-service", "tier": "service", "track": "canary", "version": "1.0"} {
 		if canary.Spec.Template.Labels[k] != v {
 			t.Errorf("canary pod label %s: got %q, want %q", k, canary.Spec.Template.Labels[k], v)
 		}
@@ -229,19 +229,19 @@ func TestVersionBumpBlueGreen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "canary:     {version: v1.17.0", "canary:     {version: v1.18.0", 1)
+	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "canary:     {version: 1.0", "canary:     {version: 1.0.0", 1)
 	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "new canary Deployment", readyDeployment(client, ns, "account-service-canary-v1.18.0", 4))
+	poll(t, "new canary Deployment", readyDeployment(client, ns, "account-service-canary-1.0.0", 4))
 	poll(t, "old canary Deployment deleted", func() error {
-		_, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+		_, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-canary-1.0", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
 		return fmt.Errorf("still there (%v)", err)
 	})
-	poll(t, "canary endpoints all on v1.18.0", func() error {
+	poll(t, "canary endpoints all on 1.0.0", func() error {
 		n, err := readyEndpoints(client, ns, "account-service-canary")
 		if err == nil && n != 4 {
 			err = fmt.Errorf("%d ready endpoints", n)
@@ -267,18 +267,18 @@ func TestDriftInvalidEditAndNotOwned(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An old canary deployed by hand, with the track's labels.
-	oldLabels := map[string]string{"app": "account-service", "tier": "service", "track": "canary", "version": "v1.16.0"}
-	leftover := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "account-service-canary-v1.16.0", Namespace: ns, Labels: oldLabels},
+	oldLabels := map[string]string{"app": "account-service", "tier": "service", "track": "canary", "version": "0.2.1"}
+	leftover := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "account-service-canary-0.2.1", Namespace: ns, Labels: oldLabels},
 		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: oldLabels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: oldLabels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "account-service", Image: "example.com/a:v1.16.0"}}}}}}
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "account-service", Image: "example.com/a:0.2.1"}}}}}}
 	if _, err := client.AppsV1().Deployments(ns).Create(ctx, leftover, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ctrl := start(t, client, ns)
-	poll(t, "paid track", readyDeployment(client, ns, "account-service-paid-v1.15.0", 4))
+	poll(t, "paid track", readyDeployment(client, ns, "account-service-paid-0.2.3", 4))
 	poll(t, "NotOwned event", eventWith(client, ns, "NotOwned", "Service "+ns+"/account-service-internal"))
-	poll(t, "NotOwned event for the leftover", eventWith(client, ns, "NotOwned", "account-service-canary-v1.16.0 has the labels of track \"canary\""))
+	poll(t, "NotOwned event for the leftover", eventWith(client, ns, "NotOwned", "account-service-canary-0.2.1 has the labels of track \"canary\""))
 	if _, err := client.AppsV1().Deployments(ns).Get(ctx, leftover.Name, metav1.GetOptions{}); err != nil {
 		t.Errorf("a Deployment the controller does not own was deleted: %v", err)
 	}
@@ -287,7 +287,7 @@ func TestDriftInvalidEditAndNotOwned(t *testing.T) {
 	}
 
 	// Drift: a hand-scaled Deployment and a deleted Service are repaired.
-	dep, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-paid-v1.15.0", metav1.GetOptions{})
+	dep, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-paid-0.2.3", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestDriftInvalidEditAndNotOwned(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, "replicas restored to 4", func() error {
-		d, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-paid-v1.15.0", metav1.GetOptions{})
+		d, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-paid-0.2.3", metav1.GetOptions{})
 		if err == nil && *d.Spec.Replicas != 4 {
 			err = fmt.Errorf("replicas %d", *d.Spec.Replicas)
 		}
@@ -325,7 +325,7 @@ func TestDriftInvalidEditAndNotOwned(t *testing.T) {
 	if w := ctrl.Writes.Load(); w != writes {
 		t.Errorf("an invalid spec caused %d writes", w-writes)
 	}
-	if d, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-paid-v1.15.0", metav1.GetOptions{}); err != nil || *d.Spec.Replicas != 4 {
+	if d, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-paid-0.2.3", metav1.GetOptions{}); err != nil || *d.Spec.Replicas != 4 {
 		t.Errorf("an invalid spec changed replicas: %v", err)
 	}
 }
@@ -477,7 +477,7 @@ func TestDriftInFullRepaired(t *testing.T) {
 	ctx := context.Background()
 	ctrl := start(t, client, ns)
 	converge(t, client, ns)
-	name := "account-service-canary-v1.17.0"
+	name := "account-service-canary-1.0"
 	dep, err := client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

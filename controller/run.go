@@ -3,12 +3,14 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -35,9 +37,6 @@ type Config struct {
 // campaigns again after losing the lease (an API outage, a pause), with
 // fresh caches, instead of exiting.
 func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if cfg.RouterImage == "" {
-		return errors.New("--router-image is required: the image with haproxy and trackrouter for the HAProxy tier")
-	}
 	rc, err := kube.Config(cfg.Kubeconfig, cfg.Context)
 	if err != nil {
 		return err
@@ -48,6 +47,12 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err
+	}
+	if cfg.RouterImage == "" {
+		if cfg.RouterImage, err = OwnImage(ctx, client, os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME")); err != nil {
+			return err
+		}
+		log.Info("HAProxy tier image: the controller's own", "image", cfg.RouterImage)
 	}
 	var (
 		leading atomic.Bool
@@ -163,3 +168,29 @@ func (c *Controller) notReady(leading bool) error {
 	}
 	return nil
 }
+
+// OwnImage is the image of the controller's own container, read from its Pod
+// (namespace and name from the downward API): the default of --router-image,
+// so that whatever rewrites the controller's image (kustomize images:, a Helm
+// value, a mirror) rewrites the HAProxy tier's too.
+func OwnImage(ctx context.Context, client kubernetes.Interface, namespace, name string) (string, error) {
+	if namespace == "" || name == "" {
+		return "", errors.New("--router-image is required outside a Pod: the image with haproxy and trackrouter for the HAProxy tier (in a Pod, set POD_NAMESPACE and POD_NAME from the downward API and the controller's own image is used)")
+	}
+	pod, err := client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("read the controller's own Pod %s/%s for its image (pass --router-image, or grant get on pods in %s): %w", namespace, name, namespace, err)
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == ownContainer {
+			return c.Image, nil
+		}
+	}
+	if len(pod.Spec.Containers) == 1 {
+		return pod.Spec.Containers[0].Image, nil
+	}
+	return "", fmt.Errorf("Pod %s/%s has no container named %s to take the image from: pass --router-image", namespace, name, ownContainer)
+}
+
+// ownContainer is the controller's container name in examples/install.
+const ownContainer = "track-controller"

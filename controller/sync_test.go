@@ -197,8 +197,8 @@ var created = []string{
 	"services: apply account-service",
 	"serviceaccounts: apply account-service-haproxy", "roles: apply account-service-haproxy",
 	"rolebindings: apply account-service-haproxy",
-	"deployments: apply account-service-canary-v1.17.0", "deployments: apply account-service-internal-v1.18.0",
-	"deployments: apply account-service-paid-v1.15.0", "deployments: apply account-service-production-v1.15.0",
+	"deployments: apply account-service-canary-1.0", "deployments: apply account-service-internal-1.0.0",
+	"deployments: apply account-service-paid-0.2.3", "deployments: apply account-service-production-0.2.3",
 	"deployments: apply account-service-haproxy",
 }
 
@@ -218,14 +218,14 @@ func TestSyncRepairsDrift(t *testing.T) {
 	ctx := context.Background()
 	deps := r.client.AppsV1().Deployments("shop")
 	// Replicas and labels changed by another field manager: taken back by the apply.
-	d, _ := deps.Get(ctx, "account-service-paid-v1.15.0", metav1.GetOptions{})
+	d, _ := deps.Get(ctx, "account-service-paid-0.2.3", metav1.GetOptions{})
 	d.Spec.Replicas = ptr.To[int32](9)
 	d.Labels["tier"] = "other"
 	if _, err := deps.Update(ctx, d, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
 		t.Fatal(err)
 	}
 	// The pod template edited by hand: replaced.
-	d, _ = deps.Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+	d, _ = deps.Get(ctx, "account-service-canary-1.0", metav1.GetOptions{})
 	d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "HACK", Value: "1"}}
 	if _, err := deps.Update(ctx, d, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
 		t.Fatal(err)
@@ -242,17 +242,17 @@ func TestSyncRepairsDrift(t *testing.T) {
 	want := []string{
 		"services: apply account-service",
 		"roles: apply account-service-haproxy",
-		"deployments: update account-service-canary-v1.17.0",
-		"deployments: apply account-service-paid-v1.15.0",
+		"deployments: update account-service-canary-1.0",
+		"deployments: apply account-service-paid-0.2.3",
 	}
 	if diff := cmp.Diff(want, r.sync()); diff != "" {
 		t.Errorf("repair (-want +got):\n%s", diff)
 	}
-	d, _ = deps.Get(ctx, "account-service-paid-v1.15.0", metav1.GetOptions{})
+	d, _ = deps.Get(ctx, "account-service-paid-0.2.3", metav1.GetOptions{})
 	if *d.Spec.Replicas != 4 || d.Labels["tier"] != "service" {
 		t.Errorf("paid not repaired: replicas %d, labels %v", *d.Spec.Replicas, d.Labels)
 	}
-	d, _ = deps.Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+	d, _ = deps.Get(ctx, "account-service-canary-1.0", metav1.GetOptions{})
 	if len(d.Spec.Template.Spec.Containers[0].Env) != 0 {
 		t.Errorf("canary's env not repaired: %v", d.Spec.Template.Spec.Containers[0].Env)
 	}
@@ -316,26 +316,26 @@ func TestSyncRefusesWithoutWriting(t *testing.T) {
 func TestSyncBlueGreen(t *testing.T) {
 	r := newRig(t)
 	r.sync()
-	r.editSpec("canary:     {version: v1.17.0", "canary:     {version: v1.18.0")
+	r.editSpec("canary:     {version: 1.0", "canary:     {version: 1.0.0")
 	// The HAProxy tier names no version: only the new canary is written.
-	if diff := cmp.Diff([]string{"deployments: apply account-service-canary-v1.18.0"}, r.sync()); diff != "" {
+	if diff := cmp.Diff([]string{"deployments: apply account-service-canary-1.0.0"}, r.sync()); diff != "" {
 		t.Errorf("version bump (-want +got):\n%s", diff)
 	}
 	if got := r.sync(); len(got) != 0 {
 		t.Errorf("the old version went before the new one is Available: %v", got)
 	}
 	ctx := context.Background()
-	d, _ := r.client.AppsV1().Deployments("shop").Get(ctx, "account-service-canary-v1.18.0", metav1.GetOptions{})
+	d, _ := r.client.AppsV1().Deployments("shop").Get(ctx, "account-service-canary-1.0.0", metav1.GetOptions{})
 	d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, UpdatedReplicas: 4, AvailableReplicas: 4, Replicas: 4,
 		Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue}}}
 	if _, err := r.client.AppsV1().Deployments("shop").UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
-		got, err := r.ctrl.deployments.Deployments("shop").Get("account-service-canary-v1.18.0")
+		got, err := r.ctrl.deployments.Deployments("shop").Get("account-service-canary-1.0.0")
 		return err == nil && available(got), nil
 	})
-	if diff := cmp.Diff([]string{"deployments: delete account-service-canary-v1.17.0"}, r.sync()); diff != "" {
+	if diff := cmp.Diff([]string{"deployments: delete account-service-canary-1.0"}, r.sync()); diff != "" {
 		t.Errorf("after the new version is Available (-want +got):\n%s", diff)
 	}
 }
@@ -355,7 +355,7 @@ func TestSyncCleanup(t *testing.T) {
 	}
 	r.editSpec(spec, strings.Join(kept, "\n"))
 	got := r.sync()
-	for _, w := range []string{"deployments: delete account-service-internal-v1.18.0", "services: delete account-service-internal"} {
+	for _, w := range []string{"deployments: delete account-service-internal-1.0.0", "services: delete account-service-internal"} {
 		if !slices.Contains(got, w) {
 			t.Errorf("cleanup lacks %q: %v", w, got)
 		}
@@ -452,7 +452,7 @@ func TestSyncDuplicateSpec(t *testing.T) {
 func TestSyncApplyFailureDoesNotStopOthers(t *testing.T) {
 	r := newRig(t)
 	r.client.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if a.(k8stesting.PatchAction).GetName() == "account-service-paid-v1.15.0" {
+		if a.(k8stesting.PatchAction).GetName() == "account-service-paid-0.2.3" {
 			return true, nil, fmt.Errorf("admission webhook denied the request: no")
 		}
 		return false, nil, nil
@@ -467,7 +467,7 @@ func TestSyncApplyFailureDoesNotStopOthers(t *testing.T) {
 	if n := r.ctrl.ApplyErrors.Load(); n != 1 {
 		t.Errorf("ApplyErrors = %d, want 1", n)
 	}
-	r.event("ApplyFailed", "Deployment account-service-paid-v1.15.0: admission webhook denied the request")
+	r.event("ApplyFailed", "Deployment account-service-paid-0.2.3: admission webhook denied the request")
 }
 
 // TestSyncAutoscaledTrack: with replicas: auto the controller writes no
@@ -475,11 +475,11 @@ func TestSyncApplyFailureDoesNotStopOthers(t *testing.T) {
 func TestSyncAutoscaledTrack(t *testing.T) {
 	r := newRig(t)
 	r.sync() // canary at 4 replicas, set by the controller
-	r.editSpec("canary:     {version: v1.17.0, replicas: 4}", "canary:     {version: v1.17.0, replicas: auto}")
+	r.editSpec("canary:     {version: 1.0, replicas: 4}", "canary:     {version: 1.0, replicas: auto}")
 	r.sync()
 	ctx := context.Background()
 	deps := r.client.AppsV1().Deployments("shop")
-	d, err := deps.Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+	d, err := deps.Get(ctx, "account-service-canary-1.0", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,18 +493,18 @@ func TestSyncAutoscaledTrack(t *testing.T) {
 	if got := r.sync(); len(got) != 0 {
 		t.Errorf("the controller wrote over an autoscaled track: %v", got)
 	}
-	d, _ = deps.Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+	d, _ = deps.Get(ctx, "account-service-canary-1.0", metav1.GetOptions{})
 	if *d.Spec.Replicas != 7 {
 		t.Errorf("replicas %d, want the autoscaler's 7", *d.Spec.Replicas)
 	}
 	// A new version starts with as many replicas as the track runs.
-	r.editSpec("canary:     {version: v1.17.0, replicas: auto}", "canary:     {version: v1.18.0, replicas: auto}")
+	r.editSpec("canary:     {version: 1.0, replicas: auto}", "canary:     {version: 1.0.0, replicas: auto}")
 	r.sync()
-	d, err = deps.Get(ctx, "account-service-canary-v1.18.0", metav1.GetOptions{})
+	d, err = deps.Get(ctx, "account-service-canary-1.0.0", metav1.GetOptions{})
 	if err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 7 {
 		t.Errorf("the new version of an autoscaled track: %v, %v; want 7 replicas", d.Spec.Replicas, err)
 	}
-	r.event("AutoscaledSwitch", "point it at account-service-canary-v1.18.0")
+	r.event("AutoscaledSwitch", "point it at account-service-canary-1.0.0")
 }
 
 // TestSyncStuckSwitch: a new version that passed its progress deadline is
@@ -512,23 +512,23 @@ func TestSyncAutoscaledTrack(t *testing.T) {
 func TestSyncStuckSwitch(t *testing.T) {
 	r := newRig(t)
 	r.sync()
-	r.editSpec("canary:     {version: v1.17.0", "canary:     {version: v1.18.0")
+	r.editSpec("canary:     {version: 1.0", "canary:     {version: 1.0.0")
 	r.sync()
 	ctx := context.Background()
-	d, _ := r.client.AppsV1().Deployments("shop").Get(ctx, "account-service-canary-v1.18.0", metav1.GetOptions{})
+	d, _ := r.client.AppsV1().Deployments("shop").Get(ctx, "account-service-canary-1.0.0", metav1.GetOptions{})
 	d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Conditions: []appsv1.DeploymentCondition{
 		{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded"}}}
 	if _, err := r.client.AppsV1().Deployments("shop").UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
-		got, err := r.ctrl.deployments.Deployments("shop").Get("account-service-canary-v1.18.0")
+		got, err := r.ctrl.deployments.Deployments("shop").Get("account-service-canary-1.0.0")
 		return err == nil && stuck(got), nil
 	})
 	if got := r.sync(); len(got) != 0 {
 		t.Errorf("a stuck switch wrote %v; the old version must stay", got)
 	}
-	r.event("SwitchStuck", "account-service-canary-v1.18.0 of track \"canary\" passed its progress deadline")
+	r.event("SwitchStuck", "account-service-canary-1.0.0 of track \"canary\" passed its progress deadline")
 	if n := r.ctrl.StuckSwitches.Load(); n != 1 {
 		t.Errorf("StuckSwitches = %d, want 1", n)
 	}
@@ -564,7 +564,7 @@ func TestSyncTemplateEditRollsOneTrackAtATime(t *testing.T) {
 		})
 	}
 	markAvailable := func(name string) { setAvailable(name, true) }
-	tracks := []string{"account-service-canary-v1.17.0", "account-service-internal-v1.18.0", "account-service-paid-v1.15.0", "account-service-production-v1.15.0"}
+	tracks := []string{"account-service-canary-1.0", "account-service-internal-1.0.0", "account-service-paid-0.2.3", "account-service-production-0.2.3"}
 	for _, name := range tracks {
 		markAvailable(name)
 	}

@@ -17,10 +17,10 @@ import (
 //go:embed local/service.yaml
 var LocalService []byte
 
-// AccountService is examples/account-service.yaml: the spec ConfigMap and
+// AccountService is examples/account-service/account-service.yaml: the spec ConfigMap and
 // its PodTemplate.
 //
-//go:embed account-service.yaml
+//go:embed account-service/account-service.yaml
 var AccountService []byte
 
 // AccountServiceObjects decodes AccountService into namespace.
@@ -30,7 +30,7 @@ func AccountServiceObjects(namespace string) (*corev1.ConfigMap, *corev1.PodTemp
 	for _, doc := range bytes.Split(AccountService, []byte("\n---\n")) {
 		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
 		if err != nil {
-			return nil, nil, fmt.Errorf("examples/account-service.yaml: %w", err)
+			return nil, nil, fmt.Errorf("examples/account-service/account-service.yaml: %w", err)
 		}
 		switch o := obj.(type) {
 		case *corev1.ConfigMap:
@@ -40,7 +40,7 @@ func AccountServiceObjects(namespace string) (*corev1.ConfigMap, *corev1.PodTemp
 		}
 	}
 	if cm == nil || tmpl == nil {
-		return nil, nil, fmt.Errorf("examples/account-service.yaml: want a ConfigMap and a PodTemplate")
+		return nil, nil, fmt.Errorf("examples/account-service/account-service.yaml: want a ConfigMap and a PodTemplate")
 	}
 	return cm, tmpl, nil
 }

@@ -149,7 +149,7 @@ func TestCheckReportsLines(t *testing.T) {
 // TestStamp checks the typed data beside the bytes: the weights, and a stamp
 // that a weight edit keeps and any other edit changes.
 func TestStamp(t *testing.T) {
-	spec := readSpec(t, "../examples/account-service.yaml")
+	spec := readSpec(t, "../examples/account-service/account-service.yaml")
 	r, err := Render(spec, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func TestStamp(t *testing.T) {
 
 func TestRenderGroupsMap(t *testing.T) {
 	bin := haproxytest.Binary(t)
-	spec := readSpec(t, "../examples/account-service.yaml")
+	spec := readSpec(t, "../examples/account-service/account-service.yaml")
 	dir := t.TempDir()
 	mapPath := filepath.Join(dir, "groups.map")
 	r, err := Render(spec, Options{GroupsMap: mapPath})

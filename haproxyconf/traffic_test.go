@@ -20,7 +20,7 @@ func TestTraffic(t *testing.T) {
 		t.Skip("sends 12,000 requests through a real haproxy")
 	}
 	bin := haproxytest.Binary(t)
-	spec := readSpec(t, "../examples/account-service.yaml")
+	spec := readSpec(t, "../examples/account-service/account-service.yaml")
 	backends := haproxytest.StartBackends(t, spec.TrackNames()...)
 	for name, tr := range spec.Tracks {
 		tr.Address = backends[name].Addr

@@ -164,7 +164,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestParseManifestLines(t *testing.T) {
-	data, err := os.ReadFile("../examples/account-service.yaml")
+	data, err := os.ReadFile("../examples/account-service/account-service.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

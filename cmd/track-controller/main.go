@@ -22,8 +22,8 @@ func main() {
 	fs := pflag.NewFlagSet("track-controller", pflag.ExitOnError)
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else the in-cluster config)")
 	fs.StringVar(&cfg.Context, "context", "", "kubeconfig context to use (default: the current one)")
-	fs.StringVar(&cfg.Namespace, "namespace", "", "watch only this namespace (default: all)")
-	fs.StringVar(&cfg.RouterImage, "router-image", "", "image of the HAProxy tier, with haproxy and trackrouter (required)")
+	fs.StringVarP(&cfg.Namespace, "namespace", "n", "", "watch only this namespace (default: all)")
+	fs.StringVar(&cfg.RouterImage, "router-image", "", "image of the HAProxy tier, with haproxy and trackrouter (default: the controller's own image, read from its Pod named by $POD_NAMESPACE and $POD_NAME)")
 	fs.IntVar(&cfg.Workers, "workers", 2, "specs synced in parallel")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9102", "serve /metrics, /healthz and /readyz here; empty disables")
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", true, "run several replicas; only the holder of the Lease writes")
@@ -42,12 +42,12 @@ func main() {
 		fmt.Println(version.String("track-controller"))
 		return
 	}
-	if fs.NArg() > 0 || cfg.RouterImage == "" {
-		msg := fmt.Sprintf("unexpected argument %q: track-controller takes flags only", fs.Arg(0))
-		if fs.NArg() == 0 {
-			msg = "--router-image is required: the image with haproxy and trackrouter for the HAProxy tier"
-		}
-		fmt.Fprintf(os.Stderr, "track-controller: %s\nSee 'track-controller --help'.\n", msg)
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "track-controller: unexpected argument %q: track-controller takes flags only\nSee 'track-controller --help'.\n", fs.Arg(0))
+		os.Exit(2)
+	}
+	if cfg.RouterImage == "" && (os.Getenv("POD_NAMESPACE") == "" || os.Getenv("POD_NAME") == "") {
+		fmt.Fprintf(os.Stderr, "track-controller: --router-image is required outside a Pod: the image with haproxy and trackrouter for the HAProxy tier\nSee 'track-controller --help'.\n")
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -114,14 +114,14 @@ func TestPausedLeaderWritesNothing(t *testing.T) {
 		}
 	}
 	// Drift that a's caches will see as soon as it runs again.
-	scale("account-service-paid-v1.15.0", 1)
+	scale("account-service-paid-0.2.3", 1)
 	waitMetric("b repairs", addrB, "trackcontroller_writes_total", func(v float64) bool { return v >= 1 })
 	time.Sleep(2 * time.Second)
 	writesA := -1.0
 	if err := a.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	scale("account-service-canary-v1.17.0", 1)
+	scale("account-service-canary-1.0", 1)
 	deadline := time.Now().Add(12 * time.Second)
 	for time.Now().Before(deadline) {
 		if v, ok := metric(addrA, "trackcontroller_writes_total"); ok {
@@ -133,7 +133,7 @@ func TestPausedLeaderWritesNothing(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	d, err := c.Client.AppsV1().Deployments(ns).Get(ctx, "account-service-canary-v1.17.0", metav1.GetOptions{})
+	d, err := c.Client.AppsV1().Deployments(ns).Get(ctx, "account-service-canary-1.0", metav1.GetOptions{})
 	if err != nil || *d.Spec.Replicas != 4 {
 		t.Errorf("the leader did not repair canary: %v", err)
 	}

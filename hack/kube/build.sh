@@ -27,7 +27,7 @@ build() { # build DIR PACKAGE NAME
   echo "built $3 in $((SECONDS - start)) s" >&2
 }
 
-if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kube-controller-manager" ] || [ ! -x "$bin/kube-scheduler" ]; then
+if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kube-controller-manager" ] || [ ! -x "$bin/kube-scheduler" ] || [ ! -x "$bin/kubectl" ]; then
   dir="$cache/src/kubernetes-$KUBERNETES_VERSION"
   module "$dir" "k8s.io/kubernetes@$KUBERNETES_VERSION"
   staging=${KUBERNETES_VERSION/v1./v0.}
@@ -36,7 +36,7 @@ if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kube-controller-manager" ] || 
   for m in $(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$modfile"); do
     (cd "$dir" && go mod edit -replace="$m=$m@$staging")
   done
-  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     [ -x "$bin/$c" ] || build "$dir" "k8s.io/kubernetes/cmd/$c" "$c"
   done
 fi

@@ -12,7 +12,7 @@ import (
 )
 
 // binaries are the files hack/kube/build.sh puts in the bin directory.
-var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kwok-stages.yaml"}
+var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwok-stages.yaml"}
 
 // ErrNoBinaries says the control plane binaries are not built.
 var ErrNoBinaries = errors.New("test cluster binaries are missing: run `make kube-bins` (builds them once, ~10 min cold)")
@@ -122,4 +122,18 @@ func missing(dir string) string {
 		}
 	}
 	return ""
+}
+
+// Kubectl is the kubectl of the test control plane's version, built with it
+// by hack/kube/build.sh.
+func Kubectl() (string, error) {
+	dir, err := BinDir()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "kubectl")
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("%w (run make kube-bins)", err)
+	}
+	return path, nil
 }

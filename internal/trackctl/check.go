@@ -76,7 +76,7 @@ func (e *env) runCheck(ctx context.Context, dir string) error {
 	report.Skipped = skipped
 	if text && e.verbose {
 		for _, f := range skipped {
-			fmt.Fprintf(e.stdout, "skipped %s: no service spec\n", f)
+			fmt.Fprintf(e.stdout, "skipped %s: %s\n", f.Path, f.Reason)
 		}
 	}
 	invalid := len(fileErrs) > 0
@@ -226,7 +226,7 @@ func writeGolden(path string, cfg []byte) error {
 // are listed in skipped; files with errors become Results. Two specs for one
 // namespace and service in one directory are an error: they would share a
 // golden file, and the cluster would keep one of them.
-func (e *env) findSpecs(dir string) (specs []found, skipped []string, errs []Result, err error) {
+func (e *env) findSpecs(dir string) (specs []found, skipped []Skipped, errs []Result, err error) {
 	if info, statErr := os.Stat(dir); statErr != nil {
 		return nil, nil, nil, statErr
 	} else if !info.IsDir() {
@@ -241,6 +241,10 @@ func (e *env) findSpecs(dir string) (specs []found, skipped []string, errs []Res
 			if path != dir && strings.HasPrefix(d.Name(), ".") && d.Name() != ".github" {
 				return filepath.SkipDir // .git and the like
 			}
+			if _, err := os.Stat(filepath.Join(filepath.Dir(path), "Chart.yaml")); err == nil && d.Name() == "templates" {
+				skipped = append(skipped, Skipped{path + string(filepath.Separator), "Helm chart templates (check what helm template renders instead)"})
+				return filepath.SkipDir
+			}
 			return nil
 		}
 		if !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
@@ -248,7 +252,11 @@ func (e *env) findSpecs(dir string) (specs []found, skipped []string, errs []Res
 		}
 		got, err := e.readSpecs(path)
 		if weights.IsNoSpec(err) {
-			skipped = append(skipped, path)
+			skipped = append(skipped, Skipped{path, "no service spec"})
+			return nil
+		}
+		if err != nil && isTemplate(path, err) {
+			skipped = append(skipped, Skipped{path, "a template ({{ }}), not YAML"})
 			return nil
 		}
 		if err != nil {
@@ -277,6 +285,16 @@ func (e *env) findSpecs(dir string) (specs []found, skipped []string, errs []Res
 		err = fmt.Errorf("no service spec found under %s", dir)
 	}
 	return specs, skipped, errs, err
+}
+
+// isTemplate says that a file YAML cannot read is a template: Helm's, or
+// another tool's that renders manifests from {{ }}.
+func isTemplate(path string, err error) bool {
+	if !strings.Contains(err.Error(), "invalid YAML") {
+		return false
+	}
+	data, readErr := os.ReadFile(path)
+	return readErr == nil && bytes.Contains(data, []byte("{{"))
 }
 
 // staleGolden lists the .cfg files under dir that no spec renders to.

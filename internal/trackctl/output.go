@@ -19,8 +19,14 @@ type Report struct {
 	// OK is false when the command exits 1.
 	OK      bool     `json:"ok"`
 	Results []Result `json:"results"`
-	// Skipped lists the YAML files check read that hold no spec.
-	Skipped []string `json:"skipped,omitempty"`
+	// Skipped lists what check did not read as specs, and why.
+	Skipped []Skipped `json:"skipped,omitempty"`
+}
+
+// Skipped is a file or directory check passed over.
+type Skipped struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
 }
 
 // Result is one spec, or one file that could not be read as specs.

@@ -1,0 +1,172 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/trackrouter/trackrouter/internal/testcluster"
+)
+
+// TestInstallWithKubectl applies the install and the example the way the
+// README says, with the kubectl of the cluster's version: an overlay of
+// examples/install that changes the image with one kustomize images: entry,
+// and an overlay of examples/account-service into its own namespace. The
+// controller then runs here as the install's ServiceAccount (impersonated,
+// so its RBAC is the one under test), without --router-image, reading its
+// image from one of the install's Pods, and converges the example: every
+// track Deployment available, and the HAProxy tier on the overlay's image.
+// Deleting the example with kubectl delete -k leaves the install alone.
+func TestInstallWithKubectl(t *testing.T) {
+	c := testcluster.Get(t)
+	kubectl, err := testcluster.Kubectl()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	dir := t.TempDir()
+	// kustomize takes bases by relative path only.
+	rel := func(from, to string) string {
+		abs, _ := filepath.Abs(to)
+		r, err := filepath.Rel(from, abs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	install := rel(filepath.Join(dir, "install"), "../examples/install")
+	app := rel(filepath.Join(dir, "app"), "../examples/account-service")
+	const image = "registry.example.com/mirror/trackrouter:0.1.1"
+	writeTestFile(t, filepath.Join(dir, "install", "kustomization.yaml"), fmt.Sprintf(`resources: [%s]
+images:
+  - name: ghcr.io/trackrouter/trackrouter
+    newName: registry.example.com/mirror/trackrouter
+    newTag: 0.1.1
+`, install))
+	const ns = "shop-install"
+	writeTestFile(t, filepath.Join(dir, "app", "kustomization.yaml"), fmt.Sprintf("resources: [%s]\nnamespace: %s\n", app, ns))
+	run("apply", "-k", filepath.Join(dir, "install"))
+	run("create", "namespace", ns)
+	run("apply", "-k", filepath.Join(dir, "app"))
+
+	// The install's Deployment runs (kwok plays its pods).
+	poll(t, "track-controller Deployment", readyDeployment(c.Client, "trackrouter-system", "track-controller", 2))
+	pods, err := c.Client.CoreV1().Pods("trackrouter-system").List(ctx, metav1.ListOptions{LabelSelector: "app=track-controller"})
+	if err != nil || len(pods.Items) == 0 {
+		t.Fatalf("controller pods: %v, %v", pods, err)
+	}
+	if got := pods.Items[0].Spec.Containers[0].Image; got != image {
+		t.Fatalf("the overlay's images: entry: controller image %q, want %q", got, image)
+	}
+
+	// Run the controller as its ServiceAccount, in "its" Pod.
+	kc, err := clientcmd.LoadFromFile(c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ai := range kc.AuthInfos {
+		ai.Impersonate = "system:serviceaccount:trackrouter-system:track-controller"
+		ai.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:trackrouter-system", "system:authenticated"}
+	}
+	asSA := filepath.Join(dir, "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, asSA); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("POD_NAMESPACE", "trackrouter-system")
+	t.Setenv("POD_NAME", pods.Items[0].Name)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	go func() {
+		done <- Execute(runCtx, Config{Kubeconfig: asSA, Namespace: ns, Workers: 2, LeaderElect: true,
+			LeaseNamespace: "trackrouter-system", LeaseName: "track-controller-install-test", QPS: 50, Burst: 100}, log)
+	}()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && err != context.Canceled {
+				t.Errorf("controller: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("controller did not stop")
+		}
+	}()
+
+	for track, replicas := range map[string]int32{"internal": 2, "canary": 4, "paid": 4, "production": 10} {
+		name := fmt.Sprintf("account-service-%s-%s", track, map[string]string{"internal": "1.0.0", "canary": "1.0", "paid": "0.2.3", "production": "0.2.3"}[track])
+		poll(t, "track "+track, readyDeployment(c.Client, ns, name, replicas))
+	}
+	poll(t, "HAProxy tier on the overlay's image", func() error {
+		d, err := c.Client.AppsV1().Deployments(ns).Get(ctx, "account-service-haproxy", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if got := d.Spec.Template.Spec.Containers[0].Image; got != image {
+			return fmt.Errorf("image %q, want %q", got, image)
+		}
+		if !available(d) {
+			return fmt.Errorf("%d of %d available", d.Status.AvailableReplicas, *d.Spec.Replicas)
+		}
+		return nil
+	})
+
+	run("delete", "-k", filepath.Join(dir, "app"))
+	if _, err := c.Client.AppsV1().Deployments("trackrouter-system").Get(ctx, "track-controller", metav1.GetOptions{}); err != nil {
+		t.Errorf("deleting the example took the install with it: %v", err)
+	}
+}
+
+func writeTestFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOwnImage: the controller's image comes from its own container; what
+// is missing is said with what to do.
+func TestOwnImage(t *testing.T) {
+	ctx := context.Background()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "tc-1", Namespace: "trackrouter-system"}, Spec: corev1.PodSpec{Containers: []corev1.Container{
+		{Name: "proxy", Image: "envoy:1"}, {Name: "track-controller", Image: "mirror/trackrouter:0.1.1"}}}}
+	client := fake.NewClientset(pod)
+	if got, err := OwnImage(ctx, client, "trackrouter-system", "tc-1"); err != nil || got != "mirror/trackrouter:0.1.1" {
+		t.Errorf("OwnImage: %q, %v", got, err)
+	}
+	for _, tc := range []struct{ ns, name, want string }{
+		{"", "", "--router-image is required outside a Pod"},
+		{"trackrouter-system", "gone", "read the controller's own Pod trackrouter-system/gone for its image (pass --router-image, or grant get on pods in trackrouter-system)"},
+	} {
+		if _, err := OwnImage(ctx, client, tc.ns, tc.name); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("OwnImage(%q, %q): %v, want %q", tc.ns, tc.name, err, tc.want)
+		}
+	}
+}
