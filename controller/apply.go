@@ -221,6 +221,30 @@ func (c *Controller) roleKind() kind[*rbacv1.Role, rbacv1ac.RoleApplyConfigurati
 	}
 }
 
+func (c *Controller) statusKind() kind[*corev1.ConfigMap, corev1ac.ConfigMapApplyConfiguration] {
+	return kind[*corev1.ConfigMap, corev1ac.ConfigMapApplyConfiguration]{
+		name: "ConfigMap", apiVersion: "v1",
+		cached: func(ns, name string) (*corev1.ConfigMap, error) { return c.statusMaps.ConfigMaps(ns).Get(name) },
+		list: func(ns string, sel labels.Selector) ([]*corev1.ConfigMap, error) {
+			return c.statusMaps.ConfigMaps(ns).List(sel)
+		},
+		get: func(ctx context.Context, ns, name string) (*corev1.ConfigMap, error) {
+			return c.client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		// Metadata only: each sidecar owns its own data key.
+		apply: func(ctx context.Context, ns string, ac *corev1ac.ConfigMapApplyConfiguration) error {
+			_, err := c.client.CoreV1().ConfigMaps(ns).Apply(ctx, ac, applyOptions)
+			return err
+		},
+		extract: func(live *corev1.ConfigMap) (*corev1ac.ConfigMapApplyConfiguration, error) {
+			return corev1ac.ExtractConfigMap(live, FieldManager)
+		},
+		delete: func(ctx context.Context, ns, name string, opts metav1.DeleteOptions) error {
+			return c.client.CoreV1().ConfigMaps(ns).Delete(ctx, name, opts)
+		},
+	}
+}
+
 func (c *Controller) roleBindingKind() kind[*rbacv1.RoleBinding, rbacv1ac.RoleBindingApplyConfiguration] {
 	return kind[*rbacv1.RoleBinding, rbacv1ac.RoleBindingApplyConfiguration]{
 		name: "RoleBinding", apiVersion: "rbac.authorization.k8s.io/v1",

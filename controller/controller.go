@@ -75,6 +75,7 @@ type Controller struct {
 	services     corelisters.ServiceLister
 	accounts     corelisters.ServiceAccountLister
 	roles        rbaclisters.RoleLister
+	statusMaps   corelisters.ConfigMapLister
 	roleBindings rbaclisters.RoleBindingLister
 	synced       []cache.InformerSynced
 
@@ -112,6 +113,8 @@ type Informers struct {
 	ServiceAccounts coreinformers.ServiceAccountInformer // ours
 	Roles           rbacinformers.RoleInformer           // ours
 	RoleBindings    rbacinformers.RoleBindingInformer    // ours
+	// StatusConfigMaps: ours, the HAProxy pods' status reports.
+	StatusConfigMaps coreinformers.ConfigMapInformer
 }
 
 // Factories are the informer factories of a Controller, filtered by label.
@@ -147,6 +150,9 @@ func (f *Factories) Informers() Informers {
 		ServiceAccounts: f.owned.Core().V1().ServiceAccounts(),
 		Roles:           f.owned.Rbac().V1().Roles(),
 		RoleBindings:    f.owned.Rbac().V1().RoleBindings(),
+		// Labelled managed-by track-controller: the status ConfigMaps only
+		// (spec ConfigMaps are the users').
+		StatusConfigMaps: f.owned.Core().V1().ConfigMaps(),
 	}
 }
 
@@ -184,7 +190,14 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	c.services, c.accounts, c.roles, c.roleBindings = inf.Services.Lister(), inf.ServiceAccounts.Lister(), inf.Roles.Lister(), inf.RoleBindings.Lister()
 	c.synced = []cache.InformerSynced{inf.ConfigMaps.Informer().HasSynced, inf.Labeled.Informer().HasSynced, inf.PodTemplates.Informer().HasSynced,
 		inf.Deployments.Informer().HasSynced, inf.Services.Informer().HasSynced, inf.ServiceAccounts.Informer().HasSynced,
-		inf.Roles.Informer().HasSynced, inf.RoleBindings.Informer().HasSynced}
+		inf.Roles.Informer().HasSynced, inf.RoleBindings.Informer().HasSynced, inf.StatusConfigMaps.Informer().HasSynced}
+	c.statusMaps = inf.StatusConfigMaps.Lister()
+	// The sidecars write their reports often: only the status ConfigMap's
+	// coming and going is the spec's business.
+	inf.StatusConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueOwner,
+		DeleteFunc: c.enqueueOwner,
+	})
 
 	// A spec's change or deletion can unblock another spec of the same
 	// service (a duplicate): enqueue those too.

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -44,6 +45,7 @@ type desired struct {
 	account     *corev1.ServiceAccount
 	role        *rbacv1.Role
 	roleBinding *rbacv1.RoleBinding
+	status      *corev1.ConfigMap // where the HAProxy pods report, see fleet.Report
 }
 
 // build computes the desired objects for a spec held in cm, with the track
@@ -108,8 +110,16 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 			{APIGroups: []string{""}, Resources: []string{"services"}, ResourceNames: trackServices(spec), Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+			// Its report of what HAProxy runs: a Server-Side Apply of its
+			// own key in this one ConfigMap (which the controller creates).
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{fleet.StatusName(name)}, Verbs: []string{"patch"}},
 		},
 	}
+	// The status ConfigMap: no service label (it is no spec), so the
+	// controller's spec informer never sees it.
+	statusMeta := meta(fleet.StatusName(name), routerLabels)
+	delete(statusMeta.Labels, weights.ServiceLabel)
+	d.status = &corev1.ConfigMap{ObjectMeta: statusMeta}
 	d.roleBinding = &rbacv1.RoleBinding{
 		ObjectMeta: meta(name, routerLabels),
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: cm.Namespace}},
@@ -206,7 +216,9 @@ func routerPod(spec *weights.Spec, cm *corev1.ConfigMap, account string, labels 
 					"--metrics-addr", fmt.Sprintf(":%d", routerMetricsPort),
 					"--shutdown-delay", fmt.Sprintf("%ds", routerShutdownDelay),
 					"--stop-grace", fmt.Sprintf("%ds", routerStopGrace),
+					"--report-configmap", fleet.StatusName(account),
 				},
+				Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
 				Ports: []corev1.ContainerPort{
 					{Name: "http", ContainerPort: int32(spec.Port), Protocol: corev1.ProtocolTCP},
 					{Name: "metrics", ContainerPort: routerMetricsPort, Protocol: corev1.ProtocolTCP},

@@ -85,7 +85,8 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 	errs = append(errs,
 		reconcile(ctx, c, cm, c.accountKind(), d.account),
 		reconcile(ctx, c, cm, c.roleKind(), d.role),
-		reconcile(ctx, c, cm, c.roleBindingKind(), d.roleBinding))
+		reconcile(ctx, c, cm, c.roleBindingKind(), d.roleBinding),
+		reconcile(ctx, c, cm, c.statusKind(), d.status))
 	// A pod template change (a PodTemplate edit) rolls the tracks one at a
 	// time, production last: a track's new template waits while an earlier
 	// track rolls out or is not Available.

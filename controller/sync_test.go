@@ -196,7 +196,7 @@ var created = []string{
 	"services: apply account-service-paid", "services: apply account-service-production",
 	"services: apply account-service",
 	"serviceaccounts: apply account-service-haproxy", "roles: apply account-service-haproxy",
-	"rolebindings: apply account-service-haproxy",
+	"rolebindings: apply account-service-haproxy", "configmaps: apply account-service-haproxy-status",
 	"deployments: apply account-service-canary-1.0", "deployments: apply account-service-internal-1.0.0",
 	"deployments: apply account-service-paid-0.2.3", "deployments: apply account-service-production-0.2.3",
 	"deployments: apply account-service-haproxy",
@@ -226,7 +226,7 @@ func TestSyncRepairsDrift(t *testing.T) {
 	}
 	// The pod template edited by hand: replaced.
 	d, _ = deps.Get(ctx, "account-service-canary-1.0", metav1.GetOptions{})
-	d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "HACK", Value: "1"}}
+	d.Spec.Template.Spec.Containers[0].Env = append(d.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: "HACK", Value: "1"})
 	if _, err := deps.Update(ctx, d, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
 		t.Fatal(err)
 	}
@@ -253,8 +253,10 @@ func TestSyncRepairsDrift(t *testing.T) {
 		t.Errorf("paid not repaired: replicas %d, labels %v", *d.Spec.Replicas, d.Labels)
 	}
 	d, _ = deps.Get(ctx, "account-service-canary-1.0", metav1.GetOptions{})
-	if len(d.Spec.Template.Spec.Containers[0].Env) != 0 {
-		t.Errorf("canary's env not repaired: %v", d.Spec.Template.Spec.Containers[0].Env)
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "HACK" {
+			t.Errorf("canary's env not repaired: %v", d.Spec.Template.Spec.Containers[0].Env)
+		}
 	}
 	// The template replace leaves the canary to be re-owned by an apply once.
 	r.sync()

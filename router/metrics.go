@@ -16,6 +16,7 @@ type Metrics struct {
 	Weights        *prometheus.GaugeVec
 	ApplyErrors    *prometheus.CounterVec
 	InSync         prometheus.Gauge
+	ReportErrors   prometheus.Counter
 
 	weightKeys map[haproxyconf.ServerKey]bool
 }
@@ -48,13 +49,17 @@ func NewMetrics() *Metrics {
 			Name: "trackrouter_in_sync",
 			Help: "1 when HAProxy runs the latest valid spec (stamp, weights and map as HAProxy reports them) and haproxy.cfg on disk holds it; 0 otherwise.",
 		}),
+		ReportErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trackrouter_status_report_errors_total",
+			Help: "Failed writes of this pod's status report to the service's status ConfigMap (--report-configmap), retried with backoff.",
+		}),
 	}
 	for _, reason := range []string{"unreachable", "check", "write", "reload", "start", "runtime", "restart"} {
 		m.ApplyErrors.WithLabelValues(reason)
 	}
 	m.Reloads.WithLabelValues("success")
 	m.Reloads.WithLabelValues("failure")
-	m.Registry.MustRegister(m.Rejected, m.RuntimeUpdates, m.Reloads, m.Weights, m.ApplyErrors, m.InSync,
+	m.Registry.MustRegister(m.Rejected, m.RuntimeUpdates, m.Reloads, m.Weights, m.ApplyErrors, m.InSync, m.ReportErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

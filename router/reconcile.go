@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -325,6 +326,43 @@ func (r *Router) publish(obs *Observed, t *target, inSync bool) {
 		r.Metrics.InSync.Set(0)
 	}
 	r.status.Store(st)
+	if r.Reporter != nil {
+		r.report(obs, t, inSync)
+	}
+}
+
+// report tells the Reporter what HAProxy runs, as observed, when that
+// changed since the last report.
+func (r *Router) report(obs *Observed, t *target, inSync bool) {
+	rep := &fleet.Report{HAProxy: "unreachable", InSync: inSync, Rejected: r.rejection}
+	if obs != nil {
+		rep.HAProxy = "running"
+		rep.Stamp = obs.Stamp
+		switch {
+		case inSync && t != nil:
+			rep.ResourceVersion = t.version
+		case r.good != nil && obs.Stamp == r.good.Stamp:
+			// The last good spec, perhaps with some weights of the
+			// next one: the live weights say which.
+			rep.ResourceVersion = r.good.version
+		}
+		for k, w := range obs.Weights {
+			if rep.Weights == nil {
+				rep.Weights = make(map[string]map[string]int)
+			}
+			if rep.Weights[k.Backend] == nil {
+				rep.Weights[k.Backend] = make(map[string]int)
+			}
+			rep.Weights[k.Backend][k.Server] = w
+		}
+	}
+	if rep.Same(r.reported) {
+		return
+	}
+	rep.Since = time.Now().UTC().Truncate(time.Second)
+	r.reported = rep
+	cp := *rep
+	r.Reporter.Report(&cp)
 }
 
 // filesHold reports whether haproxy.cfg (and the map) on disk are t's.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -30,6 +31,14 @@ type Update struct {
 	// controller): a spec whose label names another service is one that
 	// track-controller ignores, so the sidecar refuses it too.
 	Label *string
+	// Version is the ConfigMap's resourceVersion; "" for a file.
+	Version string
+}
+
+// Reporter is told what HAProxy runs whenever that changes, e.g. to write
+// it where trackctl status reads it. Report must not block.
+type Reporter interface {
+	Report(r *fleet.Report)
 }
 
 // Rejecter is told about every spec that was rejected, e.g. to emit a
@@ -63,6 +72,7 @@ type Router struct {
 	Metrics     *Metrics
 	Log         *slog.Logger
 	Rejecter    Rejecter      // optional
+	Reporter    Reporter      // optional
 	MinInterval time.Duration // between two applies; bursts of edits coalesce
 
 	// PollInterval is how often HAProxy is observed at rest; default 1s.
@@ -116,9 +126,11 @@ type Router struct {
 	outage     bool             // "does not answer" was logged
 	backoff    time.Duration    // doubles per failed action, 1s to 30s
 	retryAt    time.Time
-	invalid    *Update // the last rejected update: a resync of it is not rejected again
-	how, why   string  // the last action, logged once HAProxy runs the target
-	announced  *target // the target whose "applied" was logged
+	invalid    *Update          // the last rejected update: a resync of it is not rejected again
+	rejection  *fleet.Rejection // why invalid was rejected, for the Reporter
+	reported   *fleet.Report    // the last Report sent
+	how, why   string           // the last action, logged once HAProxy runs the target
+	announced  *target          // the target whose "applied" was logged
 	since      time.Time
 	handled    <-chan struct{} // the Process exit already acted on
 }
@@ -126,7 +138,8 @@ type Router struct {
 // target is a rendered spec.
 type target struct {
 	*haproxyconf.Rendered
-	spec *weights.Spec
+	spec    *weights.Spec
+	version string // the ConfigMap's resourceVersion it came from
 }
 
 // pending is a reload or start that HAProxy has not confirmed yet.
@@ -312,15 +325,19 @@ func (r *Router) accept(ctx context.Context, u *Update) {
 			return
 		}
 		r.invalid = u
+		r.rejection = &fleet.Rejection{ResourceVersion: u.Version, Message: err.Error(), At: time.Now()}
 		r.reject(u.Source, err)
 		return
 	}
 	if r.invalid != nil {
 		r.Log.Info("spec valid again", "source", u.Source.String())
 	}
-	r.invalid = nil
+	r.invalid, r.rejection = nil, nil
 	if d := r.desired; d != nil && bytes.Equal(d.Config, t.Config) && bytes.Equal(d.Map, t.Map) {
 		r.Log.Debug("spec unchanged", "source", u.Source.String())
+		// The same spec in a newer version of the ConfigMap (a label or
+		// an annotation changed): HAProxy runs that version too.
+		d.version = u.Version
 		return
 	}
 	if t.Stamp != r.refused {
@@ -382,7 +399,7 @@ func (r *Router) prepare(u *Update) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &target{Rendered: rendered, spec: spec}, nil
+	return &target{Rendered: rendered, spec: spec, version: u.Version}, nil
 }
 
 func (r *Router) reject(src weights.Source, err error) {

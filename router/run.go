@@ -47,6 +47,10 @@ type Config struct {
 	SpecStale     time.Duration // --configmap: not ready once the API has not confirmed the spec this long
 	QPS           float32       // client-side rate limit of API requests (--configmap)
 	Burst         int
+	// ReportConfigMap, with ConfigMap: write what HAProxy runs to this
+	// ConfigMap (in the spec's namespace) under PodName.
+	ReportConfigMap string
+	PodName         string
 }
 
 // Validate checks the combination of settings.
@@ -59,6 +63,9 @@ func (c *Config) Validate() error {
 		if ns, name, ok := strings.Cut(c.ConfigMap, "/"); !ok || ns == "" || name == "" {
 			errs = append(errs, fmt.Sprintf("--configmap %q: want NAMESPACE/NAME", c.ConfigMap))
 		}
+	}
+	if c.ReportConfigMap != "" && (c.ConfigMap == "" || c.PodName == "") {
+		errs = append(errs, "--report-configmap needs --configmap and --pod-name (default $POD_NAME, from the downward API)")
 	}
 	if c.HAProxyConfig == "" {
 		errs = append(errs, "--haproxy-config is required")
@@ -167,6 +174,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(inner)
 	g.Go(func() error { return r.Run(gctx) })
 	g.Go(func() error { return source.Run(gctx, r.Submit) })
+	if cm, ok := source.(*ConfigMapSource); ok && cfg.ReportConfigMap != "" {
+		rep := &StatusReporter{Client: cm.Client, Namespace: cm.Namespace, Name: cfg.ReportConfigMap, Pod: cfg.PodName, Log: log, Failed: r.Metrics.ReportErrors.Inc}
+		r.Reporter = rep
+		g.Go(func() error { return rep.Run(gctx) })
+	}
 	if cfg.MetricsAddr != "" {
 		g.Go(func() error { return health.Serve(gctx, cfg.MetricsAddr, r.Metrics.Registry, r.NotReady, log) })
 	}

@@ -68,10 +68,10 @@ func (c *ConfigMapSource) Run(ctx context.Context, submit func(Update)) error {
 		src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", cm.Namespace, cm.Name), Namespace: cm.Namespace, Name: cm.Name}
 		data, ok := cm.Data[weights.DataKey]
 		if !ok {
-			submit(Update{Source: src, Err: fmt.Errorf("ConfigMap %s/%s has no key %s", cm.Namespace, cm.Name, weights.DataKey)})
+			submit(Update{Source: src, Version: cm.ResourceVersion, Err: fmt.Errorf("ConfigMap %s/%s has no key %s", cm.Namespace, cm.Name, weights.DataKey)})
 			return
 		}
-		u := Update{Data: []byte(data), Source: src}
+		u := Update{Data: []byte(data), Source: src, Version: cm.ResourceVersion}
 		if label, ok := cm.Labels[weights.ServiceLabel]; ok {
 			u.Label = &label
 		}

@@ -45,6 +45,8 @@ func main() {
 	fs.DurationVar(&cfg.ReloadTimeout, "reload-timeout", 2*time.Minute, "how long a reload or start may take to show the new config (name resolution at load time can be slow) before it is retried")
 	fs.DurationVar(&cfg.Unresponsive, "unresponsive-after", 10*time.Second, "/readyz fails once HAProxy's master socket has not answered for this long")
 	fs.DurationVar(&cfg.RestartAfter, "restart-after", 30*time.Second, "with --run-haproxy, kill and start HAProxy again once it has not answered for this long")
+	fs.StringVar(&cfg.ReportConfigMap, "report-configmap", "", "with --configmap, write what HAProxy runs (spec version, stamp, live weights, sync, last rejection) to this ConfigMap in the spec's namespace, under the pod's name (track-controller sets it)")
+	fs.StringVar(&cfg.PodName, "pod-name", os.Getenv("POD_NAME"), "this pod's name, the key of its report (default $POD_NAME)")
 	fs.DurationVar(&cfg.SpecStale, "spec-stale-after", 2*time.Minute, "with --configmap, /readyz fails once the API has not confirmed the spec for this long")
 	fs.Float32Var(&cfg.QPS, "kube-api-qps", kube.DefaultQPS, "API requests per second this client may send (--configmap)")
 	fs.IntVar(&cfg.Burst, "kube-api-burst", kube.DefaultBurst, "API requests this client may send in a burst (--configmap)")

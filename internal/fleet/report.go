@@ -1,0 +1,76 @@
+// Package fleet is what the HAProxy pods of a service report and how the
+// health of a service is judged from it and from the cluster: the sidecar
+// writes a Report, trackctl status and track-controller read them.
+package fleet
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// StatusName is the ConfigMap where the HAProxy pods of the service whose
+// tier is named tier (<service>-haproxy) report: one data key per pod. The
+// controller creates it; each sidecar may patch exactly this object.
+func StatusName(tier string) string { return tier + "-status" }
+
+// Report is what one sidecar says its HAProxy runs, read back from HAProxy,
+// not what it sent. It is stored as JSON under the pod's name.
+type Report struct {
+	// Pod is the HAProxy pod the sidecar runs in.
+	Pod string `json:"pod"`
+	// ResourceVersion is the spec ConfigMap's resourceVersion of the spec
+	// HAProxy runs; "" while HAProxy runs none the sidecar confirmed.
+	ResourceVersion string `json:"resourceVersion"`
+	// Stamp is the config stamp HAProxy reports (its global description).
+	Stamp string `json:"stamp"`
+	// InSync: HAProxy runs the latest valid spec, weights included, and
+	// the files on disk hold it.
+	InSync bool `json:"inSync"`
+	// HAProxy is "running", or "unreachable" when its master socket does
+	// not answer (then Weights is empty: unknown).
+	HAProxy string `json:"haproxy"`
+	// Since is when this state (spec, stamp, sync, weights) began.
+	Since time.Time `json:"since"`
+	// Weights are the live server weights: backend -> track -> weight.
+	Weights map[string]map[string]int `json:"weights,omitempty"`
+	// Rejected is the last spec the sidecar refused, while it is the latest.
+	Rejected *Rejection `json:"rejected,omitempty"`
+}
+
+// Rejection is a spec the sidecar refused and why.
+type Rejection struct {
+	ResourceVersion string    `json:"resourceVersion"`
+	Message         string    `json:"message"`
+	At              time.Time `json:"at"`
+}
+
+// Same reports whether r and o say the same, Since aside.
+func (r *Report) Same(o *Report) bool {
+	if r == nil || o == nil {
+		return r == o
+	}
+	a, b := *r, *o
+	a.Since, b.Since = time.Time{}, time.Time{}
+	if a.Rejected != nil && b.Rejected != nil {
+		ra, rb := *a.Rejected, *b.Rejected
+		ra.At, rb.At = time.Time{}, time.Time{}
+		a.Rejected, b.Rejected = &ra, &rb
+	}
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// Parse reads the reports of a status ConfigMap's data.
+func Parse(data map[string]string) (map[string]*Report, error) {
+	out := make(map[string]*Report, len(data))
+	for pod, v := range data {
+		var r Report
+		if err := json.Unmarshal([]byte(v), &r); err != nil {
+			return nil, fmt.Errorf("report of pod %s: %w", pod, err)
+		}
+		out[pod] = &r
+	}
+	return out, nil
+}

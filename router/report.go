@@ -1,0 +1,126 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/trackrouter/trackrouter/internal/fleet"
+)
+
+// StatusReporter writes what HAProxy runs to the service's status
+// ConfigMap, under the pod's name, with Server-Side Apply: each pod owns
+// its own key (field manager trackrouter-<pod>), so pods never conflict and
+// the sidecar needs patch on that one object only. Reports are written in
+// the background, the latest one wins, failures are retried with backoff
+// (1 s doubling to 30 s). On the end of Run the pod's key is removed.
+type StatusReporter struct {
+	Client    kubernetes.Interface
+	Namespace string
+	Name      string // the status ConfigMap
+	Pod       string
+	Log       *slog.Logger
+	// Failed counts failed writes; optional.
+	Failed func()
+
+	mu     sync.Mutex
+	latest *fleet.Report
+	wake   chan struct{}
+	once   sync.Once
+}
+
+func (s *StatusReporter) init() { s.once.Do(func() { s.wake = make(chan struct{}, 1) }) }
+
+// Report queues r; it never blocks.
+func (s *StatusReporter) Report(r *fleet.Report) {
+	s.init()
+	r.Pod = s.Pod
+	s.mu.Lock()
+	s.latest = r
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *StatusReporter) manager() string { return "trackrouter-" + s.Pod }
+
+// Run writes reports until ctx ends, then removes the pod's key.
+func (s *StatusReporter) Run(ctx context.Context) error {
+	s.init()
+	var (
+		pending *fleet.Report
+		backoff time.Duration
+		failing bool
+	)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.remove()
+			return nil
+		case <-s.wake:
+		case <-retry.C:
+		}
+		s.mu.Lock()
+		if s.latest != nil {
+			pending, s.latest = s.latest, nil
+		}
+		s.mu.Unlock()
+		if pending == nil {
+			continue
+		}
+		err := s.write(ctx, pending)
+		if err == nil {
+			if failing {
+				s.Log.Info("status report written again", "configmap", s.Namespace+"/"+s.Name)
+			}
+			pending, backoff, failing = nil, 0, false
+			continue
+		}
+		if ctx.Err() != nil {
+			continue
+		}
+		if s.Failed != nil {
+			s.Failed()
+		}
+		if !failing {
+			s.Log.Warn("cannot write the status report; retrying", "configmap", s.Namespace+"/"+s.Name, "err", err)
+		}
+		failing = true
+		backoff = min(max(2*backoff, time.Second), 30*time.Second)
+		retry.Reset(backoff)
+	}
+}
+
+func (s *StatusReporter) write(ctx context.Context, r *fleet.Report) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ac := corev1ac.ConfigMap(s.Name, s.Namespace).WithData(map[string]string{s.Pod: string(b)})
+	_, err = s.Client.CoreV1().ConfigMaps(s.Namespace).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: s.manager(), Force: true})
+	return err
+}
+
+// remove gives up the pod's key: applied with no data, the field it owned
+// goes away.
+func (s *StatusReporter) remove() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err := s.Client.CoreV1().ConfigMaps(s.Namespace).Apply(ctx, corev1ac.ConfigMap(s.Name, s.Namespace), metav1.ApplyOptions{FieldManager: s.manager(), Force: true})
+	if err != nil {
+		s.Log.Info("could not remove the pod's status report", "configmap", s.Namespace+"/"+s.Name, "err", err)
+	}
+}
