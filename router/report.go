@@ -19,7 +19,9 @@ import (
 // its own key (field manager trackrouter-<pod>), so pods never conflict and
 // the sidecar needs patch on that one object only. Reports are written in
 // the background, the latest one wins, failures are retried with backoff
-// (1 s doubling to 30 s). On the end of Run the pod's key is removed.
+// (1 s doubling to 30 s). The report stays when the sidecar stops: HAProxy
+// may run on (two containers), and what it ran is the last word; the
+// controller removes the keys of pods that are gone.
 type StatusReporter struct {
 	Client    kubernetes.Interface
 	Namespace string
@@ -52,7 +54,7 @@ func (s *StatusReporter) Report(r *fleet.Report) {
 
 func (s *StatusReporter) manager() string { return "trackrouter-" + s.Pod }
 
-// Run writes reports until ctx ends, then removes the pod's key.
+// Run writes reports until ctx ends.
 func (s *StatusReporter) Run(ctx context.Context) error {
 	s.init()
 	var (
@@ -66,7 +68,6 @@ func (s *StatusReporter) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			s.remove()
 			return nil
 		case <-s.wake:
 		case <-retry.C:
@@ -112,15 +113,4 @@ func (s *StatusReporter) write(ctx context.Context, r *fleet.Report) error {
 	ac := corev1ac.ConfigMap(s.Name, s.Namespace).WithData(map[string]string{s.Pod: string(b)})
 	_, err = s.Client.CoreV1().ConfigMaps(s.Namespace).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: s.manager(), Force: true})
 	return err
-}
-
-// remove gives up the pod's key: applied with no data, the field it owned
-// goes away.
-func (s *StatusReporter) remove() {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	_, err := s.Client.CoreV1().ConfigMaps(s.Namespace).Apply(ctx, corev1ac.ConfigMap(s.Name, s.Namespace), metav1.ApplyOptions{FieldManager: s.manager(), Force: true})
-	if err != nil {
-		s.Log.Info("could not remove the pod's status report", "configmap", s.Namespace+"/"+s.Name, "err", err)
-	}
 }

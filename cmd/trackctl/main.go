@@ -6,6 +6,8 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/trackrouter/trackrouter/internal/trackctl"
@@ -13,7 +15,12 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := trackctl.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	// Installed as kubectl-track, it is the kubectl plugin "kubectl track".
+	name := "trackctl"
+	if base := filepath.Base(os.Args[0]); strings.HasPrefix(base, "kubectl-") {
+		name = "kubectl " + strings.TrimPrefix(base, "kubectl-")
+	}
+	code := trackctl.Main(ctx, name, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

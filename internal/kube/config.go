@@ -43,3 +43,20 @@ func SetRate(rc *rest.Config, qps float32, burst int) {
 	}
 	rc.QPS, rc.Burst = qps, burst
 }
+
+// ConfigAndNamespace is Config with the namespace of the chosen context
+// (as kubectl -n defaults to it): "default" when the context names none.
+func ConfigAndNamespace(kubeconfig, context string) (*rest.Config, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context})
+	rc, err := Config(kubeconfig, context)
+	if err != nil {
+		return nil, "", err
+	}
+	ns, _, err := cc.Namespace()
+	if err != nil || ns == "" {
+		ns = "default"
+	}
+	return rc, ns, nil
+}

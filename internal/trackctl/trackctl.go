@@ -125,7 +125,7 @@ kubectl diff: 0 same, 1 different, 2 an invalid or unreadable spec.`,
 	// --version without cobra's -v, which check uses for --verbose.
 	root.Flags().Bool("version", false, "print the version of trackctl")
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(e.renderCommand(), e.validateCommand(), e.checkCommand(), e.diffCommand(), e.versionCommand())
+	root.AddCommand(e.renderCommand(), e.validateCommand(), e.checkCommand(), e.diffCommand(), e.statusCommand(), e.versionCommand())
 	return root
 }
 

@@ -1,0 +1,176 @@
+package trackctl
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// tableWidth is what the table fits in.
+const tableWidth = 120
+
+// printTable writes one row per service, its problems below it; wide adds
+// a block per service with tracks, backends and pods.
+func printTable(w io.Writer, hs []*fleet.Health, allNamespaces, wide bool) {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	if allNamespaces {
+		fmt.Fprint(tw, "NAMESPACE\t")
+	}
+	fmt.Fprintln(tw, "SERVICE\tHEALTH\tHAPROXY\tON SPEC\tTRACKS (version, ready endpoints)")
+	for _, h := range hs {
+		if allNamespaces {
+			fmt.Fprintf(tw, "%s\t", h.Namespace)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d/%d\t%s\n", h.Service, healthWord(h), h.HAProxy.Ready, h.HAProxy.Desired,
+			h.HAProxy.OnCurrentSpec, len(h.HAProxy.Pods), trackSummary(h))
+	}
+	tw.Flush()
+	// Problems go under their row, so the table keeps its columns.
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	fmt.Fprintln(w, clipLine(lines[0]))
+	for i, h := range hs {
+		fmt.Fprintln(w, clipLine(lines[i+1]))
+		if !wide {
+			for _, p := range h.Problems {
+				fmt.Fprintln(w, clipLine("  ! "+p))
+			}
+		}
+	}
+	if wide {
+		for _, h := range hs {
+			fmt.Fprintln(w)
+			printDetail(w, h)
+		}
+	}
+}
+
+func healthWord(h *fleet.Health) string {
+	if h.Healthy {
+		return "ok"
+	}
+	return "FAILING"
+}
+
+// trackSummary is "internal 1.0.0 2, canary 1.0 4": each track's version
+// in the spec and its ready endpoints.
+func trackSummary(h *fleet.Health) string {
+	if h.SpecError != "" {
+		return "(invalid spec)"
+	}
+	parts := make([]string, len(h.Tracks))
+	for i, t := range h.Tracks {
+		parts[i] = fmt.Sprintf("%s %s %d", t.Name, t.Version, t.ReadyEndpoints)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func clipLine(s string) string {
+	s = strings.TrimRight(s, " ")
+	if utf8.RuneCountInString(s) <= tableWidth {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:tableWidth-1]) + "…"
+}
+
+// printDetail is the block of one service: tracks with the versions that
+// run, backends with the spec's and the live weights, pods with their
+// reports, and the problems.
+func printDetail(w io.Writer, h *fleet.Health) {
+	fmt.Fprintf(w, "%s/%s  %s  (ConfigMap %s, resourceVersion %s)\n", h.Namespace, h.Service, healthWord(h), h.ConfigMap, h.ResourceVersion)
+	fmt.Fprintf(w, "  HAProxy %s: %d/%d ready, %d/%d pods on the current spec\n", h.HAProxy.Deployment, h.HAProxy.Ready, h.HAProxy.Desired, h.HAProxy.OnCurrentSpec, len(h.HAProxy.Pods))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(h.Tracks) > 0 {
+		fmt.Fprintln(tw, "  TRACK\tSPEC\tENDPOINTS\tRUNNING (Deployment version ready/replicas)")
+		for _, t := range h.Tracks {
+			replicas := "auto"
+			if t.Replicas != nil {
+				replicas = fmt.Sprint(*t.Replicas)
+			}
+			var running []string
+			for _, d := range t.Deployments {
+				running = append(running, fmt.Sprintf("%s %s %d/%d", d.Name, d.Version, d.Ready, d.Replicas))
+			}
+			if len(running) == 0 {
+				running = []string{"none"}
+			}
+			fmt.Fprintf(tw, "  %s\t%s x%s\t%d (min %d)\t%s\n", t.Name, t.Version, replicas, t.ReadyEndpoints, t.MinEndpoints, strings.Join(running, ", "))
+		}
+	}
+	for _, d := range h.Leftovers {
+		fmt.Fprintf(tw, "  (leftover)\t\t\t%s %s %d/%d\n", d.Name, d.Version, d.Ready, d.Replicas)
+	}
+	tw.Flush()
+	if len(h.Backends) > 0 {
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  BACKEND\tTRACK\tSPEC WEIGHT\tLIVE ON HAPROXY PODS")
+		for _, b := range h.Backends {
+			for _, s := range b.Servers {
+				fmt.Fprintf(tw, "  %s\t%s\t%d (%s)\t%s\n", b.Name, s.Track, s.Weight, weights.Percent(s.Share), liveWords(s.Live))
+			}
+		}
+		tw.Flush()
+	}
+	if len(h.HAProxy.Pods) > 0 {
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  POD\tREADY\tSPEC\tIN SYNC\tSINCE")
+		for _, p := range h.HAProxy.Pods {
+			spec, sync, since := "no report", "-", "-"
+			if r := p.Report; r != nil {
+				spec, since = "resourceVersion "+r.ResourceVersion, r.Since.Format(time.RFC3339)
+				if p.Current {
+					spec = "current"
+				}
+				if r.HAProxy != "running" {
+					spec = "HAProxy " + r.HAProxy
+				}
+				sync = yesNo(r.InSync)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", p.Name, yesNo(p.Ready), spec, sync, since)
+		}
+		tw.Flush()
+	}
+	for _, p := range h.Problems {
+		fmt.Fprintf(w, "  ! %s\n", p)
+	}
+}
+
+// liveWords says which weights the pods run: "5 on 4 pods", or "5 on 3
+// pods, 10 on 1 pod" while they differ.
+func liveWords(live map[int]int) string {
+	if len(live) == 0 {
+		return "unknown (no report)"
+	}
+	ws := make([]int, 0, len(live))
+	for w := range live {
+		ws = append(ws, w)
+	}
+	sort.Ints(ws)
+	parts := make([]string, len(ws))
+	for i, w := range ws {
+		parts[i] = fmt.Sprintf("%d on %d pod%s", w, live[w], pluralS(live[w]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func pluralS(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
