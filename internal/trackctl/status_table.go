@@ -40,7 +40,7 @@ func printTable(w io.Writer, hs []*fleet.Health, allNamespaces, wide bool) {
 		fmt.Fprintln(w, clipLine(lines[i+1]))
 		if !wide {
 			for _, p := range h.Problems {
-				fmt.Fprintln(w, clipLine("  ! "+p))
+				fmt.Fprint(w, wrap("  ! ", "    ", p))
 			}
 		}
 	}
@@ -89,7 +89,7 @@ func printDetail(w io.Writer, h *fleet.Health) {
 	fmt.Fprintf(w, "  HAProxy %s: %d/%d ready, %d/%d pods on the current spec\n", h.HAProxy.Deployment, h.HAProxy.Ready, h.HAProxy.Desired, h.HAProxy.OnCurrentSpec, len(h.HAProxy.Pods))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(h.Tracks) > 0 {
-		fmt.Fprintln(tw, "  TRACK\tSPEC\tENDPOINTS\tRUNNING (Deployment version ready/replicas)")
+		fmt.Fprintln(tw, "  TRACK\tSPEC\tENDPOINTS\tRUNNING (version ready/replicas)")
 		for _, t := range h.Tracks {
 			replicas := "auto"
 			if t.Replicas != nil {
@@ -97,7 +97,13 @@ func printDetail(w io.Writer, h *fleet.Health) {
 			}
 			var running []string
 			for _, d := range t.Deployments {
-				running = append(running, fmt.Sprintf("%s %s %d/%d", d.Name, d.Version, d.Ready, d.Replicas))
+				leftover := ""
+				for _, l := range h.Leftovers {
+					if l.Name == d.Name {
+						leftover = " (leftover)"
+					}
+				}
+				running = append(running, fmt.Sprintf("%s %d/%d%s", d.Version, d.Ready, d.Replicas, leftover))
 			}
 			if len(running) == 0 {
 				running = []string{"none"}
@@ -106,7 +112,13 @@ func printDetail(w io.Writer, h *fleet.Health) {
 		}
 	}
 	for _, d := range h.Leftovers {
-		fmt.Fprintf(tw, "  (leftover)\t\t\t%s %s %d/%d\n", d.Name, d.Version, d.Ready, d.Replicas)
+		known := false
+		for _, t := range h.Tracks {
+			known = known || t.Name == d.Track
+		}
+		if !known { // a track the spec no longer has
+			fmt.Fprintf(tw, "  %s\t(not in spec)\t\t%s %s %d/%d (leftover)\n", orDash(d.Track), d.Name, d.Version, d.Ready, d.Replicas)
+		}
 	}
 	tw.Flush()
 	if len(h.Backends) > 0 {
@@ -139,8 +151,28 @@ func printDetail(w io.Writer, h *fleet.Health) {
 		tw.Flush()
 	}
 	for _, p := range h.Problems {
-		fmt.Fprintf(w, "  ! %s\n", p)
+		fmt.Fprint(w, wrap("  ! ", "    ", p))
 	}
+}
+
+// wrap breaks text into lines of at most tableWidth, at spaces: the first
+// after first, the others after cont.
+func wrap(first, cont, text string) string {
+	var b strings.Builder
+	line := first
+	for i, word := range strings.Fields(text) {
+		if i > 0 && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) > tableWidth {
+			b.WriteString(line + "\n")
+			line = cont + word
+			continue
+		}
+		if i > 0 {
+			line += " "
+		}
+		line += word
+	}
+	b.WriteString(clipLine(line) + "\n")
+	return b.String()
 }
 
 // liveWords says which weights the pods run: "5 on 4 pods", or "5 on 3
@@ -173,4 +205,11 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -106,9 +106,11 @@ func Main(ctx context.Context, name string, args []string, stdin io.Reader, stdo
 func (e *env) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   e.name,
-		Short: "Render, validate, check and diff trackrouter service specs",
+		Short: "Render, validate, check and diff trackrouter service specs, and show their health",
 		Long: `trackctl works with trackrouter service specs: the service.yaml in a ConfigMap
-that says how a service's requests are split between its tracks.
+that says how a service's requests are split between its tracks. render,
+validate, check and diff work on files (for GitOps CI); status reads the
+cluster, with kubectl's --kubeconfig, --context, -n and -A.
 
 FILE is a bare service.yaml or Kubernetes manifests holding ConfigMaps with
 the key service.yaml, or - for standard input.
