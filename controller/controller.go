@@ -25,17 +25,20 @@ import (
 	"k8s.io/client-go/informers"
 	appsinformers "k8s.io/client-go/informers/apps/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	rbacinformers "k8s.io/client-go/informers/rbac/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	rbaclisters "k8s.io/client-go/listers/rbac/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -49,6 +52,13 @@ type Options struct {
 	// Leading, when set, is asked before every write: false means the
 	// leader lease may be lost, and nothing is written.
 	Leading func() bool
+	// HealthInterval is how often every spec's health is evaluated (for
+	// the metrics and alerts); default 10s.
+	HealthInterval time.Duration
+	// MinEndpoints: see fleet.Options.
+	MinEndpoints int
+	// Alerter, when set, is told every evaluation.
+	Alerter *Alerter
 }
 
 // errNotLeading stops a sync whose replica may have lost the lease.
@@ -68,14 +78,19 @@ type Controller struct {
 	opt    Options
 	log    *slog.Logger
 
-	configMaps   corelisters.ConfigMapLister
-	templates    corelisters.PodTemplateLister
-	deployments  appslisters.DeploymentLister
-	labeled      appslisters.DeploymentLister
-	services     corelisters.ServiceLister
-	accounts     corelisters.ServiceAccountLister
-	roles        rbaclisters.RoleLister
-	statusMaps   corelisters.ConfigMapLister
+	configMaps  corelisters.ConfigMapLister
+	templates   corelisters.PodTemplateLister
+	deployments appslisters.DeploymentLister
+	labeled     appslisters.DeploymentLister
+	services    corelisters.ServiceLister
+	accounts    corelisters.ServiceAccountLister
+	roles       rbaclisters.RoleLister
+	statusMaps  corelisters.ConfigMapLister
+	routerPods  corelisters.PodLister
+	slices      discoverylisters.EndpointSliceLister
+
+	// health is the last evaluation of every spec's health (see health.go).
+	health       atomic.Pointer[[]*fleet.Health]
 	roleBindings rbaclisters.RoleBindingLister
 	synced       []cache.InformerSynced
 
@@ -115,11 +130,16 @@ type Informers struct {
 	RoleBindings    rbacinformers.RoleBindingInformer    // ours
 	// StatusConfigMaps: ours, the HAProxy pods' status reports.
 	StatusConfigMaps coreinformers.ConfigMapInformer
+	// RouterPods: the HAProxy tiers' pods (labels app, tier=router), and
+	// EndpointSlices with app and tier labels (copied from the track
+	// Services): what health is judged from.
+	RouterPods     coreinformers.PodInformer
+	EndpointSlices discoveryinformers.EndpointSliceInformer
 }
 
 // Factories are the informer factories of a Controller, filtered by label.
 type Factories struct {
-	owned, specs, templates, labeled informers.SharedInformerFactory
+	owned, specs, templates, labeled, routerPods informers.SharedInformerFactory
 }
 
 // NewFactories makes the factories for namespace ("" is all) with resync.
@@ -132,10 +152,11 @@ func NewFactories(client kubernetes.Interface, namespace string, resync time.Dur
 		return informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel })
 	}
 	return &Factories{
-		owned:     informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(LabelManagedBy+"="+ManagedBy)),
-		specs:     informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(weights.ServiceLabel)),
-		templates: informers.NewSharedInformerFactoryWithOptions(client, resync, ns),
-		labeled:   informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(LabelApp+","+LabelTier)),
+		owned:      informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(LabelManagedBy+"="+ManagedBy)),
+		specs:      informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(weights.ServiceLabel)),
+		templates:  informers.NewSharedInformerFactoryWithOptions(client, resync, ns),
+		labeled:    informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(LabelApp+","+LabelTier)),
+		routerPods: informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(LabelApp+","+LabelTier+"="+TierRouter)),
 	}
 }
 
@@ -153,19 +174,21 @@ func (f *Factories) Informers() Informers {
 		// Labelled managed-by track-controller: the status ConfigMaps only
 		// (spec ConfigMaps are the users').
 		StatusConfigMaps: f.owned.Core().V1().ConfigMaps(),
+		RouterPods:       f.routerPods.Core().V1().Pods(),
+		EndpointSlices:   f.labeled.Discovery().V1().EndpointSlices(),
 	}
 }
 
 // Start starts every informer asked for so far.
 func (f *Factories) Start(stop <-chan struct{}) {
-	for _, x := range []informers.SharedInformerFactory{f.owned, f.specs, f.templates, f.labeled} {
+	for _, x := range []informers.SharedInformerFactory{f.owned, f.specs, f.templates, f.labeled, f.routerPods} {
 		x.Start(stop)
 	}
 }
 
 // Shutdown stops the informers and waits for them.
 func (f *Factories) Shutdown() {
-	for _, x := range []informers.SharedInformerFactory{f.owned, f.specs, f.templates, f.labeled} {
+	for _, x := range []informers.SharedInformerFactory{f.owned, f.specs, f.templates, f.labeled, f.routerPods} {
 		x.Shutdown()
 	}
 }
@@ -192,6 +215,8 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		inf.Deployments.Informer().HasSynced, inf.Services.Informer().HasSynced, inf.ServiceAccounts.Informer().HasSynced,
 		inf.Roles.Informer().HasSynced, inf.RoleBindings.Informer().HasSynced, inf.StatusConfigMaps.Informer().HasSynced}
 	c.statusMaps = inf.StatusConfigMaps.Lister()
+	c.routerPods, c.slices = inf.RouterPods.Lister(), inf.EndpointSlices.Lister()
+	c.synced = append(c.synced, inf.RouterPods.Informer().HasSynced, inf.EndpointSlices.Informer().HasSynced)
 	// The sidecars write their reports often: only the status ConfigMap's
 	// coming and going is the spec's business.
 	inf.StatusConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -362,6 +387,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	for i := 0; i < workers; i++ {
 		go wait.UntilWithContext(ctx, c.runWorker, time.Second)
 	}
+	go wait.UntilWithContext(ctx, c.evaluateHealth, orDefault(c.opt.HealthInterval, 10*time.Second))
 	<-ctx.Done()
 	return nil
 }

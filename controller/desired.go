@@ -218,7 +218,7 @@ func routerPod(spec *weights.Spec, cm *corev1.ConfigMap, account string, labels 
 					"--stop-grace", fmt.Sprintf("%ds", routerStopGrace),
 					"--report-configmap", fleet.StatusName(account),
 				},
-				Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+				Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}}},
 				Ports: []corev1.ContainerPort{
 					{Name: "http", ContainerPort: int32(spec.Port), Protocol: corev1.ProtocolTCP},
 					{Name: "metrics", ContainerPort: routerMetricsPort, Protocol: corev1.ProtocolTCP},

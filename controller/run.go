@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,6 +32,10 @@ type Config struct {
 	LeaseName      string
 	QPS            float32 // client-side rate limit of API requests
 	Burst          int
+	// Health checks and alerts: see Options and AlertConfig.
+	HealthInterval time.Duration
+	MinEndpoints   int
+	Alerts         AlertConfig
 }
 
 // Execute runs track-controller until ctx ends. With leader election it
@@ -61,6 +66,10 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// One Alerter for the process: what it announced survives a lost and
+	// regained lease.
+	alerter := NewAlerter(cfg.Alerts, log)
+	go alerter.Run(ctx)
 	serveErr := make(chan error, 1)
 	if cfg.MetricsAddr != "" {
 		go func() {
@@ -70,7 +79,9 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 				}
 				return nil
 			}
-			err := health.Serve(ctx, cfg.MetricsAddr, registry(&current, &base, &leading), ready, log)
+			reg := registry(&current, &base, &leading)
+			reg.MustRegister(alerter.Sent, alerter.Failed, healthCollector{current: current.Load})
+			err := health.Serve(ctx, cfg.MetricsAddr, reg, ready, log)
 			serveErr <- err
 			cancel() // without its probes the process must not run on
 		}()
@@ -78,7 +89,8 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// term runs one controller, with its own informers, until ctx ends.
 	term := func(ctx context.Context, isLeading func() bool) error {
 		factories := NewFactories(client, cfg.Namespace, 0)
-		ctrl := New(client, factories.Informers(), Options{RouterImage: cfg.RouterImage, Log: log, Leading: isLeading})
+		ctrl := New(client, factories.Informers(), Options{RouterImage: cfg.RouterImage, Log: log, Leading: isLeading,
+			HealthInterval: cfg.HealthInterval, MinEndpoints: cfg.MinEndpoints, Alerter: alerter})
 		current.Store(ctrl)
 		leading.Store(true)
 		defer func() {

@@ -4,11 +4,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -29,6 +34,15 @@ func main() {
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", true, "run several replicas; only the holder of the Lease writes")
 	fs.StringVar(&cfg.LeaseNamespace, "lease-namespace", "trackrouter-system", "namespace of the leader Lease")
 	fs.StringVar(&cfg.LeaseName, "lease-name", "track-controller", "name of the leader Lease")
+	fs.DurationVar(&cfg.HealthInterval, "health-interval", 10*time.Second, "how often every service's health is evaluated, for the metrics and alerts")
+	fs.IntVar(&cfg.MinEndpoints, "min-endpoints", 2, "ready endpoints each track needs to be healthy (a track whose spec asks for fewer replicas needs that many)")
+	fs.DurationVar(&cfg.Alerts.After, "alert-after", time.Minute, "how long a health change must hold before it is announced")
+	fs.StringVar(&cfg.Alerts.WebhookURL, "alert-webhook-url", "", "Slack-compatible incoming webhook for health alerts (better: the file webhook-url in --alert-secret-dir)")
+	fs.StringVar(&cfg.Alerts.SMTPAddr, "alert-smtp-addr", "", "SMTP server host:port for health alerts by email (STARTTLS when offered)")
+	fs.StringVar(&cfg.Alerts.SMTPFrom, "alert-smtp-from", "", "sender address of alert emails")
+	fs.StringSliceVar(&cfg.Alerts.SMTPTo, "alert-smtp-to", nil, "recipients of alert emails (comma-separated)")
+	fs.StringVar(&cfg.Alerts.SMTPUsername, "alert-smtp-username", "", "SMTP user (PLAIN auth, over TLS only); the password is the file smtp-password in --alert-secret-dir")
+	secretDir := fs.String("alert-secret-dir", "", "directory of alert secrets (a mounted Secret): files webhook-url and smtp-password; a missing file leaves that part off")
 	fs.Float32Var(&cfg.QPS, "kube-api-qps", kube.DefaultQPS, "API requests per second this client may send (client-side limit)")
 	fs.IntVar(&cfg.Burst, "kube-api-burst", kube.DefaultBurst, "API requests this client may send in a burst")
 	fs.Usage = func() {
@@ -50,6 +64,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "track-controller: --router-image is required outside a Pod: the image with haproxy and trackrouter for the HAProxy tier\nSee 'track-controller --help'.\n")
 		os.Exit(2)
 	}
+	if err := alertSecrets(&cfg.Alerts, *secretDir); err != nil {
+		fmt.Fprintf(os.Stderr, "track-controller: %v\nSee 'track-controller --help'.\n", err)
+		os.Exit(2)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -58,4 +76,45 @@ func main() {
 		stop()
 		os.Exit(1)
 	}
+}
+
+// alertSecrets reads the secrets of the alert destinations from dir and
+// checks that an email destination is complete.
+func alertSecrets(a *controller.AlertConfig, dir string) error {
+	read := func(name string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil
+		}
+		return strings.TrimSpace(string(b)), err
+	}
+	if dir != "" {
+		url, err := read("webhook-url")
+		if err != nil {
+			return fmt.Errorf("--alert-secret-dir: %w", err)
+		}
+		if url != "" {
+			a.WebhookURL = url
+		}
+		if a.SMTPPassword, err = read("smtp-password"); err != nil {
+			return fmt.Errorf("--alert-secret-dir: %w", err)
+		}
+	}
+	if a.WebhookURL != "" && !strings.HasPrefix(a.WebhookURL, "https://") && !strings.HasPrefix(a.WebhookURL, "http://") {
+		return fmt.Errorf("alert webhook URL: want http:// or https://, got %q", clip(a.WebhookURL))
+	}
+	if a.SMTPAddr != "" && (a.SMTPFrom == "" || len(a.SMTPTo) == 0) {
+		return errors.New("--alert-smtp-addr needs --alert-smtp-from and --alert-smtp-to")
+	}
+	if a.SMTPAddr == "" && (a.SMTPFrom != "" || len(a.SMTPTo) > 0) {
+		return errors.New("--alert-smtp-from and --alert-smtp-to need --alert-smtp-addr")
+	}
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
 }
