@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/smtp"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -34,6 +36,9 @@ type AlertConfig struct {
 	SMTPTo       []string
 	SMTPUsername string
 	SMTPPassword string
+	// SMTPCAFile, when set, is the PEM of the CAs the SMTP server's
+	// certificate is checked against (a private CA); default the system's.
+	SMTPCAFile string
 	// After is how long a health state must hold before it is announced
 	// (a flapping endpoint does not page); default 1m.
 	After time.Duration
@@ -264,7 +269,18 @@ func (a *Alerter) email(ctx context.Context, m alert) error {
 	}
 	defer c.Close()
 	if ok, _ := c.Extension("STARTTLS"); ok {
-		if err := c.StartTLS(&tls.Config{ServerName: host}); err != nil {
+		tc := &tls.Config{ServerName: host}
+		if a.cfg.SMTPCAFile != "" {
+			pem, err := os.ReadFile(a.cfg.SMTPCAFile)
+			if err != nil {
+				return err
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("%s: no PEM certificate", a.cfg.SMTPCAFile)
+			}
+		}
+		if err := c.StartTLS(tc); err != nil {
 			return fmt.Errorf("STARTTLS: %w", err)
 		}
 	}

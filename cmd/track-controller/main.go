@@ -42,6 +42,7 @@ func main() {
 	fs.StringVar(&cfg.Alerts.SMTPFrom, "alert-smtp-from", "", "sender address of alert emails")
 	fs.StringSliceVar(&cfg.Alerts.SMTPTo, "alert-smtp-to", nil, "recipients of alert emails (comma-separated)")
 	fs.StringVar(&cfg.Alerts.SMTPUsername, "alert-smtp-username", "", "SMTP user (PLAIN auth, over TLS only); the password is the file smtp-password in --alert-secret-dir")
+	fs.StringVar(&cfg.Alerts.SMTPCAFile, "alert-smtp-ca-file", "", "PEM file of the CAs the SMTP server's certificate is checked against (default: the system's)")
 	secretDir := fs.String("alert-secret-dir", "", "directory of alert secrets (a mounted Secret): files webhook-url and smtp-password; a missing file leaves that part off")
 	fs.Float32Var(&cfg.QPS, "kube-api-qps", kube.DefaultQPS, "API requests per second this client may send (client-side limit)")
 	fs.IntVar(&cfg.Burst, "kube-api-burst", kube.DefaultBurst, "API requests this client may send in a burst")

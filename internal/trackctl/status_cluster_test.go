@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/trackrouter/trackrouter/controller"
 	"github.com/trackrouter/trackrouter/examples"
+	"github.com/trackrouter/trackrouter/internal/alerttest"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/internal/haproxytest"
 	"github.com/trackrouter/trackrouter/internal/testcluster"
@@ -128,11 +130,16 @@ func (r *fleetRig) ready(name string, n int32) error {
 	return nil
 }
 
-func (r *fleetRig) startController() {
+func (r *fleetRig) startController() { r.startControllerWith(controller.Config{}) }
+
+// startControllerWith runs track-controller for the rig's namespace, with
+// cfg's health and alert settings.
+func (r *fleetRig) startControllerWith(cfg controller.Config) {
+	cfg.Kubeconfig, cfg.Namespace, cfg.RouterImage, cfg.Workers = r.c.Kubeconfig, r.ns, "trackrouter:test", 2
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- controller.Execute(ctx, controller.Config{Kubeconfig: r.c.Kubeconfig, Namespace: r.ns, RouterImage: "trackrouter:test", Workers: 2}, quietLog())
+		done <- controller.Execute(ctx, cfg, quietLog())
 	}()
 	r.stopCtrl = func() {
 		cancel()
@@ -420,6 +427,82 @@ func fleetOnSpec(r *fleetRig, backend, track string, w int) error {
 				return fmt.Errorf("live %v", s.Live)
 			}
 		}
+	}
+	return nil
+}
+
+// TestAlertsOnTheCluster: track-controller, watching the fleet, sends
+// exactly one message when account-service becomes unhealthy (a leftover
+// old version) and one when it recovers, to a webhook and by email over
+// STARTTLS with auth; its metrics say the same.
+func TestAlertsOnTheCluster(t *testing.T) {
+	r := newFleet(t)
+	r.waitHealthy()
+	hook := alerttest.NewWebhook(t)
+	mail := alerttest.NewSMTP(t)
+	r.stopCtrl()
+	metrics := fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
+	r.startControllerWith(controller.Config{HealthInterval: 100 * time.Millisecond, MetricsAddr: metrics, Alerts: controller.AlertConfig{
+		After: time.Second, WebhookURL: hook.URL, SMTPAddr: mail.Addr, SMTPFrom: "tc@example.com", SMTPTo: []string{"ops@example.com"},
+		SMTPUsername: "alerts", SMTPPassword: "secret", SMTPCAFile: mail.CAFile}})
+	r.poll("metrics: healthy", func() error { return metricIs(metrics, `trackcontroller_service_healthy{namespace="`+r.ns+`",service="account-service"} 1`) })
+	r.poll("metrics: 4 pods on the current spec", func() error {
+		return metricIs(metrics, `trackcontroller_haproxy_pods_on_current_spec{namespace="`+r.ns+`",service="account-service"} 4`)
+	})
+	r.poll("metrics: canary endpoints", func() error {
+		return metricIs(metrics, `trackcontroller_track_ready_endpoints{namespace="`+r.ns+`",service="account-service",track="canary"} 4`)
+	})
+
+	ctx := context.Background()
+	labels := map[string]string{"app": "account-service", "tier": "service", "track": "canary", "version": "0.2.1"}
+	old := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "account-service-canary-0.2.1", Namespace: r.ns, Labels: labels},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "account-service", Image: "hashicorp/http-echo:0.2.1"}}}}}}
+	if _, err := r.client.AppsV1().Deployments(r.ns).Create(ctx, old, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.poll("one alert", func() error {
+		if n, m := len(hook.Texts()), len(mail.Mails()); n != 1 || m != 1 {
+			return fmt.Errorf("%d webhook messages, %d mails", n, m)
+		}
+		return nil
+	})
+	if text := hook.Texts()[0]; !strings.Contains(text, r.ns+"/account-service is unhealthy since") || !strings.Contains(text, "leftover Deployment account-service-canary-0.2.1") {
+		t.Errorf("alert: %s", text)
+	}
+	if m := mail.Mails()[0]; !m.TLS || m.Username != "alerts" || !strings.Contains(m.Data, "leftover Deployment") {
+		t.Errorf("mail: TLS %v, user %q:\n%s", m.TLS, m.Username, m.Data)
+	}
+	r.poll("metrics: unhealthy", func() error { return metricIs(metrics, `trackcontroller_service_healthy{namespace="`+r.ns+`",service="account-service"} 0`) })
+	if err := r.client.AppsV1().Deployments(r.ns).Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.poll("the recovery", func() error {
+		if n, m := len(hook.Texts()), len(mail.Mails()); n != 2 || m != 2 {
+			return fmt.Errorf("%d webhook messages, %d mails", n, m)
+		}
+		return nil
+	})
+	if text := hook.Texts()[1]; !strings.Contains(text, "is healthy again since") {
+		t.Errorf("recovery: %s", text)
+	}
+	time.Sleep(2 * time.Second) // three more --alert-after periods: nothing else may come
+	if n, m := len(hook.Texts()), len(mail.Mails()); n != 2 || m != 2 {
+		t.Errorf("after the recovery: %d webhook messages, %d mails; want 2 and 2", n, m)
+	}
+}
+
+// metricIs checks that the metrics at addr have the line want.
+func metricIs(addr, want string) error {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(b), want+"\n") {
+		return fmt.Errorf("no line %q", want)
 	}
 	return nil
 }

@@ -1,0 +1,109 @@
+package controller
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/trackrouter/trackrouter/internal/alerttest"
+	"github.com/trackrouter/trackrouter/internal/fleet"
+)
+
+func svc(healthy bool, problems ...string) []*fleet.Health {
+	return []*fleet.Health{{Namespace: "shop", Service: "web", Healthy: healthy, Problems: problems}}
+}
+
+// TestAlerterOncePerChange: a change is announced once, after it held for
+// After; a flap shorter than After is not; the recovery is announced once;
+// every message reaches the webhook and the SMTP server (STARTTLS, PLAIN
+// auth).
+func TestAlerterOncePerChange(t *testing.T) {
+	hook := alerttest.NewWebhook(t)
+	mail := alerttest.NewSMTP(t)
+	a := NewAlerter(AlertConfig{WebhookURL: hook.URL, SMTPAddr: mail.Addr, SMTPFrom: "tc@example.com", SMTPTo: []string{"ops@example.com", "dev@example.com"},
+		SMTPUsername: "alerts", SMTPPassword: "secret", SMTPCAFile: mail.CAFile, After: time.Minute}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Run(ctx)
+
+	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	a.Observe(svc(true), t0)
+	a.Observe(svc(false, "canary: 1 ready endpoint, want at least 2"), t0.Add(10*time.Second)) // a flap
+	a.Observe(svc(true), t0.Add(20*time.Second))
+	a.Observe(svc(false, "canary: 1 ready endpoint, want at least 2"), t0.Add(30*time.Second))
+	a.Observe(svc(false, "canary: 1 ready endpoint, want at least 2"), t0.Add(60*time.Second))
+	a.Observe(svc(false, "canary: 0 ready endpoints, want at least 2"), t0.Add(90*time.Second)) // held: announced
+	a.Observe(svc(false, "canary: 0 ready endpoints, want at least 2"), t0.Add(5*time.Minute))   // no news
+	a.Observe(svc(true), t0.Add(6*time.Minute))
+	a.Observe(svc(true), t0.Add(8*time.Minute)) // recovered, held
+	a.Observe(svc(true), t0.Add(9*time.Minute))
+
+	waitFor(t, "2 webhook messages and 2 mails", func() bool { return len(hook.Texts()) >= 2 && len(mail.Mails()) >= 2 })
+	time.Sleep(200 * time.Millisecond) // nothing more may come
+	texts := hook.Texts()
+	if len(texts) != 2 {
+		t.Fatalf("webhook got %d messages, want 2: %q", len(texts), texts)
+	}
+	want0 := "shop/web is unhealthy since 2026-11-27T12:00:30Z:\n- canary: 0 ready endpoints, want at least 2\ntrackctl status web -n shop shows the details."
+	if texts[0] != want0 {
+		t.Errorf("first message:\n%s\nwant:\n%s", texts[0], want0)
+	}
+	want1 := "shop/web is healthy again since 2026-11-27T12:06:00Z (it was unhealthy since 2026-11-27T12:00:30Z, for 5m30s)."
+	if texts[1] != want1 {
+		t.Errorf("second message:\n%s\nwant:\n%s", texts[1], want1)
+	}
+	mails := mail.Mails()
+	if len(mails) != 2 {
+		t.Fatalf("SMTP got %d mails, want 2", len(mails))
+	}
+	m := mails[0]
+	if !m.TLS || m.Username != "alerts" || m.From != "tc@example.com" || strings.Join(m.To, ",") != "ops@example.com,dev@example.com" ||
+		!strings.Contains(m.Data, "Subject: [trackrouter] shop/web unhealthy: canary: 0 ready endpoints, want at least 2\r\n") ||
+		!strings.Contains(m.Data, "- canary: 0 ready endpoints") {
+		t.Errorf("mail: TLS %v, user %q, from %q, to %q:\n%s", m.TLS, m.Username, m.From, m.To, m.Data)
+	}
+	if n := testutil.ToFloat64(a.Sent.WithLabelValues("email")); n != 2 {
+		t.Errorf("sent email = %v, want 2", n)
+	}
+}
+
+// TestAlerterRetriesAndCounts: a refused delivery is counted and retried
+// until the receiver takes it; Observe never waits for it.
+func TestAlerterRetriesAndCounts(t *testing.T) {
+	hook := alerttest.NewWebhook(t)
+	hook.SetStatus(503)
+	a := NewAlerter(AlertConfig{WebhookURL: hook.URL, After: time.Nanosecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Run(ctx)
+	t0 := time.Now()
+	a.Observe(svc(true), t0)
+	start := time.Now()
+	a.Observe(svc(false, "invalid spec: x"), t0.Add(time.Second))
+	a.Observe(svc(false, "invalid spec: x"), t0.Add(2*time.Second))
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Errorf("Observe took %s: it must not wait for delivery", d)
+	}
+	waitFor(t, "a failed attempt", func() bool { return testutil.ToFloat64(a.Failed.WithLabelValues("webhook")) >= 1 })
+	hook.SetStatus(0)
+	waitFor(t, "the retried message", func() bool { return len(hook.Texts()) == 1 })
+	if n := testutil.ToFloat64(a.Sent.WithLabelValues("webhook")); n != 1 {
+		t.Errorf("sent = %v, want 1", n)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
