@@ -38,7 +38,7 @@ func TestAlerterOncePerChange(t *testing.T) {
 	a.Observe(svc(false, "canary: 1 ready endpoint, want at least 2"), t0.Add(30*time.Second))
 	a.Observe(svc(false, "canary: 1 ready endpoint, want at least 2"), t0.Add(60*time.Second))
 	a.Observe(svc(false, "canary: 0 ready endpoints, want at least 2"), t0.Add(90*time.Second)) // held: announced
-	a.Observe(svc(false, "canary: 0 ready endpoints, want at least 2"), t0.Add(5*time.Minute))   // no news
+	a.Observe(svc(false, "canary: 0 ready endpoints, want at least 2"), t0.Add(5*time.Minute))  // no news
 	a.Observe(svc(true), t0.Add(6*time.Minute))
 	a.Observe(svc(true), t0.Add(8*time.Minute)) // recovered, held
 	a.Observe(svc(true), t0.Add(9*time.Minute))

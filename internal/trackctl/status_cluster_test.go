@@ -445,7 +445,9 @@ func TestAlertsOnTheCluster(t *testing.T) {
 	r.startControllerWith(controller.Config{HealthInterval: 100 * time.Millisecond, MetricsAddr: metrics, Alerts: controller.AlertConfig{
 		After: time.Second, WebhookURL: hook.URL, SMTPAddr: mail.Addr, SMTPFrom: "tc@example.com", SMTPTo: []string{"ops@example.com"},
 		SMTPUsername: "alerts", SMTPPassword: "secret", SMTPCAFile: mail.CAFile}})
-	r.poll("metrics: healthy", func() error { return metricIs(metrics, `trackcontroller_service_healthy{namespace="`+r.ns+`",service="account-service"} 1`) })
+	r.poll("metrics: healthy", func() error {
+		return metricIs(metrics, `trackcontroller_service_healthy{namespace="`+r.ns+`",service="account-service"} 1`)
+	})
 	r.poll("metrics: 4 pods on the current spec", func() error {
 		return metricIs(metrics, `trackcontroller_haproxy_pods_on_current_spec{namespace="`+r.ns+`",service="account-service"} 4`)
 	})
@@ -474,7 +476,9 @@ func TestAlertsOnTheCluster(t *testing.T) {
 	if m := mail.Mails()[0]; !m.TLS || m.Username != "alerts" || !strings.Contains(m.Data, "leftover Deployment") {
 		t.Errorf("mail: TLS %v, user %q:\n%s", m.TLS, m.Username, m.Data)
 	}
-	r.poll("metrics: unhealthy", func() error { return metricIs(metrics, `trackcontroller_service_healthy{namespace="`+r.ns+`",service="account-service"} 0`) })
+	r.poll("metrics: unhealthy", func() error {
+		return metricIs(metrics, `trackcontroller_service_healthy{namespace="`+r.ns+`",service="account-service"} 0`)
+	})
 	if err := r.client.AppsV1().Deployments(r.ns).Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

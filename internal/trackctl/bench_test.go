@@ -1,0 +1,135 @@
+package trackctl
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/trackrouter/trackrouter/controller"
+	"github.com/trackrouter/trackrouter/internal/testcluster"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// BenchmarkStatus30 runs trackctl status -A on 30 converged services like
+// account-service (150 Deployments, ~720 pods): its time and the API
+// requests it makes (5 whatever the number of services).
+// Run: go test ./internal/trackctl -run '^$' -bench Status30 -benchtime 20x -timeout 30m
+func BenchmarkStatus30(b *testing.B) {
+	c := testcluster.Get(b)
+	if err := c.AddNodes(context.Background(), 8); err != nil { // room for ~720 pods
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	ns := "status-bench"
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		if _, err := c.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{}); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- controller.Execute(cctx, controller.Config{Kubeconfig: c.Kubeconfig, Namespace: ns, RouterImage: "trackrouter:test", Workers: 4}, quietLog())
+	}()
+	defer func() { cancel(); <-done }()
+	for s := 0; s < 30; s++ {
+		name := fmt.Sprintf("svc-%02d", s)
+		tmpl := &corev1.PodTemplate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: "example.com/" + name + ":latest"}}},
+		}}
+		if _, err := c.Client.CoreV1().PodTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{weights.ServiceLabel: name}},
+			Data: map[string]string{weights.DataKey: strings.ReplaceAll(benchSpec, "SERVICE", name)}}
+		if _, err := c.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		deps, err := c.Client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ready := 0
+		for _, d := range deps.Items {
+			if d.Spec.Replicas != nil && d.Status.AvailableReplicas == *d.Spec.Replicas {
+				ready++
+			}
+		}
+		if ready == 30*5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of 150 Deployments available after 10 minutes", ready)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var requests atomic.Int64
+	e := &env{name: "trackctl", stdout: io.Discard, stderr: io.Discard}
+	b.ResetTimer()
+	for b.Loop() {
+		o := &statusOptions{output: "table", minEndpoints: 2, requests: &requests, kube: kubeFlags{kubeconfig: c.Kubeconfig, allNamespaces: true}}
+		// No sidecars report here: every service has problems, exit 1.
+		if err := e.runStatus(ctx, o, nil); err != nil && err != errProblems {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
+}
+
+// BenchmarkFleetConvergence: a weight edit of the spec ConfigMap until all
+// four HAProxy pods report it applied (status shows them on the new spec,
+// with the new weight live), with four real sidecars and HAProxys.
+// Run: go test ./internal/trackctl -run '^$' -bench FleetConvergence -benchtime 20x
+func BenchmarkFleetConvergence(b *testing.B) {
+	r := newFleet(b)
+	r.waitHealthy()
+	var times []time.Duration
+	w := 5
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		next := 6 + i%50
+		start := time.Now()
+		r.editSpec(fmt.Sprintf("{canary: %d,", w), fmt.Sprintf("{canary: %d,", next))
+		r.poll("all four on the new spec", func() error { return fleetOnSpec(r, "canary", "canary", next) })
+		times = append(times, time.Since(start))
+		w = next
+	}
+	b.StopTimer()
+	slices.Sort(times)
+	p50, max := times[len(times)/2], times[len(times)-1]
+	b.ReportMetric(float64(p50.Microseconds())/1000, "ms-p50")
+	b.ReportMetric(float64(max.Microseconds())/1000, "ms-max")
+	b.Logf("edit -> 4 HAProxy pods report it applied: p50 %s, max %s over %d edits", p50.Round(time.Millisecond), max.Round(time.Millisecond), len(times))
+}
+
+const benchSpec = `service: SERVICE
+port: 8080
+tracks:
+  internal:   {version: 1.0.0, replicas: 2}
+  canary:     {version: "1.0", replicas: 4}
+  paid:       {version: 0.2.3, replicas: 4}
+  production: {version: 0.2.3, replicas: 10}
+groups: {INTERNAL: internal, FREE: canary, ENTERPRISE: enterprise}
+default: paid
+backends:
+  internal:   {internal: 100}
+  canary:     {canary: 5, production: 95}
+  paid:       {paid: 5, production: 95}
+  enterprise: {production: 100}
+`
