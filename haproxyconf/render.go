@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	parser "github.com/haproxytech/config-parser/v5"
 	"github.com/haproxytech/config-parser/v5/options"
@@ -116,7 +117,16 @@ func Render(s *weights.Spec, opt Options) (*Rendered, error) {
 	return out, nil
 }
 
+// parserMu serializes config-parser: v5.1.6 writes a package variable
+// (parser.DefaultSectionName) on every parse of a defaults section, so two
+// renders at once race (the sidecar renders in its loop and in the
+// background check; the race detector found it with several sidecars in one
+// test binary).
+var parserMu sync.Mutex
+
 func render(s *weights.Spec, opt Options, stamp string, unitWeights bool) ([]byte, error) {
+	parserMu.Lock()
+	defer parserMu.Unlock()
 	base := opt.Base
 	if base == "" {
 		base = DefaultBase
