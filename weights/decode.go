@@ -37,6 +37,7 @@ func (d *decoder) spec(n *yaml.Node, src Source) *Spec {
 			d.mark(key, f.key)
 			for _, tf := range d.fields(f.value, key) {
 				s.Tracks[tf.key.Value] = d.track(tf)
+				s.Stages = append(s.Stages, tf.key.Value)
 			}
 		case "groups":
 			d.mark(key, f.key)

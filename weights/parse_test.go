@@ -48,6 +48,7 @@ func TestParseValid(t *testing.T) {
 			"paid":       {Version: "v1.15.0", Replicas: DefaultTrackReplicas},
 			"production": {Version: "v1.15.0", Replicas: 10},
 		},
+		Stages:  []string{"internal", "canary", "paid", "production"}, // as written
 		Groups:  map[string]string{"INTERNAL": "internal", "FREE": "canary", "ENTERPRISE": "enterprise"},
 		Default: "paid",
 		Backends: map[string]Backend{

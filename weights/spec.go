@@ -35,6 +35,9 @@ type Spec struct {
 	Template string
 	Router   Router
 	Tracks   map[string]Track
+	// Stages lists the tracks in the order the spec writes them: the order
+	// a release goes through (trackctl deploy and promote).
+	Stages []string
 	// Groups maps a header value, as written, to a backend. Values are unique
 	// ignoring case and match requests case-insensitively.
 	Groups   map[string]string

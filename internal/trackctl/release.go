@@ -1,0 +1,519 @@
+package trackctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	authv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// AnnotationHistory holds, on a spec ConfigMap, the changes trackctl made
+// to it: a JSON list, oldest first, of the last historyLimit entries.
+const (
+	AnnotationHistory = "trackrouter.dev/history"
+	historyLimit      = 20
+)
+
+// HistoryEntry is one change, as recorded on the ConfigMap and printed by
+// trackctl history -o json.
+type HistoryEntry struct {
+	Time    time.Time `json:"time"`
+	User    string    `json:"user"`
+	Command string    `json:"command"`
+	Reason  string    `json:"reason,omitempty"`
+	// Changes are "field old->new", the previous values included.
+	Changes []string `json:"changes"`
+	// From is the ConfigMap's resourceVersion the change was made on.
+	From string `json:"from,omitempty"`
+	// Commit is the git commit (file mode only).
+	Commit string `json:"commit,omitempty"`
+}
+
+// releaseOptions are the flags every release command shares.
+type releaseOptions struct {
+	kube   kubeFlags
+	file   string
+	dryRun bool
+	reason string
+	output string
+	to     string // promote --to
+	// version is rollback --version.
+	version string
+	// client replaces the kubeconfig (tests); beforeWrite, when set, runs
+	// between the read and the write (tests of concurrent changes).
+	client      kubernetes.Interface
+	beforeWrite func()
+}
+
+func (o *releaseOptions) add(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	o.kube.add(fs)
+	fs.Lookup("all-namespaces").Hidden = true
+	fs.StringVarP(&o.file, "filename", "f", "", "edit this manifest or bare service.yaml in place instead of the cluster")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "print the change (spec, weights with shares, haproxy.cfg) and write nothing")
+	fs.StringVar(&o.reason, "reason", "", "why, recorded in the history (cluster) or for the commit message (file)")
+	fs.StringVarP(&o.output, "output", "o", "text", "output format: text, json, yaml")
+}
+
+// planner turns the current spec into the edits of a command, refusing a
+// request that makes no sense for it.
+type planner func(s *weights.Spec) ([]edit, error)
+
+func (e *env) releaseCommands() []*cobra.Command {
+	o := &releaseOptions{}
+	deploy := &cobra.Command{
+		Use:   "deploy SERVICE VERSION",
+		Short: "Put a new build on the first stage (the first track the spec lists)",
+		Long: `Set the version of the service's first stage to VERSION. The stage order is the
+order in which the spec lists its tracks (internal, canary, paid, production in
+the example): deploy puts a build on the first, promote moves it along.
+
+In the cluster (-n, --kubeconfig, --context) the spec ConfigMap is updated only
+if nobody changed it since it was read, the change is recorded (who, when, what,
+why) in its trackrouter.dev/history annotation and a Normal Event; with
+-f FILE the manifest is edited in place, changing the value's bytes only. The
+change is validated as validate does first; an invalid one writes nothing.`,
+		Example: `  trackctl deploy account-service 1.1.0 -n shop --reason "build 4711"
+  trackctl deploy account-service 1.1.0 -f manifests/account-service.yaml --dry-run`,
+		Args: exactArgs(2, "SERVICE and VERSION"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			version := args[1]
+			return e.runChange(cmd.Context(), o, args[0], "deploy "+version, func(s *weights.Spec) ([]edit, error) {
+				first := s.Stages[0]
+				return []edit{{[]string{"tracks", first, "version"}, version}}, nil
+			})
+		},
+	}
+	promote := &cobra.Command{
+		Use:   "promote SERVICE VERSION [--to TRACK]",
+		Short: "Move a version to the next stage (or to --to TRACK)",
+		Long: `Set the version of the stage after the last one that runs VERSION (in the
+order the spec lists its tracks) to VERSION; --to names the track instead.
+Targets, validation and history as for deploy.`,
+		Example: `  trackctl promote account-service 1.1.0 -n shop
+  trackctl promote account-service 1.1.0 --to production -f manifests/account-service.yaml`,
+		Args: exactArgs(2, "SERVICE and VERSION"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			version := args[1]
+			label := "promote " + version
+			if o.to != "" {
+				label += " --to " + o.to
+			}
+			return e.runChange(cmd.Context(), o, args[0], label, func(s *weights.Spec) ([]edit, error) {
+				if o.to != "" {
+					if _, ok := s.Tracks[o.to]; !ok {
+						return nil, usageError{fmt.Sprintf("--to %s: service %s has no such track (stages: %s)", o.to, s.Service, strings.Join(s.Stages, ", "))}
+					}
+					return []edit{{[]string{"tracks", o.to, "version"}, version}}, nil
+				}
+				last := -1
+				for i, t := range s.Stages {
+					if s.Tracks[t].Version == version {
+						last = i
+					}
+				}
+				switch {
+				case last < 0:
+					return nil, fmt.Errorf("version %s runs on no track of %s (%s): deploy it first", version, s.Service, stageWords(s))
+				case last == len(s.Stages)-1:
+					return nil, fmt.Errorf("version %s already runs on the last stage, %s (%s)", version, s.Stages[last], stageWords(s))
+				}
+				return []edit{{[]string{"tracks", s.Stages[last+1], "version"}, version}}, nil
+			})
+		},
+	}
+	promote.Flags().StringVar(&o.to, "to", "", "the track to promote to (default: the next stage)")
+	setWeight := &cobra.Command{
+		Use:   "set-weight SERVICE BACKEND TRACK=WEIGHT...",
+		Short: "Set the weights of tracks in a backend",
+		Long: `Set the relative weight (0-256) of each TRACK in BACKEND. Weights are relative:
+the output shows the share of the backend's requests each gets. Only tracks
+already in the backend can be set. Targets, validation and history as for
+deploy.`,
+		Example: `  trackctl set-weight account-service canary canary=10 production=90 -n shop --reason "canary looks good"
+  trackctl set-weight account-service canary canary=0 -f manifests/account-service.yaml --dry-run`,
+		Args: minArgs(3, "SERVICE, BACKEND and at least one TRACK=WEIGHT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			backend := args[1]
+			weightsOf := map[string]string{}
+			var order []string
+			for _, a := range args[2:] {
+				track, w, ok := strings.Cut(a, "=")
+				if _, err := strconv.Atoi(w); !ok || track == "" || err != nil {
+					return usageError{fmt.Sprintf("%q: want TRACK=WEIGHT, e.g. canary=10", a)}
+				}
+				if _, dup := weightsOf[track]; dup {
+					return usageError{fmt.Sprintf("track %s is given twice", track)}
+				}
+				weightsOf[track] = w
+				order = append(order, track)
+			}
+			return e.runChange(cmd.Context(), o, args[0], "set-weight "+strings.Join(args[1:], " "), func(s *weights.Spec) ([]edit, error) {
+				b, ok := s.Backends[backend]
+				if !ok {
+					return nil, fmt.Errorf("service %s has no backend %s (backends: %s)", s.Service, backend, strings.Join(s.BackendNames(), ", "))
+				}
+				var edits []edit
+				for _, track := range order {
+					if _, ok := b[track]; !ok {
+						return nil, fmt.Errorf("backend %s has no server for track %s (it has: %s): add it to the spec first", backend, track, strings.Join(b.Tracks(), ", "))
+					}
+					edits = append(edits, edit{[]string{"backends", backend, track}, weightsOf[track]})
+				}
+				return edits, nil
+			})
+		},
+	}
+	rollback := &cobra.Command{
+		Use:   "rollback SERVICE TRACK [--version VERSION]",
+		Short: "Take a track out of every backend's traffic at once (and put a version back)",
+		Long: `Set TRACK's weight to 0 in every backend that has it, in one change: the track
+gets no new request (with --version, its version is set back too). A backend
+that would have no track left with a weight above 0 is refused: set another
+track's weight first. Targets, validation and history as for deploy.`,
+		Example: `  trackctl rollback account-service canary -n shop --reason "errors in canary"
+  trackctl rollback account-service canary --version 1.0 -n shop`,
+		Args: exactArgs(2, "SERVICE and TRACK"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			track := args[1]
+			label := "rollback " + track
+			if o.version != "" {
+				label += " --version " + o.version
+			}
+			return e.runChange(cmd.Context(), o, args[0], label, func(s *weights.Spec) ([]edit, error) {
+				if _, ok := s.Tracks[track]; !ok {
+					return nil, usageError{fmt.Sprintf("service %s has no track %s (tracks: %s)", s.Service, track, strings.Join(s.Stages, ", "))}
+				}
+				var edits []edit
+				for _, name := range s.BackendNames() {
+					b := s.Backends[name]
+					if _, ok := b[track]; !ok {
+						continue
+					}
+					live := 0
+					for t, w := range b {
+						if t != track && w > 0 {
+							live++
+						}
+					}
+					if live == 0 {
+						return nil, fmt.Errorf("backend %s would have no track with a weight above 0 without %s: give another track weight first (trackctl set-weight %s %s TRACK=W)", name, track, s.Service, name)
+					}
+					edits = append(edits, edit{[]string{"backends", name, track}, "0"})
+				}
+				if o.version != "" {
+					edits = append(edits, edit{[]string{"tracks", track, "version"}, o.version})
+				}
+				return edits, nil
+			})
+		},
+	}
+	rollback.Flags().StringVar(&o.version, "version", "", "also set the track's version back to this one")
+	cmds := []*cobra.Command{deploy, promote, setWeight, rollback}
+	for _, c := range cmds {
+		o.add(c)
+	}
+	return cmds
+}
+
+func stageWords(s *weights.Spec) string {
+	parts := make([]string, len(s.Stages))
+	for i, t := range s.Stages {
+		parts[i] = t + " " + s.Tracks[t].Version
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ChangeResult is what a release command prints with -o json|yaml.
+type ChangeResult struct {
+	Service string                 `json:"service"`
+	Command string                 `json:"command"`
+	Target  string                 `json:"target"` // the file, or ConfigMap NS/NAME
+	Changed bool                   `json:"changed"`
+	Written bool                   `json:"written"` // false with --dry-run, or without a change
+	Spec    []weights.Change       `json:"spec,omitempty"`
+	Weights []weights.WeightChange `json:"weights,omitempty"`
+	Config  string                 `json:"config,omitempty"` // haproxy.cfg diff
+	// From and To are the ConfigMap's resourceVersions before and after.
+	From       string        `json:"fromResourceVersion,omitempty"`
+	To         string        `json:"toResourceVersion,omitempty"`
+	RecordedAs *HistoryEntry `json:"history,omitempty"`
+}
+
+// runChange reads the service's spec from the file or the cluster, plans
+// the edits, applies them to the text, validates the result as validate
+// does, and writes it (with an optimistic concurrency check and a history
+// entry in the cluster), or prints it with --dry-run.
+func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command string, plan planner) error {
+	switch o.output {
+	case "text", "json", "yaml":
+	default:
+		return usageError{fmt.Sprintf("-o %q: want one of text, json, yaml", o.output)}
+	}
+	if o.file != "" && (o.kube.namespace != "" || o.kube.kubeconfig != "" || o.kube.context != "") {
+		return usageError{"-f edits a file: -n, --kubeconfig and --context are for the cluster"}
+	}
+	var (
+		file       []byte // the whole text written back: the file, or the ConfigMap's spec
+		spec       *weights.Spec
+		text       []byte
+		lineOffset int
+		indent     int
+		cm         *corev1.ConfigMap
+		client     kubernetes.Interface
+		target     string
+		err        error
+	)
+	if o.file != "" {
+		if file, err = os.ReadFile(o.file); err != nil {
+			return err
+		}
+		specs, err := weights.Parse(o.file, file)
+		if err != nil {
+			return printProblems(e.stderr, "", fmt.Errorf("%s is invalid already; fix it first:\n%w", o.file, err))
+		}
+		if spec, err = pick(o.file, specs, service); err != nil {
+			return err
+		}
+		if text, lineOffset, indent, err = specText(file, spec); err != nil {
+			return err
+		}
+		target = o.file
+	} else {
+		if client, cm, err = e.specConfigMap(ctx, o, service); err != nil {
+			return err
+		}
+		file = []byte(cm.Data[weights.DataKey])
+		text = file
+		src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", cm.Namespace, cm.Name), Namespace: cm.Namespace, Name: cm.Name}
+		if spec, err = weights.ParseService(src, file); err != nil {
+			return printProblems(e.stderr, "", fmt.Errorf("the spec in ConfigMap %s/%s is invalid already; fix it first:\n%w", cm.Namespace, cm.Name, err))
+		}
+		target = "ConfigMap " + cm.Namespace + "/" + cm.Name
+	}
+	edits, err := plan(spec)
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "%s: %v; nothing changed\n", service, err)
+		return errProblems
+	}
+	edited, err := editText(file, text, lineOffset, indent, edits)
+	if err != nil {
+		return fmt.Errorf("%s: %w; nothing changed", target, err)
+	}
+	// The result is checked as validate checks: parsed from the edited
+	// text, rendered, and haproxy -c when haproxy is installed.
+	var after *weights.Spec
+	if o.file != "" {
+		specs, perr := weights.Parse(o.file, edited)
+		if perr == nil {
+			after, perr = pick(o.file, specs, service)
+		}
+		err = perr
+	} else {
+		after, err = weights.ParseService(spec.Source, edited)
+	}
+	if err == nil {
+		_, err = e.renderChecked(ctx, after)
+		var nc checkerError
+		if errors.As(err, &nc) {
+			fmt.Fprintf(e.stderr, "note: %v; the change was checked by the spec's rules only\n", nc.err)
+			err = nil
+		}
+	}
+	if err != nil {
+		printProblems(e.stderr, "", err)
+		fmt.Fprintf(e.stderr, "%s: the change %q makes the spec invalid; nothing changed\n", service, command)
+		return errProblems
+	}
+	// The diff's labels say which is which.
+	before, next := *spec, *after
+	before.Source.File, next.Source.File = target+" (now)", target+" (after "+command+")"
+	d, err := e.diffOne(&before, &next)
+	if err != nil {
+		return err
+	}
+	res := ChangeResult{Service: service, Command: command, Target: target, Changed: d.Status == "changed", Spec: d.Spec, Weights: d.Weights, Config: d.Config}
+	if !res.Changed || o.dryRun {
+		return e.printChange(o, res)
+	}
+	if o.beforeWrite != nil {
+		o.beforeWrite()
+	}
+	if o.file != "" {
+		if err := writeInPlace(o.file, edited); err != nil {
+			return err
+		}
+		res.Written = true
+		return e.printChange(o, res)
+	}
+	entry := HistoryEntry{Time: time.Now().UTC().Truncate(time.Second), User: whoAmI(ctx, client), Command: "trackctl " + command, Reason: o.reason, From: cm.ResourceVersion}
+	for _, c := range d.Spec {
+		entry.Changes = append(entry.Changes, c.String())
+	}
+	for _, c := range d.Weights {
+		entry.Changes = append(entry.Changes, "backends."+c.String())
+	}
+	hist := readHistory(cm)
+	hist = append(hist, entry)
+	if len(hist) > historyLimit {
+		hist = hist[len(hist)-historyLimit:]
+	}
+	hb, _ := json.Marshal(hist)
+	cm = cm.DeepCopy()
+	cm.Data[weights.DataKey] = string(edited)
+	if cm.Annotations == nil {
+		cm.Annotations = map[string]string{}
+	}
+	cm.Annotations[AnnotationHistory] = string(hb)
+	// Update carries the resourceVersion read: if anyone changed the
+	// ConfigMap since, the API refuses and nothing is written.
+	updated, err := client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "trackctl"})
+	if apierrors.IsConflict(err) {
+		fmt.Fprintf(e.stderr, "%s: conflict: ConfigMap %s/%s changed since it was read (resourceVersion %s); nothing was written: look at trackctl history %s and run the command again\n",
+			service, cm.Namespace, cm.Name, cm.ResourceVersion, service)
+		return errProblems
+	}
+	if err != nil {
+		return fmt.Errorf("update ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
+	}
+	res.Written, res.From, res.To, res.RecordedAs = true, cm.ResourceVersion, updated.ResourceVersion, &entry
+	recordEvent(ctx, client, updated, entry)
+	return e.printChange(o, res)
+}
+
+func (e *env) printChange(o *releaseOptions, res ChangeResult) error {
+	if o.output != "text" {
+		return printStructured(e.stdout, o.output, res)
+	}
+	if !res.Changed {
+		fmt.Fprintf(e.stdout, "%s: no change (%s already says so)\n", res.Service, res.Target)
+		return nil
+	}
+	e.printDiff(DiffReport{Changed: true, Services: []ServiceDiff{{Service: res.Service, Status: "changed", Spec: res.Spec, Weights: res.Weights, Config: res.Config}}}, "", "")
+	switch {
+	case o.dryRun:
+		fmt.Fprintf(e.stdout, "\ndry run: %s not changed\n", res.Target)
+	case res.To != "":
+		fmt.Fprintf(e.stdout, "\n%s updated (resourceVersion %s -> %s); recorded in its history\n", res.Target, res.From, res.To)
+	default:
+		fmt.Fprintf(e.stdout, "\n%s updated\n", res.Target)
+	}
+	return nil
+}
+
+// specConfigMap finds the service's spec ConfigMap in the namespace: the
+// one labelled trackrouter.dev/service=SERVICE.
+func (e *env) specConfigMap(ctx context.Context, o *releaseOptions, service string) (kubernetes.Interface, *corev1.ConfigMap, error) {
+	client, ns := o.client, o.kube.namespace
+	if client == nil {
+		var err error
+		if client, ns, err = o.kube.client(nil); err != nil {
+			return nil, nil, err
+		}
+	}
+	if ns == "" {
+		ns = "default"
+	}
+	list, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: weights.ServiceLabel + "=" + service})
+	if err != nil {
+		return nil, nil, fmt.Errorf("find the spec of %s in namespace %s: %w", service, ns, err)
+	}
+	switch len(list.Items) {
+	case 0:
+		return nil, nil, fmt.Errorf("no spec ConfigMap labelled %s=%s in namespace %s (trackctl status -n %s lists the services)", weights.ServiceLabel, service, ns, ns)
+	case 1:
+		cm := list.Items[0]
+		if _, ok := cm.Data[weights.DataKey]; !ok {
+			return nil, nil, fmt.Errorf("ConfigMap %s/%s has no key %s", ns, cm.Name, weights.DataKey)
+		}
+		return client, &cm, nil
+	}
+	var names []string
+	for _, cm := range list.Items {
+		names = append(names, cm.Name)
+	}
+	return nil, nil, fmt.Errorf("%d ConfigMaps in namespace %s define service %s (%s): the controller runs one; delete the others", len(names), ns, service, strings.Join(names, ", "))
+}
+
+func readHistory(cm *corev1.ConfigMap) []HistoryEntry {
+	var h []HistoryEntry
+	if v := cm.Annotations[AnnotationHistory]; v != "" {
+		json.Unmarshal([]byte(v), &h) // a damaged annotation starts over
+	}
+	return h
+}
+
+// whoAmI is the user the API server authenticates, as kubectl auth whoami
+// says; "unknown" when it cannot say.
+func whoAmI(ctx context.Context, client kubernetes.Interface) string {
+	r, err := client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil || r.Status.UserInfo.Username == "" {
+		if u := os.Getenv("USER"); u != "" {
+			return "unknown (local user " + u + ")"
+		}
+		return "unknown"
+	}
+	return r.Status.UserInfo.Username
+}
+
+// recordEvent adds a Normal Event on the ConfigMap; failing to is only said.
+func recordEvent(ctx context.Context, client kubernetes.Interface, cm *corev1.ConfigMap, h HistoryEntry) {
+	msg := fmt.Sprintf("%s ran %s: %s", h.User, h.Command, strings.Join(h.Changes, "; "))
+	if h.Reason != "" {
+		msg += " (reason: " + h.Reason + ")"
+	}
+	if len(msg) > 1000 {
+		msg = msg[:1000]
+	}
+	now := metav1.NewTime(h.Time)
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{GenerateName: cm.Name + ".", Namespace: cm.Namespace},
+		InvolvedObject: corev1.ObjectReference{Kind: "ConfigMap", APIVersion: "v1", Namespace: cm.Namespace, Name: cm.Name, UID: cm.UID, ResourceVersion: cm.ResourceVersion},
+		Reason:         "SpecChanged", Message: msg, Type: corev1.EventTypeNormal,
+		FirstTimestamp: now, LastTimestamp: now, Count: 1, Source: corev1.EventSource{Component: "trackctl"},
+	}
+	client.CoreV1().Events(cm.Namespace).Create(ctx, ev, metav1.CreateOptions{})
+}
+
+// writeInPlace replaces path atomically, keeping its mode.
+func writeInPlace(path string, data []byte) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(info.Mode().Perm()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
