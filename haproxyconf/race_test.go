@@ -1,6 +1,7 @@
 package haproxyconf
 
 import (
+	"strings"
 	"sync"
 	"testing"
 )
@@ -29,4 +30,21 @@ func TestRenderConcurrently(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestForOfflineCheck: the config trackctl checks differs from the rendered
+// one in the servers' init-addr only.
+func TestForOfflineCheck(t *testing.T) {
+	spec := readSpec(t, "../examples/account-service/account-service.yaml")
+	r, err := Render(spec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := string(ForOfflineCheck(r.Config))
+	if n := strings.Count(string(r.Config), "init-addr last,libc,none"); n != 6 || strings.Contains(off, "libc") || strings.Count(off, "init-addr none") != n {
+		t.Errorf("init-addr: %d in the config; offline:\n%s", n, off)
+	}
+	if strings.ReplaceAll(off, "init-addr none", "init-addr last,libc,none") != string(r.Config) {
+		t.Error("ForOfflineCheck changed more than init-addr")
+	}
 }

@@ -202,7 +202,7 @@ func (e *env) renderChecked(ctx context.Context, s *weights.Spec) ([]byte, error
 		return nil, err
 	}
 	cfg := rendered.Config
-	err = e.checker.Check(ctx, cfg)
+	err = e.checker.Check(ctx, haproxyconf.ForOfflineCheck(cfg))
 	if err != nil && !isCheckError(err) {
 		return nil, checkerError{err}
 	}

@@ -1,0 +1,114 @@
+package trackctl
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/trackrouter/trackrouter/internal/haproxytest"
+)
+
+// TestReleaseOnFiles: each command edits a manifest with comments, flow
+// and block styles and quoted values in place; the result equals its golden
+// file, and only the lines holding the changed values differ (go test
+// ./internal/trackctl -run TestReleaseOnFiles -update rewrites the golden
+// files). An invalid or impossible request leaves the file byte for byte.
+func TestReleaseOnFiles(t *testing.T) {
+	haproxytest.Binary(t)
+	const dir = "../../testdata/trackctl/release"
+	before, err := os.ReadFile(filepath.Join(dir, "manifest.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		lines int // lines that differ
+	}{
+		{"deploy", []string{"deploy", "account-service", "1.3.0"}, 1},
+		{"promote", []string{"promote", "account-service", "1.2.0"}, 1},            // internal runs it: to canary
+		{"promote-quoted", []string{"promote", "account-service", "1.1.0"}, 1},     // canary runs it: to paid, quotes kept
+		{"promote-to", []string{"promote", "account-service", "1.2.0", "--to", "production"}, 1},
+		{"set-weight-flow", []string{"set-weight", "account-service", "canary", "canary=10", "production=90"}, 1},
+		{"set-weight-block", []string{"set-weight", "account-service", "paid", "paid=20", "production=80"}, 2},
+		{"rollback", []string{"rollback", "account-service", "canary"}, 1},
+		{"rollback-version", []string{"rollback", "account-service", "canary", "--version", "1.0.0"}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := writeFile(t, filepath.Join(t.TempDir(), "manifest.yaml"), string(before))
+			code, stdout, stderr := run(t, append(tc.args, "-f", file)...)
+			if code != ExitOK {
+				t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+			}
+			after, _ := os.ReadFile(file)
+			golden := filepath.Join(dir, tc.name+".after.yaml")
+			if *update {
+				writeFile(t, golden, string(after))
+			} else if want, err := os.ReadFile(golden); err != nil || !bytes.Equal(want, after) {
+				t.Errorf("%v; (-golden +got):\n%s", err, cmp.Diff(string(want), string(after)))
+			}
+			a, b := strings.Split(string(before), "\n"), strings.Split(string(after), "\n")
+			if len(a) != len(b) {
+				t.Fatalf("line count %d -> %d", len(a), len(b))
+			}
+			diff := 0
+			for i := range a {
+				if a[i] != b[i] {
+					diff++
+				}
+			}
+			if diff != tc.lines {
+				t.Errorf("%d lines changed, want %d", diff, tc.lines)
+			}
+			// --dry-run prints the same change and writes nothing.
+			file2 := writeFile(t, filepath.Join(t.TempDir(), "manifest.yaml"), string(before))
+			if code, out, _ := run(t, append(tc.args, "-f", file2, "--dry-run")...); code != ExitOK || !strings.Contains(out, "dry run: "+file2+" not changed") {
+				t.Errorf("--dry-run: exit %d\n%s", code, out)
+			}
+			if got, _ := os.ReadFile(file2); !bytes.Equal(got, before) {
+				t.Errorf("--dry-run changed the file")
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"invalid weight", []string{"set-weight", "account-service", "canary", "canary=300"}, ExitProblem,
+			"manifest.yaml:29: backends.canary.canary: weight 300 is out of range 0-256\naccount-service: the change \"set-weight canary canary=300\" makes the spec invalid; nothing changed\n"},
+		{"invalid version", []string{"deploy", "account-service", "Bad_Version"}, ExitProblem, "tracks.internal.version: \"Bad_Version\" is not a valid version"},
+		{"unknown backend", []string{"set-weight", "account-service", "beta", "canary=1"}, ExitProblem,
+			"account-service: service account-service has no backend beta (backends: canary, internal, paid); nothing changed\n"},
+		{"track not in backend", []string{"set-weight", "account-service", "canary", "paid=1"}, ExitProblem,
+			"backend canary has no server for track paid (it has: canary, production): add it to the spec first"},
+		{"promote what runs nowhere", []string{"promote", "account-service", "9.9.9"}, ExitProblem,
+			"version 9.9.9 runs on no track of account-service (internal 1.2.0, canary 1.1.0, paid 1.0.0, production 1.0.0): deploy it first"},
+		{"promote past the last stage", []string{"promote", "account-service", "1.0.0"}, ExitProblem,
+			"version 1.0.0 already runs on the last stage, production"},
+		{"rollback the only live track", []string{"rollback", "account-service", "internal"}, ExitProblem,
+			"backend internal would have no track with a weight above 0 without internal"},
+		{"bad TRACK=W", []string{"set-weight", "account-service", "canary", "canary:10"}, ExitUsage, "\"canary:10\": want TRACK=WEIGHT, e.g. canary=10"},
+		{"unknown service", []string{"deploy", "nope", "1.0.0"}, ExitUsage, "has no service \"nope\" (it has: account-service, web)"},
+		{"-f with -n", []string{"deploy", "account-service", "1.0.0", "-n", "shop"}, ExitUsage, "-f edits a file: -n, --kubeconfig and --context are for the cluster"},
+	} {
+		file := writeFile(t, filepath.Join(t.TempDir(), "manifest.yaml"), string(before))
+		code, stdout, stderr := run(t, append(tc.args, "-f", file)...)
+		if out := stdout + stderr; code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d, want %d with %q:\n%s", tc.name, code, tc.code, tc.want, out)
+		}
+		if got, _ := os.ReadFile(file); !bytes.Equal(got, before) {
+			t.Errorf("%s: the file changed", tc.name)
+		}
+	}
+	// The same value again: no change, nothing written.
+	file := writeFile(t, filepath.Join(t.TempDir(), "manifest.yaml"), string(before))
+	if code, out, _ := run(t, "set-weight", "account-service", "canary", "canary=5", "-f", file); code != ExitOK || !strings.Contains(out, "no change") {
+		t.Errorf("same weight: exit %d\n%s", code, out)
+	}
+}
