@@ -53,10 +53,8 @@ type releaseOptions struct {
 	to     string // promote --to
 	// version is rollback --version.
 	version string
-	// client replaces the kubeconfig (tests); beforeWrite, when set, runs
-	// between the read and the write (tests of concurrent changes).
-	client      kubernetes.Interface
-	beforeWrite func()
+	// client replaces the kubeconfig (tests).
+	client kubernetes.Interface
 }
 
 func (o *releaseOptions) add(cmd *cobra.Command) {
@@ -354,8 +352,8 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 	if !res.Changed || o.dryRun {
 		return e.printChange(o, res)
 	}
-	if o.beforeWrite != nil {
-		o.beforeWrite()
+	if e.beforeWrite != nil {
+		e.beforeWrite()
 	}
 	if o.file != "" {
 		if err := writeInPlace(o.file, edited); err != nil {

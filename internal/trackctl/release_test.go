@@ -30,8 +30,8 @@ func TestReleaseOnFiles(t *testing.T) {
 		lines int // lines that differ
 	}{
 		{"deploy", []string{"deploy", "account-service", "1.3.0"}, 1},
-		{"promote", []string{"promote", "account-service", "1.2.0"}, 1},            // internal runs it: to canary
-		{"promote-quoted", []string{"promote", "account-service", "1.1.0"}, 1},     // canary runs it: to paid, quotes kept
+		{"promote", []string{"promote", "account-service", "1.2.0"}, 1},        // internal runs it: to canary
+		{"promote-quoted", []string{"promote", "account-service", "1.1.0"}, 1}, // canary runs it: to paid, quotes kept
 		{"promote-to", []string{"promote", "account-service", "1.2.0", "--to", "production"}, 1},
 		{"set-weight-flow", []string{"set-weight", "account-service", "canary", "canary=10", "production=90"}, 1},
 		{"set-weight-block", []string{"set-weight", "account-service", "paid", "paid=20", "production=80"}, 2},

@@ -58,6 +58,10 @@ type env struct {
 	update     bool
 	strict     bool
 	verbose    bool
+
+	// beforeWrite, when set, runs between a release command's read and its
+	// write (tests of concurrent changes).
+	beforeWrite func()
 }
 
 // Run runs trackctl with args (without the program name) and returns the
