@@ -2,7 +2,9 @@ package trackctl
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -110,5 +112,54 @@ func TestReleaseOnFiles(t *testing.T) {
 	file := writeFile(t, filepath.Join(t.TempDir(), "manifest.yaml"), string(before))
 	if code, out, _ := run(t, "set-weight", "account-service", "canary", "canary=5", "-f", file); code != ExitOK || !strings.Contains(out, "no change") {
 		t.Errorf("same weight: exit %d\n%s", code, out)
+	}
+}
+
+// TestHistoryOfAFile: in a git repository, history -f lists the commits
+// that changed the manifest, newest first, with what each changed in the
+// service's spec.
+func TestHistoryOfAFile(t *testing.T) {
+	haproxytest.Binary(t)
+	dir := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=Dana", "-c", "user.email=dana@example.com"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	before, _ := os.ReadFile("../../testdata/trackctl/release/manifest.yaml")
+	file := writeFile(t, filepath.Join(dir, "apps", "account.yaml"), string(before))
+	git("init", "-q")
+	git("add", ".")
+	git("commit", "-q", "-m", "account-service")
+	if code, out, _ := run(t, "deploy", "account-service", "1.3.0", "-f", file); code != ExitOK {
+		t.Fatalf("deploy: %s", out)
+	}
+	git("commit", "-q", "-am", "deploy 1.3.0")
+	if code, out, _ := run(t, "set-weight", "account-service", "canary", "canary=20", "production=80", "-f", file); code != ExitOK {
+		t.Fatalf("set-weight: %s", out)
+	}
+	git("commit", "-q", "-am", "canary to 20%")
+	code, out, stderr := run(t, "history", "account-service", "-f", file, "-o", "json")
+	var h []HistoryEntry
+	if err := json.Unmarshal([]byte(out), &h); err != nil || code != ExitOK || len(h) != 3 {
+		t.Fatalf("history: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	want := [][]string{
+		{"backends.canary: canary 5 (5.0%)->20 (20.0%), production 95 (95.0%)->80 (80.0%)"},
+		{"tracks.internal.version 1.2.0->1.3.0"},
+		{"(first version)"},
+	}
+	for i, e := range h {
+		if e.User != "Dana <dana@example.com>" || e.Commit == "" || !cmp.Equal(e.Changes, want[i]) {
+			t.Errorf("entry %d: %+v, want changes %q", i, e, want[i])
+		}
+	}
+	if h[0].Command != "canary to 20%" {
+		t.Errorf("newest first: %+v", h[0])
+	}
+	if code, _, stderr := run(t, "history", "account-service", "-f", filepath.Join(t.TempDir(), "x.yaml")); code == ExitOK || !strings.Contains(stderr, "git log") {
+		t.Errorf("a file outside git: exit %d, %q", code, stderr)
 	}
 }
