@@ -14,7 +14,10 @@ import (
 	"sync"
 
 	parser "github.com/haproxytech/config-parser/v5"
+	"github.com/haproxytech/config-parser/v5/common"
 	"github.com/haproxytech/config-parser/v5/options"
+	"github.com/haproxytech/config-parser/v5/parsers/actions"
+	httpactions "github.com/haproxytech/config-parser/v5/parsers/http/actions"
 	"github.com/haproxytech/config-parser/v5/params"
 	"github.com/haproxytech/config-parser/v5/types"
 
@@ -63,7 +66,19 @@ type Options struct {
 	// routes header groups, instead of one ACL per group: the sidecar then
 	// changes groups through the Runtime API, without a reload.
 	GroupsMap string
+	// MetricsBind, when set, adds a frontend on this [host]:port serving
+	// HAProxy's built-in Prometheus exporter at /metrics: requests,
+	// responses by status class and response times per backend and per
+	// server, that is per track. Empty means no such frontend.
+	MetricsBind string
 }
+
+// MetricsFrontend names the exporter's frontend; a DNS-1035 service name
+// (no '_') cannot take it.
+const MetricsFrontend = "trackrouter_metrics"
+
+// cookieVar holds, per request, the affinity cookie the client sent.
+const cookieVar = "txn.trackrouter_cookie"
 
 // Rendered is a spec rendered for HAProxy: the bytes to write, and as typed
 // data the parts that change at runtime (weights, groups map entries) and a
@@ -216,6 +231,20 @@ func (r *renderer) render() error {
 		}))
 	}
 	r.set(r.p.Set(parser.Frontends, fe, "default_backend", &types.StringC{Value: s.Default}))
+	if mb := r.opt.MetricsBind; mb != "" {
+		if err := checkBind(mb); err != nil {
+			return fmt.Errorf("metrics %w", err)
+		}
+		if port(mb) == port(bind) {
+			return fmt.Errorf("metrics bind address %q: the service's port %s; give HAProxy's metrics a port of their own", mb, port(bind))
+		}
+		if err := r.create(parser.Frontends, MetricsFrontend); err != nil {
+			return err
+		}
+		r.set(r.p.Set(parser.Frontends, MetricsFrontend, "mode", &types.StringC{Value: "http"}))
+		r.set(r.p.Insert(parser.Frontends, MetricsFrontend, "bind", types.Bind{Path: mb}))
+		r.set(r.p.Insert(parser.Frontends, MetricsFrontend, "http-request", &actions.UseService{Name: "prometheus-exporter", Cond: "if", CondTest: "{ path /metrics }"}))
+	}
 
 	for _, name := range s.BackendNames() {
 		r.backend(name)
@@ -242,7 +271,21 @@ func (r *renderer) backend(name string) {
 		return
 	}
 	r.set(r.p.Set(parser.Backends, name, "mode", &types.StringC{Value: "http"}))
-	r.set(r.p.Set(parser.Backends, name, "balance", &types.Balance{Algorithm: "roundrobin"}))
+	a := s.Affinity
+	switch {
+	case a != nil && a.Header != "":
+		// Users by a consistent hash of their id, with the weights: a
+		// weight change moves only the users it must, and a weight of 0
+		// takes the server out of the hash. Without the header, HAProxy
+		// balances by round robin.
+		r.set(r.p.Set(parser.Backends, name, "balance", &types.Balance{Algorithm: "hdr", Params: &params.BalanceHdr{Name: a.Header}}))
+		r.set(r.p.Set(parser.Backends, name, "hash-type", &types.HashType{Method: "consistent"}))
+	default:
+		r.set(r.p.Set(parser.Backends, name, "balance", &types.Balance{Algorithm: "roundrobin"}))
+	}
+	if a != nil && a.Cookie != "" {
+		r.cookie(name, a)
+	}
 	ns := r.opt.Namespace
 	if ns == "" {
 		ns = s.Source.Namespace
@@ -265,11 +308,11 @@ func (r *renderer) backend(name string) {
 			Address: s.TrackAddress(track, ns, domain),
 			// init-addr last,libc,none lets haproxy -c and start-up pass where
 			// the cluster's names do not resolve; the resolvers fill them in.
-			Params: params.ParseServerOptions([]string{
+			Params: params.ParseServerOptions(append([]string{
 				"weight", strconv.Itoa(w),
 				"check", "inter", "2s", "fall", "3", "rise", "2",
 				"resolvers", ResolversName, "init-addr", "last,libc,none",
-			}),
+			}, cookieParam(s, track)...)),
 		}))
 	}
 }
@@ -315,6 +358,47 @@ func checkBind(bind string) error {
 	}
 	return nil
 }
+
+// cookie makes a backend keep each client on the track that served it
+// first: HAProxy inserts a cookie naming the server (the track) on the
+// first response, production included. Two traps are handled here: a
+// server at weight 0 still serves its cookie holders, so ignore-persist
+// drops persistence to a server whose live weight is 0 (srv_weight, so a
+// runtime weight change needs no reload); and HAProxy does not set the
+// cookie again when it ignored it, so a response from another server than
+// the client's cookie names sets it.
+func (r *renderer) cookie(backend string, a *weights.Affinity) {
+	c := &types.Cookie{Name: a.Cookie, Type: "insert", Indirect: true, Nocache: true, Secure: a.Secure}
+	attrs := "; path=/"
+	if a.Secure {
+		attrs += "; Secure"
+	}
+	if a.MaxAge > 0 {
+		c.Attr = []string{fmt.Sprintf("Max-Age=%d", a.MaxAge)}
+		attrs += fmt.Sprintf("; Max-Age=%d", a.MaxAge)
+	}
+	r.set(r.p.Set(parser.Backends, backend, "cookie", c))
+	for _, track := range r.spec.Backends[backend].Tracks() {
+		r.set(r.p.Insert(parser.Backends, backend, "ignore-persist", types.IgnorePersist{Cond: "if",
+			CondTest: fmt.Sprintf("{ req.cook(%s) -m str %s } { srv_weight(%s/%s) eq 0 }", a.Cookie, track, backend, track)}))
+	}
+	r.set(r.p.Insert(parser.Backends, backend, "http-request", &actions.SetVar{VarScope: "txn", VarName: strings.TrimPrefix(cookieVar, "txn."),
+		Expr: common.Expression{Expr: []string{fmt.Sprintf("req.cook(%s)", a.Cookie)}}, Cond: "if", CondTest: fmt.Sprintf("{ req.cook(%s) -m found }", a.Cookie)}))
+	r.set(r.p.Insert(parser.Backends, backend, "http-response", &httpactions.AddHeader{Name: "Set-Cookie",
+		Fmt:  fmt.Sprintf("\"%s=%%[srv_name]%s\"", a.Cookie, attrs),
+		Cond: "if", CondTest: fmt.Sprintf("{ var(%s) -m found } { srv_name -m found } !{ srv_name,strcmp(%s) eq 0 }", cookieVar, cookieVar)}))
+}
+
+// cookieParam is a server's cookie value under cookie affinity: its track.
+func cookieParam(s *weights.Spec, track string) []string {
+	if s.Affinity == nil || s.Affinity.Cookie == "" {
+		return nil
+	}
+	return []string{"cookie", track}
+}
+
+// port is the port of a [host]:port.
+func port(bind string) string { return bind[strings.LastIndex(bind, ":")+1:] }
 
 // ForOfflineCheck returns cfg as haproxy -c should check it outside the
 // cluster (trackctl in CI): the servers' "init-addr last,libc,none" becomes

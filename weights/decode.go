@@ -19,7 +19,7 @@ func (d *decoder) spec(n *yaml.Node, src Source) *Spec {
 		Source:   src,
 	}
 	d.mark("", n)
-	for _, f := range d.fields(n, "", "service", "port", "header", "template", "router", "tracks", "groups", "default", "backends") {
+	for _, f := range d.fields(n, "", "service", "port", "header", "template", "router", "tracks", "groups", "default", "backends", "affinity") {
 		switch key := f.key.Value; key {
 		case "service":
 			s.Service = d.str(f.value, key)
@@ -47,6 +47,8 @@ func (d *decoder) spec(n *yaml.Node, src Source) *Spec {
 			}
 		case "default":
 			s.Default = d.str(f.value, key)
+		case "affinity":
+			s.Affinity = d.affinity(f)
 		case "backends":
 			d.mark(key, f.key)
 			for _, bf := range d.fields(f.value, key) {
@@ -88,6 +90,30 @@ func (d *decoder) track(f field) Track {
 		}
 	}
 	return t
+}
+
+func (d *decoder) affinity(f field) *Affinity {
+	d.mark("affinity", f.key)
+	a := &Affinity{}
+	for _, af := range d.fields(f.value, "affinity", "cookie", "maxAge", "secure", "header") {
+		p := "affinity." + af.key.Value
+		switch af.key.Value {
+		case "cookie":
+			a.Cookie = d.str(af.value, p)
+		case "maxAge":
+			a.MaxAge = d.int(af.value, p)
+		case "secure":
+			d.mark(p, af.value)
+			if af.value.Kind != yaml.ScalarNode || af.value.Tag != "!!bool" {
+				d.fail(af.value, p, "want true or false, found %s", describe(af.value))
+				continue
+			}
+			a.Secure = af.value.Value == "true"
+		case "header":
+			a.Header = d.str(af.value, p)
+		}
+	}
+	return a
 }
 
 func (d *decoder) backend(f field) Backend {

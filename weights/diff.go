@@ -146,6 +146,7 @@ func SpecChanges(old, new *Spec) []Change {
 		add("groups."+value, old.Groups[value], new.Groups[value])
 	}
 	add("default", old.Default, new.Default)
+	add("affinity", old.Affinity.String(), new.Affinity.String())
 	return out
 }
 

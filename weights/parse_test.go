@@ -86,6 +86,16 @@ func TestParseErrors(t *testing.T) {
 		want     []wantErr
 	}{
 		{"unknown field", "port: 8080\n", "port: 8080\nprot: 1\n", []wantErr{{3, "prot", "unknown field"}}},
+		{"affinity empty", "port: 8080\n", "port: 8080\naffinity: {}\n", []wantErr{{3, "affinity", "set exactly one of cookie"}}},
+		{"affinity both", "port: 8080\n", "port: 8080\naffinity: {cookie: tr, header: X-User}\n", []wantErr{{3, "affinity", "exclude each other"}}},
+		{"affinity unknown field", "port: 8080\n", "port: 8080\naffinity: {cookie: tr, path: /}\n", []wantErr{{3, "affinity.path", "unknown field"}}},
+		{"affinity cookie with space", "port: 8080\n", "port: 8080\naffinity: {cookie: \"a b\"}\n", []wantErr{{3, "affinity.cookie", "not a cookie name"}}},
+		{"affinity cookie with semicolon", "port: 8080\n", "port: 8080\naffinity: {cookie: \"a;b\"}\n", []wantErr{{3, "affinity.cookie", "not a cookie name"}}},
+		{"affinity header with colon", "port: 8080\n", "port: 8080\naffinity:\n  header: \"X:User\"\n", []wantErr{{4, "affinity.header", "not a header name"}}},
+		{"affinity maxAge negative", "port: 8080\n", "port: 8080\naffinity: {cookie: tr, maxAge: -1}\n", []wantErr{{3, "affinity.maxAge", "want seconds"}}},
+		{"affinity maxAge string", "port: 8080\n", "port: 8080\naffinity: {cookie: tr, maxAge: 1h}\n", []wantErr{{3, "affinity.maxAge", "want an integer"}}},
+		{"affinity secure not bool", "port: 8080\n", "port: 8080\naffinity: {cookie: tr, secure: yes}\n", []wantErr{{3, "affinity.secure", "want true or false"}}},
+		{"affinity header with maxAge", "port: 8080\n", "port: 8080\naffinity: {header: X-User, maxAge: 60}\n", []wantErr{{3, "affinity", "cookie attributes"}}},
 		{"unknown track field", "{version: v1.18.0, replicas: 2}", "{version: v1.18.0, replica: 2}", []wantErr{{5, "tracks.internal.replica", "unknown field"}}},
 		{"duplicate key", "port: 8080\n", "port: 8080\nport: 8081\n", []wantErr{{3, "port", "duplicate key"}}},
 		{"duplicate track", "  paid:       {version: v1.15.0}\n", "  paid: {version: v1}\n  paid: {version: v2}\n", []wantErr{{8, "tracks.paid", "duplicate key"}}},

@@ -43,6 +43,9 @@ type Spec struct {
 	Groups   map[string]string
 	Default  string
 	Backends map[string]Backend
+	// Affinity, when set, keeps each user on one track (trackrouter's
+	// sticky users); nil balances every request on its own.
+	Affinity *Affinity
 
 	// Source says where the spec came from, for messages: the file and, for a
 	// ConfigMap, its namespace and name.
@@ -66,6 +69,37 @@ func (s Source) String() string {
 		return s.File
 	}
 	return fmt.Sprintf("%s (ConfigMap %s/%s)", s.File, s.Namespace, s.Name)
+}
+
+// Affinity assigns users, not requests, to tracks: exactly one of Cookie
+// and Header is set.
+type Affinity struct {
+	// Cookie names the cookie HAProxy sets to the track that served a
+	// client's first request; MaxAge (seconds, 0: a session cookie) and
+	// Secure are its attributes.
+	Cookie string
+	MaxAge int
+	Secure bool
+	// Header names the request header (a user id) whose value is hashed,
+	// consistently and by weight, to a track.
+	Header string
+}
+
+func (a *Affinity) String() string {
+	switch {
+	case a == nil:
+		return ""
+	case a.Header != "":
+		return "header " + a.Header
+	}
+	s := "cookie " + a.Cookie
+	if a.MaxAge > 0 {
+		s += fmt.Sprintf(" maxAge %d", a.MaxAge)
+	}
+	if a.Secure {
+		s += " secure"
+	}
+	return s
 }
 
 // Router sizes the HAProxy tier.

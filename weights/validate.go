@@ -118,6 +118,37 @@ func (v *validator) validate() {
 	v.tracks()
 	v.backends()
 	v.groups()
+	v.affinity()
+}
+
+// maxCookieAge is ten years, more than any browser keeps a cookie.
+const maxCookieAge = 10 * 365 * 24 * 3600
+
+func (v *validator) affinity() {
+	a := v.spec.Affinity
+	if a == nil {
+		return
+	}
+	switch {
+	case a.Cookie == "" && a.Header == "":
+		v.fail("affinity", "set exactly one of cookie (a cookie name) and header (a request header with a user id)")
+	case a.Cookie != "" && a.Header != "":
+		v.fail("affinity", "cookie and header exclude each other: set one")
+	case a.Header != "":
+		if len(a.Header) > maxHeaderLen || !headerRE.MatchString(a.Header) {
+			v.fail("affinity.header", "%q is not a header name: use letters, digits, '-', '_' and '.' (at most %d characters)", a.Header, maxHeaderLen)
+		}
+		if a.MaxAge != 0 || a.Secure {
+			v.fail("affinity", "maxAge and secure are cookie attributes: they go with cookie, not header")
+		}
+	default:
+		if len(a.Cookie) > maxNameLen || !headerRE.MatchString(a.Cookie) {
+			v.fail("affinity.cookie", "%q is not a cookie name: use letters, digits, '-', '_' and '.' (at most %d characters)", a.Cookie, maxNameLen)
+		}
+		if a.MaxAge < 0 || a.MaxAge > maxCookieAge {
+			v.fail("affinity.maxAge", "maxAge %d: want seconds from 1 to %d (leave it out for a session cookie)", a.MaxAge, maxCookieAge)
+		}
+	}
 }
 
 func (v *validator) tracks() {
