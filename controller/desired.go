@@ -35,6 +35,8 @@ const (
 	TierRouter  = "router"
 
 	routerMetricsPort = 9101
+	// haproxyMetricsPort is HAProxy's Prometheus exporter.
+	haproxyMetricsPort = 8404
 )
 
 // desired is everything one service spec asks for.
@@ -176,12 +178,33 @@ const (
 	routerTermination   = routerShutdownDelay + routerStopGrace + 5
 )
 
+// metricsPorts are the sidecar's and HAProxy's metrics ports in the
+// HAProxy tier: 9101 and 8404, or the next port when the service listens
+// on it (a spec with port: 8404 is valid).
+func metricsPorts(servicePort int) (sidecar, haproxy int) {
+	sidecar, haproxy = routerMetricsPort, haproxyMetricsPort
+	if servicePort == sidecar {
+		sidecar++
+	}
+	if servicePort == haproxy {
+		haproxy++
+	}
+	return sidecar, haproxy
+}
+
 // routerPod runs HAProxy and the sidecar in one container (--run-haproxy)
 // watching this ConfigMap through the API.
 func routerPod(spec *weights.Spec, cm *corev1.ConfigMap, account string, labels map[string]string, image string) corev1.PodTemplateSpec {
 	grace := int64(routerTermination)
+	sidecarPort, haproxyPort := metricsPorts(spec.Port)
 	return corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Labels: labels},
+		// The usual scrape annotations name HAProxy's exporter (per-track
+		// traffic); the sidecar's own metrics are on the port "metrics".
+		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
+			"prometheus.io/scrape": "true",
+			"prometheus.io/port":   fmt.Sprint(haproxyPort),
+			"prometheus.io/path":   "/metrics",
+		}},
 		Spec: corev1.PodSpec{
 			ServiceAccountName:            account,
 			TerminationGracePeriodSeconds: &grace,
@@ -213,15 +236,17 @@ func routerPod(spec *weights.Spec, cm *corev1.ConfigMap, account string, labels 
 					"--haproxy-config", "/var/run/haproxy/haproxy.cfg",
 					"--master-socket", "/var/run/haproxy/master.sock",
 					"--groups-map", "/var/run/haproxy/groups.map",
-					"--metrics-addr", fmt.Sprintf(":%d", routerMetricsPort),
+					"--metrics-addr", fmt.Sprintf(":%d", sidecarPort),
 					"--shutdown-delay", fmt.Sprintf("%ds", routerShutdownDelay),
 					"--stop-grace", fmt.Sprintf("%ds", routerStopGrace),
 					"--report-configmap", fleet.StatusName(account),
+					"--haproxy-metrics-addr", fmt.Sprintf(":%d", haproxyPort),
 				},
 				Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}}},
 				Ports: []corev1.ContainerPort{
 					{Name: "http", ContainerPort: int32(spec.Port), Protocol: corev1.ProtocolTCP},
-					{Name: "metrics", ContainerPort: routerMetricsPort, Protocol: corev1.ProtocolTCP},
+					{Name: "metrics", ContainerPort: int32(sidecarPort), Protocol: corev1.ProtocolTCP},
+					{Name: "haproxy-metrics", ContainerPort: int32(haproxyPort), Protocol: corev1.ProtocolTCP},
 				},
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromString("metrics")}}, PeriodSeconds: 2},
 				LivenessProbe:  &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("metrics")}}, PeriodSeconds: 10},

@@ -89,3 +89,13 @@ func TestDesiredGolden(t *testing.T) {
 		})
 	}
 }
+
+// TestMetricsPortsAvoidTheServicePort: a spec may listen on 8404 or 9101;
+// the tier's metrics ports move aside.
+func TestMetricsPortsAvoidTheServicePort(t *testing.T) {
+	for _, tc := range []struct{ port, sidecar, haproxy int }{{8080, 9101, 8404}, {8404, 9101, 8405}, {9101, 9102, 8404}} {
+		if s, h := metricsPorts(tc.port); s != tc.sidecar || h != tc.haproxy {
+			t.Errorf("port %d: %d, %d; want %d, %d", tc.port, s, h, tc.sidecar, tc.haproxy)
+		}
+	}
+}

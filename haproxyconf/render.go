@@ -16,9 +16,9 @@ import (
 	parser "github.com/haproxytech/config-parser/v5"
 	"github.com/haproxytech/config-parser/v5/common"
 	"github.com/haproxytech/config-parser/v5/options"
+	"github.com/haproxytech/config-parser/v5/params"
 	"github.com/haproxytech/config-parser/v5/parsers/actions"
 	httpactions "github.com/haproxytech/config-parser/v5/parsers/http/actions"
-	"github.com/haproxytech/config-parser/v5/params"
 	"github.com/haproxytech/config-parser/v5/types"
 
 	"github.com/trackrouter/trackrouter/weights"

@@ -51,6 +51,9 @@ type Config struct {
 	// ConfigMap (in the spec's namespace) under PodName.
 	ReportConfigMap string
 	PodName         string
+	// HAProxyMetricsAddr, when set, is where HAProxy serves its Prometheus
+	// exporter (per-backend and per-server, so per-track, traffic).
+	HAProxyMetricsAddr string
 }
 
 // Validate checks the combination of settings.
@@ -220,7 +223,7 @@ func checkOwnFile(path string, overwrite bool) error {
 }
 
 func renderOptions(cfg Config) haproxyconf.Options {
-	return haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind, GroupsMap: cfg.GroupsMap}
+	return haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind, GroupsMap: cfg.GroupsMap, MetricsBind: cfg.HAProxyMetricsAddr}
 }
 
 // source is where specs come from.

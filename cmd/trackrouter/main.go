@@ -32,6 +32,7 @@ func main() {
 	fs.StringVar(&cfg.MasterSocket, "master-socket", "/var/run/haproxy/master.sock", "HAProxy master CLI socket (haproxy -W -S PATH)")
 	fs.StringVar(&cfg.Bind, "bind", "", "frontend listen address [host]:port (default \":<port>\" from the spec)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9101", "serve /metrics, /healthz and /readyz here; empty disables")
+	fs.StringVar(&cfg.HAProxyMetricsAddr, "haproxy-metrics-addr", ":8404", "HAProxy serves its Prometheus exporter (requests, responses, times per backend and per track) at /metrics here; empty disables")
 	fs.BoolVar(&cfg.RunHAProxy, "run-haproxy", false, "start and supervise HAProxy in master-worker mode (one container)")
 	fs.StringVar(&cfg.HAProxyBin, "haproxy-bin", "haproxy", "haproxy executable, for haproxy -c and --run-haproxy")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "namespace of the track Services (default: the ConfigMap's, else \"default\")")

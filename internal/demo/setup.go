@@ -80,6 +80,9 @@ func Setup(cfg *router.Config, dir string, out io.Writer) (stop func(), err erro
 	if cfg.Bind == "" {
 		cfg.Bind = fmt.Sprintf("127.0.0.1:%d", spec.Port)
 	}
+	if strings.HasPrefix(cfg.HAProxyMetricsAddr, ":") {
+		cfg.HAProxyMetricsAddr = "127.0.0.1" + cfg.HAProxyMetricsAddr
+	}
 	metrics := cfg.MetricsAddr
 	if strings.HasPrefix(metrics, ":") {
 		metrics = "127.0.0.1" + metrics
@@ -94,7 +97,8 @@ func Setup(cfg *router.Config, dir string, out io.Writer) (stop func(), err erro
   for i in $(seq 100); do curl -s http://%[1]s/; done | sort | uniq -c
   # edit weights or groups in %[2]s: applied at runtime, no reload
   curl -s http://%[3]s/metrics | grep ^trackrouter_
+  curl -s http://%[4]s/metrics | grep 'haproxy_server_http_responses_total{proxy="canary"'   # per track
 
-`, cfg.Bind, specPath, metrics)
+`, cfg.Bind, specPath, metrics, cfg.HAProxyMetricsAddr)
 	return stop, nil
 }

@@ -156,6 +156,7 @@ func (e *env) renderFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&e.render.ClusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain of the track Services")
 	fs.StringVar(&e.render.Bind, "bind", "", "frontend listen address [host]:port (default: \":<port>\" from the spec)")
 	fs.StringVar(&e.checker.Binary, "haproxy-bin", "haproxy", "haproxy binary used for haproxy -c")
+	fs.StringVar(&e.render.MetricsBind, "haproxy-metrics-bind", "", "add HAProxy's Prometheus exporter frontend on this [host]:port, as the sidecar does (default: none)")
 }
 
 // outputFlag is -o for a command with results. Each command has its own
