@@ -270,3 +270,29 @@ func TestHAProxyExporter(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAffinity: requests per second through HAProxy (FREE group,
+// canary 5 / production 95, 8 clients with keep-alive) without affinity,
+// with header affinity and with cookie affinity, in one run.
+// Run: go test ./router -run '^$' -bench Affinity -benchtime 20000x
+func BenchmarkAffinity(b *testing.B) {
+	for _, tc := range []struct{ name, affinity string }{{"none", ""}, {"header", "{header: X-User-Id}"}, {"cookie", "{cookie: TRACK}"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var h *harness
+			if tc.affinity == "" {
+				h = newHarness(b)
+			} else {
+				h = affinityHarness(b, tc.affinity, 5, 95)
+			}
+			users := make([]user, 8)
+			for i := range users {
+				jar, _ := cookiejar.New(nil)
+				users[i] = user{id: fmt.Sprintf("u%d", i), client: &http.Client{Jar: jar, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}}
+			}
+			b.ResetTimer()
+			start := time.Now()
+			tracksSeen(b, h, users, b.N/len(users))
+			b.ReportMetric(float64(b.N/len(users)*len(users))/time.Since(start).Seconds(), "req/s")
+		})
+	}
+}
