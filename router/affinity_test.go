@@ -251,8 +251,10 @@ func TestHAProxyExporter(t *testing.T) {
 	}
 	const canary = `haproxy_server_http_responses_total{proxy="canary",server="canary",code="2xx"}`
 	m0 := scrape()
-	if line(m0, canary) == "" {
-		t.Fatalf("no %s in the exporter's answer", canary)
+	for _, name := range []string{canary, `haproxy_server_response_time_average_seconds{proxy="canary",server="canary"}`} {
+		if line(m0, name) == "" {
+			t.Fatalf("no %s in the exporter's answer (the README's queries use it)", name)
+		}
 	}
 	users := make([]user, 100)
 	for i := range users {
