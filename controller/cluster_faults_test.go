@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
+	"github.com/trackrouter/trackrouter/internal/haproxytest"
 	"github.com/trackrouter/trackrouter/internal/testcluster"
 	"github.com/trackrouter/trackrouter/weights"
 )
@@ -53,13 +54,12 @@ func TestTwoControllersOneHostname(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var addrs []string
 	done := make(chan error, 2)
+	// Two distinct ports: one port given twice made the second
+	// controller's metrics server answer for both (a flaky "2 leaders").
 	for i := 0; i < 2; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, ln.Addr().String())
-		ln.Close()
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t)))
+	}
+	for i := 0; i < 2; i++ {
 		cfg := Config{Kubeconfig: c.Kubeconfig, Namespace: ns, RouterImage: "trackrouter:test", Workers: 2,
 			MetricsAddr: addrs[i], LeaderElect: true, LeaseNamespace: ns, LeaseName: "track-controller"}
 		go func() { done <- Execute(ctx, cfg, slog.New(slog.DiscardHandler)) }()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/trackrouter/trackrouter/examples"
+	"github.com/trackrouter/trackrouter/internal/haproxytest"
 	"github.com/trackrouter/trackrouter/internal/testcluster"
 )
 
@@ -55,12 +55,7 @@ func TestPausedLeaderWritesNothing(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	start := func(name string) (*exec.Cmd, string) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
+		addr := fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
 		cmd := exec.Command(bin, "--kubeconfig", c.Kubeconfig, "--namespace", ns, "--router-image", "x",
 			"--metrics-addr", addr, "--lease-namespace", ns)
 		cmd.Stderr = io.Discard

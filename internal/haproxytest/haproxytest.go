@@ -45,15 +45,32 @@ func Binary(tb testing.TB) string {
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
+//
+// A port is never given twice in one test binary: a port closed and asked
+// for again can come back the same, and two servers of a test would then
+// race for it.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // StartBackends starts one echo.Backend per name on a free loopback port.
 func StartBackends(tb testing.TB, names ...string) map[string]*echo.Backend {
