@@ -175,13 +175,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	inner, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	g, gctx := errgroup.WithContext(inner)
-	g.Go(func() error { return r.Run(gctx) })
-	g.Go(func() error { return source.Run(gctx, r.Submit) })
+	// The Reporter is set before the router runs: Run reads it.
 	if cm, ok := source.(*ConfigMapSource); ok && cfg.ReportConfigMap != "" {
 		rep := &StatusReporter{Client: cm.Client, Namespace: cm.Namespace, Name: cfg.ReportConfigMap, Pod: cfg.PodName, Log: log, Failed: r.Metrics.ReportErrors.Inc}
 		r.Reporter = rep
 		g.Go(func() error { return rep.Run(gctx) })
 	}
+	g.Go(func() error { return r.Run(gctx) })
+	g.Go(func() error { return source.Run(gctx, r.Submit) })
 	if cfg.MetricsAddr != "" {
 		g.Go(func() error { return health.Serve(gctx, cfg.MetricsAddr, r.Metrics.Registry, r.NotReady, log) })
 	}
