@@ -297,6 +297,15 @@ func (r *renderer) backend(name string) {
 	if domain == "" {
 		domain = "cluster.local"
 	}
+	// Both go into every server line: checked tokens only.
+	if !weights.IsNamespace(ns) {
+		r.set(fmt.Errorf("namespace %q is not a DNS-1123 label", ns))
+		return
+	}
+	if !weights.IsDomain(domain) {
+		r.set(fmt.Errorf("cluster domain %q is not a DNS domain", domain))
+		return
+	}
 	b := s.Backends[name]
 	for _, track := range b.Tracks() {
 		w := b[track]

@@ -107,3 +107,19 @@ backends:
 		t.Errorf("labelled, fully used spec: warnings %v, error %v", specs[0].Warnings, err)
 	}
 }
+
+// TestNamespaceIsAToken: a ConfigMap's namespace goes into haproxy.cfg and
+// golden paths; anything but a DNS-1123 label is refused on its line.
+func TestNamespaceIsAToken(t *testing.T) {
+	for _, ns := range []string{`"a\nglobal\n  lua-load x.lua"`, `"x/../../victim"`, `"Shop"`, `"a b"`} {
+		data := strings.Replace(cmDoc("a", "a"), "namespace: shop", "namespace: "+ns, 1)
+		_, err := Parse("f.yaml", []byte(data))
+		if err == nil || !strings.Contains(err.Error(), "f.yaml:5: metadata.namespace:") || !strings.Contains(err.Error(), "is not a namespace") {
+			t.Errorf("namespace %s: %v", ns, err)
+		}
+	}
+	big := strings.Replace(cmDoc("a", "a"), "  service.yaml: |\n", "  service.yaml: |\n    # "+strings.Repeat("x", MaxInputBytes)+"\n", 1)
+	if _, err := Parse("f.yaml", []byte(big)); err == nil || !strings.Contains(err.Error(), "more than the limit of 1048576 bytes") {
+		t.Errorf("a spec over 1 MiB in a ConfigMap: %v", err)
+	}
+}

@@ -12,15 +12,23 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// MaxInputBytes bounds what the parser reads: the size limit of a ConfigMap.
+// MaxInputBytes bounds one spec (a service.yaml, a ConfigMap's value): the
+// size limit of a ConfigMap.
 const MaxInputBytes = 1 << 20
+
+// MaxFileBytes bounds a file or stream of manifests that may hold many
+// objects (kubectl kustomize's output, a bundle).
+const MaxFileBytes = 16 << 20
 
 // Parse reads every spec in a file: either a bare service.yaml, or Kubernetes
 // manifests (several documents, or a List) where each ConfigMap with the key
 // service.yaml holds one spec. Other manifests are skipped. Errors name the
 // file, the line and the field; on any error no spec is returned.
 func Parse(file string, data []byte) ([]*Spec, error) {
-	docs, err := decodeDocuments(file, 0, data)
+	if len(data) > MaxFileBytes {
+		return nil, ErrorList{{File: file, Msg: fmt.Sprintf("input is more than the limit of %d bytes", MaxFileBytes)}}
+	}
+	docs, err := decodeDocuments(file, 0, data, MaxFileBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +118,7 @@ func ParseService(src Source, data []byte) (*Spec, error) {
 	if src.Line > 0 {
 		offset = src.Line - 1
 	}
-	all, err := decodeDocuments(src.File, offset, data)
+	all, err := decodeDocuments(src.File, offset, data, MaxInputBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -140,9 +148,9 @@ func ParseService(src Source, data []byte) (*Spec, error) {
 
 // decodeDocuments splits data into YAML documents, refusing oversized input,
 // anchors and aliases (so nothing can expand into an alias bomb).
-func decodeDocuments(file string, offset int, data []byte) ([]*yaml.Node, error) {
-	if len(data) > MaxInputBytes {
-		return nil, ErrorList{{File: file, Msg: fmt.Sprintf("input is %d bytes, more than the limit of %d", len(data), MaxInputBytes)}}
+func decodeDocuments(file string, offset int, data []byte, limit int) ([]*yaml.Node, error) {
+	if len(data) > limit {
+		return nil, ErrorList{{File: file, Msg: fmt.Sprintf("input is more than the limit of %d bytes", limit)}}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs []*yaml.Node
@@ -301,9 +309,17 @@ func fromConfigMap(file string, cm *yaml.Node) (*Spec, error) {
 	if meta := lookup(cm, "metadata"); meta != nil {
 		if n := lookup(meta, "name"); n != nil {
 			src.Name = n.Value
+			if !isSubdomain(n.Value, maxSubdomain) {
+				return nil, ErrorList{{File: file, Line: n.Line, Field: "metadata.name", Msg: fmt.Sprintf("%q is not a ConfigMap name (a DNS-1123 subdomain)", clip(n.Value))}}
+			}
 		}
 		if n := lookup(meta, "namespace"); n != nil {
+			// The namespace goes into haproxy.cfg (the track Services'
+			// names) and into golden file paths: a label, nothing else.
 			src.Namespace = n.Value
+			if !IsNamespace(n.Value) {
+				return nil, ErrorList{{File: file, Line: n.Line, Field: "metadata.namespace", Msg: fmt.Sprintf("%q is not a namespace (a DNS-1123 label: lowercase letters, digits and '-', at most 63)", clip(n.Value))}}
+			}
 		}
 		if labels := lookup(meta, "labels"); labels != nil {
 			label = lookup(labels, ServiceLabel)

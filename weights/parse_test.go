@@ -214,7 +214,7 @@ func TestParseManifests(t *testing.T) {
 		{"configmap without the key", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {other: y}\n", nil, "no service spec found"},
 		{"label mismatch", strings.Replace(cm("a", "ns"), "trackrouter.dev/service: a", "trackrouter.dev/service: b", 1), nil, `label "b" does not match service "a"`},
 		{"empty", "", nil, "no service spec found"},
-		{"oversized", strings.Repeat("#", MaxInputBytes+1), nil, "more than the limit"},
+		{"oversized", strings.Repeat("#", MaxFileBytes+1), nil, "more than the limit"},
 		{"a scalar", "hello\n", nil, "want a mapping"},
 	}
 	for _, tc := range tests {

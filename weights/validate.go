@@ -251,6 +251,12 @@ func (v *validator) backendRef(path, backend string) {
 
 func isDNS1035(s string) bool { return len(s) <= maxNameLen && dns1035.MatchString(s) }
 
+// IsNamespace reports whether s is a valid namespace name (a DNS-1123 label).
+func IsNamespace(s string) bool { return len(s) <= maxNameLen && dns1123Label.MatchString(s) }
+
+// IsDomain reports whether s is a valid DNS domain of lowercase labels.
+func IsDomain(s string) bool { return isSubdomain(s, maxSubdomain) }
+
 func isSubdomain(s string, max int) bool {
 	if len(s) > max {
 		return false

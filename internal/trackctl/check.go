@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/textdiff"
 	"github.com/trackrouter/trackrouter/weights"
 )
@@ -41,6 +43,9 @@ request shows the haproxy.cfg it changes.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if e.golden == "" {
 				return usageError{"--golden DIR is required: the directory of golden haproxy.cfg files"}
+			}
+			if err := goldenOutside(args[0], e.golden); err != nil {
+				return err
 			}
 			if err := e.prepare(output, formats...); err != nil {
 				return err
@@ -135,7 +140,7 @@ func (e *env) runCheck(ctx context.Context, dir string) error {
 		r := &report.Results[x.res]
 		path := r.Golden
 		if e.update {
-			if err := writeGolden(path, x.cfg); err != nil {
+			if err := writeGolden(e.golden, path, x.cfg); err != nil {
 				return err
 			}
 			r.Status = "updated"
@@ -143,6 +148,9 @@ func (e *env) runCheck(ctx context.Context, dir string) error {
 				fmt.Fprintf(e.stdout, "updated %s\n", path)
 			}
 			continue
+		}
+		if err := safePath(e.golden, path); err != nil {
+			return err
 		}
 		old, err := os.ReadFile(path)
 		switch {
@@ -215,30 +223,68 @@ func problemLine(file string, p Problem) string {
 	return fe.Error()
 }
 
-func writeGolden(path string, cfg []byte) error {
+func writeGolden(root, path string, cfg []byte) error {
+	if err := safePath(root, path); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(path, cfg, 0o644)
+	if err := safePath(root, path); err != nil { // a link made meanwhile
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".golden-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(cfg); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
+
+// specMarkers are what a file holding a spec must contain: the ConfigMap
+// key or label, or a bare spec's fields. A file with none of them (a CI
+// workflow, Helm values, a compose file with anchors, a 20 MiB CRD bundle)
+// is skipped without being parsed, so its YAML dialect cannot fail check.
+var specMarkers = [][]byte{[]byte(weights.DataKey), []byte(weights.ServiceLabel), []byte("backends:"), []byte("tracks:")}
 
 // findSpecs parses every .yaml/.yml file under dir. Files that hold no spec
 // are listed in skipped; files with errors become Results. Two specs for one
-// namespace and service in one directory are an error: they would share a
-// golden file, and the cluster would keep one of them.
+// namespace and service, or one ConfigMap twice, in one directory are an
+// error: they would share a golden file, and the cluster keeps one of them.
 func (e *env) findSpecs(dir string) (specs []found, skipped []Skipped, errs []Result, err error) {
-	if info, statErr := os.Stat(dir); statErr != nil {
+	info, statErr := os.Stat(dir)
+	if statErr != nil {
 		return nil, nil, nil, statErr
 	} else if !info.IsDir() {
 		return nil, nil, nil, usageError{fmt.Sprintf("%s is not a directory: %s validate %s checks one file", dir, e.name, dir)}
 	}
+	root := dir
+	if l, err := os.Lstat(dir); err == nil && l.Mode()&fs.ModeSymlink != 0 {
+		root = dir + string(filepath.Separator) // walk into a symlinked DIR
+	}
 	seen := make(map[string]string) // golden path -> source
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	objects := make(map[string]string)
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
+			if path != root {
+				errs = append(errs, Result{File: path, Status: "invalid", Problems: []Problem{{File: path, Message: err.Error()}}})
+				return nil
+			}
 			return err
 		}
 		if d.IsDir() {
-			if path != dir && strings.HasPrefix(d.Name(), ".") && d.Name() != ".github" {
+			if path != root && strings.HasPrefix(d.Name(), ".") && d.Name() != ".github" {
 				return filepath.SkipDir // .git and the like
 			}
 			if _, err := os.Stat(filepath.Join(filepath.Dir(path), "Chart.yaml")); err == nil && d.Name() == "templates" {
@@ -250,29 +296,54 @@ func (e *env) findSpecs(dir string) (specs []found, skipped []Skipped, errs []Re
 		if !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
 			return nil
 		}
-		got, err := e.readSpecs(path)
+		if info, err := os.Stat(path); err != nil || !info.Mode().IsRegular() {
+			skipped = append(skipped, Skipped{path, "not a regular file"})
+			return nil
+		}
+		data, _, err := e.readInput(path)
+		if err != nil {
+			errs = append(errs, Result{File: path, Status: "invalid", Problems: []Problem{{File: path, Message: err.Error()}}})
+			return nil
+		}
+		if !containsAny(data, specMarkers) {
+			skipped = append(skipped, Skipped{path, "no service spec"})
+			return nil
+		}
+		got, err := weights.Parse(path, data)
 		if weights.IsNoSpec(err) {
 			skipped = append(skipped, Skipped{path, "no service spec"})
 			return nil
 		}
-		if err != nil && isTemplate(path, err) {
-			skipped = append(skipped, Skipped{path, "a template ({{ }}), not YAML"})
-			return nil
-		}
 		if err != nil {
-			errs = append(errs, Result{File: path, Status: "invalid", Problems: problems(err)})
+			r := Result{File: path, Status: "invalid", Problems: problems(err)}
+			if bytes.Contains(data, []byte("{{")) {
+				r.Problems = append(r.Problems, Problem{File: path, Message: "this looks like a template ({{ }}): check what it renders to instead"})
+			}
+			errs = append(errs, r)
 			return nil
 		}
-		rel, err := filepath.Rel(dir, filepath.Dir(path))
+		rel, err := filepath.Rel(root, filepath.Dir(path))
 		if err != nil {
 			return err
 		}
 		for _, s := range got {
-			golden := filepath.Join(rel, e.namespaceOf(s), s.Service+".cfg")
+			ns := e.namespaceOf(s)
+			if s.Source.Name != "" {
+				key := filepath.Join(rel, ns, "configmap", s.Source.Name)
+				if other, dup := objects[key]; dup {
+					errs = append(errs, Result{File: path, Service: s.Service, Status: "invalid", Problems: []Problem{{
+						File: path, Line: s.Source.Line,
+						Message: fmt.Sprintf("ConfigMap %s/%s is also defined in %s, in the same directory: the cluster keeps only the one applied last", ns, s.Source.Name, other),
+					}}})
+					continue
+				}
+				objects[key] = s.Source.String()
+			}
+			golden := filepath.Join(rel, ns, s.Service+".cfg")
 			if other, dup := seen[golden]; dup {
 				errs = append(errs, Result{File: path, Service: s.Service, Status: "invalid", Problems: []Problem{{
 					File: path, Line: s.Source.Line, Field: "service",
-					Message: fmt.Sprintf("service %s in namespace %s is also defined in %s, in the same directory: their Deployments and Services would collide", s.Service, e.namespaceOf(s), other),
+					Message: fmt.Sprintf("service %s in namespace %s is also defined in %s, in the same directory: their Deployments and Services would collide", s.Service, ns, other),
 				}}})
 				continue
 			}
@@ -287,17 +358,19 @@ func (e *env) findSpecs(dir string) (specs []found, skipped []Skipped, errs []Re
 	return specs, skipped, errs, err
 }
 
-// isTemplate says that a file YAML cannot read is a template: Helm's, or
-// another tool's that renders manifests from {{ }}.
-func isTemplate(path string, err error) bool {
-	if !strings.Contains(err.Error(), "invalid YAML") {
-		return false
+func containsAny(data []byte, markers [][]byte) bool {
+	for _, m := range markers {
+		if bytes.Contains(data, m) {
+			return true
+		}
 	}
-	data, readErr := os.ReadFile(path)
-	return readErr == nil && bytes.Contains(data, []byte("{{"))
+	return false
 }
 
-// staleGolden lists the .cfg files under dir that no spec renders to.
+// staleGolden lists the golden files under dir that no spec renders to:
+// files in the layout (<dir>/<namespace>/<service>.cfg) that trackrouter
+// wrote (its header line). Any other file is not check's to judge or
+// delete, and symbolic links are never followed.
 func staleGolden(dir string, want map[string]bool) ([]string, error) {
 	var stale []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -307,18 +380,73 @@ func staleGolden(dir string, want map[string]bool) ([]string, error) {
 			}
 			return err
 		}
-		if d.IsDir() || !strings.HasSuffix(path, ".cfg") {
+		if !d.Type().IsRegular() || !strings.HasSuffix(path, ".cfg") {
 			return nil
 		}
 		rel, err := filepath.Rel(dir, path)
-		if err != nil {
+		if err != nil || want[rel] || !strings.Contains(rel, string(filepath.Separator)) {
 			return err
 		}
-		if !want[rel] {
-			stale = append(stale, path)
+		if head, err := readHead(path, len(haproxyconf.HeaderPrefix)); err != nil || head != haproxyconf.HeaderPrefix {
+			return nil
 		}
+		stale = append(stale, path)
 		return nil
 	})
 	slices.Sort(stale)
 	return stale, err
+}
+
+func readHead(path string, n int) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	m, _ := io.ReadFull(f, b)
+	return string(b[:m]), nil
+}
+
+// safePath checks that path, under root, holds no symbolic link on the way
+// and, if it exists, is a regular file: a golden file must not send a read
+// (whose diff is printed in CI logs) or a write elsewhere.
+func safePath(root, path string) error {
+	rel, err := filepath.Rel(root, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("%s is outside the golden directory %s", path, root)
+	}
+	cur := root
+	parts := strings.Split(rel, string(filepath.Separator))
+	for i, part := range parts {
+		cur = filepath.Join(cur, part)
+		info, err := os.Lstat(cur)
+		if os.IsNotExist(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if info.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symbolic link: golden files and their directories must be real ones (refused)", cur)
+		}
+		if i == len(parts)-1 && !info.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a regular file (refused)", cur)
+		}
+	}
+	return nil
+}
+
+// goldenOutside refuses a golden directory that is DIR or holds it (or is
+// /): check --update deletes stale golden files under it.
+func goldenOutside(dir, golden string) error {
+	d, err1 := filepath.Abs(dir)
+	g, err2 := filepath.Abs(golden)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	if rel, err := filepath.Rel(g, d); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {
+		return usageError{fmt.Sprintf("--golden %s is %s or holds it: give the golden files a directory of their own (e.g. golden/ next to %s)", golden, dir, dir)}
+	}
+	return nil
 }

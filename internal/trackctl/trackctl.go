@@ -59,6 +59,8 @@ type env struct {
 	strict     bool
 	verbose    bool
 
+	stdinRead bool // "-" was read already
+
 	// beforeWrite, when set, runs between a release command's read and its
 	// write (tests of concurrent changes).
 	beforeWrite func()
@@ -279,21 +281,41 @@ func editDistance(a, b string) int {
 // readSpecs reads the specs in file; "-" is standard input, so that
 // "kubectl kustomize overlay | trackctl validate -" works.
 func (e *env) readSpecs(file string) ([]*weights.Spec, error) {
-	var data []byte
-	var err error
-	switch info, statErr := os.Stat(file); {
-	case file == "-":
-		data, err = io.ReadAll(io.LimitReader(e.stdin, weights.MaxInputBytes+1))
-		file = "<stdin>"
-	case statErr == nil && info.IsDir():
-		return nil, fmt.Errorf("%s is a directory: %s check %s --golden DIR checks every spec under it", file, e.name, file)
-	default:
-		data, err = os.ReadFile(file)
-	}
+	data, name, err := e.readInput(file)
 	if err != nil {
 		return nil, err
 	}
-	return weights.Parse(file, data)
+	return weights.Parse(name, data)
+}
+
+// readInput reads a file, or standard input for "-", refusing what is not a
+// regular file (a FIFO or a device would block or never end) and reading at
+// most weights.MaxFileBytes+1 bytes.
+func (e *env) readInput(file string) (data []byte, name string, err error) {
+	if file == "-" {
+		if e.stdinRead {
+			return nil, "<stdin>", usageError{"- (standard input) can be given once"}
+		}
+		e.stdinRead = true
+		data, err = io.ReadAll(io.LimitReader(e.stdin, weights.MaxFileBytes+1))
+		return data, "<stdin>", err
+	}
+	info, err := os.Stat(file)
+	switch {
+	case err != nil:
+		return nil, file, err
+	case info.IsDir():
+		return nil, file, fmt.Errorf("%s is a directory: %s check %s --golden DIR checks every spec under it", file, e.name, file)
+	case !info.Mode().IsRegular():
+		return nil, file, fmt.Errorf("%s is not a regular file (%s): refused", file, info.Mode().Type())
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, file, err
+	}
+	defer f.Close()
+	data, err = io.ReadAll(io.LimitReader(f, weights.MaxFileBytes+1))
+	return data, file, err
 }
 
 // pick returns the spec named service, or the only one when service is "".
