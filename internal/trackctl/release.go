@@ -390,7 +390,7 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 		return errProblems
 	}
 	if err != nil {
-		return fmt.Errorf("update ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
+		return apiError{fmt.Errorf("update ConfigMap %s/%s: %w (nothing was written)", cm.Namespace, cm.Name, err)}
 	}
 	res.Written, res.From, res.To, res.RecordedAs = true, cm.ResourceVersion, updated.ResourceVersion, &entry
 	recordEvent(ctx, client, updated, entry)
@@ -424,7 +424,7 @@ func (e *env) specConfigMap(ctx context.Context, o *releaseOptions, service stri
 	if client == nil {
 		var err error
 		if client, ns, err = o.kube.client(nil); err != nil {
-			return nil, nil, err
+			return nil, nil, err // an apiError, or a usage error
 		}
 	}
 	if ns == "" {
@@ -432,7 +432,7 @@ func (e *env) specConfigMap(ctx context.Context, o *releaseOptions, service stri
 	}
 	list, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: weights.ServiceLabel + "=" + service})
 	if err != nil {
-		return nil, nil, fmt.Errorf("find the spec of %s in namespace %s: %w", service, ns, err)
+		return nil, nil, apiError{fmt.Errorf("find the spec of %s in namespace %s: %w", service, ns, err)}
 	}
 	switch len(list.Items) {
 	case 0:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 type kubeFlags struct {
 	kubeconfig, context, namespace string
 	allNamespaces                  bool
+	timeout                        time.Duration
 }
 
 func (k *kubeFlags) add(fs *pflag.FlagSet) {
@@ -32,6 +34,7 @@ func (k *kubeFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&k.context, "context", "", "kubeconfig context to use (default: the current one)")
 	fs.StringVarP(&k.namespace, "namespace", "n", "", "namespace (default: the context's)")
 	fs.BoolVarP(&k.allNamespaces, "all-namespaces", "A", false, "every namespace")
+	fs.DurationVar(&k.timeout, "request-timeout", 30*time.Second, "give up on an API request after this long")
 }
 
 // client returns a client and the namespace to look in ("" for all).
@@ -41,7 +44,10 @@ func (k *kubeFlags) client(requests *atomic.Int64) (kubernetes.Interface, string
 	}
 	rc, ns, err := kube.ConfigAndNamespace(k.kubeconfig, k.context)
 	if err != nil {
-		return nil, "", err
+		return nil, "", apiError{err}
+	}
+	if k.timeout > 0 {
+		rc.Timeout = k.timeout
 	}
 	if k.namespace != "" {
 		ns = k.namespace
@@ -117,6 +123,14 @@ so that cron and CI can run it. Installed as kubectl-track, this is also
 			if o.minEndpoints < 0 {
 				return usageError{"--min-endpoints must be 0 or more"}
 			}
+			if o.watch && o.interval < 500*time.Millisecond {
+				return usageError{fmt.Sprintf("--interval %s: at least 500ms", o.interval)}
+			}
+			for _, a := range args {
+				if !weights.IsNamespace(a) {
+					return usageError{fmt.Sprintf("%q is not a service name", a)}
+				}
+			}
 			return e.runStatus(cmd.Context(), o, args)
 		},
 	}
@@ -142,7 +156,7 @@ func (e *env) runStatus(ctx context.Context, o *statusOptions, services []string
 	draw := func(w io.Writer) (bool, error) {
 		objs, err := Collect(ctx, client, ns, services)
 		if err != nil {
-			return false, err
+			return false, apiError{err}
 		}
 		hs := fleet.Evaluate(objs, fleet.Options{MinEndpoints: o.minEndpoints})
 		if len(hs) == 0 && len(services) > 0 {
@@ -180,7 +194,9 @@ func (e *env) runStatus(ctx context.Context, o *statusOptions, services []string
 	for {
 		var b strings.Builder
 		_, err := draw(&b)
-		fmt.Fprint(e.stdout, "\033[H\033[2J") // home, clear: redraw in place
+		if isTerminal(e.stdout) && (o.output == "table" || o.output == "wide") {
+			fmt.Fprint(e.stdout, "\033[H\033[2J") // home, clear: redraw in place
+		}
 		if err != nil {
 			fmt.Fprintf(e.stdout, "%s  %v\n", time.Now().Format("15:04:05"), err)
 		} else {
@@ -284,4 +300,14 @@ func dedupe(s []string) []string {
 		}
 	}
 	return out
+}
+
+// isTerminal says whether w is a terminal (redrawing in place makes sense).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }

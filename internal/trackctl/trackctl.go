@@ -36,6 +36,14 @@ var errInvalidInput = errors.New("invalid input")
 // errProblems says that problems were found and already printed.
 var errProblems = errors.New("problems found")
 
+// apiError is a cluster that could not be read or written as asked (no
+// kubeconfig, the API unreachable, a request refused): exit 2, as a wrong
+// command line, so that cron tells it from "unhealthy".
+type apiError struct{ err error }
+
+func (e apiError) Error() string { return e.err.Error() }
+func (e apiError) Unwrap() error { return e.err }
+
 // usageError is a wrong command line.
 type usageError struct{ msg string }
 
@@ -98,6 +106,9 @@ func Main(ctx context.Context, name string, args []string, stdin io.Reader, stdo
 		return ExitUsage
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "%s: %v\nSee '%s --help'.\n", cmd.CommandPath(), err, cmd.CommandPath())
+		return ExitUsage
+	case errors.As(err, new(apiError)):
+		fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
 		return ExitUsage
 	case strings.HasPrefix(err.Error(), "unknown command"):
 		// cobra's own, with its "Did you mean this?".
