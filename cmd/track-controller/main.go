@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/mail"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -65,6 +68,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "track-controller: --router-image is required outside a Pod: the image with haproxy and trackrouter for the HAProxy tier\nSee 'track-controller --help'.\n")
 		os.Exit(2)
 	}
+	if err := checkFlags(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "track-controller: %v\nSee 'track-controller --help'.\n", err)
+		os.Exit(2)
+	}
 	if err := alertSecrets(&cfg.Alerts, *secretDir); err != nil {
 		fmt.Fprintf(os.Stderr, "track-controller: %v\nSee 'track-controller --help'.\n", err)
 		os.Exit(2)
@@ -79,6 +86,23 @@ func main() {
 	}
 }
 
+// checkFlags refuses values that make no sense, before anything runs.
+func checkFlags(cfg controller.Config) error {
+	switch {
+	case cfg.Workers < 1:
+		return fmt.Errorf("--workers %d: at least 1", cfg.Workers)
+	case cfg.MinEndpoints < 0:
+		return fmt.Errorf("--min-endpoints %d: 0 or more", cfg.MinEndpoints)
+	case cfg.HealthInterval <= 0:
+		return fmt.Errorf("--health-interval %s: more than 0", cfg.HealthInterval)
+	case cfg.Alerts.After < 0:
+		return fmt.Errorf("--alert-after %s: 0 or more", cfg.Alerts.After)
+	case cfg.QPS < 0 || cfg.Burst < 0:
+		return errors.New("--kube-api-qps and --kube-api-burst: 0 (the default) or more")
+	}
+	return nil
+}
+
 // alertSecrets reads the secrets of the alert destinations from dir and
 // checks that an email destination is complete.
 func alertSecrets(a *controller.AlertConfig, dir string) error {
@@ -90,6 +114,9 @@ func alertSecrets(a *controller.AlertConfig, dir string) error {
 		return strings.TrimSpace(string(b)), err
 	}
 	if dir != "" {
+		if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+			return fmt.Errorf("--alert-secret-dir %s: not a directory (mount the Secret there, optional: true keeps it empty)", dir)
+		}
 		url, err := read("webhook-url")
 		if err != nil {
 			return fmt.Errorf("--alert-secret-dir: %w", err)
@@ -101,8 +128,29 @@ func alertSecrets(a *controller.AlertConfig, dir string) error {
 			return fmt.Errorf("--alert-secret-dir: %w", err)
 		}
 	}
-	if a.WebhookURL != "" && !strings.HasPrefix(a.WebhookURL, "https://") && !strings.HasPrefix(a.WebhookURL, "http://") {
-		return fmt.Errorf("alert webhook URL: want http:// or https://, got %q", clip(a.WebhookURL))
+	if a.WebhookURL != "" {
+		u, err := url.Parse(a.WebhookURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("alert webhook URL: want http(s)://HOST/..., got %q", clip(a.WebhookURL))
+		}
+	}
+	if a.SMTPAddr != "" {
+		if _, port, err := net.SplitHostPort(a.SMTPAddr); err != nil || port == "" {
+			return fmt.Errorf("--alert-smtp-addr %q: want HOST:PORT (587 for STARTTLS submission)", a.SMTPAddr)
+		}
+		for _, addr := range append([]string{a.SMTPFrom}, a.SMTPTo...) {
+			if _, err := mail.ParseAddress(addr); err != nil {
+				return fmt.Errorf("alert email address %q: %v", addr, err)
+			}
+		}
+	}
+	if a.SMTPUsername != "" && a.SMTPAddr == "" {
+		return errors.New("--alert-smtp-username needs --alert-smtp-addr")
+	}
+	if a.SMTPCAFile != "" {
+		if _, err := os.ReadFile(a.SMTPCAFile); err != nil {
+			return fmt.Errorf("--alert-smtp-ca-file: %w", err)
+		}
 	}
 	if a.SMTPAddr != "" && (a.SMTPFrom == "" || len(a.SMTPTo) == 0) {
 		return errors.New("--alert-smtp-addr needs --alert-smtp-from and --alert-smtp-to")

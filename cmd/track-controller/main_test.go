@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
+	"github.com/trackrouter/trackrouter/controller"
 	"github.com/trackrouter/trackrouter/examples"
 	"github.com/trackrouter/trackrouter/internal/haproxytest"
 	"github.com/trackrouter/trackrouter/internal/testcluster"
@@ -162,4 +163,52 @@ func (p prefixed) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// TestFlagValues: values that make no sense are refused before anything
+// runs (exit 2 in main), each with what to give instead.
+func TestFlagValues(t *testing.T) {
+	ok := controller.Config{Workers: 2, HealthInterval: time.Second, MinEndpoints: 2}
+	for _, tc := range []struct {
+		mod  func(*controller.Config)
+		want string
+	}{
+		{func(c *controller.Config) { c.Workers = -3 }, "--workers -3: at least 1"},
+		{func(c *controller.Config) { c.MinEndpoints = -7 }, "--min-endpoints -7"},
+		{func(c *controller.Config) { c.HealthInterval = -5 * time.Second }, "--health-interval"},
+		{func(c *controller.Config) { c.Alerts.After = -time.Hour }, "--alert-after"},
+		{func(c *controller.Config) { c.QPS = -1 }, "--kube-api-qps"},
+	} {
+		cfg := ok
+		tc.mod(&cfg)
+		if err := checkFlags(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want %q, got %v", tc.want, err)
+		}
+	}
+	if err := checkFlags(ok); err != nil {
+		t.Errorf("sound flags refused: %v", err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		a    controller.AlertConfig
+		dir  string
+		want string
+	}{
+		{controller.AlertConfig{SMTPAddr: "smtp.example.com", SMTPFrom: "a@b.c", SMTPTo: []string{"d@e.f"}}, "", "want HOST:PORT"},
+		{controller.AlertConfig{SMTPAddr: "smtp.example.com:587", SMTPFrom: "not an address", SMTPTo: []string{"d@e.f"}}, "", "alert email address"},
+		{controller.AlertConfig{WebhookURL: "http://"}, "", "want http(s)://HOST"},
+		{controller.AlertConfig{SMTPUsername: "u"}, "", "needs --alert-smtp-addr"},
+		{controller.AlertConfig{SMTPAddr: "s:587", SMTPFrom: "a@b.c", SMTPTo: []string{"d@e.f"}, SMTPCAFile: "/nonexistent.pem"}, "", "--alert-smtp-ca-file"},
+		{controller.AlertConfig{}, filepath.Join(dir, "typo"), "not a directory"},
+	} {
+		a := tc.a
+		if err := alertSecrets(&a, tc.dir); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: want %q, got %v", tc.a, tc.want, err)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "webhook-url"), []byte("https://hooks.example.com/x\n"), 0o600)
+	a := controller.AlertConfig{}
+	if err := alertSecrets(&a, dir); err != nil || a.WebhookURL != "https://hooks.example.com/x" {
+		t.Errorf("the secret dir's webhook-url: %q, %v", a.WebhookURL, err)
+	}
 }
