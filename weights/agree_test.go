@@ -95,8 +95,8 @@ backends:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "f.yaml:9: backends.main.canary: track canary has weight 5 in backend main but 0 replicas: nothing serves that share, HAProxy sends it to the other tracks\n" +
-		"f.yaml:6: tracks.internal: no backend sends requests to track internal (it still runs 2 replicas)\n" +
+	want := "f.yaml:6: tracks.internal: no backend sends requests to track internal (it still runs 2 replicas)\n" +
+		"f.yaml:9: backends.main.canary: track canary has weight 5 in backend main but 0 replicas: nothing serves that share, HAProxy sends it to the other tracks\n" +
 		"f.yaml:10: backends.spare: no group and not the default: no request reaches backend spare"
 	if got := specs[0].Warnings.Error(); got != want {
 		t.Errorf("warnings:\n%s\nwant:\n%s", got, want)
@@ -121,5 +121,20 @@ func TestNamespaceIsAToken(t *testing.T) {
 	big := strings.Replace(cmDoc("a", "a"), "  service.yaml: |\n", "  service.yaml: |\n    # "+strings.Repeat("x", MaxInputBytes)+"\n", 1)
 	if _, err := Parse("f.yaml", []byte(big)); err == nil || !strings.Contains(err.Error(), "more than the limit of 1048576 bytes") {
 		t.Errorf("a spec over 1 MiB in a ConfigMap: %v", err)
+	}
+}
+
+// TestWarningsOfZeroes: a track at weight 0 everywhere, and a 0-replica
+// track that is its backend's only live one.
+func TestWarningsOfZeroes(t *testing.T) {
+	spec := "service: a\nport: 8080\ntracks:\n  production: {version: v1, replicas: 0}\n  canary: {version: v2}\ndefault: main\nbackends:\n  main: {production: 100, canary: 0}\n"
+	specs, err := Parse("f.yaml", []byte(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "f.yaml:5: tracks.canary: track canary has weight 0 in every backend: it gets no request (it still runs 2 replicas)\n" +
+		"f.yaml:8: backends.main.production: track production is the only one with weight in backend main and has 0 replicas: every request of main fails"
+	if got := specs[0].Warnings.Error(); got != want {
+		t.Errorf("warnings:\n%s\nwant:\n%s", got, want)
 	}
 }

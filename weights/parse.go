@@ -361,6 +361,7 @@ func fromConfigMap(file string, cm *yaml.Node) (*Spec, error) {
 		return nil, ErrorList{{File: file, Line: label.Line, Field: "metadata.labels." + ServiceLabel,
 			Msg: fmt.Sprintf("label %q does not match service %q", label.Value, s.Service)}}
 	}
+	s.Source.Labelled = label != nil
 	if label == nil {
 		line := cm.Line
 		if meta := lookup(cm, "metadata"); meta != nil {

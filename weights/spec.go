@@ -62,6 +62,9 @@ type Source struct {
 	Line      int // line of the spec's first line in File
 	Namespace string
 	Name      string // ConfigMap name; empty for a bare service.yaml
+	// Labelled: the ConfigMap carries the trackrouter.dev/service label
+	// (without it the controller ignores the spec).
+	Labelled bool
 }
 
 func (s Source) String() string {

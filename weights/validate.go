@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -64,19 +65,39 @@ func (v *validator) at(field, format string, args ...any) *FieldError {
 // lint finds what is valid but probably not meant, on a valid spec.
 func (v *validator) lint() {
 	s := v.spec
-	used := make(map[string]bool)
+	used := make(map[string]bool)   // in some backend
+	weighs := make(map[string]bool) // with a weight above 0 somewhere
 	for _, b := range s.BackendNames() {
-		for _, track := range s.Backends[b].Tracks() {
+		backend := s.Backends[b]
+		live := 0
+		for _, w := range backend {
+			if w > 0 {
+				live++
+			}
+		}
+		for _, track := range backend.Tracks() {
 			used[track] = true
 			t := s.Tracks[track]
-			if w := s.Backends[b][track]; w > 0 && t.Replicas == 0 && !t.Autoscaled && t.Address == "" {
+			w := backend[track]
+			if w > 0 {
+				weighs[track] = true
+			}
+			if w == 0 || t.Replicas > 0 || t.Autoscaled || t.Address != "" {
+				continue
+			}
+			if live == 1 {
+				v.warn("backends."+b+"."+track, "track %s is the only one with weight in backend %s and has 0 replicas: every request of %s fails", track, b, b)
+			} else {
 				v.warn("backends."+b+"."+track, "track %s has weight %d in backend %s but 0 replicas: nothing serves that share, HAProxy sends it to the other tracks", track, w, b)
 			}
 		}
 	}
 	for _, track := range s.TrackNames() {
-		if !used[track] {
+		switch {
+		case !used[track]:
 			v.warn("tracks."+track, "no backend sends requests to track %s (it still runs %d replicas)", track, s.Tracks[track].Replicas)
+		case !weighs[track]:
+			v.warn("tracks."+track, "track %s has weight 0 in every backend: it gets no request (it still runs %d replicas)", track, s.Tracks[track].Replicas)
 		}
 	}
 	reached := map[string]bool{s.Default: true}
@@ -88,6 +109,7 @@ func (v *validator) lint() {
 			v.warn("backends."+b, "no group and not the default: no request reaches backend %s", b)
 		}
 	}
+	slices.SortStableFunc(v.warnings, func(a, b *FieldError) int { return a.Line - b.Line })
 }
 
 func (v *validator) validate() {

@@ -134,3 +134,20 @@ func TestCheckUnderAttack(t *testing.T) {
 		}
 	})
 }
+
+// TestDiffEdges: a file added (/dev/null before), the controller's label
+// removed, and a render that fails are said, with kubectl diff's codes.
+func TestDiffEdges(t *testing.T) {
+	if code, out, _ := run(t, "diff", os.DevNull, example); code != ExitProblem || !strings.Contains(out, "service account-service: only in "+example) {
+		t.Errorf("diff /dev/null NEW: exit %d\n%s", code, out)
+	}
+	data, _ := os.ReadFile(example)
+	unlabelled := writeFile(t, filepath.Join(t.TempDir(), "a.yaml"), strings.Replace(string(data), "    trackrouter.dev/service: account-service\n", "", 1))
+	if code, out, _ := run(t, "diff", example, unlabelled); code != ExitProblem || !strings.Contains(out, "label trackrouter.dev/service account-service->none") {
+		t.Errorf("label removed: exit %d\n%s", code, out)
+	}
+	base := writeFile(t, filepath.Join(t.TempDir(), "base.cfg"), "frontend account-service\n  mode http\n")
+	if code, _, stderr := run(t, "diff", example, example, "--base", base); code != ExitUsage || !strings.Contains(stderr, "already has a") {
+		t.Errorf("a render error: exit %d, %q", code, stderr)
+	}
+}

@@ -101,8 +101,24 @@ func TestHelpGolden(t *testing.T) {
 func TestKubectlPlugin(t *testing.T) {
 	var out, errOut bytes.Buffer
 	code := Main(context.Background(), "kubectl track", []string{"rendr"}, nil, &out, &errOut)
-	if code != ExitUsage || !strings.Contains(errOut.String(), "See 'kubectl track --help'.") {
+	if code != ExitUsage || errOut.String() != "kubectl track: unknown command \"rendr\" for \"kubectl track\"\n\nDid you mean this?\n\trender\nSee 'kubectl track --help'.\n" {
 		t.Errorf("exit %d, stderr %q", code, errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	code = Main(context.Background(), "kubectl track", []string{"render", "--servce", "x"}, nil, &out, &errOut)
+	if code != ExitUsage || !strings.HasPrefix(errOut.String(), "kubectl track render: unknown flag: --servce") || !strings.Contains(errOut.String(), "See 'kubectl track render --help'.") {
+		t.Errorf("flag error: exit %d, stderr %q", code, errOut.String())
+	}
+	out.Reset()
+	code = Main(context.Background(), "kubectl track", []string{"status", "--help"}, nil, &out, &errOut)
+	if code != ExitOK || !strings.Contains(out.String(), "kubectl track status [SERVICE...]") {
+		t.Errorf("help: %q", out.String())
+	}
+	out.Reset()
+	Main(context.Background(), "kubectl track", []string{"completion", "bash"}, nil, &out, &errOut)
+	if strings.Contains(out.String(), "__start_kubectl ") || strings.Contains(out.String(), "complete -o default -F __start_kubectl kubectl\n") {
+		t.Errorf("the plugin's completion would replace kubectl's own")
 	}
 }
 

@@ -43,14 +43,27 @@ unreadable spec.`,
 // runDiff compares two files' specs, matched by service name; with one spec
 // on each side they are compared whatever their names.
 func (e *env) runDiff(oldFile, newFile string) error {
-	olds, err := e.readSpecs(oldFile)
+	// A side without any spec (a file added or deleted in a pull request,
+	// /dev/null) has no services: the other side's are added or removed.
+	read := func(file string) ([]*weights.Spec, bool, error) {
+		specs, err := e.readSpecs(file)
+		if weights.IsNoSpec(err) {
+			return nil, true, nil
+		}
+		return specs, false, err
+	}
+	olds, oldEmpty, err := read(oldFile)
 	if err != nil {
 		printProblems(e.stderr, "", err)
 		return errInvalidInput
 	}
-	news, err := e.readSpecs(newFile)
+	news, newEmpty, err := read(newFile)
 	if err != nil {
 		printProblems(e.stderr, "", err)
+		return errInvalidInput
+	}
+	if oldEmpty && newEmpty {
+		fmt.Fprintf(e.stderr, "no service spec in %s nor in %s\n", displayName(oldFile), displayName(newFile))
 		return errInvalidInput
 	}
 	byName := make(map[string]*weights.Spec)
@@ -70,7 +83,8 @@ func (e *env) runDiff(oldFile, newFile string) error {
 		delete(byName, o.Service)
 		d, err := e.diffOne(o, n)
 		if err != nil {
-			return err
+			fmt.Fprintf(e.stderr, "service %s: %v\n", n.Service, err)
+			return errInvalidInput
 		}
 		report.Services = append(report.Services, d)
 	}
@@ -109,7 +123,7 @@ func (e *env) diffOne(o, n *weights.Spec) (ServiceDiff, error) {
 		return d, err
 	}
 	d.Config = textdiff.Unified(o.Source.File, n.Source.File, string(oc.Config), string(nc.Config))
-	d.Spec = weights.SpecChanges(o, n)
+	d.Spec = append(manifestChanges(o, n), weights.SpecChanges(o, n)...)
 	d.Weights = weights.WeightChanges(o, n)
 	if d.Config != "" || len(d.Spec) > 0 || len(d.Weights) > 0 {
 		d.Status = "changed"
@@ -148,4 +162,30 @@ func (e *env) printDiff(report DiffReport, oldFile, newFile string) {
 			}
 		}
 	}
+}
+
+// manifestChanges are the changes of the ConfigMap around a spec that the
+// cluster sees: its name, namespace, and the label the controller needs.
+func manifestChanges(o, n *weights.Spec) []weights.Change {
+	var out []weights.Change
+	add := func(field, a, b string) {
+		if a != b {
+			out = append(out, weights.Change{Field: field, Old: a, New: b})
+		}
+	}
+	add("configMap", o.Source.Name, n.Source.Name)
+	add("namespace", o.Source.Namespace, n.Source.Namespace)
+	label := func(s *weights.Spec) string {
+		switch {
+		case s.Source.Name == "":
+			return "" // a bare spec has no labels
+		case s.Source.Labelled:
+			return s.Service
+		}
+		return ""
+	}
+	if o.Source.Name != "" && n.Source.Name != "" {
+		add("label "+weights.ServiceLabel, label(o), label(n))
+	}
+	return out
 }

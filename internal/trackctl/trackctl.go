@@ -112,7 +112,8 @@ func Main(ctx context.Context, name string, args []string, stdin io.Reader, stdo
 		return ExitUsage
 	case strings.HasPrefix(err.Error(), "unknown command"):
 		// cobra's own, with its "Did you mean this?".
-		fmt.Fprintf(stderr, "%s: %s\nSee '%s --help'.\n", name, strings.TrimRight(err.Error(), "\n"), name)
+		msg := strings.ReplaceAll(strings.TrimRight(err.Error(), "\n"), `for "`+strings.ReplaceAll(name, " ", "-")+`"`, `for "`+name+`"`)
+		fmt.Fprintf(stderr, "%s: %s\nSee '%s --help'.\n", name, msg, name)
 		return ExitUsage
 	default:
 		fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
@@ -121,8 +122,15 @@ func Main(ctx context.Context, name string, args []string, stdin io.Reader, stdo
 }
 
 func (e *env) rootCommand() *cobra.Command {
+	use := e.name
+	if strings.Contains(use, " ") {
+		// A kubectl plugin: its binary is kubectl-track; messages and
+		// help say "kubectl track", and completion is its own.
+		use = strings.ReplaceAll(use, " ", "-")
+	}
 	root := &cobra.Command{
-		Use:   e.name,
+		Use:         use,
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: e.name},
 		Short: "Render, validate, check and diff trackrouter service specs, and show their health",
 		Long: `trackctl works with trackrouter service specs: the service.yaml in a ConfigMap
 that says how a service's requests are split between its tracks. render,
@@ -310,6 +318,9 @@ func (e *env) readInput(file string) (data []byte, name string, err error) {
 		e.stdinRead = true
 		data, err = io.ReadAll(io.LimitReader(e.stdin, weights.MaxFileBytes+1))
 		return data, "<stdin>", err
+	}
+	if file == os.DevNull {
+		return nil, file, nil // "no file": diff /dev/null NEW adds
 	}
 	info, err := os.Stat(file)
 	switch {
