@@ -131,7 +131,7 @@ func (e *env) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:         use,
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: e.name},
-		Short: "Render, validate, check and diff trackrouter service specs, and show their health",
+		Short:       "Render, validate, check and diff trackrouter service specs, and show their health",
 		Long: `trackctl works with trackrouter service specs: the service.yaml in a ConfigMap
 that says how a service's requests are split between its tracks. render,
 validate, check and diff work on files (for GitOps CI); status reads the
