@@ -220,23 +220,25 @@ func (v *validator) backends() {
 			v.fail(path, "backend name %q is not a DNS-1035 label (lowercase letters, digits and '-', starting with a letter)", name)
 			continue
 		}
-		live := 0
+		live, bad := 0, false
 		for _, track := range b.Tracks() {
 			w := b[track]
 			wpath := path + "." + track
 			if _, ok := s.Tracks[track]; !ok {
 				v.fail(wpath, "track %q is not defined under tracks", track)
+				bad = true
 				continue
 			}
 			if w < 0 || w > MaxWeight {
 				v.fail(wpath, "weight %d is out of range 0-%d", w, MaxWeight)
+				bad = true
 				continue
 			}
 			if w > 0 {
 				live++
 			}
 		}
-		if live == 0 {
+		if live == 0 && !bad { // a wrong weight is said once, above
 			v.fail(path, "needs at least one track with a weight above 0")
 		}
 	}

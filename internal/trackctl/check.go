@@ -126,6 +126,9 @@ func (e *env) runCheck(ctx context.Context, dir string) error {
 		}
 		if e.strict && len(s.Warnings) > 0 {
 			report.OK = false
+			if r.Status == "ok" {
+				r.Status = "warnings"
+			}
 		}
 		report.Results = append(report.Results, r)
 	}

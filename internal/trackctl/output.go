@@ -35,7 +35,7 @@ type Result struct {
 	Namespace string `json:"namespace,omitempty"`
 	ConfigMap string `json:"configMap,omitempty"`
 	Service   string `json:"service,omitempty"`
-	// Status is ok, invalid (the spec, or haproxy -c), differs (from the
+	// Status is ok, warnings (with --strict), invalid (the spec, or haproxy -c), differs (from the
 	// golden file), missing-golden, stale-golden (a golden file no spec
 	// renders), updated or deleted (check --update).
 	Status   string    `json:"status"`

@@ -158,6 +158,9 @@ func (e *env) runValidate(ctx context.Context, files []string) error {
 			}
 			if e.strict && len(s.Warnings) > 0 {
 				report.OK = false
+				if r.Status == "ok" {
+					r.Status = "warnings"
+				}
 			}
 			report.Results = append(report.Results, r)
 		}
