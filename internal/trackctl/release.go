@@ -491,8 +491,13 @@ func recordEvent(ctx context.Context, client kubernetes.Interface, cm *corev1.Co
 	client.CoreV1().Events(cm.Namespace).Create(ctx, ev, metav1.CreateOptions{})
 }
 
-// writeInPlace replaces path atomically, keeping its mode.
+// writeInPlace replaces path atomically, keeping its mode; a symbolic link
+// stays one, and the file it points to is replaced.
 func writeInPlace(path string, data []byte) error {
+	path, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return err
+	}
 	info, err := os.Stat(path)
 	if err != nil {
 		return err
