@@ -138,3 +138,13 @@ func TestWarningsOfZeroes(t *testing.T) {
 		t.Errorf("warnings:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestTabInsideALiteralBlock: the error names the tab's line in the
+// manifest, not the block's first line.
+func TestTabInsideALiteralBlock(t *testing.T) {
+	data := strings.Replace(cmDoc("a", "a"), "    port: 8080\n", "    port: 8080\n\t  header: X\n", 1)
+	_, err := Parse("f.yaml", []byte(data))
+	if err == nil || !strings.HasPrefix(err.Error(), "f.yaml:12: invalid YAML: found a tab character") {
+		t.Errorf("got %v", err)
+	}
+}

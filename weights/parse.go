@@ -239,8 +239,16 @@ func yamlError(file string, offset int, err error, data []byte) *FieldError {
 		hasTab := func(n int) bool { return n >= 1 && n <= len(lines) && bytes.ContainsRune(lines[n-1], '\t') }
 		switch {
 		case hasTab(line):
-		case strings.Contains(msg, "tab") && hasTab(line+1):
-			line++
+		case strings.Contains(msg, "tab"):
+			// yaml.v3 may name the line a block starts on (a ConfigMap's
+			// literal block): the tab is on the first line after it
+			// that has one.
+			for n := line + 1; n <= len(lines); n++ {
+				if hasTab(n) {
+					line = n
+					break
+				}
+			}
 		}
 		if hasTab(line) && !strings.Contains(msg, "tab character") {
 			msg += " (a tab: YAML indents with spaces only)"
