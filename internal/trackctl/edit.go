@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -36,9 +37,16 @@ func editText(file, spec []byte, lineOffset, indent int, edits []edit) ([]byte, 
 		if err := dec.Decode(&doc); err != nil {
 			return nil, fmt.Errorf("read the spec: %w", err)
 		}
-		var extra yaml.Node
-		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-			return nil, errors.New("the spec holds several YAML documents")
+		for {
+			// An empty document (a trailing ---) is nothing, as for the parser.
+			var extra yaml.Node
+			err := dec.Decode(&extra)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil || len(extra.Content) > 0 && !(extra.Content[0].Kind == yaml.ScalarNode && extra.Content[0].Tag == "!!null") {
+				return nil, errors.New("the spec holds several YAML documents")
+			}
 		}
 		if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 			return nil, errors.New("the spec is empty")
@@ -54,6 +62,11 @@ func editText(file, spec []byte, lineOffset, indent int, edits []edit) ([]byte, 
 		old, value := n.Value, e.value
 		switch n.Style {
 		case 0: // plain
+			if e.path[len(e.path)-1] == "version" && needsQuotes(value) {
+				// 1.10, 010, null: other YAML readers would see a number
+				// or nothing where the spec means a string.
+				value = `"` + value + `"`
+			}
 		case yaml.DoubleQuotedStyle:
 			old, value = `"`+old+`"`, `"`+value+`"`
 		case yaml.SingleQuotedStyle:
@@ -141,4 +154,22 @@ func specText(file []byte, s *weights.Spec) (text []byte, lineOffset, indent int
 		b.Write(l[indent:])
 	}
 	return b.Bytes(), start, indent, nil
+}
+
+// yaml11Number is what YAML 1.1 readers (PyYAML) take for a number: 1.10
+// is 1.1 to them, 010 is 8.
+var yaml11Number = regexp.MustCompile(`^[-+]?[0-9][0-9_]*(\.[0-9_]*)?$`)
+
+// needsQuotes reports whether a plain scalar would not read as the string
+// it is, to YAML 1.2 or 1.1 readers.
+func needsQuotes(v string) bool {
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(v), &n); err != nil || len(n.Content) != 1 || n.Content[0].Tag != "!!str" {
+		return true
+	}
+	switch strings.ToLower(v) {
+	case "y", "n", "yes", "no", "on", "off", "true", "false", "null", "~":
+		return true
+	}
+	return yaml11Number.MatchString(v)
 }

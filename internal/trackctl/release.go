@@ -1,14 +1,17 @@
 package trackctl
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -114,7 +117,7 @@ Targets, validation and history as for deploy.`,
 			return e.runChange(cmd.Context(), o, args[0], label, func(s *weights.Spec) ([]edit, error) {
 				if o.to != "" {
 					if _, ok := s.Tracks[o.to]; !ok {
-						return nil, usageError{fmt.Sprintf("--to %s: service %s has no such track (stages: %s)", o.to, s.Service, strings.Join(s.Stages, ", "))}
+						return nil, fmt.Errorf("--to %s: service %s has no such track (stages: %s)", o.to, s.Service, strings.Join(s.Stages, ", "))
 					}
 					return []edit{{[]string{"tracks", o.to, "version"}, version}}, nil
 				}
@@ -151,9 +154,11 @@ deploy.`,
 			var order []string
 			for _, a := range args[2:] {
 				track, w, ok := strings.Cut(a, "=")
-				if _, err := strconv.Atoi(w); !ok || track == "" || err != nil {
+				n, err := strconv.Atoi(w)
+				if !ok || track == "" || err != nil {
 					return usageError{fmt.Sprintf("%q: want TRACK=WEIGHT, e.g. canary=10", a)}
 				}
+				w = strconv.Itoa(n) // 010 and +5 are written 10 and 5
 				if _, dup := weightsOf[track]; dup {
 					return usageError{fmt.Sprintf("track %s is given twice", track)}
 				}
@@ -194,7 +199,7 @@ track's weight first. Targets, validation and history as for deploy.`,
 			}
 			return e.runChange(cmd.Context(), o, args[0], label, func(s *weights.Spec) ([]edit, error) {
 				if _, ok := s.Tracks[track]; !ok {
-					return nil, usageError{fmt.Sprintf("service %s has no track %s (tracks: %s)", s.Service, track, strings.Join(s.Stages, ", "))}
+					return nil, fmt.Errorf("service %s has no track %s (tracks: %s)", s.Service, track, strings.Join(s.Stages, ", "))
 				}
 				var edits []edit
 				for _, name := range s.BackendNames() {
@@ -240,6 +245,7 @@ func stageWords(s *weights.Spec) string {
 type ChangeResult struct {
 	Service string                 `json:"service"`
 	Command string                 `json:"command"`
+	Reason  string                 `json:"reason,omitempty"`
 	Target  string                 `json:"target"` // the file, or ConfigMap NS/NAME
 	Changed bool                   `json:"changed"`
 	Written bool                   `json:"written"` // false with --dry-run, or without a change
@@ -262,8 +268,8 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 	default:
 		return usageError{fmt.Sprintf("-o %q: want one of text, json, yaml", o.output)}
 	}
-	if o.file != "" && (o.kube.namespace != "" || o.kube.kubeconfig != "" || o.kube.context != "") {
-		return usageError{"-f edits a file: -n, --kubeconfig and --context are for the cluster"}
+	if o.file != "" && (o.kube.kubeconfig != "" || o.kube.context != "") {
+		return usageError{"-f edits a file: --kubeconfig and --context are for the cluster (-n picks the namespace of a ConfigMap in the file)"}
 	}
 	var (
 		file       []byte // the whole text written back: the file, or the ConfigMap's spec
@@ -277,14 +283,17 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 		err        error
 	)
 	if o.file != "" {
-		if file, err = os.ReadFile(o.file); err != nil {
+		if file, _, err = e.readInput(o.file); err != nil {
 			return err
+		}
+		if len(file) > weights.MaxFileBytes {
+			return fmt.Errorf("%s is larger than %d bytes", o.file, weights.MaxFileBytes)
 		}
 		specs, err := weights.Parse(o.file, file)
 		if err != nil {
 			return printProblems(e.stderr, "", fmt.Errorf("%s is invalid already; fix it first:\n%w", o.file, err))
 		}
-		if spec, err = pick(o.file, specs, service); err != nil {
+		if spec, err = pickIn(o.file, specs, service, o.kube.namespace); err != nil {
 			return err
 		}
 		if text, lineOffset, indent, err = specText(file, spec); err != nil {
@@ -304,6 +313,9 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 		target = "ConfigMap " + cm.Namespace + "/" + cm.Name
 	}
 	edits, err := plan(spec)
+	if err == nil {
+		err = checkValues(edits)
+	}
 	if err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -322,7 +334,7 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 	if o.file != "" {
 		specs, perr := weights.Parse(o.file, edited)
 		if perr == nil {
-			after, perr = pick(o.file, specs, service)
+			after, perr = pickIn(o.file, specs, service, o.kube.namespace)
 		}
 		err = perr
 	} else {
@@ -341,6 +353,9 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 		fmt.Fprintf(e.stderr, "%s: the change %q makes the spec invalid; nothing changed\n", service, command)
 		return errProblems
 	}
+	if err := onlyAsked(spec, after, edits); err != nil {
+		return fmt.Errorf("%s: %w; nothing changed", target, err)
+	}
 	// The diff's labels say which is which.
 	before, next := *spec, *after
 	before.Source.File, next.Source.File = target+" (now)", target+" (after "+command+")"
@@ -348,7 +363,7 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 	if err != nil {
 		return err
 	}
-	res := ChangeResult{Service: service, Command: command, Target: target, Changed: d.Status == "changed", Spec: d.Spec, Weights: d.Weights, Config: d.Config}
+	res := ChangeResult{Service: service, Command: command, Target: target, Reason: o.reason, Changed: d.Status == "changed", Spec: d.Spec, Weights: d.Weights, Config: d.Config}
 	if !res.Changed || o.dryRun {
 		return e.printChange(o, res)
 	}
@@ -356,7 +371,12 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 		e.beforeWrite()
 	}
 	if o.file != "" {
-		if err := writeInPlace(o.file, edited); err != nil {
+		if err := writeInPlace(o.file, file, edited); err != nil {
+			var ce conflictError
+			if errors.As(err, &ce) {
+				fmt.Fprintf(e.stderr, "%s: conflict: %s changed since it was read; nothing was written: run the command again\n", service, o.file)
+				return errProblems
+			}
 			return err
 		}
 		res.Written = true
@@ -413,6 +433,9 @@ func (e *env) printChange(o *releaseOptions, res ChangeResult) error {
 		fmt.Fprintf(e.stdout, "\n%s updated (resourceVersion %s -> %s); recorded in its history\n", res.Target, res.From, res.To)
 	default:
 		fmt.Fprintf(e.stdout, "\n%s updated\n", res.Target)
+		if res.Reason != "" {
+			fmt.Fprintf(e.stdout, "reason (for the commit message): %s\n", res.Reason)
+		}
 	}
 	return nil
 }
@@ -491,9 +514,15 @@ func recordEvent(ctx context.Context, client kubernetes.Interface, cm *corev1.Co
 	client.CoreV1().Events(cm.Namespace).Create(ctx, ev, metav1.CreateOptions{})
 }
 
-// writeInPlace replaces path atomically, keeping its mode; a symbolic link
-// stays one, and the file it points to is replaced.
-func writeInPlace(path string, data []byte) error {
+// conflictError: the file changed between the read and the write.
+type conflictError struct{}
+
+func (conflictError) Error() string { return "the file changed since it was read" }
+
+// writeInPlace replaces path atomically with data, if it still holds read:
+// its mode and owner are kept, a symbolic link stays one (the file it
+// points to is replaced), and a file without write permission is refused.
+func writeInPlace(path string, read, data []byte) error {
 	path, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return err
@@ -501,6 +530,28 @@ func writeInPlace(path string, data []byte) error {
 	info, err := os.Stat(path)
 	if err != nil {
 		return err
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file: refused", path)
+	}
+	if info.Mode().Perm()&0o222 == 0 {
+		return fmt.Errorf("%s is read-only: refused (make it writable to edit it)", path)
+	}
+	// A lock against another trackctl, and a compare against anyone else.
+	lock, err := os.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return err
+	}
+	now, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(now, read) {
+		return conflictError{}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
@@ -515,8 +566,92 @@ func writeInPlace(path string, data []byte) error {
 		tmp.Close()
 		return err
 	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		tmp.Chown(int(st.Uid), int(st.Gid)) // kept where allowed (root)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// versionRE is the spec's rule for a version; a value that breaks it could
+// carry other YAML into the file.
+var versionRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`)
+
+// checkValues refuses, before any edit, a value that is not a plain token:
+// a version by the spec's rule, a weight a decimal number.
+func checkValues(edits []edit) error {
+	for _, e := range edits {
+		field := e.path[len(e.path)-1]
+		switch {
+		case e.path[0] == "tracks" && field == "version":
+			if len(e.value) > 63 || !versionRE.MatchString(e.value) {
+				return usageError{fmt.Sprintf("version %q: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, at most 63", e.value)}
+			}
+		case e.path[0] == "backends":
+			if _, err := strconv.Atoi(e.value); err != nil {
+				return usageError{fmt.Sprintf("weight %q: want a decimal number", e.value)}
+			}
+		}
+	}
+	return nil
+}
+
+// onlyAsked checks that the edited spec differs from the read one in the
+// asked fields only, by their values as parsed: the edit cannot have
+// changed anything else.
+func onlyAsked(before, after *weights.Spec, edits []edit) error {
+	asked := map[string]bool{}
+	for _, e := range edits {
+		asked[strings.Join(e.path, ".")] = true
+	}
+	for _, c := range weights.SpecChanges(before, after) {
+		if !asked[c.Field] {
+			return fmt.Errorf("the edit changed %s too (%s): edit the file by hand", c.Field, c)
+		}
+	}
+	for _, w := range weights.WeightChanges(before, after) {
+		for _, sv := range w.Servers {
+			if !asked["backends."+w.Backend+"."+sv.Track] {
+				return fmt.Errorf("the edit changed backends.%s.%s too: edit the file by hand", w.Backend, sv.Track)
+			}
+		}
+	}
+	return nil
+}
+
+// pickIn is pick, narrowed to a namespace when one is given: a file may
+// hold the same service for several namespaces.
+func pickIn(file string, specs []*weights.Spec, service, namespace string) (*weights.Spec, error) {
+	var in []*weights.Spec
+	for _, s := range specs {
+		if s.Service != service {
+			continue
+		}
+		ns := s.Source.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		if namespace == "" || ns == namespace {
+			in = append(in, s)
+		}
+	}
+	switch {
+	case len(in) == 1:
+		return in[0], nil
+	case len(in) > 1:
+		var nss []string
+		for _, s := range in {
+			nss = append(nss, s.Source.Namespace)
+		}
+		return nil, usageError{fmt.Sprintf("%s holds service %s in several namespaces (%s): pick one with -n", file, service, strings.Join(nss, ", "))}
+	case namespace != "":
+		return nil, usageError{fmt.Sprintf("%s has no service %q in namespace %s", file, service, namespace)}
+	}
+	return pick(file, specs, service)
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -84,7 +85,9 @@ func TestReleaseOnFiles(t *testing.T) {
 	}{
 		{"invalid weight", []string{"set-weight", "account-service", "canary", "canary=300"}, ExitProblem,
 			"manifest.yaml:29: backends.canary.canary: weight 300 is out of range 0-256\naccount-service: the change \"set-weight canary canary=300\" makes the spec invalid; nothing changed\n"},
-		{"invalid version", []string{"deploy", "account-service", "Bad_Version"}, ExitProblem, "tracks.internal.version: \"Bad_Version\" is not a valid version"},
+		{"invalid version", []string{"deploy", "account-service", "Bad_Version"}, ExitUsage, "version \"Bad_Version\": lowercase letters, digits"},
+		{"a version that carries YAML", []string{"promote", "account-service", "2.0, address: evil.example.com:80", "--to", "canary"}, ExitUsage, "version \"2.0, address: evil.example.com:80\""},
+		{"a version with a comment", []string{"deploy", "account-service", "1.0.0 # x"}, ExitUsage, "version \"1.0.0 # x\""},
 		{"unknown backend", []string{"set-weight", "account-service", "beta", "canary=1"}, ExitProblem,
 			"account-service: service account-service has no backend beta (backends: canary, internal, paid); nothing changed\n"},
 		{"track not in backend", []string{"set-weight", "account-service", "canary", "paid=1"}, ExitProblem,
@@ -97,7 +100,8 @@ func TestReleaseOnFiles(t *testing.T) {
 			"backend internal would have no track with a weight above 0 without internal"},
 		{"bad TRACK=W", []string{"set-weight", "account-service", "canary", "canary:10"}, ExitUsage, "\"canary:10\": want TRACK=WEIGHT, e.g. canary=10"},
 		{"unknown service", []string{"deploy", "nope", "1.0.0"}, ExitUsage, "has no service \"nope\" (it has: account-service, web)"},
-		{"-f with -n", []string{"deploy", "account-service", "1.0.0", "-n", "shop"}, ExitUsage, "-f edits a file: -n, --kubeconfig and --context are for the cluster"},
+		{"-f with --context", []string{"deploy", "account-service", "1.0.0", "--context", "prod"}, ExitUsage, "-f edits a file: --kubeconfig and --context are for the cluster"},
+		{"-f with -n of no such namespace", []string{"deploy", "account-service", "1.0.0", "-n", "staging"}, ExitUsage, "has no service \"account-service\" in namespace staging"},
 	} {
 		file := writeFile(t, filepath.Join(t.TempDir(), "manifest.yaml"), string(before))
 		code, stdout, stderr := run(t, append(tc.args, "-f", file)...)
@@ -161,5 +165,75 @@ func TestHistoryOfAFile(t *testing.T) {
 	}
 	if code, _, stderr := run(t, "history", "account-service", "-f", filepath.Join(t.TempDir(), "x.yaml")); code == ExitOK || !strings.Contains(stderr, "git log") {
 		t.Errorf("a file outside git: exit %d, %q", code, stderr)
+	}
+}
+
+// TestReleaseFileSafety: what a reviewer found attacking -f.
+func TestReleaseFileSafety(t *testing.T) {
+	haproxytest.Binary(t)
+	before, _ := os.ReadFile("../../testdata/trackctl/release/manifest.yaml")
+	fresh := func() string { return writeFile(t, filepath.Join(t.TempDir(), "m.yaml"), string(before)) }
+
+	// A change made by someone else between the read and the write.
+	file := fresh()
+	var out bytes.Buffer
+	e := &env{name: "trackctl", stdout: &out, stderr: &out, beforeWrite: func() {
+		os.WriteFile(file, bytes.Replace(before, []byte("paid: 5"), []byte("paid: 7"), 1), 0o644)
+	}}
+	root := e.rootCommand()
+	root.SetArgs([]string{"set-weight", "account-service", "canary", "canary=10", "production=90", "-f", file})
+	root.SetOut(&out)
+	root.SetErr(&out)
+	if _, err := root.ExecuteC(); err != errProblems || !strings.Contains(out.String(), "conflict: "+file+" changed since it was read; nothing was written") {
+		t.Errorf("a concurrent edit: %v\n%s", err, out.String())
+	}
+	if got, _ := os.ReadFile(file); !bytes.Contains(got, []byte("paid: 7")) || !bytes.Contains(got, []byte("{canary: 5, production: 95}")) {
+		t.Errorf("the other edit was lost or ours written:\n%s", got)
+	}
+
+	// Read-only files and FIFOs are refused.
+	file = fresh()
+	os.Chmod(file, 0o444)
+	if code, _, stderr := run(t, "deploy", "account-service", "1.3.0", "-f", file); code == ExitOK || !strings.Contains(stderr, "read-only") {
+		t.Errorf("a read-only file: exit %d, %q", code, stderr)
+	}
+	fifo := filepath.Join(t.TempDir(), "fifo.yaml")
+	syscall.Mkfifo(fifo, 0o644)
+	if code, _, stderr := run(t, "deploy", "account-service", "1.3.0", "-f", fifo); code == ExitOK || !strings.Contains(stderr, "not a regular file") {
+		t.Errorf("a FIFO: exit %d, %q", code, stderr)
+	}
+
+	// Values other YAML readers would misread are quoted; weights are
+	// written as numbers.
+	file = fresh()
+	if code, out, _ := run(t, "deploy", "account-service", "1.10", "-f", file); code != ExitOK {
+		t.Fatalf("deploy 1.10: %s", out)
+	}
+	if got, _ := os.ReadFile(file); !bytes.Contains(got, []byte(`version: "1.10"`)) {
+		t.Errorf("1.10 not quoted:\n%s", got)
+	}
+	if code, out, _ := run(t, "set-weight", "account-service", "canary", "canary=010", "production=+90", "-f", file); code != ExitOK {
+		t.Fatalf("set-weight 010: %s", out)
+	}
+	if got, _ := os.ReadFile(file); !bytes.Contains(got, []byte("{canary: 10, production: 90}")) {
+		t.Errorf("weights not canonical:\n%s", got)
+	}
+
+	// One service in two namespaces of a file: -n picks.
+	two := strings.Replace(string(before), "name: web\n  namespace: shop", "name: account-service\n  namespace: staging", 1)
+	two = strings.Replace(two, "trackrouter.dev/service: web}", "trackrouter.dev/service: account-service}", 1)
+	two = strings.Replace(two, "service: web\n", "service: account-service\n", 1)
+	file = writeFile(t, filepath.Join(t.TempDir(), "two.yaml"), two)
+	if code, _, stderr := run(t, "deploy", "account-service", "1.3.0", "-f", file); code != ExitUsage || !strings.Contains(stderr, "in several namespaces (shop, staging): pick one with -n") {
+		t.Errorf("ambiguous: exit %d, %q", code, stderr)
+	}
+	if code, out, _ := run(t, "deploy", "account-service", "1.3.0", "-f", file, "-n", "staging"); code != ExitOK || !strings.Contains(out, "tracks.production.version 1.0.0->1.3.0") {
+		t.Errorf("-n staging: exit %d\n%s", code, out)
+	}
+
+	// A bare spec with a trailing document separator.
+	bare := writeFile(t, filepath.Join(t.TempDir(), "service.yaml"), "service: web\nport: 80\ntracks:\n  production: {version: \"1\"}\ndefault: main\nbackends:\n  main: {production: 100}\n---\n")
+	if code, out, stderr := run(t, "deploy", "web", "2.0.0", "-f", bare); code != ExitOK {
+		t.Errorf("a trailing ---: exit %d\n%s%s", code, out, stderr)
 	}
 }
