@@ -235,7 +235,7 @@ func (r *renderer) render() error {
 		if err := checkBind(mb); err != nil {
 			return fmt.Errorf("metrics %w", err)
 		}
-		if port(mb) == port(bind) {
+		if portNumber(mb) == portNumber(bind) {
 			return fmt.Errorf("metrics bind address %q: the service's port %s; give HAProxy's metrics a port of their own", mb, port(bind))
 		}
 		if err := r.create(parser.Frontends, MetricsFrontend); err != nil {
@@ -406,8 +406,17 @@ func cookieParam(s *weights.Spec, track string) []string {
 	return []string{"cookie", track}
 }
 
-// port is the port of a [host]:port.
+// port is the port of a [host]:port; portNumber is it as a number (so
+// 018480 is 18480), -1 when it is none.
 func port(bind string) string { return bind[strings.LastIndex(bind, ":")+1:] }
+
+func portNumber(bind string) int {
+	n, err := strconv.Atoi(port(bind))
+	if err != nil {
+		return -1
+	}
+	return n
+}
 
 // ForOfflineCheck returns cfg as haproxy -c should check it outside the
 // cluster (trackctl in CI): the servers' "init-addr last,libc,none" becomes
@@ -418,4 +427,12 @@ func port(bind string) string { return bind[strings.LastIndex(bind, ":")+1:] }
 // the cluster again as it is.
 func ForOfflineCheck(cfg []byte) []byte {
 	return bytes.ReplaceAll(cfg, []byte(" init-addr last,libc,none"), []byte(" init-addr none"))
+}
+
+// CheckBind checks a [host]:port the way the frontend's bind is checked.
+func CheckBind(bind string) error { return checkBind(bind) }
+
+// SamePort reports whether two [host]:port addresses use the same port.
+func SamePort(a, b string) bool {
+	return strings.Contains(a, ":") && strings.Contains(b, ":") && portNumber(a) == portNumber(b) && portNumber(a) > 0
 }

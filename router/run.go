@@ -18,6 +18,7 @@ import (
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/health"
 	"github.com/trackrouter/trackrouter/internal/kube"
+	"github.com/trackrouter/trackrouter/weights"
 )
 
 // Config is everything the sidecar is told on its command line.
@@ -67,8 +68,29 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Sprintf("--configmap %q: want NAMESPACE/NAME", c.ConfigMap))
 		}
 	}
-	if c.ReportConfigMap != "" && (c.ConfigMap == "" || c.PodName == "") {
+	if c.ReportConfigMap != "" && (c.ConfigMap == "" || strings.TrimSpace(c.PodName) == "") {
 		errs = append(errs, "--report-configmap needs --configmap and --pod-name (default $POD_NAME, from the downward API)")
+	}
+	if c.ReportConfigMap != "" {
+		_, specName, _ := strings.Cut(c.ConfigMap, "/")
+		switch {
+		case !weights.IsDomain(c.ReportConfigMap):
+			errs = append(errs, fmt.Sprintf("--report-configmap %q is not a ConfigMap name", c.ReportConfigMap))
+		case c.ReportConfigMap == specName:
+			errs = append(errs, "--report-configmap names the spec's own ConfigMap: give the reports one of their own (<service>-haproxy-status)")
+		}
+		if c.PodName != "" && !weights.IsDomain(c.PodName) {
+			errs = append(errs, fmt.Sprintf("--pod-name %q is not a pod name", c.PodName))
+		}
+	}
+	if a := c.HAProxyMetricsAddr; a != "" {
+		if err := haproxyconf.CheckBind(a); err != nil {
+			errs = append(errs, "--haproxy-metrics-addr: "+err.Error())
+		} else if c.MetricsAddr != "" && haproxyconf.SamePort(a, c.MetricsAddr) {
+			errs = append(errs, fmt.Sprintf("--haproxy-metrics-addr %s and --metrics-addr %s share a port: give each its own", a, c.MetricsAddr))
+		} else if c.Bind != "" && haproxyconf.SamePort(a, c.Bind) {
+			errs = append(errs, fmt.Sprintf("--haproxy-metrics-addr %s and --bind %s share a port", a, c.Bind))
+		}
 	}
 	if c.HAProxyConfig == "" {
 		errs = append(errs, "--haproxy-config is required")

@@ -95,6 +95,7 @@ func TestParseErrors(t *testing.T) {
 		{"affinity maxAge negative", "port: 8080\n", "port: 8080\naffinity: {cookie: tr, maxAge: -1}\n", []wantErr{{3, "affinity.maxAge", "want seconds"}}},
 		{"affinity maxAge string", "port: 8080\n", "port: 8080\naffinity: {cookie: tr, maxAge: 1h}\n", []wantErr{{3, "affinity.maxAge", "want an integer"}}},
 		{"affinity secure not bool", "port: 8080\n", "port: 8080\naffinity: {cookie: tr, secure: yes}\n", []wantErr{{3, "affinity.secure", "want true or false"}}},
+		{"affinity on the group header", "port: 8080\n", "port: 8080\naffinity: {header: x-traffic-group}\n", []wantErr{{3, "affinity.header", "the same for many users"}}},
 		{"affinity header with maxAge", "port: 8080\n", "port: 8080\naffinity: {header: X-User, maxAge: 60}\n", []wantErr{{3, "affinity", "cookie attributes"}}},
 		{"unknown track field", "{version: v1.18.0, replicas: 2}", "{version: v1.18.0, replica: 2}", []wantErr{{5, "tracks.internal.replica", "unknown field"}}},
 		{"duplicate key", "port: 8080\n", "port: 8080\nport: 8081\n", []wantErr{{3, "port", "duplicate key"}}},

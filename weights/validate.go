@@ -160,6 +160,12 @@ func (v *validator) affinity() {
 		if len(a.Header) > maxHeaderLen || !headerRE.MatchString(a.Header) {
 			v.fail("affinity.header", "%q is not a header name: use letters, digits, '-', '_' and '.' (at most %d characters)", a.Header, maxHeaderLen)
 		}
+		switch strings.ToLower(a.Header) {
+		case strings.ToLower(v.spec.Header), "host", "cookie":
+			// One value for a whole group (or host): every user of it
+			// would land on one track.
+			v.fail("affinity.header", "%q is the same for many users (a group, a host or all cookies): hash a header that carries one user's id, e.g. X-User-Id", a.Header)
+		}
 		if a.MaxAge != 0 || a.Secure {
 			v.fail("affinity", "maxAge and secure are cookie attributes: they go with cookie, not header")
 		}

@@ -130,6 +130,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"version"}, `unexpected argument "version"`},
 		{[]string{"--demo", "--service-file", "x"}, "--demo uses its own spec"},
 		{[]string{"--service-file", "x", "--configmap", "a/b"}, "give exactly one of"},
+		{[]string{"--configmap", "ns/spec", "--report-configmap", "spec", "--pod-name", "p"}, "names the spec's own ConfigMap"},
+		{[]string{"--configmap", "ns/spec", "--report-configmap", "Bad_Name", "--pod-name", "p"}, "is not a ConfigMap name"},
+		{[]string{"--configmap", "ns/spec", "--report-configmap", "s", "--pod-name", "P O D"}, "is not a pod name"},
+		{[]string{"--service-file", "x", "--haproxy-metrics-addr", "foo"}, "--haproxy-metrics-addr: bind address \"foo\""},
+		{[]string{"--service-file", "x", "--haproxy-metrics-addr", "127.0.0.1:09101"}, "share a port"},
 	} {
 		out, err := exec.Command(bin, tc.args...).CombinedOutput()
 		var exit *exec.ExitError

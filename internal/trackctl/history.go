@@ -38,6 +38,14 @@ groups, weights with shares).`,
 				err     error
 			)
 			if o.file != "" {
+				// The service must be in the file as it is now.
+				specs, rerr := e.readSpecs(o.file)
+				if rerr != nil {
+					return rerr
+				}
+				if _, perr := pick(o.file, specs, args[0]); perr != nil {
+					return perr
+				}
 				entries, err = gitHistory(cmd.Context(), o.file, args[0])
 			} else {
 				_, cm, cerr := e.specConfigMap(cmd.Context(), o, args[0])

@@ -163,8 +163,12 @@ func TestHistoryOfAFile(t *testing.T) {
 	if h[0].Command != "canary to 20%" {
 		t.Errorf("newest first: %+v", h[0])
 	}
-	if code, _, stderr := run(t, "history", "account-service", "-f", filepath.Join(t.TempDir(), "x.yaml")); code == ExitOK || !strings.Contains(stderr, "git log") {
+	outside := writeFile(t, filepath.Join(t.TempDir(), "x.yaml"), string(before))
+	if code, _, stderr := run(t, "history", "account-service", "-f", outside); code == ExitOK || !strings.Contains(stderr, "git log") {
 		t.Errorf("a file outside git: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := run(t, "history", "nosuch", "-f", file); code != ExitUsage || !strings.Contains(stderr, "has no service \"nosuch\"") {
+		t.Errorf("an unknown service: exit %d, %q", code, stderr)
 	}
 }
 
