@@ -94,7 +94,10 @@ groups, weights with shares).`,
 // each changed in service's spec.
 func gitHistory(ctx context.Context, file, service string) ([]HistoryEntry, error) {
 	dir, base := filepath.Dir(file), filepath.Base(file)
-	out, err := exec.CommandContext(ctx, "git", "-C", dir, "log", "--follow", "--format=%H%x1f%aI%x1f%an <%ae>%x1f%s", "--", base).Output()
+	// --follow across renames; --name-only gives, per commit, the path the
+	// file had then (from the repository's root), to read it as it was.
+	out, err := exec.CommandContext(ctx, "git", "-C", dir, "log", "--follow", "--name-only",
+		"--format=%x1e%H%x1f%aI%x1f%an <%ae>%x1f%s", "--", base).Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			return nil, fmt.Errorf("git log %s: %s", file, strings.TrimSpace(string(ee.Stderr)))
@@ -104,17 +107,26 @@ func gitHistory(ctx context.Context, file, service string) ([]HistoryEntry, erro
 	var entries []HistoryEntry
 	var commits []HistoryEntry
 	var specs []*weights.Spec
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Split(line, "\x1f")
+	for _, record := range strings.Split(string(out), "\x1e") {
+		lines := strings.Split(strings.TrimSpace(record), "\n")
+		f := strings.Split(lines[0], "\x1f")
 		if len(f) != 4 {
 			continue
+		}
+		path := ""
+		for _, l := range lines[1:] {
+			if l = strings.TrimSpace(l); l != "" {
+				path = l
+			}
 		}
 		t, _ := time.Parse(time.RFC3339, f[1])
 		h := HistoryEntry{Time: t.UTC(), User: f[2], Command: f[3], Commit: f[0][:12]}
 		var spec *weights.Spec
-		if data, err := exec.CommandContext(ctx, "git", "-C", dir, "show", f[0]+":./"+base).Output(); err == nil {
-			if all, err := weights.Parse(file, data); err == nil {
-				spec, _ = pick(file, all, service)
+		if path != "" {
+			if data, err := exec.CommandContext(ctx, "git", "-C", dir, "show", f[0]+":"+path).Output(); err == nil {
+				if all, err := weights.Parse(file, data); err == nil {
+					spec, _ = pick(file, all, service)
+				}
 			}
 		}
 		commits = append(commits, h)

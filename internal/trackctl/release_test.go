@@ -241,3 +241,36 @@ func TestReleaseFileSafety(t *testing.T) {
 		t.Errorf("a trailing ---: exit %d\n%s%s", code, out, stderr)
 	}
 }
+
+// TestHistoryAcrossARename: commits made before the file was renamed are
+// read under the name they had.
+func TestHistoryAcrossARename(t *testing.T) {
+	haproxytest.Binary(t)
+	dir := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=Dana", "-c", "user.email=dana@example.com"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	before, _ := os.ReadFile("../../testdata/trackctl/release/manifest.yaml")
+	file := writeFile(t, filepath.Join(dir, "m.yaml"), string(before))
+	git("init", "-q")
+	git("add", ".")
+	git("commit", "-q", "-m", "first")
+	run(t, "deploy", "account-service", "1.3.0", "-f", file)
+	git("commit", "-q", "-am", "deploy")
+	git("mv", "m.yaml", "shop.yaml")
+	git("commit", "-q", "-m", "rename")
+	code, out, stderr := run(t, "history", "account-service", "-f", filepath.Join(dir, "shop.yaml"), "-o", "json")
+	var h []HistoryEntry
+	if err := json.Unmarshal([]byte(out), &h); err != nil || code != ExitOK || len(h) != 3 {
+		t.Fatalf("exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	want := [][]string{{"(no change of the spec)"}, {"tracks.internal.version 1.2.0->1.3.0"}, {"(first version)"}}
+	for i := range h {
+		if !cmp.Equal(h[i].Changes, want[i]) {
+			t.Errorf("entry %d (%s): %q, want %q", i, h[i].Command, h[i].Changes, want[i])
+		}
+	}
+}
