@@ -243,12 +243,14 @@ func stageWords(s *weights.Spec) string {
 
 // ChangeResult is what a release command prints with -o json|yaml.
 type ChangeResult struct {
-	Service string                 `json:"service"`
-	Command string                 `json:"command"`
-	Reason  string                 `json:"reason,omitempty"`
-	Target  string                 `json:"target"` // the file, or ConfigMap NS/NAME
-	Changed bool                   `json:"changed"`
-	Written bool                   `json:"written"` // false with --dry-run, or without a change
+	Service string `json:"service"`
+	Command string `json:"command"`
+	Reason  string `json:"reason,omitempty"`
+	Target  string `json:"target"` // the file, or ConfigMap NS/NAME
+	Changed bool   `json:"changed"`
+	Written bool   `json:"written"` // false with --dry-run, or without a change
+	// Refused says why the change was not made (exit 1).
+	Refused string                 `json:"refused,omitempty"`
 	Spec    []weights.Change       `json:"spec,omitempty"`
 	Weights []weights.WeightChange `json:"weights,omitempty"`
 	Config  string                 `json:"config,omitempty"` // haproxy.cfg diff
@@ -322,6 +324,7 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 			return err
 		}
 		fmt.Fprintf(e.stderr, "%s: %v; nothing changed\n", service, err)
+		e.printRefusal(o, service, command, target, err.Error())
 		return errProblems
 	}
 	edited, err := editText(file, text, lineOffset, indent, edits)
@@ -351,6 +354,7 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 	if err != nil {
 		printProblems(e.stderr, "", err)
 		fmt.Fprintf(e.stderr, "%s: the change %q makes the spec invalid; nothing changed\n", service, command)
+		e.printRefusal(o, service, command, target, "the change makes the spec invalid:\n"+err.Error())
 		return errProblems
 	}
 	if err := onlyAsked(spec, after, edits); err != nil {
@@ -415,6 +419,14 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 	res.Written, res.From, res.To, res.RecordedAs = true, cm.ResourceVersion, updated.ResourceVersion, &entry
 	recordEvent(ctx, client, updated, entry)
 	return e.printChange(o, res)
+}
+
+// printRefusal gives -o json|yaml a result for a refused change too (the
+// reason is on stderr as well).
+func (e *env) printRefusal(o *releaseOptions, service, command, target, reason string) {
+	if o.output != "text" {
+		printStructured(e.stdout, o.output, ChangeResult{Service: service, Command: command, Target: target, Refused: reason})
+	}
 }
 
 func (e *env) printChange(o *releaseOptions, res ChangeResult) error {

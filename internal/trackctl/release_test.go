@@ -274,3 +274,15 @@ func TestHistoryAcrossARename(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusalJSON: -o json has a result for a refused change too.
+func TestRefusalJSON(t *testing.T) {
+	haproxytest.Binary(t)
+	before, _ := os.ReadFile("../../testdata/trackctl/release/manifest.yaml")
+	file := writeFile(t, filepath.Join(t.TempDir(), "m.yaml"), string(before))
+	code, out, _ := run(t, "set-weight", "account-service", "canary", "canary=300", "-f", file, "-o", "json")
+	var r ChangeResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != ExitProblem || r.Written || !strings.Contains(r.Refused, "weight 300 is out of range") {
+		t.Errorf("exit %d, %v: %+v\n%s", code, err, r, out)
+	}
+}
