@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +42,7 @@ func RunAsLeader(ctx context.Context, client kubernetes.Interface, le LeaderElec
 		LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity},
 	}
 	acquired := make(chan context.Context, 1)
+	var led atomic.Bool
 	var elector *leaderelection.LeaderElector
 	leading := func() bool { return elector.IsLeader() && elector.Check(0) == nil }
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
@@ -52,8 +54,12 @@ func RunAsLeader(ctx context.Context, client kubernetes.Interface, le LeaderElec
 		Callbacks: leaderelection.LeaderCallbacks{
 			// client-go calls this in a goroutine of its own; run goes in
 			// the caller's, so RunAsLeader returns only once run did.
-			OnStartedLeading: func(ctx context.Context) { acquired <- ctx },
-			OnStoppedLeading: func() { log.Info("not the leader any more", "identity", le.Identity) },
+			OnStartedLeading: func(ctx context.Context) { led.Store(true); acquired <- ctx },
+			OnStoppedLeading: func() {
+				if led.Load() { // client-go calls it at the end of every campaign
+					log.Info("not the leader any more", "identity", le.Identity)
+				}
+			},
 			OnNewLeader: func(id string) {
 				if id != le.Identity {
 					log.Info("following", "leader", id)

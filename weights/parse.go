@@ -290,7 +290,7 @@ func fromDocument(file string, doc *yaml.Node) ([]*Spec, error) {
 			return nil, err
 		}
 		return []*Spec{s}, err
-	case kind != nil && kind.Value == "List":
+	case kind != nil && (kind.Value == "List" || kind.Value == "ConfigMapList"):
 		items := lookup(doc, "items")
 		if items == nil || items.Kind != yaml.SequenceNode {
 			return nil, nil

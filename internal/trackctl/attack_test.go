@@ -151,3 +151,29 @@ func TestDiffEdges(t *testing.T) {
 		t.Errorf("a render error: exit %d, %q", code, stderr)
 	}
 }
+
+// failWriter fails every write, like a full disk.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
+
+// TestSmallEdges: output that cannot be written fails the command; an
+// empty --base is refused; a ConfigMapList is read.
+func TestSmallEdges(t *testing.T) {
+	haproxytest.Binary(t)
+	var errOut strings.Builder
+	if code := RunIO(t.Context(), []string{"validate", example}, nil, failWriter{}, &errOut); code != ExitProblem || !strings.Contains(errOut.String(), "write the output") {
+		t.Errorf("a full disk: exit %d, %q", code, errOut.String())
+	}
+	empty := writeFile(t, filepath.Join(t.TempDir(), "base.cfg"), "\n")
+	if code, _, stderr := run(t, "render", example, "--base", empty); code != ExitUsage || !strings.Contains(stderr, "is empty") {
+		t.Errorf("an empty --base: exit %d, %q", code, stderr)
+	}
+	data, _ := os.ReadFile(example)
+	cmDoc := strings.SplitN(string(data), "\n---\n", 2)[0]
+	list := "apiVersion: v1\nkind: ConfigMapList\nitems:\n- " + strings.ReplaceAll(strings.TrimPrefix(cmDoc[strings.Index(cmDoc, "apiVersion"):], ""), "\n", "\n  ") + "\n"
+	file := writeFile(t, filepath.Join(t.TempDir(), "list.yaml"), list)
+	if code, out, _ := run(t, "validate", file); code != ExitOK || !strings.Contains(out, "service account-service") {
+		t.Errorf("a ConfigMapList: exit %d\n%s", code, out)
+	}
+}

@@ -268,7 +268,7 @@ var specMarkers = [][]byte{[]byte(weights.DataKey), []byte(weights.ServiceLabel)
 func (e *env) findSpecs(dir string) (specs []found, skipped []Skipped, errs []Result, err error) {
 	info, statErr := os.Stat(dir)
 	if statErr != nil {
-		return nil, nil, nil, statErr
+		return nil, nil, nil, usageError{statErr.Error()}
 	} else if !info.IsDir() {
 		return nil, nil, nil, usageError{fmt.Sprintf("%s is not a directory: %s validate %s checks one file", dir, e.name, dir)}
 	}

@@ -37,6 +37,7 @@ unreadable spec.`,
 	}
 	output = e.outputFlag(cmd.Flags(), formats...)
 	e.renderFlags(cmd.Flags())
+	cmd.Flags().MarkHidden("haproxy-bin") // diff does not run haproxy
 	return cmd
 }
 

@@ -36,6 +36,7 @@ by its rules, not by haproxy -c (validate does both).`,
 	fs.StringVar(&e.outputFile, "output-file", "", "write to this file instead of standard output")
 	fs.StringVar(&e.service, "service", "", "the service to render when FILE holds several")
 	e.renderFlags(fs)
+	fs.MarkHidden("haproxy-bin") // render does not run haproxy
 	return cmd
 }
 

@@ -3,6 +3,7 @@
 package trackctl
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -89,13 +90,20 @@ func RunIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 // "kubectl track" when the binary is installed as the kubectl plugin
 // kubectl-track.
 func Main(ctx context.Context, name string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{name: name, stdin: stdin, stdout: stdout, stderr: stderr}
+	out := &errWriter{w: stdout}
+	e := &env{name: name, stdin: stdin, stdout: out, stderr: stderr}
 	root := e.rootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdin)
-	root.SetOut(stdout)
+	root.SetOut(out)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)
+	if out.err != nil {
+		// Output that did not reach its reader (a full disk, a closed
+		// pipe) is not a result.
+		fmt.Fprintf(stderr, "%s: write the output: %v\n", name, out.err)
+		return ExitProblem
+	}
 	var ue usageError
 	switch {
 	case err == nil:
@@ -200,6 +208,9 @@ func (e *env) prepare(output *string, formats ...string) error {
 		b, err := os.ReadFile(e.baseFile)
 		if err != nil {
 			return usageError{fmt.Sprintf("--base: %v", err)}
+		}
+		if len(bytes.TrimSpace(b)) == 0 {
+			return usageError{fmt.Sprintf("--base %s is empty: leave --base out for the built-in defaults", e.baseFile)}
 		}
 		e.render.Base = string(b)
 	}
@@ -362,4 +373,21 @@ func printProblems(w io.Writer, prefix string, err error) error {
 		fmt.Fprintf(w, "%s%s\n", prefix, line)
 	}
 	return errProblems
+}
+
+// errWriter keeps the first write error.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (w *errWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.w.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
 }
