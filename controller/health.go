@@ -67,21 +67,23 @@ func (c *Controller) pruneReports(ctx context.Context, objs fleet.Objects) {
 		pods[p.Namespace+"/"+p.Name] = true
 	}
 	for _, st := range objs.Status {
-		reports, err := fleet.Parse(st.Data)
-		if err != nil {
-			continue
-		}
+		reports, bad := fleet.Parse(st.Data)
 		gone := map[string]any{}
 		for pod, r := range reports {
 			if !pods[st.Namespace+"/"+pod] && time.Since(r.Since) > staleReport {
 				gone[pod] = nil
 			}
 		}
+		for _, key := range bad {
+			if !pods[st.Namespace+"/"+key] {
+				gone[key] = nil // garbage under no pod's name: no sidecar will fix it
+			}
+		}
 		if len(gone) == 0 {
 			continue
 		}
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": st.ResourceVersion}, "data": gone})
-		_, err = c.client.CoreV1().ConfigMaps(st.Namespace).Patch(ctx, st.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
+		_, err := c.client.CoreV1().ConfigMaps(st.Namespace).Patch(ctx, st.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 		if err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 			c.log.Warn("health: could not remove the reports of gone pods", "configmap", st.Namespace+"/"+st.Name, "err", err)
 			continue

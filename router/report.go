@@ -30,6 +30,11 @@ type StatusReporter struct {
 	Log       *slog.Logger
 	// Failed counts failed writes; optional.
 	Failed func()
+	// Refresh is how often the last report is written again (a no-op for
+	// the API when it is still there), so that a report deleted or
+	// overwritten by hand, or a status ConfigMap created again, is
+	// restored; default 1m.
+	Refresh time.Duration
 
 	mu     sync.Mutex
 	latest *fleet.Report
@@ -59,18 +64,25 @@ func (s *StatusReporter) Run(ctx context.Context) error {
 	s.init()
 	var (
 		pending *fleet.Report
+		written *fleet.Report // the last report written
 		backoff time.Duration
 		failing bool
 	)
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
+	refresh := time.NewTicker(orDefault(s.Refresh, time.Minute))
+	defer refresh.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.wake:
 		case <-retry.C:
+		case <-refresh.C:
+			if pending == nil && written != nil {
+				pending = written
+			}
 		}
 		s.mu.Lock()
 		if s.latest != nil {
@@ -85,7 +97,7 @@ func (s *StatusReporter) Run(ctx context.Context) error {
 			if failing {
 				s.Log.Info("status report written again", "configmap", s.Namespace+"/"+s.Name)
 			}
-			pending, backoff, failing = nil, 0, false
+			written, pending, backoff, failing = pending, nil, 0, false
 			continue
 		}
 		if ctx.Err() != nil {

@@ -52,6 +52,7 @@ type Config struct {
 	// ConfigMap (in the spec's namespace) under PodName.
 	ReportConfigMap string
 	PodName         string
+	ReportRefresh   time.Duration // how often the report is written again; default 1m
 	// HAProxyMetricsAddr, when set, is where HAProxy serves its Prometheus
 	// exporter (per-backend and per-server, so per-track, traffic).
 	HAProxyMetricsAddr string
@@ -199,7 +200,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(inner)
 	// The Reporter is set before the router runs: Run reads it.
 	if cm, ok := source.(*ConfigMapSource); ok && cfg.ReportConfigMap != "" {
-		rep := &StatusReporter{Client: cm.Client, Namespace: cm.Namespace, Name: cfg.ReportConfigMap, Pod: cfg.PodName, Log: log, Failed: r.Metrics.ReportErrors.Inc}
+		rep := &StatusReporter{Client: cm.Client, Namespace: cm.Namespace, Name: cfg.ReportConfigMap, Pod: cfg.PodName, Log: log, Failed: r.Metrics.ReportErrors.Inc, Refresh: cfg.ReportRefresh}
 		r.Reporter = rep
 		g.Go(func() error { return rep.Run(gctx) })
 	}

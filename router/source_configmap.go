@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,8 +36,10 @@ type ConfigMapSource struct {
 	Check time.Duration
 	Log   *slog.Logger
 
-	checked   atomic.Int64 // unix nanoseconds of the last word from the API
-	fastUntil atomic.Int64 // unix nanoseconds until which the ConfigMap is read every second
+	checked   atomic.Int64  // unix nanoseconds of the last word from the API
+	fastUntil atomic.Int64  // unix nanoseconds until which the ConfigMap is read every second
+	fastWake  chan struct{} // Accept refused: re-arm the poll to a second now
+	wakeOnce  sync.Once
 }
 
 // Checked is when the API last confirmed the spec (an event or a GET);
@@ -118,6 +121,17 @@ func (c *ConfigMapSource) poll(ctx context.Context, send func(any), submit func(
 		select {
 		case <-ctx.Done():
 			return
+		case <-c.wakeChan():
+			// A refusal: read again in a second, not at the end of a
+			// 30 s wait armed before it.
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			timer.Reset(time.Second)
+			continue
 		case <-timer.C:
 		}
 		cm, err := c.Client.CoreV1().ConfigMaps(c.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
@@ -160,8 +174,17 @@ func (c *ConfigMapSource) Accept(spec *weights.Spec) error {
 	err := c.accept(spec)
 	if err != nil {
 		c.fastUntil.Store(time.Now().Add(time.Minute).UnixNano())
+		select {
+		case c.wakeChan() <- struct{}{}:
+		default:
+		}
 	}
 	return err
+}
+
+func (c *ConfigMapSource) wakeChan() chan struct{} {
+	c.wakeOnce.Do(func() { c.fastWake = make(chan struct{}, 1) })
+	return c.fastWake
 }
 
 func (c *ConfigMapSource) accept(spec *weights.Spec) error {

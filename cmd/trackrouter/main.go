@@ -47,6 +47,7 @@ func main() {
 	fs.DurationVar(&cfg.Unresponsive, "unresponsive-after", 10*time.Second, "/readyz fails once HAProxy's master socket has not answered for this long")
 	fs.DurationVar(&cfg.RestartAfter, "restart-after", 30*time.Second, "with --run-haproxy, kill and start HAProxy again once it has not answered for this long")
 	fs.StringVar(&cfg.ReportConfigMap, "report-configmap", "", "with --configmap, write what HAProxy runs (spec version, stamp, live weights, sync, last rejection) to this ConfigMap in the spec's namespace, under the pod's name (track-controller sets it)")
+	fs.DurationVar(&cfg.ReportRefresh, "report-refresh", time.Minute, "write the report again this often, so that one deleted or overwritten is restored (a no-op for the API when unchanged)")
 	fs.StringVar(&cfg.PodName, "pod-name", os.Getenv("POD_NAME"), "this pod's name, the key of its report (default $POD_NAME)")
 	fs.DurationVar(&cfg.SpecStale, "spec-stale-after", 2*time.Minute, "with --configmap, /readyz fails once the API has not confirmed the spec for this long")
 	fs.Float32Var(&cfg.QPS, "kube-api-qps", kube.DefaultQPS, "API requests per second this client may send (--configmap)")

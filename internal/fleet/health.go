@@ -171,10 +171,19 @@ func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 		problem("HAProxy tier: %d of %d pods ready", h.HAProxy.Ready, h.HAProxy.Desired)
 	}
 	var reports map[string]*Report
+	statusFound := false
 	for _, st := range objs.Status {
 		if st.Namespace == cm.Namespace && st.Name == StatusName(tier) {
-			reports, _ = Parse(st.Data) // a report that does not parse counts as none
+			statusFound = true
+			var bad []string
+			reports, bad = Parse(st.Data)
+			for _, key := range bad {
+				problem("the status ConfigMap %s holds an unreadable report under the key %s (written by hand?)", StatusName(tier), key)
+			}
 		}
+	}
+	if !statusFound && h.SpecError == "" && h.HAProxy.Desired > 0 {
+		problem("no status ConfigMap %s labelled by track-controller: the HAProxy pods' reports cannot be read (is the controller running?)", StatusName(tier))
 	}
 	for _, p := range objs.Pods {
 		if p.Namespace != cm.Namespace || p.Labels[labelApp] != h.Service || p.Labels[labelTier] != tierRouter || p.DeletionTimestamp != nil {
@@ -199,7 +208,7 @@ func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 			problem("HAProxy pod %s: HAProxy %s since %s", ps.Name, r.HAProxy, r.Since.Format(time.RFC3339))
 		case !ps.Current && h.SpecError == "":
 			// An invalid spec keeps every pod on the last valid one: said above.
-			problem("HAProxy pod %s runs an older spec (resourceVersion %s, current %s) since %s", ps.Name, orNone(r.ResourceVersion), cm.ResourceVersion, r.Since.Format(time.RFC3339))
+			problem("HAProxy pod %s runs an older spec: resourceVersion %s (its report since %s); the current one is %s", ps.Name, orNone(r.ResourceVersion), r.Since.Format(time.RFC3339), cm.ResourceVersion)
 		}
 	}
 

@@ -5,7 +5,7 @@ package fleet
 
 import (
 	"encoding/json"
-	"fmt"
+	"sort"
 	"time"
 )
 
@@ -62,15 +62,19 @@ func (r *Report) Same(o *Report) bool {
 	return string(x) == string(y)
 }
 
-// Parse reads the reports of a status ConfigMap's data.
-func Parse(data map[string]string) (map[string]*Report, error) {
-	out := make(map[string]*Report, len(data))
+// Parse reads the reports of a status ConfigMap's data. A value that is
+// not a report (garbage written by hand) is left out and its key listed in
+// bad, so that it hides no other pod's report.
+func Parse(data map[string]string) (reports map[string]*Report, bad []string) {
+	reports = make(map[string]*Report, len(data))
 	for pod, v := range data {
 		var r Report
 		if err := json.Unmarshal([]byte(v), &r); err != nil {
-			return nil, fmt.Errorf("report of pod %s: %w", pod, err)
+			bad = append(bad, pod)
+			continue
 		}
-		out[pod] = &r
+		reports[pod] = &r
 	}
-	return out, nil
+	sort.Strings(bad)
+	return reports, bad
 }

@@ -159,10 +159,23 @@ func (e *env) runStatus(ctx context.Context, o *statusOptions, services []string
 			return false, apiError{err}
 		}
 		hs := fleet.Evaluate(objs, fleet.Options{MinEndpoints: o.minEndpoints})
+		var missing []string
+		for _, svc := range services {
+			found := false
+			for _, h := range hs {
+				found = found || h.Service == svc
+			}
+			if !found {
+				missing = append(missing, svc)
+			}
+		}
 		if len(hs) == 0 && len(services) > 0 {
 			return false, fmt.Errorf("no spec for %s in %s", strings.Join(services, ", "), namespaceWords(ns))
 		}
-		healthy := true
+		healthy := len(missing) == 0
+		if !healthy {
+			fmt.Fprintf(e.stderr, "no spec for %s in %s\n", strings.Join(missing, ", "), namespaceWords(ns))
+		}
 		for _, h := range hs {
 			healthy = healthy && h.Healthy
 		}

@@ -18,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -172,7 +173,7 @@ func (r *fleetRig) startSidecar(pod string) {
 		GroupsMap: filepath.Join(dir, "groups.map"),
 		Bind:      fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(r.root)), RunHAProxy: true, HAProxyBin: haproxytest.Binary(r.root),
 		ClusterDomain: "cluster.local", MinInterval: 10 * time.Millisecond, StopGrace: time.Second,
-		ReportConfigMap: fleet.StatusName("account-service-haproxy"), PodName: pod,
+		ReportConfigMap: fleet.StatusName("account-service-haproxy"), PodName: pod, ReportRefresh: 500 * time.Millisecond,
 	}
 	go func() { done <- router.Run(ctx, cfg, quietLog()) }()
 	r.sidecars[pod] = func() {
@@ -381,6 +382,27 @@ func TestStatusFindsEachFailure(t *testing.T) {
 		}
 		r.startSidecar(stopped)
 		r.waitHealthy()
+	})
+	t.Run("the status ConfigMap deleted, and garbage in it", func(t *testing.T) {
+		r.t = t
+		// The controller is stopped here: the ConfigMap is created again
+		// by a controller that runs for this subtest.
+		r.startControllerWith(controller.Config{HealthInterval: 200 * time.Millisecond})
+		defer func() { r.stopCtrl(); r.stopCtrl = func() {} }()
+		name := fleet.StatusName("account-service-haproxy")
+		if err := r.client.CoreV1().ConfigMaps(r.ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r.waitHealthy() // created again, and every sidecar writes its report again
+		patch := []byte(`{"data":{"ghost":"oops"}}`)
+		if _, err := r.client.CoreV1().ConfigMaps(r.ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r.waitProblem("unreadable report under the key ghost")
+		if h := r.health(); h.HAProxy.OnCurrentSpec != 4 {
+			t.Errorf("garbage hid the reports: %d of 4 on the current spec", h.HAProxy.OnCurrentSpec)
+		}
+		r.waitHealthy() // the controller removes garbage under no pod's name
 	})
 	t.Run("an invalid spec", func(t *testing.T) {
 		r.t = t

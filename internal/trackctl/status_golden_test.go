@@ -162,3 +162,15 @@ func TestStatusGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusNamesMissingServices: a named service without a spec fails
+// the run, even when another named one is healthy.
+func TestStatusNamesMissingServices(t *testing.T) {
+	client := fake.NewClientset(statusObjects(t)...)
+	var out, errOut bytes.Buffer
+	e := &env{name: "trackctl", stdout: &out, stderr: &errOut}
+	o := &statusOptions{output: "table", client: client, minEndpoints: 2, kube: kubeFlags{namespace: "shop"}}
+	if err := e.runStatus(context.Background(), o, []string{"web", "nosuch"}); err != errProblems || !strings.Contains(errOut.String(), "no spec for nosuch in namespace shop") {
+		t.Errorf("err %v, stderr %q", err, errOut.String())
+	}
+}
