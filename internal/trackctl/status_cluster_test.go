@@ -385,15 +385,16 @@ func TestStatusFindsEachFailure(t *testing.T) {
 	})
 	t.Run("the status ConfigMap deleted, and garbage in it", func(t *testing.T) {
 		r.t = t
-		// The controller is stopped here: the ConfigMap is created again
-		// by a controller that runs for this subtest.
-		r.startControllerWith(controller.Config{HealthInterval: 200 * time.Millisecond})
-		defer func() { r.stopCtrl(); r.stopCtrl = func() {} }()
 		name := fleet.StatusName("account-service-haproxy")
+		// A controller (the main one is stopped here) creates it again,
+		// and every sidecar writes its report again.
+		r.startControllerWith(controller.Config{HealthInterval: 200 * time.Millisecond})
 		if err := r.client.CoreV1().ConfigMaps(r.ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		r.waitHealthy() // created again, and every sidecar writes its report again
+		r.waitHealthy()
+		r.stopCtrl()
+		// Garbage, while no controller prunes it: named, hiding nothing.
 		patch := []byte(`{"data":{"ghost":"oops"}}`)
 		if _, err := r.client.CoreV1().ConfigMaps(r.ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
@@ -402,7 +403,11 @@ func TestStatusFindsEachFailure(t *testing.T) {
 		if h := r.health(); h.HAProxy.OnCurrentSpec != 4 {
 			t.Errorf("garbage hid the reports: %d of 4 on the current spec", h.HAProxy.OnCurrentSpec)
 		}
-		r.waitHealthy() // the controller removes garbage under no pod's name
+		// The controller removes garbage under no pod's name.
+		r.startControllerWith(controller.Config{HealthInterval: 200 * time.Millisecond})
+		r.waitHealthy()
+		r.stopCtrl()
+		r.stopCtrl = func() {}
 	})
 	t.Run("an invalid spec", func(t *testing.T) {
 		r.t = t
