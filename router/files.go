@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/fsutil"
 )
 
 // errChecking says haproxy -c runs on the target in the background: the
@@ -114,26 +115,7 @@ func (osFiles) WriteFile(path string, data []byte) error { return writeAtomic(pa
 // writeAtomic writes data to a temporary file in the same directory and
 // renames it over path, so HAProxy never reads a half-written file.
 func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".haproxy.cfg-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := fsutil.WriteAtomic(path, data, 0o644, -1, -1); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/trackrouter/trackrouter/internal/fsutil"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -104,20 +102,7 @@ func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 // device at the path is refused, not opened for a blocking read) and
 // without reading more than weights.MaxInputBytes+1 bytes.
 func readSpecFile(path string) ([]byte, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("read spec: open %s: %w", path, err)
-	}
-	file := os.NewFile(uintptr(fd), path)
-	defer file.Close()
-	info, err := file.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read spec: %w", err)
-	}
-	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("read spec: %s is not a regular file (%s): refused", path, info.Mode().Type())
-	}
-	data, err := io.ReadAll(io.LimitReader(file, weights.MaxInputBytes+1))
+	data, err := fsutil.ReadRegular(path, weights.MaxInputBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read spec: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/fsutil"
 	"github.com/trackrouter/trackrouter/internal/textdiff"
 	"github.com/trackrouter/trackrouter/weights"
 )
@@ -236,23 +237,7 @@ func writeGolden(root, path string, cfg []byte) error {
 	if err := safePath(root, path); err != nil { // a link made meanwhile
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".golden-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(cfg); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return fsutil.WriteAtomic(path, cfg, 0o644, -1, -1)
 }
 
 // specMarkers are what a file holding a spec must contain: the ConfigMap

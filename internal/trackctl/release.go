@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/trackrouter/trackrouter/internal/fsutil"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -565,30 +566,11 @@ func writeInPlace(path string, read, data []byte) error {
 	if !bytes.Equal(now, read) {
 		return conflictError{}
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(info.Mode().Perm()); err != nil {
-		tmp.Close()
-		return err
-	}
+	uid, gid := -1, -1
 	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		tmp.Chown(int(st.Uid), int(st.Gid)) // kept where allowed (root)
+		uid, gid = int(st.Uid), int(st.Gid)
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return fsutil.WriteAtomic(path, data, info.Mode().Perm(), uid, gid)
 }
 
 // versionRE is the spec's rule for a version; a value that breaks it could

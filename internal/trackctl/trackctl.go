@@ -18,6 +18,7 @@ import (
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/weights"
 
+	"github.com/trackrouter/trackrouter/internal/fsutil"
 	"github.com/trackrouter/trackrouter/internal/version"
 )
 
@@ -333,21 +334,10 @@ func (e *env) readInput(file string) (data []byte, name string, err error) {
 	if file == os.DevNull {
 		return nil, file, nil // "no file": diff /dev/null NEW adds
 	}
-	info, err := os.Stat(file)
-	switch {
-	case err != nil:
-		return nil, file, err
-	case info.IsDir():
+	if info, err := os.Stat(file); err == nil && info.IsDir() {
 		return nil, file, fmt.Errorf("%s is a directory: %s check %s --golden DIR checks every spec under it", file, e.name, file)
-	case !info.Mode().IsRegular():
-		return nil, file, fmt.Errorf("%s is not a regular file (%s): refused", file, info.Mode().Type())
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, file, err
-	}
-	defer f.Close()
-	data, err = io.ReadAll(io.LimitReader(f, weights.MaxFileBytes+1))
+	data, err = fsutil.ReadRegular(file, weights.MaxFileBytes)
 	return data, file, err
 }
 
