@@ -198,7 +198,7 @@ func (v *validator) tracks() {
 		switch {
 		case t.Version == "":
 			v.fail(path+".version", "required: the image tag this track runs, e.g. v1.2.3")
-		case len(t.Version) > maxNameLen || !versionRE.MatchString(t.Version):
+		case !IsVersion(t.Version):
 			v.fail(path+".version", "%q is not a valid version: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, at most %d characters", t.Version, maxNameLen)
 		case isDNS1035(s.Service) && !isSubdomain(s.DeploymentName(name), maxSubdomain-podNameSuffix):
 			v.fail(path+".version", "Deployment name %q is not a valid DNS-1123 subdomain of at most %d characters", s.DeploymentName(name), maxSubdomain-podNameSuffix)
@@ -280,6 +280,12 @@ func (v *validator) backendRef(path, backend string) {
 }
 
 func isDNS1035(s string) bool { return len(s) <= maxNameLen && dns1035.MatchString(s) }
+
+// IsServiceName reports whether s is a valid service name (a DNS-1035 label).
+func IsServiceName(s string) bool { return isDNS1035(s) }
+
+// IsVersion reports whether s is a valid track version.
+func IsVersion(s string) bool { return len(s) <= maxNameLen && versionRE.MatchString(s) }
 
 // IsNamespace reports whether s is a valid namespace name (a DNS-1123 label).
 func IsNamespace(s string) bool { return len(s) <= maxNameLen && dns1123Label.MatchString(s) }

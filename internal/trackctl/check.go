@@ -3,7 +3,6 @@ package trackctl
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -105,33 +104,17 @@ func (e *env) runCheck(ctx context.Context, dir string) error {
 	for _, f := range specs {
 		s := f.spec
 		want[f.golden] = true
-		r := resultFor(s)
-		r.Golden = filepath.Join(e.golden, f.golden)
-		cfg, err := e.renderChecked(ctx, s)
+		cfg, err := e.checkSpec(ctx, s, &report, false)
 		if err != nil {
-			var nc checkerError
-			if errors.As(err, &nc) {
-				return err
-			}
-			report.OK, invalid = false, true
-			r.Status, r.Problems = "invalid", problems(err)
-			if text {
-				printProblems(e.stdout, s.Source.String()+": ", err)
-			}
-		} else {
-			r.Backends = backends(s)
-			ok = append(ok, rendered{f, cfg, len(report.Results)})
+			return err
 		}
-		if text {
-			printWarnings(e.stdout, s)
+		res := len(report.Results) - 1
+		report.Results[res].Golden = filepath.Join(e.golden, f.golden)
+		if cfg == nil {
+			invalid = true
+			continue
 		}
-		if e.strict && len(s.Warnings) > 0 {
-			report.OK = false
-			if r.Status == "ok" {
-				r.Status = "warnings"
-			}
-		}
-		report.Results = append(report.Results, r)
+		ok = append(ok, rendered{f, cfg, res})
 	}
 	if e.update && invalid {
 		// A file with errors may hold services whose golden files must stay.

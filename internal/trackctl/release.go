@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -573,10 +572,6 @@ func writeInPlace(path string, read, data []byte) error {
 	return fsutil.WriteAtomic(path, data, info.Mode().Perm(), uid, gid)
 }
 
-// versionRE is the spec's rule for a version; a value that breaks it could
-// carry other YAML into the file.
-var versionRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`)
-
 // checkValues refuses, before any edit, a value that is not a plain token:
 // a version by the spec's rule, a weight a decimal number.
 func checkValues(edits []edit) error {
@@ -584,7 +579,8 @@ func checkValues(edits []edit) error {
 		field := e.path[len(e.path)-1]
 		switch {
 		case e.path[0] == "tracks" && field == "version":
-			if len(e.value) > 63 || !versionRE.MatchString(e.value) {
+			// A value that breaks the spec's rule could carry YAML.
+			if !weights.IsVersion(e.value) {
 				return usageError{fmt.Sprintf("version %q: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, at most 63", e.value)}
 			}
 		case e.path[0] == "backends":

@@ -137,33 +137,9 @@ func (e *env) runValidate(ctx context.Context, files []string) error {
 			continue
 		}
 		for _, s := range specs {
-			r := resultFor(s)
-			if _, err := e.renderChecked(ctx, s); err != nil {
-				var nc checkerError
-				if errors.As(err, &nc) {
-					return err // haproxy missing: nothing was checked
-				}
-				r.Status, r.Problems = "invalid", problems(err)
-				if e.output == "text" {
-					printProblems(e.stdout, s.Source.String()+": ", err)
-				}
-				report.OK = false
-			} else {
-				r.Backends = backends(s)
-				if e.output == "text" {
-					fmt.Fprintf(e.stdout, "ok %s: service %s\n", s.Source, s.Service)
-				}
+			if _, err := e.checkSpec(ctx, s, &report, true); err != nil {
+				return err // haproxy missing: nothing was checked
 			}
-			if e.output == "text" {
-				printWarnings(e.stdout, s)
-			}
-			if e.strict && len(s.Warnings) > 0 {
-				report.OK = false
-				if r.Status == "ok" {
-					r.Status = "warnings"
-				}
-			}
-			report.Results = append(report.Results, r)
 		}
 	}
 	if e.output != "text" {
@@ -187,6 +163,45 @@ func displayName(file string) string {
 func isCheckError(err error) bool {
 	var ce *haproxyconf.CheckError
 	return errors.As(err, &ce)
+}
+
+// checkSpec renders s and runs haproxy -c, as validate and check do: it
+// appends s's Result to report (invalid, or with the backends' shares),
+// prints the problems and warnings in text mode (and "ok" when okLine),
+// and applies --strict. It returns the config when s is valid, nil when
+// not; an error means haproxy -c could not run, and stops the command.
+func (e *env) checkSpec(ctx context.Context, s *weights.Spec, report *Report, okLine bool) ([]byte, error) {
+	text := e.output == "text"
+	r := resultFor(s)
+	cfg, err := e.renderChecked(ctx, s)
+	var nc checkerError
+	switch {
+	case errors.As(err, &nc):
+		return nil, err
+	case err != nil:
+		cfg = nil
+		r.Status, r.Problems = "invalid", problems(err)
+		report.OK = false
+		if text {
+			printProblems(e.stdout, s.Source.String()+": ", err)
+		}
+	default:
+		r.Backends = backends(s)
+		if text && okLine {
+			fmt.Fprintf(e.stdout, "ok %s: service %s\n", s.Source, s.Service)
+		}
+	}
+	if text {
+		printWarnings(e.stdout, s)
+	}
+	if e.strict && len(s.Warnings) > 0 {
+		report.OK = false
+		if r.Status == "ok" {
+			r.Status = "warnings"
+		}
+	}
+	report.Results = append(report.Results, r)
+	return cfg, nil
 }
 
 // checkerError is haproxy -c that could not run at all.

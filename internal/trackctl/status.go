@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -127,7 +128,7 @@ so that cron and CI can run it. Installed as kubectl-track, this is also
 				return usageError{fmt.Sprintf("--interval %s: at least 500ms", o.interval)}
 			}
 			for _, a := range args {
-				if !weights.IsNamespace(a) {
+				if !weights.IsServiceName(a) {
 					return usageError{fmt.Sprintf("%q is not a service name", a)}
 				}
 			}
@@ -287,7 +288,7 @@ func Collect(ctx context.Context, client kubernetes.Interface, ns string, servic
 	if len(trackServices) > 0 {
 		sort.Strings(trackServices)
 		slices, err := client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{
-			LabelSelector: fmt.Sprintf("%s in (%s)", discoveryv1.LabelServiceName, strings.Join(dedupe(trackServices), ","))})
+			LabelSelector: fmt.Sprintf("%s in (%s)", discoveryv1.LabelServiceName, strings.Join(slices.Compact(trackServices), ","))})
 		if err != nil {
 			return objs, fmt.Errorf("list EndpointSlices: %w", err)
 		}
@@ -303,16 +304,6 @@ func Collect(ctx context.Context, client kubernetes.Interface, ns string, servic
 		objs.Pods = append(objs.Pods, &pods.Items[i])
 	}
 	return objs, nil
-}
-
-func dedupe(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // isTerminal says whether w is a terminal (redrawing in place makes sense).

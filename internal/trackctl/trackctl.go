@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -198,7 +199,7 @@ func (e *env) outputFlag(fs *pflag.FlagSet, formats ...string) *string {
 // prepare checks -o and reads --base; it runs before every command.
 func (e *env) prepare(output *string, formats ...string) error {
 	e.output = *output
-	if !contains(formats, e.output) {
+	if !slices.Contains(formats, e.output) {
 		hint := ""
 		if strings.ContainsAny(e.output, "./") {
 			hint = " (-o is the output format; write to a file with --output-file)"
@@ -216,15 +217,6 @@ func (e *env) prepare(output *string, formats ...string) error {
 		e.render.Base = string(b)
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // noArgs, exactArgs and minArgs say what is missing in the command's words.
