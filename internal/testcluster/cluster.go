@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -374,3 +375,19 @@ func (c *Cluster) Stop() {
 }
 
 var errNotStarted = errors.New("the test cluster did not start")
+
+// Namespace creates namespace name and waits until its default
+// ServiceAccount exists (pods need it).
+func (c *Cluster) Namespace(tb testing.TB, name string) {
+	tb.Helper()
+	ctx := context.Background()
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := c.poll(ctx, "default ServiceAccount in "+name, time.Minute, func(ctx context.Context) error {
+		_, err := c.Client.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+}

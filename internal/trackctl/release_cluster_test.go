@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trackrouter/trackrouter/examples"
@@ -39,13 +38,13 @@ func kubeRun(t *testing.T, c *testcluster.Cluster, ns string, beforeWrite func()
 	}
 }
 
-func specNamespace(t *testing.T, c *testcluster.Cluster, prefix string) string {
+// specNamespace makes a namespace holding the account-service example's
+// spec ConfigMap and PodTemplate.
+func specNamespace(t testing.TB, c *testcluster.Cluster, prefix string) string {
 	t.Helper()
 	ctx := context.Background()
 	ns := fmt.Sprintf("%s-%d", prefix, fleetNS.Add(1))
-	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	c.Namespace(t, ns)
 	cm, tmpl, err := examples.AccountServiceObjects(ns)
 	if err != nil {
 		t.Fatal(err)

@@ -25,7 +25,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/trackrouter/trackrouter/controller"
-	"github.com/trackrouter/trackrouter/examples"
 	"github.com/trackrouter/trackrouter/internal/alerttest"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/internal/haproxytest"
@@ -57,26 +56,8 @@ func newFleet(tb testing.TB) *fleetRig {
 	tb.Helper()
 	haproxytest.Binary(tb)
 	c := testcluster.Get(tb)
-	ctx := context.Background()
-	ns := fmt.Sprintf("fleet-%d", fleetNS.Add(1))
-	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		tb.Fatal(err)
-	}
+	ns := specNamespace(tb, c, "fleet")
 	r := &fleetRig{t: tb, root: tb, c: c, ns: ns, client: c.Client, sidecars: map[string]func(){}}
-	r.poll("default ServiceAccount", func() error {
-		_, err := c.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		return err
-	})
-	cm, tmpl, err := examples.AccountServiceObjects(ns)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := c.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := c.Client.CoreV1().PodTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
-		tb.Fatal(err)
-	}
 	r.startController()
 	r.poll("HAProxy tier 4/4", func() error { return r.ready("account-service-haproxy", 4) })
 	for track, n := range map[string]int32{"internal": 2, "canary": 4, "paid": 4, "production": 10} {
