@@ -233,9 +233,15 @@ func yamlError(file string, offset int, err error, data []byte) *FieldError {
 	if _, scanErr := fmt.Sscanf(err.Error(), "yaml: line %d:", &line); scanErr == nil {
 		prefix := fmt.Sprintf("yaml: line %d: ", line)
 		msg = clip(err.Error()[len(prefix):])
+		lines := bytes.Split(data, []byte("\n"))
+		// yaml.v3 names the line a mapping starts on, not the line it
+		// could not read: find the first line that makes the text fail
+		// as a whole does.
+		if bad := firstFailingLine(lines, line, msg); bad > 0 {
+			line = bad
+		}
 		// yaml.v3 does not always say when a tab is what it cannot read,
 		// and names the line before it for a tab in the indentation.
-		lines := bytes.Split(data, []byte("\n"))
 		hasTab := func(n int) bool { return n >= 1 && n <= len(lines) && bytes.ContainsRune(lines[n-1], '\t') }
 		switch {
 		case hasTab(line):
@@ -252,12 +258,87 @@ func yamlError(file string, offset int, err error, data []byte) *FieldError {
 		}
 		if hasTab(line) && !strings.Contains(msg, "tab character") {
 			msg += " (a tab: YAML indents with spaces only)"
+		} else if !hasTab(line) {
+			msg += indentHint(lines, line)
 		}
 		line += offset
 	} else {
 		msg = err.Error()
 	}
 	return &FieldError{File: file, Line: line, Msg: "invalid YAML: " + msg}
+}
+
+// firstFailingLine returns the first line (1-based) such that the text up
+// to and including it fails with the message msg, or 0 when none does. The
+// parser reads in order and stops at the first error, so a prefix holding
+// the bad line fails as the whole text does and a shorter one does not (at
+// the end of the text every open block is closed): a binary search over
+// prefixes, a few parses even for a large file.
+func firstFailingLine(lines [][]byte, from int, msg string) int {
+	fails := func(n int) bool {
+		dec := yaml.NewDecoder(bytes.NewReader(bytes.Join(lines[:n], []byte("\n"))))
+		for {
+			var node yaml.Node
+			err := dec.Decode(&node)
+			if err == nil {
+				continue
+			}
+			if errors.Is(err, io.EOF) {
+				return false
+			}
+			return strings.HasSuffix(err.Error(), ": "+msg)
+		}
+	}
+	lo, hi := max(from, 1), len(lines)
+	if lo > hi || !fails(hi) {
+		return 0
+	}
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// indentHint says how a line's indentation differs from the content line
+// above it, the most common YAML mistake; "" when it does not.
+func indentHint(lines [][]byte, line int) string {
+	indent := func(b []byte) int { return len(b) - len(bytes.TrimLeft(b, " ")) }
+	content := func(b []byte) bool {
+		t := bytes.TrimSpace(b)
+		return len(t) > 0 && t[0] != '#'
+	}
+	if line < 1 || line > len(lines) || !content(lines[line-1]) {
+		return ""
+	}
+	got := indent(lines[line-1])
+	for prev := line - 1; prev >= 1; prev-- {
+		if !content(lines[prev-1]) {
+			continue
+		}
+		want := indent(lines[prev-1])
+		if got == want {
+			return ""
+		}
+		// Relative: inside a ConfigMap's literal block the columns
+		// parsed are not the manifest's.
+		if got < want {
+			return fmt.Sprintf(" (indented %s less than the line above: keys of one mapping line up)", spaces(want-got))
+		}
+		return fmt.Sprintf(" (indented %s more than the line above: keys of one mapping line up)", spaces(got-want))
+	}
+	return ""
+}
+
+func spaces(n int) string {
+	if n == 1 {
+		return "1 space"
+	}
+	return fmt.Sprintf("%d spaces", n)
 }
 
 // fromDocument returns the specs in one document: a bare spec, a ConfigMap,

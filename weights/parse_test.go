@@ -2,6 +2,7 @@ package weights
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -370,5 +371,30 @@ func TestManifestGivenAsServiceYAML(t *testing.T) {
 	_, err := ParseService(Source{File: "cm.yaml"}, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  service.yaml: |\n    service: a\n"))
 	if err == nil || !strings.Contains(err.Error(), "cm.yaml:2: kind: a Kubernetes manifest (kind ConfigMap), not a service.yaml") {
 		t.Errorf("want the manifest named, got %v", err)
+	}
+}
+
+// TestIndentationErrorNamesItsLine: yaml.v3 names the line a mapping starts
+// on; the error must name the line whose indentation is wrong.
+func TestIndentationErrorNamesItsLine(t *testing.T) {
+	bare := "# a comment\nservice: a\nport: 80\ntracks:\n  production: {version: v1}\n%s: {version: v2}\ndefault: all\nbackends:\n  all: {production: 1}\n"
+	manifest := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  service.yaml: |\n    service: a\n    port: 80\n    tracks:\n      production: {version: v1}\n%s: {version: v2}\n    default: all\n    backends:\n      all: {production: 1}\n"
+	for _, tc := range []struct {
+		name, doc, key, want string
+	}{
+		{"bare, one space too few", bare, " canary", "service.yaml:6: invalid YAML: did not find expected key (indented 1 space less than the line above"},
+		{"bare, one space too many", bare, "   canary", "service.yaml:6: invalid YAML: did not find expected key (indented 1 space more than the line above"},
+		{"bare, a tab and spaces", bare, "\t canary", "service.yaml:6: invalid YAML: found character that cannot start any token (a tab: YAML indents with spaces only)"},
+		{"block, one space too few", manifest, "     canary", "service.yaml:11: invalid YAML: did not find expected key (indented 1 space less than the line above"},
+		{"block, one space too many", manifest, "       canary", "service.yaml:11: invalid YAML: did not find expected key (indented 1 space more than the line above"},
+		{"block, out of the block", manifest, "   canary", "service.yaml:11: invalid YAML: did not find expected key (indented 3 spaces less than the line above"},
+		{"block, a tab and spaces", manifest, "    \t  canary", "service.yaml:11: invalid YAML: found character that cannot start any token (a tab"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("service.yaml", []byte(fmt.Sprintf(tc.doc, tc.key)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("want %q, got %v", tc.want, err)
+			}
+		})
 	}
 }
