@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/weights"
 )
 
 // The failure paths of the reconcile loop on the fake HAProxy. Each test
@@ -387,5 +390,56 @@ func TestForcedMaintenanceRepaired(t *testing.T) {
 	})
 	g.waitFor("maintenance ended", func() bool {
 		return g.hap.count(func(f *fakeHAProxy) int { return len(f.forced) }) == 0 && metric(g, "in_sync") == 1
+	})
+}
+
+// recordingReporter keeps the reports the router sends.
+type recordingReporter struct {
+	mu   sync.Mutex
+	last *fleet.Report
+}
+
+func (r *recordingReporter) Report(rep *fleet.Report) { r.mu.Lock(); r.last = rep; r.mu.Unlock() }
+
+func (r *recordingReporter) get() *fleet.Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+// TestUnreadableSourceIsNoRejection: a spec source that cannot be read (a
+// missing file, a symlink loop, a deleted ConfigMap) is not a rejected spec:
+// it counts as a read error, changes nothing in HAProxy, and once it has
+// lasted UnreadableAfter the metric and the pod's report say so; a readable
+// spec clears both.
+func TestUnreadableSourceIsNoRejection(t *testing.T) {
+	rep := &recordingReporter{}
+	g := startFake(t, true, func(g *fakeRig) {
+		g.r.Reporter = rep
+		g.r.UnreadableAfter = 50 * time.Millisecond
+	})
+	g.submit(5)
+	g.synced(5)
+	readErr := errors.New("read spec: open /spec/service.yaml: too many levels of symbolic links")
+	g.r.Submit(Update{Source: weights.Source{File: "/spec/service.yaml"}, Err: readErr})
+	g.waitFor("the read error counted", func() bool { return testutil.ToFloat64(g.r.Metrics.ReadErrors) == 1 })
+	g.waitFor("the source shown unreadable", func() bool {
+		r := rep.get()
+		return testutil.ToFloat64(g.r.Metrics.Unreadable) == 1 && r != nil && r.Unreadable != nil && r.Unreadable.Message == readErr.Error()
+	})
+	if n := metric(g, "rejected"); n != 0 {
+		t.Errorf("an unreadable source counted %v rejections; nobody wrote a bad spec", n)
+	}
+	if strings.Contains(g.logs.String(), "spec rejected") || len(g.rejecter.list()) != 0 {
+		t.Errorf("an unreadable source was reported as a rejected spec: %v", g.rejecter.list())
+	}
+	if g.canary() != 5 || metric(g, "in_sync") != 1 || !g.r.Ready() {
+		t.Errorf("an unreadable source changed what HAProxy serves: canary %d, in sync %v, ready %v", g.canary(), metric(g, "in_sync"), g.r.Ready())
+	}
+	g.submit(20)
+	g.synced(20)
+	g.waitFor("the source readable again", func() bool {
+		r := rep.get()
+		return testutil.ToFloat64(g.r.Metrics.Unreadable) == 0 && r != nil && r.Unreadable == nil
 	})
 }

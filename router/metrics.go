@@ -17,6 +17,8 @@ type Metrics struct {
 	ApplyErrors    *prometheus.CounterVec
 	InSync         prometheus.Gauge
 	ReportErrors   prometheus.Counter
+	ReadErrors     prometheus.Counter
+	Unreadable     prometheus.Gauge
 
 	weightKeys map[haproxyconf.ServerKey]bool
 }
@@ -27,7 +29,7 @@ func NewMetrics() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		Rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "trackrouter_config_rejected_total",
-			Help: "Spec versions rejected: an invalid spec, or a config haproxy -c refused. Not retried until the spec changes; the last good config stays.",
+			Help: "Spec versions rejected: an invalid spec, or a config haproxy -c refused. Not retried until the spec changes; the last good config stays. A spec that could not be read is not counted here (trackrouter_spec_read_errors_total).",
 		}),
 		RuntimeUpdates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "trackrouter_runtime_updates_total",
@@ -53,13 +55,21 @@ func NewMetrics() *Metrics {
 			Name: "trackrouter_status_report_errors_total",
 			Help: "Failed writes of this pod's status report to the service's status ConfigMap (--report-configmap), retried with backoff.",
 		}),
+		ReadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trackrouter_spec_read_errors_total",
+			Help: "Times the spec source could not be read (a missing file, a directory, a symlink loop, a deleted ConfigMap or key), counted once per distinct error; the last good config stays.",
+		}),
+		Unreadable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "trackrouter_spec_unreadable",
+			Help: "1 while the spec source has been unreadable for longer than its settle time (5s): routing stays on the last good config and no edit reaches HAProxy; 0 otherwise.",
+		}),
 	}
 	for _, reason := range []string{"unreachable", "check", "write", "reload", "start", "runtime", "restart"} {
 		m.ApplyErrors.WithLabelValues(reason)
 	}
 	m.Reloads.WithLabelValues("success")
 	m.Reloads.WithLabelValues("failure")
-	m.Registry.MustRegister(m.Rejected, m.RuntimeUpdates, m.Reloads, m.Weights, m.ApplyErrors, m.InSync, m.ReportErrors,
+	m.Registry.MustRegister(m.Rejected, m.RuntimeUpdates, m.Reloads, m.Weights, m.ApplyErrors, m.InSync, m.ReportErrors, m.ReadErrors, m.Unreadable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

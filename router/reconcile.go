@@ -320,6 +320,11 @@ func (r *Router) publish(obs *Observed, t *target, inSync bool) {
 			st.serving = false
 		}
 	}
+	if r.unreadableLong(time.Now()) != nil {
+		r.Metrics.Unreadable.Set(1)
+	} else {
+		r.Metrics.Unreadable.Set(0)
+	}
 	if inSync {
 		r.Metrics.InSync.Set(1)
 	} else {
@@ -334,7 +339,7 @@ func (r *Router) publish(obs *Observed, t *target, inSync bool) {
 // report tells the Reporter what HAProxy runs, as observed, when that
 // changed since the last report.
 func (r *Router) report(obs *Observed, t *target, inSync bool) {
-	rep := &fleet.Report{HAProxy: "unreachable", InSync: inSync, Rejected: r.rejection}
+	rep := &fleet.Report{HAProxy: "unreachable", InSync: inSync, Rejected: r.rejection, Unreadable: r.unreadableLong(time.Now())}
 	if obs != nil {
 		rep.HAProxy = "running"
 		rep.Stamp = obs.Stamp

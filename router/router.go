@@ -100,6 +100,10 @@ type Router struct {
 	// pod) while no spec has arrived, e.g. when the API is unreachable at
 	// start.
 	StartFromDisk bool
+	// UnreadableAfter is how long the spec source may be unreadable (a file
+	// between rm and cp) before the metric and the report say so; default
+	// 5s.
+	UnreadableAfter time.Duration
 	// Backoff is the first retry delay after a failed action; it doubles up
 	// to 30 times its value. Default 1s (1s to 30s).
 	Backoff time.Duration
@@ -128,6 +132,7 @@ type Router struct {
 	retryAt    time.Time
 	invalid    *Update          // the last rejected update: a resync of it is not rejected again
 	rejection  *fleet.Rejection // why invalid was rejected, for the Reporter
+	unreadable *fleet.Unreadable // the spec source's read error, since when
 	reported   *fleet.Report    // the last Report sent
 	how, why   string           // the last action, logged once HAProxy runs the target
 	announced  *target          // the target whose "applied" was logged
@@ -316,6 +321,14 @@ func (r *Router) Run(ctx context.Context) error {
 
 // accept makes a valid update the desired state, and rejects an invalid one.
 func (r *Router) accept(ctx context.Context, u *Update) {
+	if u.Err != nil {
+		r.unreadableSource(u)
+		return
+	}
+	if r.unreadable != nil {
+		r.Log.Info("spec source readable again", "source", u.Source.String())
+		r.unreadable = nil
+	}
 	t, err := r.prepare(u)
 	if err != nil {
 		// Evaluated again (what it depends on, a PodTemplate, may have
@@ -379,9 +392,6 @@ func (r *Router) target() *target {
 }
 
 func (r *Router) prepare(u *Update) (*target, error) {
-	if u.Err != nil {
-		return nil, u.Err
-	}
 	spec, err := weights.ParseService(u.Source, u.Data)
 	if err != nil {
 		return nil, err
@@ -400,6 +410,32 @@ func (r *Router) prepare(u *Update) (*target, error) {
 		return nil, err
 	}
 	return &target{Rendered: rendered, spec: spec, version: u.Version}, nil
+}
+
+// unreadableSource records that the source could not read the spec. That
+// is not a rejection (nobody wrote a bad spec) and changes nothing: HAProxy
+// keeps what it runs, and a resync reads the source again.
+func (r *Router) unreadableSource(u *Update) {
+	msg := u.Err.Error()
+	if r.unreadable != nil && r.unreadable.Message == msg {
+		return
+	}
+	r.Log.Warn("spec source unreadable; "+r.stays(), "source", u.Source.String(), "err", msg)
+	r.Metrics.ReadErrors.Inc()
+	since := time.Now().UTC()
+	if r.unreadable != nil {
+		since = r.unreadable.Since
+	}
+	r.unreadable = &fleet.Unreadable{Message: msg, Since: since}
+}
+
+// unreadableLong is the source's read error once it has lasted longer than
+// UnreadableAfter, or nil.
+func (r *Router) unreadableLong(now time.Time) *fleet.Unreadable {
+	if r.unreadable == nil || now.Sub(r.unreadable.Since) < orDefault(r.UnreadableAfter, 5*time.Second) {
+		return nil
+	}
+	return r.unreadable
 }
 
 func (r *Router) reject(src weights.Source, err error) {

@@ -1,6 +1,8 @@
 package router
 
 import (
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"os"
 	"strconv"
 	"strings"
@@ -116,14 +118,18 @@ func TestStartWithoutValidSpec(t *testing.T) {
 		name    string
 		initial func(h *harness) string
 		log     string
+		// A missing file is a read error, not a rejected spec.
+		rejected, readErrors float64
 	}{
-		{"missing file", func(*harness) string { return "" }, "read spec: open"},
-		{"invalid spec", func(h *harness) string { return h.spec(5, 95) + "extra: 1\n" }, "service.yaml:18: extra: unknown field"},
+		{"missing file", func(*harness) string { return "" }, "read spec: open", 0, 1},
+		{"invalid spec", func(h *harness) string { return h.spec(5, 95) + "extra: 1\n" }, "service.yaml:18: extra: unknown field", 1, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := startHarness(t, tc.initial)
-			h.waitFor("rejection", func() bool { return h.rejected() == 1 })
+			h.waitFor("rejection or read error", func() bool {
+				return h.rejected() == tc.rejected && testutil.ToFloat64(h.router.Metrics.ReadErrors) == tc.readErrors
+			})
 			if h.router.Ready() {
 				t.Error("ready without a valid config")
 			}

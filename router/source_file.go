@@ -21,8 +21,9 @@ import (
 type FileSource struct {
 	Path   string
 	Resync time.Duration // re-read this often even without events; default 30s
-	// Settle is how long an empty read waits for the content that an
-	// in-place writer (truncate, then write) is about to put; default 200ms.
+	// Settle is how long an empty or failed read of a file that was
+	// readable waits for the content that an in-place writer (truncate,
+	// then write) or a replace by rm and cp is about to put; default 200ms.
 	Settle time.Duration
 	Log    *slog.Logger
 }
@@ -51,6 +52,13 @@ func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 	src := weights.Source{File: f.Path}
 	read := func(force, settled bool) {
 		data, err := readSpecFile(f.Path)
+		if err != nil && !settled && len(last) > 0 {
+			// Probably a replace by rm and cp: the file is back in a
+			// moment, and that is no error.
+			settling = true
+			settle.Reset(orDefault(f.Settle, 200*time.Millisecond))
+			return
+		}
 		if err != nil {
 			if err.Error() == lastErr {
 				return

@@ -144,3 +144,33 @@ func TestFileSourceMissingOnce(t *testing.T) {
 	os.WriteFile(path, []byte("service: a\n"), 0o644)
 	fr.waitFor(t, "the new file read", func(us []Update) bool { return string(last(us).Data) == "service: a\n" })
 }
+
+// TestFileSourceReplaceIsNoError: a spec replaced by rm and cp is missing
+// for a moment; that moment is not sent as an error (it would log and count
+// a read error for every such edit), the new content is.
+func TestFileSourceReplaceIsNoError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "service.yaml")
+	if err := os.WriteFile(path, []byte("service: a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fr := runFileSource(t, path, time.Hour)
+	fr.waitFor(t, "the first read", func(us []Update) bool { return len(us) == 1 })
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // within the 200ms settle time
+	if err := os.WriteFile(path, []byte("service: b\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fr.waitFor(t, "the new content", func(us []Update) bool { return string(last(us).Data) == "service: b\n" })
+	for _, u := range fr.list() {
+		if u.Err != nil {
+			t.Errorf("rm and cp sent an error: %v", u.Err)
+		}
+	}
+	// A file that stays away is an error, once the settle time is over.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	fr.waitFor(t, "the missing file", func(us []Update) bool { return last(us).Err != nil })
+}

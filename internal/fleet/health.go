@@ -204,6 +204,8 @@ func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 			problem("HAProxy pod %s has not reported what it runs", ps.Name)
 		case r.Rejected != nil && r.Rejected.ResourceVersion == cm.ResourceVersion && h.SpecError == "":
 			problem("HAProxy pod %s rejected the spec: %s", ps.Name, firstLine(r.Rejected.Message))
+		case r.Unreadable != nil:
+			problem("HAProxy pod %s cannot read its spec since %s (it keeps the last good config): %s", ps.Name, r.Unreadable.Since.UTC().Format(time.RFC3339), firstLine(r.Unreadable.Message))
 		case r.HAProxy != "running":
 			problem("HAProxy pod %s: HAProxy %s since %s", ps.Name, r.HAProxy, r.Since.Format(time.RFC3339))
 		case !ps.Current && h.SpecError == "":

@@ -49,3 +49,16 @@ func TestGarbageHidesNoReport(t *testing.T) {
 		t.Errorf("problems without a status ConfigMap: %q", h.Problems)
 	}
 }
+
+// TestUnreadableSpecIsAProblem: a pod whose sidecar cannot read its spec
+// says so, with since when and why.
+func TestUnreadableSpecIsAProblem(t *testing.T) {
+	since := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	b, _ := json.Marshal(Report{Pod: "web-haproxy-b", ResourceVersion: "7", HAProxy: "running", InSync: true, Since: since,
+		Unreadable: &Unreadable{Message: "read spec: open /spec/service.yaml: too many levels of symbolic links", Since: since}})
+	h := Evaluate(objects(map[string]string{"web-haproxy-a": report("web-haproxy-a"), "web-haproxy-b": string(b)}, true), Options{MinEndpoints: 0})[0]
+	want := "HAProxy pod web-haproxy-b cannot read its spec since 2026-12-03T10:00:00Z (it keeps the last good config): read spec: open /spec/service.yaml: too many levels of symbolic links"
+	if got := strings.Join(h.Problems, "\n"); !strings.Contains(got, want) {
+		t.Errorf("problems: want %q, got %q", want, got)
+	}
+}

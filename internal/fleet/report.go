@@ -36,6 +36,16 @@ type Report struct {
 	Weights map[string]map[string]int `json:"weights,omitempty"`
 	// Rejected is the last spec the sidecar refused, while it is the latest.
 	Rejected *Rejection `json:"rejected,omitempty"`
+	// Unreadable is set while the sidecar has not been able to read its
+	// spec source for longer than a settle time (HAProxy keeps the last
+	// good config).
+	Unreadable *Unreadable `json:"unreadable,omitempty"`
+}
+
+// Unreadable is a spec source the sidecar cannot read, since when and why.
+type Unreadable struct {
+	Message string    `json:"message"`
+	Since   time.Time `json:"since"`
 }
 
 // Rejection is a spec the sidecar refused and why.
