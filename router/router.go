@@ -130,12 +130,12 @@ type Router struct {
 	outage     bool             // "does not answer" was logged
 	backoff    time.Duration    // doubles per failed action, 1s to 30s
 	retryAt    time.Time
-	invalid    *Update          // the last rejected update: a resync of it is not rejected again
-	rejection  *fleet.Rejection // why invalid was rejected, for the Reporter
+	invalid    *Update           // the last rejected update: a resync of it is not rejected again
+	rejection  *fleet.Rejection  // why invalid was rejected, for the Reporter
 	unreadable *fleet.Unreadable // the spec source's read error, since when
-	reported   *fleet.Report    // the last Report sent
-	how, why   string           // the last action, logged once HAProxy runs the target
-	announced  *target          // the target whose "applied" was logged
+	reported   *fleet.Report     // the last Report sent
+	how, why   string            // the last action, logged once HAProxy runs the target
+	announced  *target           // the target whose "applied" was logged
 	since      time.Time
 	handled    <-chan struct{} // the Process exit already acted on
 }
