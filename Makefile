@@ -15,6 +15,8 @@ render:
 
 # demo runs the sidecar locally: HAProxy, demo backends and the example spec.
 demo:
+	@command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || \
+	  { echo "make demo: haproxy is not installed: apt-get install -y haproxy (Debian, Ubuntu) or brew install haproxy (macOS)"; exit 1; }
 	$(GO) run ./cmd/trackrouter --demo
 
 # test runs every test, with the race detector, against a real haproxy.

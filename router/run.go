@@ -223,7 +223,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	cancel()
 	err = g.Wait()
-	if sup != nil {
+	if sup != nil && sup.Running() {
 		log.Info("stopping haproxy (soft stop)", "grace", cfg.StopGrace)
 		sup.Stop(cfg.StopGrace)
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/trackrouter/trackrouter/internal/demo"
 	"github.com/trackrouter/trackrouter/internal/kube"
 	"github.com/trackrouter/trackrouter/internal/version"
 	"github.com/trackrouter/trackrouter/router"
@@ -88,9 +87,9 @@ func main() {
 	// soft stop at once.
 	context.AfterFunc(ctx, stop)
 	if *demoMode {
-		stopDemo, err := demo.Setup(&cfg, *demoDir, os.Stdout)
+		stopDemo, err := setupDemo(&cfg, *demoDir, fs.Changed, os.Stdout)
 		if err != nil {
-			log.Error("demo", "err", err)
+			fmt.Fprintf(os.Stderr, "trackrouter --demo: %v\n", err)
 			os.Exit(1)
 		}
 		defer stopDemo()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trackrouter/trackrouter/internal/demo"
 	"github.com/trackrouter/trackrouter/internal/haproxytest"
 )
 
@@ -74,7 +74,7 @@ func TestDemoAndSIGTERM(t *testing.T) {
 	}
 	got, err := haproxytest.Counter{URL: "http://" + addr + "/", Header: "X-Traffic-Group"}.Send(100, "FREE")
 	// The demo backends answer like the example app: track and version, a line.
-	canary, production := demo.Answer("canary", "v1.17.0"), demo.Answer("production", "v1.15.0")
+	canary, production := demoAnswer("canary", "v1.17.0"), demoAnswer("production", "v1.15.0")
 	if err != nil || got[canary] != 5 || got[production] != 95 {
 		t.Errorf("demo routing: want %q 5 times and %q 95 times, got %v, %v", canary, production, got, err)
 	}
@@ -144,5 +144,131 @@ func TestUsageErrors(t *testing.T) {
 	}
 	if out, err := exec.Command(bin, "--version").Output(); err != nil || !strings.HasPrefix(string(out), "trackrouter ") {
 		t.Errorf("--version: %q %v", out, err)
+	}
+}
+
+// buildTrackrouter builds the binary for a test.
+func buildTrackrouter(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "trackrouter")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestDemoPicksFreePorts: on a laptop where the demo's default ports are
+// taken (8080 most often), --demo picks free ones, says which, and serves
+// the example's routing there.
+func TestDemoPicksFreePorts(t *testing.T) {
+	haproxytest.Binary(t)
+	bin := buildTrackrouter(t)
+	for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:8404", "127.0.0.1:9101", "127.0.0.1:18082"} {
+		// Held here, or taken by something else already: taken either way.
+		if l, err := net.Listen("tcp", addr); err == nil {
+			defer l.Close()
+		}
+	}
+	cmd := exec.Command(bin, "--demo", "--demo-dir", t.TempDir())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	var out strings.Builder
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	addrs := map[string]string{}
+	want := map[string]*regexp.Regexp{
+		"haproxy": regexp.MustCompile(`^trackrouter demo: HAProxy on (\S+), `),
+		"metrics": regexp.MustCompile(`^\s+curl -s http://(\S+)/metrics \| grep \^trackrouter_`),
+	}
+	timeout := time.After(15 * time.Second)
+	for len(addrs) < len(want) {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the demo stopped:\n%s\n%s", out.String(), stderr.String())
+			}
+			out.WriteString(l + "\n")
+			for k, re := range want {
+				if m := re.FindStringSubmatch(l); m != nil {
+					addrs[k] = m[1]
+				}
+			}
+		case <-timeout:
+			t.Fatalf("no addresses printed:\n%s\n%s", out.String(), stderr.String())
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	for _, note := range []string{
+		"trackrouter demo: port 18082 is taken: a demo backend answers on 127.0.0.1:",
+		"trackrouter demo: 127.0.0.1:8080 is taken: HAProxy serves the demo on 127.0.0.1:",
+		"trackrouter demo: 127.0.0.1:9101 is taken: the sidecar's metrics listen on 127.0.0.1:",
+		"trackrouter demo: 127.0.0.1:8404 is taken: HAProxy's exporter listens on 127.0.0.1:",
+	} {
+		if !strings.Contains(out.String(), note) {
+			t.Errorf("the demo does not say %q:\n%s", note, out.String())
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addrs["metrics"] + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 15s:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got, err := haproxytest.Counter{URL: "http://" + addrs["haproxy"] + "/", Header: "X-Traffic-Group"}.Send(100, "FREE")
+	canary, production := demoAnswer("canary", "v1.17.0"), demoAnswer("production", "v1.15.0")
+	if err != nil || got[canary] != 5 || got[production] != 95 {
+		t.Errorf("demo routing on free ports: want %q 5 times and %q 95 times, got %v, %v", canary, production, got, err)
+	}
+}
+
+// TestNoStopWithoutStart: when the sidecar fails before HAProxy ever ran
+// (its metrics port taken, no spec yet), it does not log a soft stop.
+func TestNoStopWithoutStart(t *testing.T) {
+	haproxytest.Binary(t)
+	bin := buildTrackrouter(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "--service-file", filepath.Join(dir, "missing.yaml"), "--haproxy-config", filepath.Join(dir, "haproxy.cfg"),
+		"--master-socket", filepath.Join(dir, "master.sock"), "--run-haproxy", "--metrics-addr", l.Addr().String(),
+		"--haproxy-metrics-addr", "")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "address already in use") {
+		t.Fatalf("metrics port taken: want exit 1 naming it, got %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "stopping haproxy") {
+		t.Errorf("a stop of an HAProxy that never started is logged:\n%s", out)
 	}
 }

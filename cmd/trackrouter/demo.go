@@ -1,0 +1,160 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/trackrouter/trackrouter/examples"
+	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/echo"
+	"github.com/trackrouter/trackrouter/router"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// demoAnswer is what a demo backend answers: its track and version, as the
+// example app in examples/account-service does on a cluster.
+func demoAnswer(track, version string) string {
+	return fmt.Sprintf("track=%s version=%s\n", track, version)
+}
+
+// setupDemo prepares the --demo mode in dir: it writes
+// examples/local/service.yaml there (unless a service.yaml is already there,
+// so edits survive a restart), starts a demo backend on every track address
+// it names, and points cfg at these files with HAProxy run by the sidecar.
+// A default port that is taken (8080 on many laptops) is replaced by a free
+// one, and said; a port the user gave (changed reports which flags) is
+// used as given. stop stops the backends.
+func setupDemo(cfg *router.Config, dir string, changed func(flag string) bool, out io.Writer) (stop func(), err error) {
+	// Before anything starts: the most likely thing missing on a laptop.
+	bin, err := haproxyconf.FindBinary(cfg.HAProxyBin)
+	if err != nil {
+		return nil, err
+	}
+	cfg.HAProxyBin = bin
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var notes []string
+	specPath := filepath.Join(dir, "service.yaml")
+	if _, err := os.Stat(specPath); errors.Is(err, os.ErrNotExist) {
+		spec := string(examples.LocalService)
+		for port := 18081; port <= 18084; port++ {
+			addr := "127.0.0.1:" + strconv.Itoa(port)
+			if free, ok := freeAddr(addr); !ok {
+				spec = strings.ReplaceAll(spec, `"`+addr+`"`, `"`+free+`"`)
+				notes = append(notes, fmt.Sprintf("port %d is taken: a demo backend answers on %s", port, free))
+			}
+		}
+		if err := os.WriteFile(specPath, []byte(spec), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	data, err := os.ReadFile(specPath)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := weights.ParseService(weights.Source{File: specPath}, data)
+	if err != nil {
+		return nil, fmt.Errorf("%w (delete %s to start from the example again)", err, specPath)
+	}
+	var backends []*echo.Backend
+	stop = func() {
+		for _, b := range backends {
+			b.Stop()
+		}
+	}
+	for _, track := range spec.TrackNames() {
+		addr := spec.Tracks[track].Address
+		if addr == "" {
+			continue
+		}
+		// What a real build would say: which track and version answered.
+		b, err := echo.StartBody(track, addr, demoAnswer(track, spec.Tracks[track].Version))
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("demo backend %s on %s: %w (free the port, edit the address in %s, or delete %s so that the demo picks free ports)", track, addr, err, specPath, dir)
+		}
+		backends = append(backends, b)
+	}
+	cfg.ServiceFile = specPath
+	cfg.ConfigMap = ""
+	cfg.HAProxyConfig = filepath.Join(dir, "haproxy.cfg")
+	cfg.MasterSocket = filepath.Join(dir, "master.sock")
+	if cfg.GroupsMap == "" {
+		abs, err := filepath.Abs(filepath.Join(dir, "groups.map"))
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		cfg.GroupsMap = abs
+	}
+	cfg.RunHAProxy = true
+	if strings.HasPrefix(cfg.HAProxyMetricsAddr, ":") {
+		cfg.HAProxyMetricsAddr = "127.0.0.1" + cfg.HAProxyMetricsAddr
+	}
+	if strings.HasPrefix(cfg.MetricsAddr, ":") {
+		cfg.MetricsAddr = "127.0.0.1" + cfg.MetricsAddr
+	}
+	if cfg.Bind == "" {
+		cfg.Bind = fmt.Sprintf("127.0.0.1:%d", spec.Port)
+	}
+	for _, p := range []struct {
+		flag, what string
+		addr       *string
+	}{
+		{"bind", "HAProxy serves the demo on", &cfg.Bind},
+		{"haproxy-metrics-addr", "HAProxy's exporter listens on", &cfg.HAProxyMetricsAddr},
+		{"metrics-addr", "the sidecar's metrics listen on", &cfg.MetricsAddr},
+	} {
+		if *p.addr == "" || changed(p.flag) {
+			continue
+		}
+		if free, ok := freeAddr(*p.addr); !ok {
+			notes = append(notes, fmt.Sprintf("%s is taken: %s %s (--%s to choose)", *p.addr, p.what, free, p.flag))
+			*p.addr = free
+		}
+	}
+	// Whoever stops the parent (go run, a terminal closed), the demo and its
+	// HAProxy stop too.
+	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0)
+	for _, n := range notes {
+		fmt.Fprintf(out, "trackrouter demo: %s\n", n)
+	}
+	fmt.Fprintf(out, `trackrouter demo: HAProxy on %[1]s, one demo backend per track, spec in %[2]s
+
+  curl -s -H 'X-Traffic-Group: FREE' http://%[1]s/        # canary 5%%, production 95%%
+  curl -s -H 'X-Traffic-Group: ENTERPRISE' http://%[1]s/  # production only
+  for i in $(seq 100); do curl -s http://%[1]s/; done | sort | uniq -c
+  # edit weights or groups in %[2]s: applied at runtime, no reload
+  curl -s http://%[3]s/metrics | grep ^trackrouter_
+  curl -s http://%[4]s/metrics | grep 'haproxy_server_http_responses_total{proxy="canary"'   # per track
+
+`, cfg.Bind, specPath, cfg.MetricsAddr, cfg.HAProxyMetricsAddr)
+	return stop, nil
+}
+
+// freeAddr returns addr and true when it can be listened on now, else a
+// free port on the same host and false.
+func freeAddr(addr string) (string, bool) {
+	if l, err := net.Listen("tcp", addr); err == nil {
+		l.Close()
+		return addr, true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, true // not ours to fix: the listener says what is wrong
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return addr, true
+	}
+	defer l.Close()
+	return l.Addr().String(), false
+}
