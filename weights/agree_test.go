@@ -1,6 +1,7 @@
 package weights
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -146,5 +147,64 @@ func TestTabInsideALiteralBlock(t *testing.T) {
 	_, err := Parse("f.yaml", []byte(data))
 	if err == nil || !strings.HasPrefix(err.Error(), "f.yaml:12: invalid YAML: found a tab character") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// TestWarningsOfSums: a backend whose weights do not sum to 100 while every
+// other backend's do is most likely an edit that forgot weights are
+// relative; with no backend at 100, sums mean nothing.
+func TestWarningsOfSums(t *testing.T) {
+	base := "service: a\nport: 8080\ntracks:\n  production: {version: v1}\n  canary: {version: v2}\ngroups:\n  FREE: free\ndefault: main\nbackends:\n  main: {production: %d}\n  free: {canary: %d, production: %d}\n"
+	for _, tc := range []struct {
+		name                string
+		main, canary, freeP int
+		want                string
+	}{
+		{"95 edited to 50", 100, 5, 50, "f.yaml:11: backends.free: weights sum to 55, not 100 as in every other backend: weights are relative, so backend free gives canary 9.1%, production 90.9%"},
+		{"every sum 100", 100, 5, 95, ""},
+		{"relative weights everywhere", 1, 1, 3, ""},
+		{"after a rollback", 100, 0, 95, "f.yaml:5: tracks.canary: track canary has weight 0 in every backend: it gets no request (it still runs 2 replicas)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			specs, err := Parse("f.yaml", []byte(fmt.Sprintf(base, tc.main, tc.canary, tc.freeP)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := specs[0].Warnings.Error(); got != tc.want {
+				t.Errorf("warnings:\n%s\nwant:\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestZeroReplicasWithAddress: a track with an address: is served there,
+// whatever its Deployment runs, so 0 replicas is no warning, in a bare
+// spec and in a ConfigMap alike; without the address it is, in both.
+func TestZeroReplicasWithAddress(t *testing.T) {
+	bare := "service: a\nport: 8080\ntracks:\n  production: {version: v1%s}\n  canary: {version: v2, replicas: 0%s}\ndefault: main\nbackends:\n  main: {production: 95, canary: 5}\n"
+	cm := func(spec string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  labels: {trackrouter.dev/service: a}\ndata:\n  service.yaml: |\n    " + strings.ReplaceAll(strings.TrimSuffix(spec, "\n"), "\n", "\n    ") + "\n"
+	}
+	with := fmt.Sprintf(bare, `, address: "10.0.0.1:80"`, `, address: "10.0.0.2:80"`)
+	without := fmt.Sprintf(bare, "", "")
+	for _, tc := range []struct {
+		name, data string
+		warn       bool
+	}{
+		{"bare, address", with, false},
+		{"ConfigMap, address", cm(with), false},
+		{"bare, no address", without, true},
+		{"ConfigMap, no address", cm(without), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			specs, err := Parse("f.yaml", []byte(tc.data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Contains(specs[0].Warnings.Error(), "has weight 5 in backend main but 0 replicas")
+			if got != tc.warn {
+				t.Errorf("0-replica warning: got %v, want %v (warnings: %v)", got, tc.warn, specs[0].Warnings)
+			}
+		})
 	}
 }

@@ -85,12 +85,18 @@ func (b Backend) weight(track string) *Weight {
 	return &Weight{Weight: w, Share: b.Share(track)}
 }
 
-// Share is the percentage of b's requests that track gets.
-func (b Backend) Share(track string) float64 {
+// Sum is the sum of b's weights.
+func (b Backend) Sum() int {
 	total := 0
 	for _, v := range b {
 		total += v
 	}
+	return total
+}
+
+// Share is the percentage of b's requests that track gets.
+func (b Backend) Share(track string) float64 {
+	total := b.Sum()
 	if total == 0 {
 		return 0
 	}

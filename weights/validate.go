@@ -100,6 +100,7 @@ func (v *validator) lint() {
 			v.warn("tracks."+track, "track %s has weight 0 in every backend: it gets no request (it still runs %d replicas)", track, s.Tracks[track].Replicas)
 		}
 	}
+	v.lintSums()
 	reached := map[string]bool{s.Default: true}
 	for _, b := range s.Groups {
 		reached[b] = true
@@ -110,6 +111,40 @@ func (v *validator) lint() {
 		}
 	}
 	slices.SortStableFunc(v.warnings, func(a, b *FieldError) int { return a.Line - b.Line })
+}
+
+// lintSums warns about a backend whose weights do not sum to 100 while
+// every other backend's do: weights are relative, so an edit of 95 to 50
+// beside a 5 gives 9.1%, not 5%, and the odd sum is most likely such an
+// edit. With no backend at 100 (weights 1:1, 3:1), sums mean nothing, and
+// neither do they in a backend with one track above 0.
+func (v *validator) lintSums() {
+	s := v.spec
+	var odd []string
+	for _, b := range s.BackendNames() {
+		if s.Backends[b].Sum() != 100 {
+			odd = append(odd, b)
+		}
+	}
+	if len(odd) != 1 || len(s.Backends) < 2 {
+		return
+	}
+	b := odd[0]
+	backend := s.Backends[b]
+	live := 0
+	for _, w := range backend {
+		if w > 0 {
+			live++
+		}
+	}
+	if live < 2 {
+		return // one track gets everything (a rollback set the canary to 0): no share is off
+	}
+	var shares []string
+	for _, track := range backend.Tracks() {
+		shares = append(shares, track+" "+Percent(backend.Share(track)))
+	}
+	v.warn("backends."+b, "weights sum to %d, not 100 as in every other backend: weights are relative, so backend %s gives %s", backend.Sum(), b, strings.Join(shares, ", "))
 }
 
 func (v *validator) validate() {

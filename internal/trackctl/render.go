@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -188,7 +189,7 @@ func (e *env) checkSpec(ctx context.Context, s *weights.Spec, report *Report, ok
 	default:
 		r.Backends = backends(s)
 		if text && okLine {
-			fmt.Fprintf(e.stdout, "ok %s: service %s\n", s.Source, s.Service)
+			fmt.Fprintf(e.stdout, "ok %s: service %s\n  shares: %s\n", s.Source, s.Service, sharesLine(s))
 		}
 	}
 	if text {
@@ -226,4 +227,19 @@ func (e *env) renderChecked(ctx context.Context, s *weights.Spec) ([]byte, error
 		return nil, checkerError{err}
 	}
 	return cfg, err
+}
+
+// sharesLine is each backend's shares in one line, what the weights mean:
+// "canary: canary 5.0%, production 95.0%; enterprise: production 100.0%".
+func sharesLine(s *weights.Spec) string {
+	var parts []string
+	for _, name := range s.BackendNames() {
+		b := s.Backends[name]
+		var shares []string
+		for _, track := range b.Tracks() {
+			shares = append(shares, track+" "+weights.Percent(b.Share(track)))
+		}
+		parts = append(parts, name+": "+strings.Join(shares, ", "))
+	}
+	return strings.Join(parts, "; ")
 }
