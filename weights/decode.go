@@ -1,6 +1,7 @@
 package weights
 
 import (
+	"fmt"
 	"slices"
 
 	"go.yaml.in/yaml/v3"
@@ -24,14 +25,14 @@ func (d *decoder) spec(n *yaml.Node, src Source) *Spec {
 		case "service":
 			s.Service = d.str(f.value, key)
 		case "port":
-			s.Port = d.int(f.value, key)
+			s.Port = d.int(f.value, key, "1-65535")
 		case "header":
 			s.Header = d.str(f.value, key)
 		case "template":
 			s.Template = d.str(f.value, key)
 		case "router":
 			for _, rf := range d.fields(f.value, key, "replicas") {
-				s.Router.Replicas = d.int(rf.value, "router.replicas")
+				s.Router.Replicas = d.int(rf.value, "router.replicas", "0 or more")
 			}
 		case "tracks":
 			d.mark(key, f.key)
@@ -84,7 +85,7 @@ func (d *decoder) track(f field) Track {
 				t.Replicas, t.Autoscaled = 0, true
 				continue
 			}
-			t.Replicas = d.int(tf.value, p)
+			t.Replicas = d.int(tf.value, p, "0 or more, or auto")
 		case "address":
 			t.Address = d.str(tf.value, p)
 		}
@@ -101,7 +102,7 @@ func (d *decoder) affinity(f field) *Affinity {
 		case "cookie":
 			a.Cookie = d.str(af.value, p)
 		case "maxAge":
-			a.MaxAge = d.int(af.value, p)
+			a.MaxAge = d.int(af.value, p, fmt.Sprintf("seconds 1-%d", maxCookieAge))
 		case "secure":
 			d.mark(p, af.value)
 			if af.value.Kind != yaml.ScalarNode || af.value.Tag != "!!bool" {
@@ -121,7 +122,7 @@ func (d *decoder) backend(f field) Backend {
 	d.mark(path, f.key)
 	b := make(Backend)
 	for _, wf := range d.fields(f.value, path) {
-		b[wf.key.Value] = d.int(wf.value, path+"."+wf.key.Value)
+		b[wf.key.Value] = d.int(wf.value, path+"."+wf.key.Value, fmt.Sprintf("0-%d", MaxWeight))
 	}
 	return b
 }

@@ -570,18 +570,41 @@ func (d *decoder) str(n *yaml.Node, path string) string {
 	return n.Value
 }
 
-func (d *decoder) int(n *yaml.Node, path string) int {
+// int reads an integer; rng says which ones the field takes ("0-256"), for
+// the error.
+func (d *decoder) int(n *yaml.Node, path, rng string) int {
 	d.mark(path, n)
+	if n.Kind == yaml.ScalarNode && isDigits(n.Value) && n.Tag != "!!str" {
+		// A run of digits too long for an int (YAML calls it a float).
+		if _, err := strconv.Atoi(n.Value); err != nil {
+			d.fail(n, path, "%q is out of range: want an integer %s", clip(n.Value), rng)
+			return 0
+		}
+	}
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-		d.fail(n, path, "want an integer, found %s", describe(n))
+		d.fail(n, path, "want an integer %s, found %s", rng, describe(n))
 		return 0
 	}
 	v, err := strconv.Atoi(n.Value)
 	if err != nil {
-		d.fail(n, path, "want a decimal integer, found %q", clip(n.Value))
+		d.fail(n, path, "want a decimal integer %s, found %q", rng, clip(n.Value))
 		return 0
 	}
 	return v
+}
+
+// isDigits reports whether s is an optional sign and decimal digits.
+func isDigits(s string) bool {
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func describe(n *yaml.Node) string {

@@ -23,7 +23,9 @@ func (e *env) historyCommand() *cobra.Command {
 trackrouter.dev/history annotation (the last 20; each also left a Normal Event
 SpecChanged). With -f FILE in a git repository: the commits that changed the
 file, with what each changed in the service's spec (versions, replicas,
-groups, weights with shares).`,
+groups, weights with shares); COMMAND is the commit's subject and REASON its
+"Reason:" trailer, which a release command on a file given --reason prints
+in the git commit command it suggests.`,
 		Example: `  trackctl history account-service -n shop
   trackctl history account-service -f manifests/account-service.yaml`,
 		Args: exactArgs(1, "SERVICE"),
@@ -97,7 +99,7 @@ func gitHistory(ctx context.Context, file, service string) ([]HistoryEntry, erro
 	// --follow across renames; --name-only gives, per commit, the path the
 	// file had then (from the repository's root), to read it as it was.
 	out, err := exec.CommandContext(ctx, "git", "-C", dir, "log", "--follow", "--name-only",
-		"--format=%x1e%H%x1f%aI%x1f%an <%ae>%x1f%s", "--", base).Output()
+		"--format=%x1e%H%x1f%aI%x1f%an <%ae>%x1f%s%x1f%(trailers:key="+reasonTrailer+",valueonly,separator=%x3B )", "--", base).Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			return nil, fmt.Errorf("git log %s: %s", file, strings.TrimSpace(string(ee.Stderr)))
@@ -110,7 +112,7 @@ func gitHistory(ctx context.Context, file, service string) ([]HistoryEntry, erro
 	for _, record := range strings.Split(string(out), "\x1e") {
 		lines := strings.Split(strings.TrimSpace(record), "\n")
 		f := strings.Split(lines[0], "\x1f")
-		if len(f) != 4 {
+		if len(f) != 5 {
 			continue
 		}
 		path := ""
@@ -120,7 +122,9 @@ func gitHistory(ctx context.Context, file, service string) ([]HistoryEntry, erro
 			}
 		}
 		t, _ := time.Parse(time.RFC3339, f[1])
-		h := HistoryEntry{Time: t.UTC(), User: f[2], Command: f[3], Commit: f[0][:12]}
+		// The commit's subject is its command; a "Reason:" trailer (what
+		// a release command on a file suggests) its reason.
+		h := HistoryEntry{Time: t.UTC(), User: f[2], Command: f[3], Reason: strings.TrimSpace(f[4]), Commit: f[0][:12]}
 		var spec *weights.Spec
 		if path != "" {
 			if data, err := exec.CommandContext(ctx, "git", "-C", dir, "show", f[0]+":"+path).Output(); err == nil {

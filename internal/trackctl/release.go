@@ -446,7 +446,9 @@ func (e *env) printChange(o *releaseOptions, res ChangeResult) error {
 	default:
 		fmt.Fprintf(e.stdout, "\n%s updated\n", res.Target)
 		if res.Reason != "" {
-			fmt.Fprintf(e.stdout, "reason (for the commit message): %s\n", res.Reason)
+			// The trailer is what history -f reads as the REASON.
+			fmt.Fprintf(e.stdout, "reason (for the commit message): %s\ncommit it with the reason that 'trackctl history -f' shows:\n  git commit -m %s -m %s -- %s\n",
+				res.Reason, shellQuote(commandLine(res.Service, res.Command)), shellQuote(reasonTrailer+": "+oneLine(res.Reason)), shellQuote(res.Target))
 		}
 	}
 	return nil
@@ -644,4 +646,25 @@ func pickIn(file string, specs []*weights.Spec, service, namespace string) (*wei
 		return nil, usageError{fmt.Sprintf("%s has no service %q in namespace %s", file, service, namespace)}
 	}
 	return pick(file, specs, service)
+}
+
+// reasonTrailer is the git trailer that carries a file edit's --reason in
+// its commit message; history -f reads it.
+const reasonTrailer = "Reason"
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// oneLine makes s one line: a trailer ends at a newline.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// commandLine is the command line of a release command: command is its
+// verb and arguments after the service ("set-weight canary canary=20").
+func commandLine(service, command string) string {
+	verb, args, _ := strings.Cut(command, " ")
+	return strings.TrimSpace("trackctl " + verb + " " + service + " " + args)
 }

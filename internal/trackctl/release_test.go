@@ -286,3 +286,41 @@ func TestRefusalJSON(t *testing.T) {
 		t.Errorf("exit %d, %v: %+v\n%s", code, err, r, out)
 	}
 }
+
+// TestFileReasonInHistory: the --reason of a release command on a file
+// reaches history -f when the file is committed with the git command the
+// release command suggests (its "Reason:" trailer).
+func TestFileReasonInHistory(t *testing.T) {
+	haproxytest.Binary(t)
+	dir := t.TempDir()
+	env := append(os.Environ(), "GIT_AUTHOR_NAME=Dana", "GIT_AUTHOR_EMAIL=dana@example.com", "GIT_COMMITTER_NAME=Dana", "GIT_COMMITTER_EMAIL=dana@example.com")
+	sh := func(script string) {
+		t.Helper()
+		cmd := exec.Command("sh", "-c", script)
+		cmd.Dir, cmd.Env = dir, env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", script, err, out)
+		}
+	}
+	before, _ := os.ReadFile("../../testdata/trackctl/release/manifest.yaml")
+	file := writeFile(t, filepath.Join(dir, "account.yaml"), string(before))
+	sh("git init -q && git add . && git commit -q -m first")
+	reason := "canary's errors are gone; ticket #42"
+	code, out, stderr := run(t, "set-weight", "account-service", "canary", "canary=20", "production=80", "-f", file, "--reason", reason)
+	if code != ExitOK {
+		t.Fatalf("set-weight: exit %d\n%s%s", code, out, stderr)
+	}
+	_, suggested, ok := strings.Cut(out, "commit it with the reason that 'trackctl history -f' shows:\n")
+	if !ok {
+		t.Fatalf("no git command suggested:\n%s", out)
+	}
+	sh(strings.TrimSpace(suggested))
+	code, out, stderr = run(t, "history", "account-service", "-f", file, "-o", "json")
+	var h []HistoryEntry
+	if err := json.Unmarshal([]byte(out), &h); err != nil || code != ExitOK || len(h) != 2 {
+		t.Fatalf("history: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	if h[0].Reason != reason || h[0].Command != "trackctl set-weight account-service canary canary=20 production=80" || h[1].Reason != "" {
+		t.Errorf("history: want the reason %q on the newest entry and its command, got %+v", reason, h)
+	}
+}

@@ -26,7 +26,10 @@ func String(binary string) string {
 		rev = rev[:12]
 	}
 	if rev == "" {
-		rev = "unknown revision"
+		// Go stamps the revision when it builds in a git checkout with
+		// git on PATH, unless told not to (GOFLAGS=-buildvcs=false, set
+		// on some machines); make build asks for it.
+		rev = "no revision stamped: built outside git or with -buildvcs=false; 'make build' stamps it"
 	}
 	if modified {
 		rev += ", modified"
