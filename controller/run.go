@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -63,7 +65,23 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 		leading atomic.Bool
 		current atomic.Pointer[Controller]
 		base    counters // of the terms before the current one
+		lease   leaseState
 	)
+	var le LeaderElection
+	if cfg.LeaderElect {
+		host, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		le = LeaderElection{Namespace: cfg.LeaseNamespace, Name: cfg.LeaseName, Identity: Identity(host), LockResult: lease.recorder(cfg, log)}
+		// A Lease that can never be taken is said at once, and the
+		// process exits: it would otherwise converge nothing, for ever.
+		if err := CheckLease(ctx, client, le); errors.Is(err, ErrLeasePrecondition) {
+			return err
+		} else if err != nil {
+			log.Warn("cannot check the leader Lease yet; the election retries", "lease", le.Namespace+"/"+le.Name, "err", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// One Alerter for the process: what it announced survives a lost and
@@ -74,6 +92,9 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.MetricsAddr != "" {
 		go func() {
 			ready := func() error {
+				if err := lease.err(); err != nil {
+					return err
+				}
 				if c := current.Load(); c != nil {
 					return c.notReady(leading.Load())
 				}
@@ -81,6 +102,9 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 			reg := registry(&current, &base, &leading)
 			reg.MustRegister(alerter.Sent, alerter.Failed, healthCollector{current: current.Load})
+			if lease.errors != nil {
+				reg.MustRegister(lease.errors)
+			}
 			err := health.Serve(ctx, cfg.MetricsAddr, reg, ready, log)
 			serveErr <- err
 			cancel() // without its probes the process must not run on
@@ -109,11 +133,6 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if !cfg.LeaderElect {
 		runErr = term(ctx, nil)
 	} else {
-		host, err := os.Hostname()
-		if err != nil {
-			return err
-		}
-		le := LeaderElection{Namespace: cfg.LeaseNamespace, Name: cfg.LeaseName, Identity: Identity(host)}
 		log.Info("campaigning for the leader lease", "identity", le.Identity, "lease", le.Namespace+"/"+le.Name)
 		for ctx.Err() == nil && runErr == nil {
 			err := RunAsLeader(ctx, client, le, log, func(ctx context.Context, leading func() bool) {
@@ -135,6 +154,52 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	default:
 	}
 	return runErr
+}
+
+// leaseState is whether the leader Lease could be read and written lately.
+type leaseState struct {
+	mu     sync.Mutex
+	last   error // of the last read or write; nil when it worked
+	errors prometheus.Counter
+}
+
+// recorder returns the LockResult of the election: it keeps the last
+// outcome for the readiness, counts failures, and logs each new one in the
+// controller's own log, with what to do.
+func (l *leaseState) recorder(cfg Config, log *slog.Logger) func(error) {
+	l.errors = prometheus.NewCounter(prometheus.CounterOpts{Name: "trackcontroller_lease_errors_total",
+		Help: "Failed reads and writes of the leader Lease (--lease-namespace, --lease-name); /readyz fails until one works."})
+	where := cfg.LeaseNamespace + "/" + cfg.LeaseName
+	return func(err error) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		switch {
+		case err == nil && l.last != nil:
+			log.Info("the leader Lease can be reached again", "lease", where)
+		case err != nil:
+			l.errors.Inc()
+			if l.last == nil || l.last.Error() != err.Error() {
+				hint := "the election retries; not leading until it works"
+				if apierrors.IsNotFound(err) {
+					hint = "namespace " + cfg.LeaseNamespace + " missing? create it, or pass --lease-namespace with an existing one"
+				} else if apierrors.IsForbidden(err) {
+					hint = "grant create, get and update on leases in namespace " + cfg.LeaseNamespace + " (examples/install)"
+				}
+				log.Error("cannot read or write the leader Lease; "+hint, "lease", where, "err", err)
+			}
+		}
+		l.last = err
+	}
+}
+
+// err says why the Lease cannot be used, or nil.
+func (l *leaseState) err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		return nil
+	}
+	return fmt.Errorf("the leader Lease cannot be read or written: %w", l.last)
 }
 
 // counters are the totals of a controller's terms.
