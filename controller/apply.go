@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"reflect"
+	"maps"
 	"slices"
 	"strings"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -372,77 +374,72 @@ func dropNulls(v any) any {
 }
 
 // fieldDiff compares two apply configurations field by field and names the
-// top-level paths that differ ("" when equal).
+// paths that differ, down to four levels ("spec.template.spec.containers";
+// "" when equal). Empty objects count as absent: a typed struct that is not
+// omitempty ("strategy": {}) sets no field, and the field manager owns none
+// there.
 func fieldDiff(have, want any) (string, error) {
-	h, err := asMap(have)
+	h, err := asJSON(have)
 	if err != nil {
 		return "", err
 	}
-	w, err := asMap(want)
+	w, err := asJSON(want)
 	if err != nil {
 		return "", err
 	}
-	var paths []string
-	diffPaths("", h, w, &paths)
-	slices.Sort(paths)
-	return strings.Join(paths, ", "), nil
+	r := &pathReporter{paths: make(map[string]bool)}
+	cmp.Equal(h, w, cmpopts.IgnoreMapEntries(func(_ string, v any) bool { return isEmpty(v) }), cmp.Reporter(r))
+	return strings.Join(slices.Sorted(maps.Keys(r.paths)), ", "), nil
 }
 
-// asMap is an apply configuration as JSON values, without empty objects:
-// a typed struct that is not omitempty ("strategy": {}) sets no field, and
-// the field manager owns none there.
-func asMap(v any) (map[string]any, error) {
+// asJSON is v as JSON values.
+func asJSON(v any) (any, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	dropEmpty(m)
-	return m, nil
+	var out any
+	return out, json.Unmarshal(b, &out)
 }
 
-func dropEmpty(v any) bool {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			if dropEmpty(e) {
-				delete(t, k)
-			}
-		}
-		return len(t) == 0
-	case []any:
-		for _, e := range t {
-			dropEmpty(e)
+// isEmpty: an object with nothing but empty objects in it.
+func isEmpty(v any) bool {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return false
+	}
+	for _, e := range m {
+		if !isEmpty(e) {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
-// diffPaths collects the paths (down to two levels under spec) where h and w differ.
-func diffPaths(prefix string, h, w map[string]any, out *[]string) {
-	keys := map[string]bool{}
-	for k := range h {
-		keys[k] = true
+// pathReporter collects the field paths of cmp's differences, cut at a list
+// or at four levels.
+type pathReporter struct {
+	steps cmp.Path
+	paths map[string]bool
+}
+
+func (r *pathReporter) PushStep(ps cmp.PathStep) { r.steps = append(r.steps, ps) }
+func (r *pathReporter) PopStep()                 { r.steps = r.steps[:len(r.steps)-1] }
+
+func (r *pathReporter) Report(rs cmp.Result) {
+	if rs.Equal() {
+		return
 	}
-	for k := range w {
-		keys[k] = true
-	}
-	for k := range keys {
-		if reflect.DeepEqual(h[k], w[k]) {
-			continue
+	var keys []string
+	for _, ps := range r.steps {
+		if _, isList := ps.(cmp.SliceIndex); isList || len(keys) == 4 {
+			break
 		}
-		path := strings.TrimPrefix(prefix+"."+k, ".")
-		hm, hok := h[k].(map[string]any)
-		wm, wok := w[k].(map[string]any)
-		if hok && wok && strings.Count(path, ".") < 3 {
-			diffPaths(path, hm, wm, out)
-			continue
+		if mi, ok := ps.(cmp.MapIndex); ok {
+			keys = append(keys, mi.Key().String())
 		}
-		*out = append(*out, path)
 	}
+	r.paths[strings.Join(keys, ".")] = true
 }
 
 // prune deletes the objects of one kind that the spec controls but no longer

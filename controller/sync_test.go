@@ -378,6 +378,21 @@ func TestFieldDiff(t *testing.T) {
 	if got, _ := fieldDiff(map[string]any{"a": map[string]any{}}, map[string]any{}); got != "" {
 		t.Errorf("empty objects must not count: %q", got)
 	}
+	deep := func(image string, extra bool) map[string]any {
+		spec := map[string]any{"containers": []any{map[string]any{"image": image}}, "nodeSelector": map[string]any{"disk": "ssd"}}
+		if extra {
+			spec["affinity"] = map[string]any{"nodeAffinity": map[string]any{}}
+		}
+		return map[string]any{"spec": map[string]any{"template": map[string]any{"spec": spec}}}
+	}
+	if got, _ := fieldDiff(deep("a:1", false), deep("a:2", true)); got != "spec.template.spec.containers" {
+		t.Errorf("a list is named whole, an empty nested object not at all: %q", got)
+	}
+	h, w := deep("a:1", false), deep("a:1", false)
+	w["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["nodeSelector"] = map[string]any{"disk": "hdd"}
+	if got, _ := fieldDiff(h, w); got != "spec.template.spec.nodeSelector" {
+		t.Errorf("paths are cut at four levels: %q", got)
+	}
 }
 
 var everything = labelsEverything()
