@@ -7,13 +7,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 var (
-	// dns1035 is a Kubernetes Service name: lowercase, starts with a letter.
-	dns1035 = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
-	// dns1123Label is one part of a DNS-1123 subdomain.
-	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	// version is also a label value, so it starts and ends alphanumeric.
 	versionRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`)
 	// headerRE is the subset of HTTP token characters that is safe in haproxy.cfg.
@@ -314,7 +312,11 @@ func (v *validator) backendRef(path, backend string) {
 	}
 }
 
-func isDNS1035(s string) bool { return len(s) <= maxNameLen && dns1035.MatchString(s) }
+// The names Kubernetes checks are checked by its own rules
+// (k8s.io/apimachinery/pkg/util/validation), so that a spec valid here is
+// never refused by the API server.
+
+func isDNS1035(s string) bool { return len(validation.IsDNS1035Label(s)) == 0 }
 
 // IsServiceName reports whether s is a valid service name (a DNS-1035 label).
 func IsServiceName(s string) bool { return isDNS1035(s) }
@@ -323,22 +325,15 @@ func IsServiceName(s string) bool { return isDNS1035(s) }
 func IsVersion(s string) bool { return len(s) <= maxNameLen && versionRE.MatchString(s) }
 
 // IsNamespace reports whether s is a valid namespace name (a DNS-1123 label).
-func IsNamespace(s string) bool { return len(s) <= maxNameLen && dns1123Label.MatchString(s) }
+func IsNamespace(s string) bool { return len(validation.IsDNS1123Label(s)) == 0 }
 
 // IsDomain reports whether s is a valid DNS domain of lowercase labels.
 func IsDomain(s string) bool { return isSubdomain(s, maxSubdomain) }
 
+// isSubdomain is a DNS-1123 subdomain of at most max characters (253, or
+// less where Kubernetes appends to the name).
 func isSubdomain(s string, max int) bool {
-	if len(s) > max {
-		return false
-	}
-	// Like Kubernetes' IsDNS1123Subdomain: the whole name is bounded, not its parts.
-	for _, part := range strings.Split(s, ".") {
-		if !dns1123Label.MatchString(part) {
-			return false
-		}
-	}
-	return true
+	return len(s) <= max && len(validation.IsDNS1123Subdomain(s)) == 0
 }
 
 // checkAddress accepts host:port where host is a DNS name, an IPv4 address or
