@@ -1,17 +1,9 @@
 package controller
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/smtp"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -21,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/notify"
 )
 
 // AlertConfig says where health changes are sent. Empty destinations are
@@ -54,9 +47,9 @@ func (a AlertConfig) enabled() bool { return a.WebhookURL != "" || a.SMTPAddr !=
 // service between healthy and unhealthy (held for After), and delivers them
 // in the background: Observe never blocks reconciliation.
 type Alerter struct {
-	cfg    AlertConfig
-	log    *slog.Logger
-	client *http.Client
+	cfg     AlertConfig
+	log     *slog.Logger
+	senders map[string]notify.Sender // by destination: webhook, email
 
 	// Sent and Failed count deliveries and failed attempts, by destination
 	// (webhook, email); Dropped, messages lost to a full queue.
@@ -77,9 +70,7 @@ type alertState struct {
 }
 
 // alert is one message.
-type alert struct {
-	subject, text string
-}
+type alert = notify.Message
 
 // NewAlerter makes an Alerter; Run delivers its messages.
 func NewAlerter(cfg AlertConfig, log *slog.Logger) *Alerter {
@@ -89,7 +80,7 @@ func NewAlerter(cfg AlertConfig, log *slog.Logger) *Alerter {
 	if cfg.Retry == 0 {
 		cfg.Retry = 10 * time.Minute
 	}
-	a := &Alerter{cfg: cfg, log: log, client: &http.Client{Timeout: 10 * time.Second},
+	a := &Alerter{cfg: cfg, log: log, senders: make(map[string]notify.Sender),
 		states: make(map[string]*alertState), queue: make(chan alert, 256),
 		Sent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "trackcontroller_alerts_sent_total",
 			Help: "Health alerts delivered, by destination (webhook, email)."}, []string{"destination"}),
@@ -99,6 +90,13 @@ func NewAlerter(cfg AlertConfig, log *slog.Logger) *Alerter {
 	for _, d := range []string{"webhook", "email"} {
 		a.Sent.WithLabelValues(d)
 		a.Failed.WithLabelValues(d)
+	}
+	if cfg.WebhookURL != "" {
+		a.senders["webhook"] = notify.Webhook{URL: cfg.WebhookURL}
+	}
+	if cfg.SMTPAddr != "" {
+		a.senders["email"] = notify.Email{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, To: cfg.SMTPTo,
+			Username: cfg.SMTPUsername, Password: cfg.SMTPPassword, CAFile: cfg.SMTPCAFile}
 	}
 	return a
 }
@@ -142,14 +140,14 @@ func (a *Alerter) Observe(hs []*fleet.Health, now time.Time) {
 
 func (a *Alerter) enqueue(m alert) {
 	if !a.cfg.enabled() {
-		a.log.Info("health changed (no alert destination configured)", "subject", m.subject)
+		a.log.Info("health changed (no alert destination configured)", "subject", m.Subject)
 		return
 	}
 	select {
 	case a.queue <- m:
 	default:
 		a.Dropped.Add(1)
-		a.log.Error("alert queue full: message dropped", "subject", m.subject)
+		a.log.Error("alert queue full: message dropped", "subject", m.Subject)
 	}
 }
 
@@ -158,8 +156,8 @@ func message(h *fleet.Health, since, was time.Time) alert {
 	name := h.Namespace + "/" + h.Service
 	if h.Healthy {
 		return alert{
-			subject: fmt.Sprintf("[trackrouter] %s recovered", name),
-			text: fmt.Sprintf("%s is healthy again since %s (it was unhealthy since %s, for %s).",
+			Subject: fmt.Sprintf("[trackrouter] %s recovered", name),
+			Text: fmt.Sprintf("%s is healthy again since %s (it was unhealthy since %s, for %s).",
 				name, since.UTC().Format(time.RFC3339), was.UTC().Format(time.RFC3339), since.Sub(was).Round(time.Second)),
 		}
 	}
@@ -171,7 +169,7 @@ func message(h *fleet.Health, since, was time.Time) alert {
 		fmt.Fprintf(&b, "- %s\n", p)
 	}
 	fmt.Fprintf(&b, "trackctl status %s -n %s shows the details.", h.Service, h.Namespace)
-	return alert{subject: fmt.Sprintf("[trackrouter] %s unhealthy: %s", name, firstProblem(problems)), text: b.String()}
+	return alert{Subject: fmt.Sprintf("[trackrouter] %s unhealthy: %s", name, firstProblem(problems)), Text: b.String()}
 }
 
 func firstProblem(ps []string) string {
@@ -192,13 +190,9 @@ func (a *Alerter) Run(ctx context.Context) {
 			return
 		case m := <-a.queue:
 			var wg sync.WaitGroup
-			if a.cfg.WebhookURL != "" {
+			for dest, sender := range a.senders {
 				wg.Add(1)
-				go func() { defer wg.Done(); a.deliver(ctx, "webhook", m, a.webhook) }()
-			}
-			if a.cfg.SMTPAddr != "" {
-				wg.Add(1)
-				go func() { defer wg.Done(); a.deliver(ctx, "email", m, a.email) }()
+				go func() { defer wg.Done(); a.deliver(ctx, dest, m, sender) }()
 			}
 			wg.Wait()
 		}
@@ -206,18 +200,18 @@ func (a *Alerter) Run(ctx context.Context) {
 }
 
 // deliver sends m with send, retrying with backoff until cfg.Retry passed.
-func (a *Alerter) deliver(ctx context.Context, dest string, m alert, send func(context.Context, alert) error) {
+func (a *Alerter) deliver(ctx context.Context, dest string, m alert, sender notify.Sender) {
 	deadline := time.Now().Add(a.cfg.Retry)
 	backoff := time.Second
 	for {
-		err := send(ctx, m)
+		err := sender.Send(ctx, m)
 		if err == nil {
 			a.Sent.WithLabelValues(dest).Inc()
 			return
 		}
 		a.Failed.WithLabelValues(dest).Inc()
 		if time.Now().Add(backoff).After(deadline) || ctx.Err() != nil {
-			a.log.Error("alert not delivered; giving up", "destination", dest, "subject", m.subject, "err", err)
+			a.log.Error("alert not delivered; giving up", "destination", dest, "subject", m.Subject, "err", err)
 			return
 		}
 		a.log.Warn("alert delivery failed; retrying", "destination", dest, "retry_in", backoff.String(), "err", err)
@@ -228,93 +222,4 @@ func (a *Alerter) deliver(ctx context.Context, dest string, m alert, send func(c
 		}
 		backoff = min(2*backoff, time.Minute)
 	}
-}
-
-// webhook posts {"text": ...}: what Slack, Mattermost, Rocket.Chat and
-// Google Chat incoming webhooks take.
-func (a *Alerter) webhook(ctx context.Context, m alert) error {
-	body, _ := json.Marshal(map[string]string{"text": m.text})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.WebhookURL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("webhook answered %s", resp.Status)
-	}
-	return nil
-}
-
-// email sends m over SMTP, with STARTTLS when offered.
-func (a *Alerter) email(ctx context.Context, m alert) error {
-	host, _, err := net.SplitHostPort(a.cfg.SMTPAddr)
-	if err != nil {
-		return fmt.Errorf("--alert-smtp-addr %q: %w", a.cfg.SMTPAddr, err)
-	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", a.cfg.SMTPAddr)
-	if err != nil {
-		return err
-	}
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	c, err := smtp.NewClient(conn, host)
-	if err != nil {
-		conn.Close()
-		return err
-	}
-	defer c.Close()
-	if ok, _ := c.Extension("STARTTLS"); ok {
-		tc := &tls.Config{ServerName: host}
-		if a.cfg.SMTPCAFile != "" {
-			pem, err := os.ReadFile(a.cfg.SMTPCAFile)
-			if err != nil {
-				return err
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("%s: no PEM certificate", a.cfg.SMTPCAFile)
-			}
-		}
-		if err := c.StartTLS(tc); err != nil {
-			return fmt.Errorf("STARTTLS: %w", err)
-		}
-	}
-	if a.cfg.SMTPUsername != "" {
-		if err := c.Auth(smtp.PlainAuth("", a.cfg.SMTPUsername, a.cfg.SMTPPassword, host)); err != nil {
-			return fmt.Errorf("auth: %w", err)
-		}
-	}
-	if err := c.Mail(a.cfg.SMTPFrom); err != nil {
-		return err
-	}
-	for _, to := range a.cfg.SMTPTo {
-		if err := c.Rcpt(to); err != nil {
-			return err
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n%s\r\n",
-		a.cfg.SMTPFrom, strings.Join(a.cfg.SMTPTo, ", "), headerSafe(m.subject), time.Now().UTC().Format(time.RFC1123Z),
-		strings.ReplaceAll(m.text, "\n", "\r\n"))
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
-}
-
-// headerSafe keeps a subject on one line.
-func headerSafe(s string) string {
-	s = strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return s
 }
