@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/trackrouter/trackrouter/internal/alerttest"
 	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/testing/alerttest"
 )
 
 func svc(healthy bool, problems ...string) []*fleet.Health {

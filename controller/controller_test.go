@@ -28,7 +28,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/trackrouter/trackrouter/examples"
-	"github.com/trackrouter/trackrouter/internal/testcluster"
+	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
 	"github.com/trackrouter/trackrouter/weights"
 )
 

@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/trackrouter/trackrouter/internal/testcluster"
+	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
 )
 
 // TestInstallWithKubectl applies the install and the example the way the

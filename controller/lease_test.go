@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/trackrouter/trackrouter/internal/haproxytest"
-	"github.com/trackrouter/trackrouter/internal/testcluster"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
 )
 
 // TestLeaseNamespaceMissing: a controller whose Lease namespace does not

@@ -44,7 +44,7 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 		c.warnSpec(cm, "InvalidSpec", fmt.Sprintf("no key %s: nothing changed", weights.DataKey))
 		return nil
 	}
-	src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", cm.Namespace, cm.Name), Namespace: cm.Namespace, Name: cm.Name}
+	src := weights.ConfigMapSource(cm.Namespace, cm.Name)
 	spec, err := weights.ParseService(src, []byte(data))
 	if err != nil {
 		c.warnSpec(cm, "InvalidSpec", fmt.Sprintf("spec rejected, nothing changed: %v", err))

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/trackrouter/trackrouter/internal/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 	"github.com/trackrouter/trackrouter/weights"
 )
 

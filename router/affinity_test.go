@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
-	"github.com/trackrouter/trackrouter/internal/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 )
 
 // affinityHarness is the sidecar harness with affinity added to the spec

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
-	"github.com/trackrouter/trackrouter/internal/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 )
 
 // TestTwoContainerShape runs the two-container deployment: an init step

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
-	"github.com/trackrouter/trackrouter/internal/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 	"github.com/trackrouter/trackrouter/weights"
 )
 

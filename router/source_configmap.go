@@ -59,7 +59,7 @@ func (c *ConfigMapSource) Run(ctx context.Context, submit func(Update)) error {
 	lw := cache.NewListWatchFromClient(c.Client.CoreV1().RESTClient(), "configmaps", c.Namespace,
 		fields.OneTermEqualSelector("metadata.name", c.Name))
 	deleted := func() {
-		src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", c.Namespace, c.Name), Namespace: c.Namespace, Name: c.Name}
+		src := weights.ConfigMapSource(c.Namespace, c.Name)
 		submit(Update{Source: src, Err: fmt.Errorf("ConfigMap %s/%s was deleted", c.Namespace, c.Name)})
 	}
 	send := func(obj any) {
@@ -68,7 +68,7 @@ func (c *ConfigMapSource) Run(ctx context.Context, submit func(Update)) error {
 			return
 		}
 		c.checked.Store(time.Now().UnixNano())
-		src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", cm.Namespace, cm.Name), Namespace: cm.Namespace, Name: cm.Name}
+		src := weights.ConfigMapSource(cm.Namespace, cm.Name)
 		data, ok := cm.Data[weights.DataKey]
 		if !ok {
 			submit(Update{Source: src, Version: cm.ResourceVersion, Err: fmt.Errorf("ConfigMap %s/%s has no key %s", cm.Namespace, cm.Name, weights.DataKey)})
@@ -146,7 +146,7 @@ func (c *ConfigMapSource) poll(ctx context.Context, send func(any), submit func(
 		case apierrors.IsNotFound(err):
 			failing = false
 			c.checked.Store(time.Now().UnixNano())
-			src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", c.Namespace, c.Name), Namespace: c.Namespace, Name: c.Name}
+			src := weights.ConfigMapSource(c.Namespace, c.Name)
 			submit(Update{Source: src, Err: fmt.Errorf("ConfigMap %s/%s was deleted", c.Namespace, c.Name)})
 		case ctx.Err() == nil:
 			if !failing {

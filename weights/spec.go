@@ -67,6 +67,12 @@ type Source struct {
 	Labelled bool
 }
 
+// ConfigMapSource is the Source of the spec in a ConfigMap, as the API
+// serves it: errors name it configmap/<namespace>/<name>.
+func ConfigMapSource(namespace, name string) Source {
+	return Source{File: "configmap/" + namespace + "/" + name, Namespace: namespace, Name: name}
+}
+
 func (s Source) String() string {
 	if s.Name == "" {
 		return s.File

@@ -22,8 +22,8 @@ import (
 
 	"github.com/trackrouter/trackrouter/controller"
 	"github.com/trackrouter/trackrouter/examples"
-	"github.com/trackrouter/trackrouter/internal/haproxytest"
-	"github.com/trackrouter/trackrouter/internal/testcluster"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
 )
 
 func TestMain(m *testing.M) {

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trackrouter/trackrouter/internal/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 )
 
 // TestDemoAndSIGTERM runs the README's main command as a user would: the

@@ -140,7 +140,7 @@ func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 	h := &Health{Namespace: cm.Namespace, Service: cm.Labels[weights.ServiceLabel], ConfigMap: cm.Name, ResourceVersion: cm.ResourceVersion,
 		Problems: []string{}, Tracks: []TrackHealth{}, Backends: []BackendHealth{}}
 	problem := func(format string, args ...any) { h.Problems = append(h.Problems, fmt.Sprintf(format, args...)) }
-	src := weights.Source{File: "configmap/" + cm.Namespace + "/" + cm.Name, Namespace: cm.Namespace, Name: cm.Name}
+	src := weights.ConfigMapSource(cm.Namespace, cm.Name)
 	var spec *weights.Spec
 	if data, ok := cm.Data[weights.DataKey]; !ok {
 		h.SpecError = fmt.Sprintf("no key %s", weights.DataKey)

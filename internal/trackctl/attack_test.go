@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trackrouter/trackrouter/internal/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 )
 
 // TestCheckUnderAttack: what a reviewer found by attacking check and

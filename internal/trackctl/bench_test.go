@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trackrouter/trackrouter/controller"
-	"github.com/trackrouter/trackrouter/internal/testcluster"
+	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
 	"github.com/trackrouter/trackrouter/weights"
 )
 

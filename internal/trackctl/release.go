@@ -308,7 +308,7 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 		}
 		file = []byte(cm.Data[weights.DataKey])
 		text = file
-		src := weights.Source{File: fmt.Sprintf("configmap/%s/%s", cm.Namespace, cm.Name), Namespace: cm.Namespace, Name: cm.Name}
+		src := weights.ConfigMapSource(cm.Namespace, cm.Name)
 		if spec, err = weights.ParseService(src, file); err != nil {
 			return printProblems(e.stderr, "", fmt.Errorf("the spec in ConfigMap %s/%s is invalid already; fix it first:\n%w", cm.Namespace, cm.Name, err))
 		}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/trackrouter/trackrouter/internal/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 )
 
 // TestReleaseOnFiles: each command edits a manifest with comments, flow

@@ -25,10 +25,10 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/trackrouter/trackrouter/controller"
-	"github.com/trackrouter/trackrouter/internal/alerttest"
 	"github.com/trackrouter/trackrouter/internal/fleet"
-	"github.com/trackrouter/trackrouter/internal/haproxytest"
-	"github.com/trackrouter/trackrouter/internal/testcluster"
+	"github.com/trackrouter/trackrouter/internal/testing/alerttest"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
 	"github.com/trackrouter/trackrouter/router"
 	"github.com/trackrouter/trackrouter/weights"
 )

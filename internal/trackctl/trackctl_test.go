@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/trackrouter/trackrouter/internal/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 )
 
 const example = "../../examples/account-service/account-service.yaml"
