@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/trackrouter/trackrouter/internal/trackctl"
+	"github.com/trackrouter/trackrouter/trackctl"
 )
 
 func main() {

@@ -22,7 +22,7 @@ import (
 // files). An invalid or impossible request leaves the file byte for byte.
 func TestReleaseOnFiles(t *testing.T) {
 	haproxytest.Binary(t)
-	const dir = "../../testdata/trackctl/release"
+	const dir = "../testdata/trackctl/release"
 	before, err := os.ReadFile(filepath.Join(dir, "manifest.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func TestHistoryOfAFile(t *testing.T) {
 			t.Fatalf("git %v: %v\n%s", args, err, out)
 		}
 	}
-	before, _ := os.ReadFile("../../testdata/trackctl/release/manifest.yaml")
+	before, _ := os.ReadFile("../testdata/trackctl/release/manifest.yaml")
 	file := writeFile(t, filepath.Join(dir, "apps", "account.yaml"), string(before))
 	git("init", "-q")
 	git("add", ".")
@@ -175,7 +175,7 @@ func TestHistoryOfAFile(t *testing.T) {
 // TestReleaseFileSafety: what a reviewer found attacking -f.
 func TestReleaseFileSafety(t *testing.T) {
 	haproxytest.Binary(t)
-	before, _ := os.ReadFile("../../testdata/trackctl/release/manifest.yaml")
+	before, _ := os.ReadFile("../testdata/trackctl/release/manifest.yaml")
 	fresh := func() string { return writeFile(t, filepath.Join(t.TempDir(), "m.yaml"), string(before)) }
 
 	// A change made by someone else between the read and the write.
@@ -253,7 +253,7 @@ func TestHistoryAcrossARename(t *testing.T) {
 			t.Fatalf("git %v: %v\n%s", args, err, out)
 		}
 	}
-	before, _ := os.ReadFile("../../testdata/trackctl/release/manifest.yaml")
+	before, _ := os.ReadFile("../testdata/trackctl/release/manifest.yaml")
 	file := writeFile(t, filepath.Join(dir, "m.yaml"), string(before))
 	git("init", "-q")
 	git("add", ".")
@@ -278,7 +278,7 @@ func TestHistoryAcrossARename(t *testing.T) {
 // TestRefusalJSON: -o json has a result for a refused change too.
 func TestRefusalJSON(t *testing.T) {
 	haproxytest.Binary(t)
-	before, _ := os.ReadFile("../../testdata/trackctl/release/manifest.yaml")
+	before, _ := os.ReadFile("../testdata/trackctl/release/manifest.yaml")
 	file := writeFile(t, filepath.Join(t.TempDir(), "m.yaml"), string(before))
 	code, out, _ := run(t, "set-weight", "account-service", "canary", "canary=300", "-f", file, "-o", "json")
 	var r ChangeResult
@@ -302,7 +302,7 @@ func TestFileReasonInHistory(t *testing.T) {
 			t.Fatalf("%s: %v\n%s", script, err, out)
 		}
 	}
-	before, _ := os.ReadFile("../../testdata/trackctl/release/manifest.yaml")
+	before, _ := os.ReadFile("../testdata/trackctl/release/manifest.yaml")
 	file := writeFile(t, filepath.Join(dir, "account.yaml"), string(before))
 	sh("git init -q && git add . && git commit -q -m first")
 	reason := "canary's errors are gone; ticket #42"

@@ -34,7 +34,7 @@ func TestCheckUnderAttack(t *testing.T) {
 		if _, err := os.Stat(pwned); err == nil {
 			t.Fatal("haproxy -c ran the manifest's Lua")
 		}
-		if code, _, stderr := run(t, "render", filepath.Join("../../examples/account-service/account-service.yaml"), "-n", "bad ns"); code == ExitOK || !strings.Contains(stderr, "not a DNS-1123 label") {
+		if code, _, stderr := run(t, "render", filepath.Join("../examples/account-service/account-service.yaml"), "-n", "bad ns"); code == ExitOK || !strings.Contains(stderr, "not a DNS-1123 label") {
 			t.Errorf("render -n 'bad ns': exit %d, %q", code, stderr)
 		}
 	})

@@ -1,5 +1,9 @@
-// Package trackctl implements the trackctl commands: render, validate, check
-// and diff service specs as users keep them in git.
+// Package trackctl is the trackctl command line (also the kubectl plugin
+// kubectl track): render, validate, check and diff specs as users keep them
+// in git, status of the services in a cluster, and the release commands
+// (deploy, promote, set-weight, rollback, history) on a cluster or a file.
+// It stands beside router and controller, the other two products; nothing
+// outside cmd/trackctl imports it.
 package trackctl
 
 import (

@@ -11,7 +11,7 @@ import (
 	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 )
 
-const example = "../../examples/account-service/account-service.yaml"
+const example = "../examples/account-service/account-service.yaml"
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()

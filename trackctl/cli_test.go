@@ -44,10 +44,10 @@ func TestCLIMessages(t *testing.T) {
 			"trackctl validate: want at least one FILE\nSee 'trackctl validate --help'.\n"},
 		{[]string{"diff", example},
 			"trackctl diff: want OLD and NEW files, got 1 argument(s)\nSee 'trackctl diff --help'.\n"},
-		{[]string{"check", "../../examples"},
+		{[]string{"check", "../examples"},
 			"trackctl check: --golden DIR is required: the directory of golden haproxy.cfg files\nSee 'trackctl check --help'.\n"},
 		{[]string{"check", example, "--golden", "g"},
-			"trackctl check: ../../examples/account-service/account-service.yaml is not a directory: trackctl validate ../../examples/account-service/account-service.yaml checks one file\nSee 'trackctl check --help'.\n"},
+			"trackctl check: ../examples/account-service/account-service.yaml is not a directory: trackctl validate ../examples/account-service/account-service.yaml checks one file\nSee 'trackctl check --help'.\n"},
 		{[]string{"version", "extra"},
 			"trackctl version: takes no arguments, got [\"extra\"]\nSee 'trackctl version --help'.\n"},
 	} {
@@ -71,7 +71,7 @@ func TestHelpGolden(t *testing.T) {
 		if code != ExitOK || stderr != "" {
 			t.Errorf("%q: exit %d, stderr %q", args, code, stderr)
 		}
-		file := filepath.Join("../../testdata/trackctl/help", "trackctl"+strings.TrimSuffix("-"+name, "-")+".txt")
+		file := filepath.Join("../testdata/trackctl/help", "trackctl"+strings.TrimSuffix("-"+name, "-")+".txt")
 		if *update {
 			writeFile(t, file, stdout)
 			continue
@@ -129,18 +129,18 @@ func TestKubectlPlugin(t *testing.T) {
 // why with -v.
 func TestGitOpsTree(t *testing.T) {
 	haproxytest.Binary(t)
-	const tree, golden = "../../testdata/trackctl/gitops", "../../testdata/trackctl/gitops.golden"
+	const tree, golden = "../testdata/trackctl/gitops", "../testdata/trackctl/gitops.golden"
 	code, stdout, stderr := run(t, "check", tree, "--golden", golden, "-v")
-	want := `skipped ../../testdata/trackctl/gitops/.github/workflows/ci.yml: no service spec
-skipped ../../testdata/trackctl/gitops/apps/account-service/kustomization.yaml: no service spec
-skipped ../../testdata/trackctl/gitops/apps/account-service/podtemplate.yaml: no service spec
-skipped ../../testdata/trackctl/gitops/charts/web/Chart.yaml: no service spec
-skipped ../../testdata/trackctl/gitops/charts/web/templates/: Helm chart templates (check what helm template renders instead)
-skipped ../../testdata/trackctl/gitops/charts/web/values.yaml: no service spec
-skipped ../../testdata/trackctl/gitops/overlays/staging/kustomization.yaml: no service spec
-ok ../../testdata/trackctl/gitops/apps/account-service/configmap.yaml (ConfigMap shop/account-service): service account-service matches ../../testdata/trackctl/gitops.golden/apps/account-service/shop/account-service.cfg
-ok ../../testdata/trackctl/gitops/apps/web/service.yaml: service web matches ../../testdata/trackctl/gitops.golden/apps/web/default/web.cfg
-ok ../../testdata/trackctl/gitops/overlays/staging/account-service.yaml (ConfigMap staging/account-service): service account-service matches ../../testdata/trackctl/gitops.golden/overlays/staging/staging/account-service.cfg
+	want := `skipped ../testdata/trackctl/gitops/.github/workflows/ci.yml: no service spec
+skipped ../testdata/trackctl/gitops/apps/account-service/kustomization.yaml: no service spec
+skipped ../testdata/trackctl/gitops/apps/account-service/podtemplate.yaml: no service spec
+skipped ../testdata/trackctl/gitops/charts/web/Chart.yaml: no service spec
+skipped ../testdata/trackctl/gitops/charts/web/templates/: Helm chart templates (check what helm template renders instead)
+skipped ../testdata/trackctl/gitops/charts/web/values.yaml: no service spec
+skipped ../testdata/trackctl/gitops/overlays/staging/kustomization.yaml: no service spec
+ok ../testdata/trackctl/gitops/apps/account-service/configmap.yaml (ConfigMap shop/account-service): service account-service matches ../testdata/trackctl/gitops.golden/apps/account-service/shop/account-service.cfg
+ok ../testdata/trackctl/gitops/apps/web/service.yaml: service web matches ../testdata/trackctl/gitops.golden/apps/web/default/web.cfg
+ok ../testdata/trackctl/gitops/overlays/staging/account-service.yaml (ConfigMap staging/account-service): service account-service matches ../testdata/trackctl/gitops.golden/overlays/staging/staging/account-service.cfg
 `
 	if code != ExitOK || stderr != "" {
 		t.Errorf("check: exit %d, stderr %q", code, stderr)
@@ -200,10 +200,10 @@ func copyTree(t *testing.T, from, to string) {
 func TestExamplesPassCheck(t *testing.T) {
 	haproxytest.Binary(t)
 	golden := t.TempDir()
-	if code, stdout, stderr := run(t, "check", "../../examples", "--golden", golden, "--update"); code != ExitOK {
+	if code, stdout, stderr := run(t, "check", "../examples", "--golden", golden, "--update"); code != ExitOK {
 		t.Fatalf("check --update examples: exit %d\n%s%s", code, stdout, stderr)
 	}
-	if code, stdout, stderr := run(t, "check", "../../examples", "--golden", golden, "--strict"); code != ExitOK {
+	if code, stdout, stderr := run(t, "check", "../examples", "--golden", golden, "--strict"); code != ExitOK {
 		t.Errorf("check --strict examples: exit %d\n%s%s", code, stdout, stderr)
 	}
 }

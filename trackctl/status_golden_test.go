@@ -148,7 +148,7 @@ func TestStatusGolden(t *testing.T) {
 				t.Errorf("%s: a line of %d characters, more than %d: %q", tc.name, n, tableWidth, line)
 			}
 		}
-		file := filepath.Join("../../testdata/trackctl/status", tc.name+".txt")
+		file := filepath.Join("../testdata/trackctl/status", tc.name+".txt")
 		if *update {
 			writeFile(t, file, out.String())
 			continue
