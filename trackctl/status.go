@@ -28,11 +28,12 @@ type kubeFlags struct {
 	kubeconfig, context, namespace string
 	allNamespaces                  bool
 	timeout                        time.Duration
+	qps                            float32
+	burst                          int
 }
 
 func (k *kubeFlags) add(fs *pflag.FlagSet) {
-	fs.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else the in-cluster config)")
-	fs.StringVar(&k.context, "context", "", "kubeconfig context to use (default: the current one)")
+	kube.Flags{Kubeconfig: &k.kubeconfig, Context: &k.context, QPS: &k.qps, Burst: &k.burst}.AddTo(fs, "")
 	fs.StringVarP(&k.namespace, "namespace", "n", "", "namespace (default: the context's)")
 	fs.BoolVarP(&k.allNamespaces, "all-namespaces", "A", false, "every namespace")
 	fs.DurationVar(&k.timeout, "request-timeout", 30*time.Second, "give up on an API request after this long")
@@ -56,7 +57,7 @@ func (k *kubeFlags) client(requests *atomic.Int64) (kubernetes.Interface, string
 	if k.allNamespaces {
 		ns = ""
 	}
-	rc.QPS, rc.Burst = 50, 100
+	kube.SetRate(rc, k.qps, k.burst)
 	if requests != nil {
 		rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{rt, requests} })
 	}

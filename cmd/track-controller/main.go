@@ -28,8 +28,7 @@ import (
 func main() {
 	var cfg controller.Config
 	fs := pflag.NewFlagSet("track-controller", pflag.ExitOnError)
-	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else the in-cluster config)")
-	fs.StringVar(&cfg.Context, "context", "", "kubeconfig context to use (default: the current one)")
+	kube.Flags{Kubeconfig: &cfg.Kubeconfig, Context: &cfg.Context, QPS: &cfg.QPS, Burst: &cfg.Burst}.AddTo(fs, "")
 	fs.StringVarP(&cfg.Namespace, "namespace", "n", "", "watch only this namespace (default: all)")
 	fs.StringVar(&cfg.RouterImage, "router-image", "", "image of the HAProxy tier, with haproxy and trackrouter (default: the controller's own image, read from its Pod named by $POD_NAMESPACE and $POD_NAME)")
 	fs.IntVar(&cfg.Workers, "workers", 2, "specs synced in parallel")
@@ -47,8 +46,6 @@ func main() {
 	fs.StringVar(&cfg.Alerts.SMTPUsername, "alert-smtp-username", "", "SMTP user (PLAIN auth, over TLS only); the password is the file smtp-password in --alert-secret-dir")
 	fs.StringVar(&cfg.Alerts.SMTPCAFile, "alert-smtp-ca-file", "", "PEM file of the CAs the SMTP server's certificate is checked against (default: the system's)")
 	secretDir := fs.String("alert-secret-dir", "", "directory of alert secrets (a mounted Secret): files webhook-url and smtp-password; a missing file leaves that part off")
-	fs.Float32Var(&cfg.QPS, "kube-api-qps", kube.DefaultQPS, "API requests per second this client may send (client-side limit)")
-	fs.IntVar(&cfg.Burst, "kube-api-burst", kube.DefaultBurst, "API requests this client may send in a burst")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "track-controller turns each service spec (a ConfigMap labelled trackrouter.dev/service, key\n"+
 			"service.yaml) into its track Deployments, track Services and HAProxy tier, keeps them\n"+
