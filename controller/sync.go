@@ -39,84 +39,14 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 	if cm.DeletionTimestamp != nil {
 		return nil
 	}
-	data, ok := cm.Data[weights.DataKey]
-	if !ok {
-		c.warnSpec(cm, "InvalidSpec", fmt.Sprintf("no key %s: nothing changed", weights.DataKey))
-		return nil
+	spec, d, err := c.desiredOf(ctx, cm)
+	if err != nil || d == nil {
+		return err // refused (said in an Event, nothing changed), or retried
 	}
-	src := weights.ConfigMapSource(cm.Namespace, cm.Name)
-	spec, err := weights.ParseService(src, []byte(data))
-	if err != nil {
-		c.warnSpec(cm, "InvalidSpec", fmt.Sprintf("spec rejected, nothing changed: %v", err))
-		return nil
-	}
-	if l := cm.Labels[weights.ServiceLabel]; l != spec.Service {
-		c.warnSpec(cm, "InvalidSpec", fmt.Sprintf("label %s=%s does not match service %q: nothing changed", weights.ServiceLabel, l, spec.Service))
-		return nil
-	}
-	if owner := c.specOwner(cm); owner != cm {
-		// A second spec for a service would put its versions behind the
-		// first one's Services: it is refused as a whole and owns nothing.
-		c.warnSpec(cm, "DuplicateSpec", fmt.Sprintf("service %q is already defined in this namespace by ConfigMap %s, which runs it (or is older): this spec is ignored and owns nothing; delete one of them", spec.Service, owner.Name))
-		c.reportOnce(owner, cm, fmt.Sprintf("ConfigMap %s/%s also defines service %q: it is ignored while this one exists", cm.Namespace, cm.Name, spec.Service))
-		return c.pruneAll(ctx, cm)
-	}
-	tmpl, err := c.templates.PodTemplates(cm.Namespace).Get(spec.Template)
-	if apierrors.IsNotFound(err) {
-		c.warnSpec(cm, "TemplateNotFound", fmt.Sprintf("PodTemplate %s/%s not found: nothing changed until it exists", cm.Namespace, spec.Template))
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	d, err := build(spec, cm, tmpl, c.opt.RouterImage)
-	if err != nil {
-		c.warnSpec(cm, "InvalidTemplate", err.Error()+": nothing changed")
-		return nil
-	}
-
 	c.reportedMu.Lock()
 	delete(c.blockedBy, cm.UID)
 	c.reportedMu.Unlock()
-	var errs []error
-	for _, svc := range d.services {
-		errs = append(errs, reconcile(ctx, c, cm, c.serviceKind(), svc))
-	}
-	errs = append(errs,
-		reconcile(ctx, c, cm, c.accountKind(), d.account),
-		reconcile(ctx, c, cm, c.roleKind(), d.role),
-		reconcile(ctx, c, cm, c.roleBindingKind(), d.roleBinding),
-		reconcile(ctx, c, cm, c.statusKind(), d.status))
-	// A pod template change (a PodTemplate edit) rolls the tracks one at a
-	// time, production last: a track's new template waits while an earlier
-	// track rolls out or is not Available.
-	rolling := ""
-	for _, track := range rolloutOrder(spec) {
-		want := d.tracks[track]
-		change := c.templateChange(cm, want)
-		if change && rolling != "" {
-			c.log.Info("holding a pod template change until an earlier track is Available", "deployment", want.Name, "waiting_for", rolling)
-			continue // the rolling track's status updates enqueue this spec again
-		}
-		if spec.Tracks[track].Autoscaled {
-			errs = append(errs, c.autoscaled(ctx, cm, track, want))
-		} else {
-			errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), want))
-		}
-		if live, err := c.deployments.Deployments(cm.Namespace).Get(want.Name); change || err == nil && !available(live) {
-			rolling = track
-		}
-	}
-	errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), d.router))
-	for _, err := range errs {
-		// A conflict is a stale read, retried at once: not worth an alarm.
-		if err != nil && !errors.Is(err, errNotLeading) && !apierrors.IsConflict(err) {
-			// One object failing does not stop the others; each says why.
-			c.ApplyErrors.Add(1)
-			c.warn(cm, "ApplyFailed", err.Error())
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := c.apply(ctx, cm, spec, d); err != nil {
 		return err // cleanup waits until everything wanted is in place
 	}
 	if c.blocked(cm) {
@@ -128,6 +58,115 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 		return err
 	}
 	return c.reportForeign(cm, spec)
+}
+
+// desiredOf reads cm's spec and builds the objects it wants. A spec that
+// cannot be applied is said in a Warning Event on cm and returns a nil
+// desired and a nil error (nothing changes until cm or its PodTemplate
+// does); a second spec for a running service has its objects pruned.
+func (c *Controller) desiredOf(ctx context.Context, cm *corev1.ConfigMap) (*weights.Spec, *desired, error) {
+	data, ok := cm.Data[weights.DataKey]
+	if !ok {
+		c.warnSpec(cm, "InvalidSpec", fmt.Sprintf("no key %s: nothing changed", weights.DataKey))
+		return nil, nil, nil
+	}
+	spec, err := weights.ParseService(weights.ConfigMapSource(cm.Namespace, cm.Name), []byte(data))
+	if err != nil {
+		c.warnSpec(cm, "InvalidSpec", fmt.Sprintf("spec rejected, nothing changed: %v", err))
+		return nil, nil, nil
+	}
+	if l := cm.Labels[weights.ServiceLabel]; l != spec.Service {
+		c.warnSpec(cm, "InvalidSpec", fmt.Sprintf("label %s=%s does not match service %q: nothing changed", weights.ServiceLabel, l, spec.Service))
+		return nil, nil, nil
+	}
+	if owner := c.specOwner(cm); owner != cm {
+		// A second spec for a service would put its versions behind the
+		// first one's Services: it is refused as a whole and owns nothing.
+		c.warnSpec(cm, "DuplicateSpec", fmt.Sprintf("service %q is already defined in this namespace by ConfigMap %s, which runs it (or is older): this spec is ignored and owns nothing; delete one of them", spec.Service, owner.Name))
+		c.reportOnce(owner, cm, fmt.Sprintf("ConfigMap %s/%s also defines service %q: it is ignored while this one exists", cm.Namespace, cm.Name, spec.Service))
+		return nil, nil, c.pruneAll(ctx, cm)
+	}
+	tmpl, err := c.templates.PodTemplates(cm.Namespace).Get(spec.Template)
+	if apierrors.IsNotFound(err) {
+		c.warnSpec(cm, "TemplateNotFound", fmt.Sprintf("PodTemplate %s/%s not found: nothing changed until it exists", cm.Namespace, spec.Template))
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := build(spec, cm, tmpl, c.opt.RouterImage)
+	if err != nil {
+		c.warnSpec(cm, "InvalidTemplate", err.Error()+": nothing changed")
+		return nil, nil, nil
+	}
+	return spec, d, nil
+}
+
+// apply writes the desired objects that differ from the live ones. One
+// object failing does not stop the others; each says why in an Event.
+func (c *Controller) apply(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, d *desired) error {
+	var errs []error
+	for _, svc := range d.services {
+		errs = append(errs, reconcile(ctx, c, cm, c.serviceKind(), svc))
+	}
+	errs = append(errs,
+		reconcile(ctx, c, cm, c.accountKind(), d.account),
+		reconcile(ctx, c, cm, c.roleKind(), d.role),
+		reconcile(ctx, c, cm, c.roleBindingKind(), d.roleBinding),
+		reconcile(ctx, c, cm, c.statusKind(), d.status))
+	order := rolloutOrder(spec)
+	changed, settling := make(map[string]bool), make(map[string]bool)
+	for _, track := range order {
+		want := d.tracks[track]
+		changed[track] = c.templateChange(cm, want)
+		live, err := c.deployments.Deployments(cm.Namespace).Get(want.Name)
+		settling[track] = err == nil && !available(live)
+	}
+	write, held := rollout(order, changed, settling)
+	for _, track := range order {
+		if held[track] != "" {
+			c.log.Info("holding a pod template change until an earlier track is Available", "deployment", d.tracks[track].Name, "waiting_for", held[track])
+		}
+	}
+	for _, track := range write {
+		if spec.Tracks[track].Autoscaled {
+			errs = append(errs, c.autoscaled(ctx, cm, track, d.tracks[track]))
+		} else {
+			errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), d.tracks[track]))
+		}
+	}
+	errs = append(errs, reconcile(ctx, c, cm, c.deploymentKind(), d.router))
+	for _, err := range errs {
+		// A conflict is a stale read, retried at once: not worth an alarm.
+		if err != nil && !errors.Is(err, errNotLeading) && !apierrors.IsConflict(err) {
+			c.ApplyErrors.Add(1)
+			c.warn(cm, "ApplyFailed", err.Error())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rollout decides which track Deployments a sync writes. A pod template
+// change (a PodTemplate edit) rolls the tracks one at a time in order
+// (production last): a track whose template changes is held while an
+// earlier track rolls (its template changes now) or is settling (not
+// Available). held names, for each track held, the track it waits for; the
+// rolling track's status updates enqueue the spec again. changed and
+// settling are by track.
+func rollout(order []string, changed, settling map[string]bool) (write []string, held map[string]string) {
+	held = make(map[string]string)
+	rolling := ""
+	for _, track := range order {
+		if changed[track] && rolling != "" {
+			held[track] = rolling
+			continue
+		}
+		write = append(write, track)
+		if changed[track] || settling[track] {
+			rolling = track
+		}
+	}
+	return write, held
 }
 
 // HandOverManager owns the replicas of an autoscaled track's Deployment
