@@ -105,9 +105,7 @@ func (c *Controller) deploymentKind() kind[*appsv1.Deployment, appsv1ac.Deployme
 			if err != nil {
 				return err
 			}
-			c.replacedMu.Lock()
-			c.replaced[upd.UID] = upd.Generation
-			c.replacedMu.Unlock()
+			c.mem.setReplaced(upd.UID, upd.Generation)
 			return nil
 		},
 	}
@@ -122,9 +120,7 @@ func (c *Controller) templateEdited(live *appsv1.Deployment) bool {
 	if !othersOwn(live.ManagedFields, "f:spec", "f:template") {
 		return false
 	}
-	c.replacedMu.Lock()
-	gen, ok := c.replaced[live.UID]
-	c.replacedMu.Unlock()
+	gen, ok := c.mem.replacedAt(live.UID)
 	return !ok || live.Generation != gen
 }
 

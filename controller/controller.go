@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
@@ -98,14 +96,7 @@ type Controller struct {
 	recorder record.EventRecorder
 	events   record.EventBroadcaster
 
-	reportedMu sync.Mutex
-	reported   map[types.UID]time.Time        // when each foreign object was last reported
-	blockedBy  map[types.UID]bool             // specs (by UID) that met a foreign object in their last sync
-	verdicts   map[types.UID]string           // the last verdict said on each spec (see warnSpec)
-	gone       map[cache.ObjectName]time.Time // deleted specs whose Services wait out the grace
-
-	replacedMu sync.Mutex
-	replaced   map[types.UID]int64 // Deployments whose template was put back, at that generation
+	mem *memory // what was said and done, by object, between syncs
 
 	// Writes counts create, update and delete calls; Syncs counts finished
 	// syncs. For metrics and tests.
@@ -200,11 +191,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		client:    client,
 		opt:       opt,
 		log:       opt.Log,
-		reported:  make(map[types.UID]time.Time),
-		blockedBy: make(map[types.UID]bool),
-		replaced:  make(map[types.UID]int64),
-		verdicts:  make(map[types.UID]string),
-		gone:      make(map[cache.ObjectName]time.Time),
+		mem:       newMemory(),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "specs"}),
@@ -231,10 +218,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		UpdateFunc: func(_, obj any) { c.enqueueService(obj) },
 		DeleteFunc: func(obj any) {
 			if o, ok := unwrap(obj).(metav1.Object); ok {
-				c.reportedMu.Lock()
-				delete(c.verdicts, o.GetUID())
-				delete(c.blockedBy, o.GetUID())
-				c.reportedMu.Unlock()
+				c.mem.forgetSpec(o.GetUID())
 			}
 			c.enqueueService(obj)
 		},
@@ -263,9 +247,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		UpdateFunc: func(_, obj any) { c.enqueueOwner(obj) },
 		DeleteFunc: func(obj any) {
 			if o, ok := unwrap(obj).(metav1.Object); ok {
-				c.replacedMu.Lock()
-				delete(c.replaced, o.GetUID())
-				c.replacedMu.Unlock()
+				c.mem.forgetObject(o.GetUID())
 			}
 			c.enqueueOwner(obj)
 		},
@@ -321,9 +303,7 @@ func (c *Controller) enqueueService(obj any) {
 	if !ok {
 		return
 	}
-	c.reportedMu.Lock()
-	delete(c.blockedBy, o.GetUID())
-	c.reportedMu.Unlock()
+	c.mem.setBlocked(o.GetUID(), false)
 	service := o.GetLabels()[weights.ServiceLabel]
 	if service == "" {
 		return

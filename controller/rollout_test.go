@@ -2,9 +2,11 @@ package controller
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // TestRollout: a pod template change rolls one track at a time, in order,
@@ -44,5 +46,38 @@ func TestRollout(t *testing.T) {
 				t.Errorf("held (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestMemoryReportDue: a problem about an object is said once per period,
+// and what was said long ago is forgotten.
+func TestMemoryReportDue(t *testing.T) {
+	m := newMemory()
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	for _, step := range []struct {
+		uid  types.UID
+		at   time.Duration
+		want bool
+	}{
+		{"a", 0, true},
+		{"a", time.Minute, false},
+		{"b", time.Minute, true},
+		{"a", reportEvery, true},
+		{"a", reportEvery + time.Minute, false},
+	} {
+		if got := m.reportDue(step.uid, t0.Add(step.at), reportEvery); got != step.want {
+			t.Errorf("%s at +%s: due %v, want %v", step.uid, step.at, got, step.want)
+		}
+	}
+	m.reportDue("c", t0.Add(10*reportEvery), reportEvery)
+	if len(m.reported) != 1 {
+		t.Errorf("reports older than three periods kept: %v", m.reported)
+	}
+	if !m.newVerdict("s", "v1") || m.newVerdict("s", "v1") || !m.newVerdict("s", "v2") {
+		t.Error("a verdict is new once, until another one")
+	}
+	m.forgetSpec("s")
+	if !m.newVerdict("s", "v2") {
+		t.Error("a deleted spec's verdict is forgotten")
 	}
 }

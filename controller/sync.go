@@ -30,9 +30,7 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 		// Services go after a grace period, unless it comes back.
 		return c.retireServices(ctx, key)
 	}
-	c.reportedMu.Lock()
-	delete(c.gone, key)
-	c.reportedMu.Unlock()
+	c.mem.notGone(key)
 	if err != nil {
 		return err
 	}
@@ -43,9 +41,7 @@ func (c *Controller) syncHandler(ctx context.Context, key cache.ObjectName) erro
 	if err != nil || d == nil {
 		return err // refused (said in an Event, nothing changed), or retried
 	}
-	c.reportedMu.Lock()
-	delete(c.blockedBy, cm.UID)
-	c.reportedMu.Unlock()
+	c.mem.setBlocked(cm.UID, false)
 	if err := c.apply(ctx, cm, spec, d); err != nil {
 		return err // cleanup waits until everything wanted is in place
 	}
@@ -248,19 +244,11 @@ func (c *Controller) retireServices(ctx context.Context, key cache.ObjectName) e
 	if grace == 0 {
 		grace = ServiceGrace
 	}
-	c.reportedMu.Lock()
-	since, seen := c.gone[key]
-	if !seen && len(mine) > 0 {
-		since = time.Now()
-		c.gone[key] = since
-	}
-	c.reportedMu.Unlock()
 	if len(mine) == 0 {
-		c.reportedMu.Lock()
-		delete(c.gone, key)
-		c.reportedMu.Unlock()
+		c.mem.notGone(key)
 		return nil
 	}
+	since := c.mem.goneSince(key, time.Now())
 	if wait := grace - time.Since(since); wait > 0 {
 		c.log.Info("spec deleted; keeping its Services for the grace period in case it comes back", "configmap", key.String(), "for", wait.Round(time.Second).String())
 		c.queue.AddAfter(key, wait)
@@ -280,9 +268,7 @@ func (c *Controller) retireServices(ctx context.Context, key cache.ObjectName) e
 			c.log.Info("Deleted", "kind", "Service", "name", key.Namespace+"/"+s.Name, "configmap", key.Name, "why", "its spec is gone")
 		}
 	}
-	c.reportedMu.Lock()
-	delete(c.gone, key)
-	c.reportedMu.Unlock()
+	c.mem.notGone(key)
 	return nil
 }
 
@@ -403,20 +389,14 @@ const blockedRecheck = 15 * time.Second
 // blocked reports whether the last sync of cm met an object it does not own
 // holding a name it wants.
 func (c *Controller) blocked(cm *corev1.ConfigMap) bool {
-	c.reportedMu.Lock()
-	defer c.reportedMu.Unlock()
-	return c.blockedBy[cm.UID]
+	return c.mem.blocked(cm.UID)
 }
 
 // warnSpec is warn for a verdict on the spec itself: said once per version
 // of the ConfigMap, not at every sync that an unrelated event causes.
 func (c *Controller) warnSpec(cm *corev1.ConfigMap, reason, msg string) {
 	key := cm.ResourceVersion + "\x00" + reason + "\x00" + msg
-	c.reportedMu.Lock()
-	seen := c.verdicts[cm.UID] == key
-	c.verdicts[cm.UID] = key
-	c.reportedMu.Unlock()
-	if !seen {
+	if c.mem.newVerdict(cm.UID, key) {
 		c.warn(cm, reason, msg)
 	}
 }
@@ -442,9 +422,7 @@ func (c *Controller) wrote(cm *corev1.ConfigMap, verb, kind, name, changed strin
 // notOwned reports, once per object, an object that has a name the spec
 // wants but that the controller does not own: it is never touched.
 func (c *Controller) notOwned(cm *corev1.ConfigMap, kind string, obj metav1.Object) {
-	c.reportedMu.Lock()
-	c.blockedBy[cm.UID] = true
-	c.reportedMu.Unlock()
+	c.mem.setBlocked(cm.UID, true)
 	c.reportOnce(cm, obj, fmt.Sprintf("%s %s/%s exists and is not owned by this spec: left alone", kind, obj.GetNamespace(), obj.GetName()))
 }
 
@@ -459,21 +437,7 @@ const reportEvery = 50 * time.Minute
 // warnOnce emits a Warning Event about obj, again only after reportEvery;
 // it reports whether it did.
 func (c *Controller) warnOnce(cm *corev1.ConfigMap, obj metav1.Object, reason, msg string) bool {
-	now := time.Now()
-	c.reportedMu.Lock()
-	last, seen := c.reported[obj.GetUID()]
-	due := !seen || now.Sub(last) >= reportEvery
-	if due {
-		c.reported[obj.GetUID()] = now
-		// Forget what was reported long ago, so the memory stays bounded
-		// by what is reported within a few periods.
-		for uid, t := range c.reported {
-			if now.Sub(t) > 3*reportEvery {
-				delete(c.reported, uid)
-			}
-		}
-	}
-	c.reportedMu.Unlock()
+	due := c.mem.reportDue(obj.GetUID(), time.Now(), reportEvery)
 	if due {
 		c.warn(cm, reason, msg)
 	}
