@@ -188,10 +188,10 @@ func (f *Factories) Shutdown() {
 // then call Run.
 func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	c := &Controller{
-		client:    client,
-		opt:       opt,
-		log:       opt.Log,
-		mem:       newMemory(),
+		client: client,
+		opt:    opt,
+		log:    opt.Log,
+		mem:    newMemory(),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "specs"}),
