@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
@@ -18,7 +17,7 @@ import (
 
 // step is one reconcile pass. It returns when to run the next one.
 func (r *Router) step(ctx context.Context) time.Duration {
-	now := time.Now()
+	now := r.now()
 	t := r.target()
 	if r.Process != nil && !r.Process.Running() {
 		return r.startProcess(ctx, t, now)
@@ -114,20 +113,12 @@ func (r *Router) startProcess(ctx context.Context, t *target, now time.Time) tim
 		return r.failed("start", fmt.Errorf("haproxy exited before it ran config %s: %s", p.stamp, orText(alerts, "see its log")))
 	}
 	r.publish(nil, t, false)
-	if t == nil {
-		t = r.good // the config on disk, with StartFromDisk
-	}
-	if t == nil {
+	start := startConfig(t, r.good, r.checked, r.badLoad)
+	if start == nil {
 		return r.pollInterval()
 	}
 	if now.Before(r.retryAt) {
 		return r.retryAt.Sub(now)
-	}
-	start := t
-	if (!r.checked[t.Stamp] || r.badLoad == t.Stamp) && r.good != nil && r.good.Stamp != t.Stamp {
-		// The spec's config is not checked yet, or HAProxy failed to load
-		// it: start on the last good one, then reload when it is ready.
-		start = r.good
 	}
 	if r.good != nil {
 		r.Log.Warn("haproxy is not running; starting it", "config", r.ConfigPath, "stamp", start.Stamp)
@@ -189,7 +180,10 @@ func (r *Router) unanswered(now time.Time, err error) time.Duration {
 			r.Metrics.ApplyErrors.WithLabelValues("unreachable").Inc()
 		}
 	}
-	if p := r.pending; p != nil && !now.Before(p.deadline) {
+	s := judgeSilence(silenceInput{pending: r.pending, err: err, supervised: r.Process != nil, lastAnswer: r.lastAnswer,
+		reexecAt: r.reexecAt, unresponsive: r.unresponsiveAfter(), restart: r.restartAfter()}, now)
+	if s.giveUp {
+		p := r.pending
 		r.pending = nil
 		reason := "reload"
 		if p.start {
@@ -197,10 +191,8 @@ func (r *Router) unanswered(now time.Time, err error) time.Duration {
 		}
 		r.failed(reason, fmt.Errorf("HAProxy does not answer %s after it was asked to load %s: %w", now.Sub(p.sent).Round(time.Second), p.stamp, err))
 	}
-	// A master that re-executes to load a config refuses connections; a
-	// frozen one accepts them and never answers.
-	r.loading = r.pending != nil && (errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT))
-	if r.Process != nil && r.pending == nil && errors.Is(err, syscall.ENOENT) && now.Sub(r.reexecAt) > r.unresponsiveAfter() {
+	r.loading = s.loading
+	if s.reexec {
 		// The socket file is gone (a wiped directory): a reload makes the
 		// master create it again, without touching the workers.
 		r.reexecAt = now
@@ -209,9 +201,8 @@ func (r *Router) unanswered(now time.Time, err error) time.Duration {
 			r.Log.Error("SIGUSR2 haproxy", "err", rerr)
 		}
 	}
-	silent := now.Sub(r.lastAnswer)
-	if r.Process != nil && !r.loading && silent > r.restartAfter() {
-		r.Log.Error("haproxy has not answered; killing it to start it again", "silent", silent.Round(time.Millisecond).String(), "err", err)
+	if s.restart {
+		r.Log.Error("haproxy has not answered; killing it to start it again", "silent", now.Sub(r.lastAnswer).Round(time.Millisecond).String(), "err", err)
 		r.Metrics.ApplyErrors.WithLabelValues("restart").Inc()
 		r.pending = nil
 		r.Process.Kill()
@@ -231,8 +222,8 @@ func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, 
 	if p == nil {
 		return 0, false
 	}
-	switch {
-	case obs.Stamp == p.stamp && len(obs.Proc.Workers) > 0:
+	switch judgeLoad(p, obs, now) {
+	case loadConfirmed:
 		r.pending = nil
 		if r.badLoad == p.stamp {
 			r.badLoad = ""
@@ -243,7 +234,7 @@ func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, 
 		}
 		r.Log.Debug("haproxy runs the new config", "stamp", p.stamp, "took", now.Sub(p.sent).Round(time.Millisecond).String())
 		return 0, false
-	case !p.start && obs.Proc.FailedReloads > p.before.FailedReloads:
+	case loadFailed:
 		r.pending = nil
 		r.badLoad = p.stamp
 		r.Metrics.Reloads.WithLabelValues("failure").Inc()
@@ -257,7 +248,7 @@ func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, 
 			alerts = strings.Join(r.Process.Alerts(p.sent), "; ")
 		}
 		return r.failed("reload", fmt.Errorf("%w: HAProxy kept %s: %s", ErrReloadFailed, orNone(obs.Stamp), orText(alerts, "see its log"))), true
-	case now.Before(p.deadline):
+	case loadWaiting:
 		return pendingPoll, true
 	default:
 		r.pending = nil
@@ -267,9 +258,8 @@ func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, 
 
 // failed counts and logs an operational failure and backs off.
 func (r *Router) failed(reason string, err error) time.Duration {
-	base := orDefault(r.Backoff, time.Second)
-	r.backoff = min(max(2*r.backoff, base), 30*base)
-	r.retryAt = time.Now().Add(r.backoff)
+	r.backoff = nextBackoff(r.backoff, orDefault(r.Backoff, time.Second))
+	r.retryAt = r.now().Add(r.backoff)
 	r.Log.Error("apply failed; "+r.stays(), "reason", reason, "retry_in", r.backoff.String(), "err", err)
 	r.Metrics.ApplyErrors.WithLabelValues(reason).Inc() // after the log: whoever sees the count finds why
 	r.Metrics.InSync.Set(0)
@@ -291,7 +281,7 @@ func (r *Router) synced(t *target, obs *Observed) {
 		return
 	}
 	r.Log.Info("applied", "service", t.service(), "how", r.how, "why", r.why, "stamp", t.Stamp,
-		"duration", time.Since(r.since).Round(time.Microsecond).String())
+		"duration", r.now().Sub(r.since).Round(time.Microsecond).String())
 }
 
 // publish updates the metrics and readiness from an observation (nil when
@@ -320,7 +310,7 @@ func (r *Router) publish(obs *Observed, t *target, inSync bool) {
 			st.serving = false
 		}
 	}
-	if r.unreadableLong(time.Now()) != nil {
+	if r.unreadableLong(r.now()) != nil {
 		r.Metrics.Unreadable.Set(1)
 	} else {
 		r.Metrics.Unreadable.Set(0)
@@ -339,7 +329,7 @@ func (r *Router) publish(obs *Observed, t *target, inSync bool) {
 // report tells the Reporter what HAProxy runs, as observed, when that
 // changed since the last report.
 func (r *Router) report(obs *Observed, t *target, inSync bool) {
-	rep := &fleet.Report{HAProxy: "unreachable", InSync: inSync, Rejected: r.rejection, Unreadable: r.unreadableLong(time.Now())}
+	rep := &fleet.Report{HAProxy: "unreachable", InSync: inSync, Rejected: r.rejection, Unreadable: r.unreadableLong(r.now())}
 	if obs != nil {
 		rep.HAProxy = "running"
 		rep.Stamp = obs.Stamp
@@ -364,7 +354,7 @@ func (r *Router) report(obs *Observed, t *target, inSync bool) {
 	if rep.Same(r.reported) {
 		return
 	}
-	rep.Since = time.Now().UTC().Truncate(time.Second)
+	rep.Since = r.now().UTC().Truncate(time.Second)
 	r.reported = rep
 	cp := *rep
 	r.Reporter.Report(&cp)

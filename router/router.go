@@ -104,6 +104,10 @@ type Router struct {
 	// between rm and cp) before the metric and the report say so; default
 	// 5s.
 	UnreadableAfter time.Duration
+	// Clock is the time the loop decides on; nil means time.Now. Timers
+	// stay real: a test that sets Clock drives the decisions, not the
+	// waits.
+	Clock func() time.Time
 	// Backoff is the first retry delay after a failed action; it doubles up
 	// to 30 times its value. Default 1s (1s to 30s).
 	Backoff time.Duration
@@ -208,7 +212,7 @@ func (r *Router) Ready() bool {
 	if r.Process != nil && !r.Process.Running() {
 		return false
 	}
-	now := time.Now()
+	now := r.now()
 	if r.specStale(now) {
 		return false
 	}
@@ -235,15 +239,22 @@ func (r *Router) NotReady() error {
 		return errors.New("HAProxy does not run a config the sidecar confirmed")
 	case r.Process != nil && !r.Process.Running():
 		return errors.New("HAProxy is not running")
-	case r.specStale(time.Now()):
+	case r.specStale(r.now()):
 		return errors.New("the API has not confirmed the spec lately: it may have changed")
 	default:
-		return fmt.Errorf("HAProxy's master socket has not answered for %s", time.Since(st.lastAnswer).Round(time.Second))
+		return fmt.Errorf("HAProxy's master socket has not answered for %s", r.now().Sub(st.lastAnswer).Round(time.Second))
 	}
 }
 
 // Stopping makes Ready false from now on: the sidecar is shutting down.
 func (r *Router) Stopping() { r.stopping.Store(true) }
+
+func (r *Router) now() time.Time {
+	if r.Clock != nil {
+		return r.Clock()
+	}
+	return time.Now()
+}
 
 func (r *Router) pollInterval() time.Duration { return orDefault(r.PollInterval, time.Second) }
 func (r *Router) reloadTimeout() time.Duration {
@@ -283,7 +294,7 @@ func (r *Router) Run(ctx context.Context) error {
 			r.good, r.checked[t.Stamp] = t, true
 		}
 	}
-	r.lastAnswer = time.Now()
+	r.lastAnswer = r.now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var last time.Time
@@ -338,7 +349,7 @@ func (r *Router) accept(ctx context.Context, u *Update) {
 			return
 		}
 		r.invalid = u
-		r.rejection = &fleet.Rejection{ResourceVersion: u.Version, Message: err.Error(), At: time.Now()}
+		r.rejection = &fleet.Rejection{ResourceVersion: u.Version, Message: err.Error(), At: r.now()}
 		r.reject(u.Source, err)
 		return
 	}
@@ -357,7 +368,7 @@ func (r *Router) accept(ctx context.Context, u *Update) {
 		r.refused = ""
 	}
 	r.badLoad = ""
-	r.desired, r.since = t, time.Now()
+	r.desired, r.since = t, r.now()
 	r.how, r.why = "none", "HAProxy already runs it"
 	// A new spec is tried at once, whatever the backoff of the last one.
 	r.backoff, r.retryAt = 0, time.Time{}
@@ -382,14 +393,8 @@ func sameUpdate(a, b *Update) bool {
 	return bytes.Equal(a.Data, b.Data)
 }
 
-// target is what HAProxy should run: the desired spec, or the last good one
-// while haproxy -c refuses the desired one.
-func (r *Router) target() *target {
-	if r.desired != nil && r.desired.Stamp == r.refused {
-		return r.good
-	}
-	return r.desired
-}
+// target is what HAProxy should run: see targetOf.
+func (r *Router) target() *target { return targetOf(r.desired, r.good, r.refused) }
 
 func (r *Router) prepare(u *Update) (*target, error) {
 	spec, err := weights.ParseService(u.Source, u.Data)
@@ -422,7 +427,7 @@ func (r *Router) unreadableSource(u *Update) {
 	}
 	r.Log.Warn("spec source unreadable; "+r.stays(), "source", u.Source.String(), "err", msg)
 	r.Metrics.ReadErrors.Inc()
-	since := time.Now().UTC()
+	since := r.now().UTC()
 	if r.unreadable != nil {
 		since = r.unreadable.Since
 	}
