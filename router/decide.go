@@ -54,13 +54,13 @@ type silence struct {
 
 // silenceInput is what judgeSilence decides on.
 type silenceInput struct {
-	pending     *pending
-	err         error     // why Observe failed
-	supervised  bool      // the sidecar runs HAProxy (--run-haproxy)
-	lastAnswer  time.Time // of the master socket
-	reexecAt    time.Time // the last SIGUSR2 for a gone socket
+	pending      *pending
+	err          error     // why Observe failed
+	supervised   bool      // the sidecar runs HAProxy (--run-haproxy)
+	lastAnswer   time.Time // of the master socket
+	reexecAt     time.Time // the last SIGUSR2 for a gone socket
 	unresponsive time.Duration
-	restart     time.Duration
+	restart      time.Duration
 }
 
 // judgeSilence decides on a failed observation. A master that re-executes
