@@ -256,14 +256,18 @@ func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, 
 	}
 }
 
-// failed counts and logs an operational failure and backs off.
+// failed counts and logs an operational failure and backs off: the action
+// waits for retryAt, but HAProxy is still observed every poll meanwhile. A
+// loop that slept through a 30 s backoff saw nothing of HAProxy for 30 s,
+// and /readyz failed after UnresponsiveAfter (10 s) while HAProxy served
+// the last good config: every pod of a tier at once, on one bad reload.
 func (r *Router) failed(reason string, err error) time.Duration {
 	r.backoff = nextBackoff(r.backoff, orDefault(r.Backoff, time.Second))
 	r.retryAt = r.now().Add(r.backoff)
 	r.Log.Error("apply failed; "+r.stays(), "reason", reason, "retry_in", r.backoff.String(), "err", err)
 	r.Metrics.ApplyErrors.WithLabelValues(reason).Inc() // after the log: whoever sees the count finds why
 	r.Metrics.InSync.Set(0)
-	return r.backoff
+	return min(r.backoff, r.pollInterval())
 }
 
 // synced records that HAProxy runs t in full.

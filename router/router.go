@@ -284,17 +284,7 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	wake := r.wake
 	r.mu.Unlock()
-	if r.Files == nil {
-		r.Files = osFiles{}
-	}
-	r.checked = make(map[string]bool)
-	r.checkDone = make(chan checkResult, 1)
-	if r.StartFromDisk && r.Process != nil {
-		if t := r.fromDisk(); t != nil {
-			r.good, r.checked[t.Stamp] = t, true
-		}
-	}
-	r.lastAnswer = r.now()
+	r.init()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var last time.Time
@@ -328,6 +318,21 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 		timer.Reset(r.step(ctx))
 	}
+}
+
+// init prepares the state that Run owns.
+func (r *Router) init() {
+	if r.Files == nil {
+		r.Files = osFiles{}
+	}
+	r.checked = make(map[string]bool)
+	r.checkDone = make(chan checkResult, 1)
+	if r.StartFromDisk && r.Process != nil {
+		if t := r.fromDisk(); t != nil {
+			r.good, r.checked[t.Stamp] = t, true
+		}
+	}
+	r.lastAnswer = r.now()
 }
 
 // accept makes a valid update the desired state, and rejects an invalid one.

@@ -1,0 +1,131 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// stepRig drives the reconcile loop by hand on the fakes, in simulated
+// time: each step advances the clock by the wait the step asked for, and a
+// background haproxy -c is waited for, so a test runs the same steps on
+// every machine and proves that nothing happens without sleeping.
+type stepRig struct {
+	t       *testing.T
+	r       *Router
+	hap     *fakeHAProxy
+	files   *fakeFiles
+	checker *fakeChecker
+	logs    *haproxytest.SyncBuffer
+	now     time.Time
+}
+
+func newStepRig(t *testing.T) *stepRig {
+	files := &fakeFiles{data: map[string][]byte{}}
+	g := &stepRig{t: t, files: files, checker: &fakeChecker{}, logs: &haproxytest.SyncBuffer{}, now: t0,
+		hap: newFake(files, "/cfg/haproxy.cfg", "")}
+	g.r = &Router{ConfigPath: "/cfg/haproxy.cfg", Checker: g.checker, HAProxy: g.hap, Process: g.hap, Files: files,
+		Metrics: NewMetrics(), Log: slog.New(slog.NewTextHandler(io.MultiWriter(g.logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Rejecter: &recordingRejecter{}, Clock: func() time.Time { return g.now }}
+	g.r.init()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("router log:\n%s", g.logs.String())
+		}
+	})
+	return g
+}
+
+// submit hands the loop a spec, as Run does when a source sends one.
+func (g *stepRig) submit(data string) {
+	g.r.accept(context.Background(), &Update{Data: []byte(data), Source: weights.Source{File: "service.yaml"}})
+}
+
+// run steps the loop for d of simulated time. As in Run, a step follows
+// at once when haproxy -c answers, else after the wait the step asked for.
+func (g *stepRig) run(d time.Duration) {
+	g.t.Helper()
+	end := g.now.Add(d)
+	for g.now.Before(end) {
+		wait := g.r.step(context.Background())
+		if g.r.checking != nil {
+			select {
+			case res := <-g.r.checkDone:
+				g.r.checkedResult(res)
+				continue
+			case <-time.After(10 * time.Second):
+				g.t.Fatal("haproxy -c did not answer")
+			}
+		}
+		g.now = g.now.Add(max(wait, time.Millisecond))
+	}
+}
+
+func (g *stepRig) canary() int {
+	_, w := g.hap.state()
+	return w[haproxyconf.ServerKey{Backend: "free", Server: "canary"}]
+}
+
+// TestStepsRefusedSpecStays: a spec haproxy -c refuses, then the same
+// config with other weights: over a minute of the loop nothing reaches
+// HAProxy, the config is checked once, and the sidecar stays ready on the
+// last good config (what TestCheckRefusal could only show by sleeping).
+func TestStepsRefusedSpecStays(t *testing.T) {
+	g := newStepRig(t)
+	g.submit(fmt.Sprintf(fakeSpec, 5, 95))
+	g.run(time.Second)
+	stamp, _ := g.hap.state()
+	if g.canary() != 5 || !g.r.Ready() {
+		t.Fatalf("the first spec: canary %d, ready %v", g.canary(), g.r.Ready())
+	}
+	g.checker.answers = []error{&haproxyconf.CheckError{Problems: []haproxyconf.ConfigError{{Line: 12, Msg: "unknown keyword 'x'"}}}}
+	checks := g.checker.count()
+	beta := strings.Replace(fmt.Sprintf(fakeSpec, 5, 95), "  FREE: free\n", "  FREE: free\n  BETA: free\n", 1)
+	g.submit(beta)
+	g.run(time.Second)
+	g.submit(strings.Replace(beta, "canary: 5, production: 95", "canary: 6, production: 94", 1))
+	g.run(time.Minute)
+	if now, _ := g.hap.state(); now != stamp || g.canary() != 5 {
+		t.Errorf("a refused config reached HAProxy: stamp %s (was %s), canary %d", now, stamp, g.canary())
+	}
+	if n := g.checker.count() - checks; n != 1 {
+		t.Errorf("the refused config was checked %d times in a minute, want 1", n)
+	}
+	if !g.r.Ready() || metric(&fakeRig{r: g.r}, "in_sync") != 0 || metric(&fakeRig{r: g.r}, "rejected") != 1 {
+		t.Errorf("while the spec is refused: want ready on the last good config, not in sync, 1 rejection")
+	}
+}
+
+// TestStepsBackoff: a reload the master keeps refusing is retried at 1 s,
+// 2 s, 4 s, ... up to 30 s apart, not in a busy loop, and lands once the
+// master accepts.
+func TestStepsBackoff(t *testing.T) {
+	g := newStepRig(t)
+	g.submit(fmt.Sprintf(fakeSpec, 5, 95))
+	g.run(time.Second)
+	reloads := g.hap.count(func(f *fakeHAProxy) int { return f.reloads })
+	g.hap.set(func(f *fakeHAProxy) { f.failReloads = 1000 })
+	g.submit(strings.Replace(fmt.Sprintf(fakeSpec, 5, 95), "  FREE: free\n", "  FREE: free\n  BETA: free\n", 1))
+	g.run(2 * time.Minute)
+	// 1+2+4+8+16+30+30+30 s: 8 attempts fit in two minutes, give or take
+	// the first and the last.
+	if n := g.hap.count(func(f *fakeHAProxy) int { return f.reloads }) - reloads; n < 7 || n > 9 {
+		t.Errorf("%d reloads in two minutes of failures, want about 8 (backoff 1s doubling to 30s)", n)
+	}
+	if err := g.r.NotReady(); err != nil {
+		t.Errorf("not ready while the last good config serves: %v", err)
+	}
+	g.hap.set(func(f *fakeHAProxy) { f.failReloads = 0 })
+	g.run(31 * time.Second)
+	if metric(&fakeRig{r: g.r}, "in_sync") != 1 {
+		t.Error("the spec did not land once the master accepted reloads")
+	}
+}
