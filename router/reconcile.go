@@ -145,12 +145,20 @@ func (r *Router) fromDisk() *target {
 	if err != nil {
 		return nil
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "description "+haproxyconf.StampPrefix); ok {
-			return &target{Rendered: &haproxyconf.Rendered{Config: b, Stamp: haproxyconf.StampPrefix + v}}
-		}
+	if stamp := stampOf(b); stamp != "" {
+		return &target{Rendered: &haproxyconf.Rendered{Config: b, Stamp: stamp}}
 	}
 	return nil
+}
+
+// stampOf is the stamp a config file carries, "" when none.
+func stampOf(cfg []byte) string {
+	for _, line := range strings.Split(string(cfg), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "description "+haproxyconf.StampPrefix); ok {
+			return haproxyconf.StampPrefix + v
+		}
+	}
+	return ""
 }
 
 // service names a target's service for the log.

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,7 @@ type Config struct {
 	MinInterval   time.Duration // between two applies
 	StopGrace     time.Duration // soft-stop budget for a supervised HAProxy
 	Once          bool          // write a validated config and exit (an init container)
+	DryRun        bool          // with Once: print the plan against what HAProxy runs; write nothing, touch nothing
 	Overwrite     bool          // replace a haproxy.cfg that trackrouter did not write
 	GroupsMap     string        // route groups through this map file, changed at runtime
 	ShutdownDelay time.Duration // on SIGTERM: not ready at once, HAProxy keeps accepting this long, then soft-stops
@@ -93,6 +95,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Sprintf("--haproxy-metrics-addr %s and --bind %s share a port", a, c.Bind))
 		}
 	}
+	if c.DryRun && !c.Once {
+		errs = append(errs, "--dry-run needs --once: it prints what one pass would do")
+	}
 	if c.HAProxyConfig == "" {
 		errs = append(errs, "--haproxy-config is required")
 	}
@@ -136,11 +141,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	cfg.HAProxyBin = bin
-	release, err := lockConfig(cfg.HAProxyConfig)
-	if err != nil {
-		return err
+	if !cfg.DryRun {
+		release, err := lockConfig(cfg.HAProxyConfig)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
-	defer release()
 	if !cfg.Once {
 		// Two sidecars on one HAProxy would set each other's weights back.
 		releaseSocket, err := lockConfig(cfg.MasterSocket)
@@ -158,7 +165,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	checker := haproxyconf.Checker{Binary: cfg.HAProxyBin, Timeout: cfg.ReloadTimeout}
 	if cfg.Once {
-		return once(ctx, source, opts, checker, cfg.HAProxyConfig)
+		return once(ctx, source, opts, checker, cfg)
 	}
 
 	r := &Router{
@@ -276,7 +283,8 @@ func newSource(cfg Config, log *slog.Logger) (source, *EventRejecter, error) {
 // once renders the first spec version the source delivers, checks it with
 // haproxy -c and writes it: what an init container does before HAProxy
 // starts in the two-container deployment.
-func once(ctx context.Context, s source, opts haproxyconf.Options, checker haproxyconf.Checker, path string) error {
+func once(ctx context.Context, s source, opts haproxyconf.Options, checker haproxyconf.Checker, cfg Config) error {
+	path := cfg.HAProxyConfig
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	first := make(chan Update, 1)
@@ -300,6 +308,9 @@ func once(ctx context.Context, s source, opts haproxyconf.Options, checker hapro
 	if err := r.check(ctx, t); err != nil {
 		return err
 	}
+	if cfg.DryRun {
+		return dryRun(ctx, os.Stdout, t, cfg)
+	}
 	if t.Map != nil {
 		if err := writeAtomic(opts.GroupsMap, t.Map); err != nil {
 			return err
@@ -309,5 +320,44 @@ func once(ctx context.Context, s source, opts haproxyconf.Options, checker hapro
 		return err
 	}
 	fmt.Fprintf(os.Stdout, "wrote %s (service %s, %s)\n", path, t.spec.Service, t.Stamp)
+	return nil
+}
+
+// dryRun prints the plan of one pass for t: against what HAProxy runs when
+// its master socket answers (the same plan the loop would act on), else
+// against the config on disk. It writes nothing and touches nothing.
+func dryRun(ctx context.Context, w io.Writer, t *target, cfg Config) error {
+	fmt.Fprintf(w, "service %s renders %s (haproxy -c passed)\n", t.spec.Service, t.Stamp)
+	cli := &MasterCLI{Socket: cfg.MasterSocket, Timeout: 2 * time.Second}
+	obs, err := cli.Observe(ctx, cfg.GroupsMap)
+	switch {
+	case cfg.MasterSocket == "":
+		fmt.Fprintf(w, "no --master-socket: compared with %s\n", cfg.HAProxyConfig)
+	case err != nil:
+		fmt.Fprintf(w, "HAProxy at %s does not answer (%v): compared with %s\n", cfg.MasterSocket, err, cfg.HAProxyConfig)
+	default:
+		p := plan(obs, t.Rendered)
+		fmt.Fprintf(w, "HAProxy at %s runs %s\nplan: %s: %s\n", cfg.MasterSocket, orNone(obs.Stamp), p.Action, p.Why)
+		fmt.Fprintln(w, "dry run: nothing written, HAProxy untouched")
+		return nil
+	}
+	disk, err := os.ReadFile(cfg.HAProxyConfig)
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "plan: write %s (it cannot be read: %v)\n", cfg.HAProxyConfig, err)
+	case bytes.Equal(disk, t.Config):
+		fmt.Fprintf(w, "plan: none: %s holds this config\n", cfg.HAProxyConfig)
+	default:
+		onDisk := "a config trackrouter did not stamp"
+		if d := stampOf(disk); d != "" {
+			onDisk = d
+		}
+		how := "a reload"
+		if stampOf(disk) == t.Stamp {
+			how = "weights only: the Runtime API, no reload"
+		}
+		fmt.Fprintf(w, "plan: write %s (it holds %s), then %s\n", cfg.HAProxyConfig, onDisk, how)
+	}
+	fmt.Fprintln(w, "dry run: nothing written, HAProxy untouched")
 	return nil
 }

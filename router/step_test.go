@@ -129,3 +129,34 @@ func TestStepsBackoff(t *testing.T) {
 		t.Error("the spec did not land once the master accepted reloads")
 	}
 }
+
+// TestDryRunAgainstHAProxy: --once --dry-run prints the plan the loop would
+// act on, from what a real HAProxy runs, and changes nothing.
+func TestDryRunAgainstHAProxy(t *testing.T) {
+	h := newHarness(t)
+	h.waitFor("the first spec", func() bool { return h.router.Ready() })
+	before, reloads := h.configOnDisk(), h.reloads()
+	r := &Router{Render: h.router.Render, Checker: h.router.Checker}
+	for _, tc := range []struct {
+		name, spec, want string
+	}{
+		{"the same spec", h.spec(5, 95), "plan: none: HAProxy runs the spec"},
+		{"weights", h.spec(30, 70), "plan: runtime: weights canary/canary 5->30, canary/production 95->70"},
+		{"a new group", strings.Replace(h.spec(5, 95), "  FREE: canary\n", "  FREE: canary\n  BETA: canary\n", 1), "plan: reload: HAProxy runs trackrouter:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg, err := r.prepare(&Update{Data: []byte(tc.spec), Source: weights.Source{File: "service.yaml"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out strings.Builder
+			cfg := Config{MasterSocket: h.cli.Socket, HAProxyConfig: h.router.ConfigPath}
+			if err := dryRun(context.Background(), &out, tg, cfg); err != nil || !strings.Contains(out.String(), tc.want) || !strings.Contains(out.String(), "dry run: nothing written, HAProxy untouched") {
+				t.Errorf("want %q, got %v\n%s", tc.want, err, out.String())
+			}
+		})
+	}
+	if h.configOnDisk() != before || h.reloads() != reloads || h.runtimeUpdates() != 0 {
+		t.Errorf("a dry run changed something: reloads %v -> %v, runtime updates %v", reloads, h.reloads(), h.runtimeUpdates())
+	}
+}

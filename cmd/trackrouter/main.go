@@ -38,6 +38,7 @@ func main() {
 	fs.DurationVar(&cfg.MinInterval, "min-interval", 50*time.Millisecond, "least time between two applies; edits in between coalesce")
 	fs.DurationVar(&cfg.StopGrace, "stop-grace", 30*time.Second, "on SIGTERM with --run-haproxy, how long HAProxy may finish requests")
 	fs.BoolVar(&cfg.Once, "once", false, "write a validated haproxy.cfg from the spec and exit (init container)")
+	fs.BoolVar(&cfg.DryRun, "dry-run", false, "with --once: print the plan (none, runtime or reload, and why) against what HAProxy runs, else the config on disk; write nothing")
 	fs.BoolVar(&cfg.Overwrite, "overwrite", false, "replace a --haproxy-config file that trackrouter did not write")
 	fs.StringVar(&cfg.GroupsMap, "groups-map", "", "route header groups through this map file (absolute path), so group edits apply at runtime without a reload (default: one ACL per group)")
 	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "on SIGTERM, fail /readyz at once and keep HAProxy accepting this long before the soft stop (default 5s with --configmap, else 0)")
