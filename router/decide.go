@@ -4,6 +4,8 @@ import (
 	"errors"
 	"syscall"
 	"time"
+
+	"github.com/trackrouter/trackrouter/router/haproxy"
 )
 
 // The decisions of the reconcile loop, as pure functions of what the loop
@@ -31,7 +33,7 @@ const (
 // judgeLoad judges a reload or start in progress by what HAProxy reports,
 // never by a timer alone: a slow load (DNS at load time) is waited for until
 // its deadline.
-func judgeLoad(p *pending, obs Observed, now time.Time) loadVerdict {
+func judgeLoad(p *pending, obs haproxy.Observed, now time.Time) loadVerdict {
 	switch {
 	case obs.Stamp == p.stamp && len(obs.Proc.Workers) > 0:
 		return loadConfirmed

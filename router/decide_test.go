@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/router/haproxy"
 )
 
 // Table tests of the loop's decisions (decide.go): no HAProxy, no sleep.
@@ -30,20 +31,20 @@ func TestNextBackoff(t *testing.T) {
 }
 
 func TestJudgeLoad(t *testing.T) {
-	reload := &pending{stamp: "trackrouter:new", before: Proc{FailedReloads: 2}, sent: t0, deadline: t0.Add(2 * time.Minute)}
+	reload := &pending{stamp: "trackrouter:new", before: haproxy.Proc{FailedReloads: 2}, sent: t0, deadline: t0.Add(2 * time.Minute)}
 	start := &pending{stamp: "trackrouter:new", start: true, sent: t0, deadline: t0.Add(2 * time.Minute)}
-	running := func(stamp string, failed int) Observed {
-		return Observed{Stamp: stamp, Proc: Proc{FailedReloads: failed, Workers: []int{42}}}
+	running := func(stamp string, failed int) haproxy.Observed {
+		return haproxy.Observed{Stamp: stamp, Proc: haproxy.Proc{FailedReloads: failed, Workers: []int{42}}}
 	}
 	for _, tc := range []struct {
 		name string
 		p    *pending
-		obs  Observed
+		obs  haproxy.Observed
 		at   time.Duration
 		want loadVerdict
 	}{
 		{"the new stamp with a worker", reload, running("trackrouter:new", 2), time.Second, loadConfirmed},
-		{"the new stamp, no worker yet", reload, Observed{Stamp: "trackrouter:new", Proc: Proc{FailedReloads: 2}}, time.Second, loadWaiting},
+		{"the new stamp, no worker yet", reload, haproxy.Observed{Stamp: "trackrouter:new", Proc: haproxy.Proc{FailedReloads: 2}}, time.Second, loadWaiting},
 		{"the master counted a failed reload", reload, running("trackrouter:old", 3), time.Second, loadFailed},
 		{"a start has no reload counter to fail", start, running("trackrouter:old", 3), time.Second, loadWaiting},
 		{"a slow load within its deadline", reload, running("trackrouter:old", 2), 119 * time.Second, loadWaiting},
@@ -60,8 +61,8 @@ func TestJudgeLoad(t *testing.T) {
 
 func TestJudgeSilence(t *testing.T) {
 	reload := &pending{stamp: "s", sent: t0, deadline: t0.Add(10 * time.Second)}
-	refused := fmt.Errorf("%w: %w", ErrUnavailable, syscall.ECONNREFUSED)
-	gone := fmt.Errorf("%w: %w", ErrUnavailable, syscall.ENOENT)
+	refused := fmt.Errorf("%w: %w", haproxy.ErrUnavailable, syscall.ECONNREFUSED)
+	gone := fmt.Errorf("%w: %w", haproxy.ErrUnavailable, syscall.ENOENT)
 	timeout := errors.New("read unix: i/o timeout")
 	base := silenceInput{supervised: true, lastAnswer: t0, reexecAt: t0.Add(-time.Hour), unresponsive: 10 * time.Second, restart: 30 * time.Second}
 	with := func(f func(*silenceInput)) silenceInput { in := base; f(&in); return in }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
+	"github.com/trackrouter/trackrouter/router/haproxy"
 )
 
 // TestTwoContainerShape runs the two-container deployment: an init step
@@ -57,7 +58,7 @@ func TestTwoContainerShape(t *testing.T) {
 	haproxytest.WaitListening(t, addr)
 
 	// The sidecar container.
-	r := &Router{ConfigPath: cfg.HAProxyConfig, HAProxy: &MasterCLI{Socket: proc.MasterSock}, Metrics: NewMetrics(), Log: log,
+	r := &Router{ConfigPath: cfg.HAProxyConfig, HAProxy: &haproxy.MasterCLI{Socket: proc.MasterSock}, Metrics: NewMetrics(), Log: log,
 		Render: renderOptions(cfg), MinInterval: 50 * time.Millisecond, Checker: haproxyconf.Checker{Binary: bin}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
+	"github.com/trackrouter/trackrouter/router/haproxy"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -33,7 +34,7 @@ type fakeHAProxy struct {
 
 	running bool
 	done    chan struct{}
-	proc    Proc
+	proc    haproxy.Proc
 	stamp   string
 	weights map[haproxyconf.ServerKey]int
 	groups  map[string]string
@@ -58,14 +59,14 @@ func newFake(files *fakeFiles, cfgPath, mapPath string) *fakeHAProxy {
 	return &fakeHAProxy{files: files, cfgPath: cfgPath, mapPath: mapPath}
 }
 
-func (f *fakeHAProxy) Observe(ctx context.Context, mapPath string) (Observed, error) {
+func (f *fakeHAProxy) Observe(ctx context.Context, mapPath string) (haproxy.Observed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.observeErr != nil {
-		return Observed{}, f.observeErr
+		return haproxy.Observed{}, f.observeErr
 	}
 	if !f.running {
-		return Observed{}, fmt.Errorf("%w: %w", ErrUnavailable, syscall.ECONNREFUSED)
+		return haproxy.Observed{}, fmt.Errorf("%w: %w", haproxy.ErrUnavailable, syscall.ECONNREFUSED)
 	}
 	if f.loading > 0 {
 		f.loading--
@@ -73,9 +74,9 @@ func (f *fakeHAProxy) Observe(ctx context.Context, mapPath string) (Observed, er
 			f.load(f.loadTarget)
 			f.proc.Reloads++
 		}
-		return Observed{}, fmt.Errorf("%w: the master re-executes: %w", ErrUnavailable, syscall.ECONNREFUSED)
+		return haproxy.Observed{}, fmt.Errorf("%w: the master re-executes: %w", haproxy.ErrUnavailable, syscall.ECONNREFUSED)
 	}
-	o := Observed{Proc: f.proc, Stamp: f.stamp, Weights: maps.Clone(f.weights), Forced: maps.Clone(f.forced)}
+	o := haproxy.Observed{Proc: f.proc, Stamp: f.stamp, Weights: maps.Clone(f.weights), Forced: maps.Clone(f.forced)}
 	o.Proc.Workers = []int{f.proc.MasterPID + f.proc.Reloads + 1}
 	if mapPath != "" {
 		o.Groups = maps.Clone(f.groups)
@@ -175,7 +176,7 @@ func (f *fakeHAProxy) Start(ctx context.Context) error {
 		return nil
 	}
 	f.running, f.loading = true, 0
-	f.proc = Proc{MasterPID: 100 * f.starts}
+	f.proc = haproxy.Proc{MasterPID: 100 * f.starts}
 	cfg, _ := f.files.ReadFile(f.cfgPath)
 	f.load(cfg)
 	return nil

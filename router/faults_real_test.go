@@ -17,6 +17,7 @@ import (
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
+	"github.com/trackrouter/trackrouter/router/haproxy"
 )
 
 // Faults made for real on a real HAProxy. Each test reads the end state back
@@ -25,7 +26,7 @@ import (
 // haproxyWeight asks HAProxy for a server's current weight; -1 when it
 // does not answer (it may be reloading).
 func (h *harness) haproxyWeight(key string) int {
-	out, err := h.cli.command(context.Background(), "@1 get weight "+key)
+	out, err := h.cli.Command(context.Background(), "@1 get weight "+key)
 	if err != nil {
 		return -1
 	}
@@ -56,9 +57,7 @@ func (h *harness) waitCanary(w int) {
 
 // haproxyPIDs returns the PID of the supervised HAProxy master.
 func (h *harness) masterPID() int {
-	h.sup.mu.Lock()
-	defer h.sup.mu.Unlock()
-	return h.sup.cmd.Process.Pid
+	return h.sup.PID()
 }
 
 // TestRealFreezeThenEdit is D2 with SIGSTOP: an edit made while HAProxy is
@@ -246,7 +245,7 @@ func TestRealSecondSidecar(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), h.cli.Socket+".lock is locked") {
 		t.Errorf("second sidecar on the same socket: want a lock error naming the socket, got %v", err)
 	}
-	second := &Supervisor{Binary: h.sup.Binary, Config: h.router.ConfigPath, Socket: h.cli.Socket, Log: h.router.Log}
+	second := &haproxy.Supervisor{Binary: h.sup.Binary, Config: h.router.ConfigPath, Socket: h.cli.Socket, Log: h.router.Log}
 	if err := second.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "answers: another HAProxy runs on it") {
 		t.Errorf("second HAProxy on a live socket: want a refusal, got %v", err)
 		second.Kill()
@@ -282,7 +281,7 @@ func TestRealForcedMaintenanceRepaired(t *testing.T) {
 	h := newHarness(t)
 	h.writeSpec(h.spec(50, 50))
 	h.waitCanary(50)
-	if out, err := h.cli.command(context.Background(), "@1 set server canary/canary state maint"); err != nil || strings.TrimSpace(out) != "" {
+	if out, err := h.cli.Command(context.Background(), "@1 set server canary/canary state maint"); err != nil || strings.TrimSpace(out) != "" {
 		t.Fatalf("set maint: %q %v", out, err)
 	}
 	h.waitFor("canary serving again", func() bool {
@@ -303,7 +302,7 @@ func TestRealStartFromDisk(t *testing.T) {
 	first.stop()
 
 	log := slog.New(slog.NewTextHandler(first.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	sup := &Supervisor{Binary: first.sup.Binary, Config: first.router.ConfigPath, Socket: first.cli.Socket, Log: log, Output: first.logs}
+	sup := &haproxy.Supervisor{Binary: first.sup.Binary, Config: first.router.ConfigPath, Socket: first.cli.Socket, Log: log, Output: first.logs}
 	r := &Router{ConfigPath: first.router.ConfigPath, Render: first.router.Render, Checker: first.router.Checker,
 		HAProxy: first.cli, Process: sup, Metrics: NewMetrics(), Log: log, StartFromDisk: true}
 	ctx, cancel := context.WithCancel(context.Background())

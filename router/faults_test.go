@@ -15,6 +15,7 @@ import (
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/router/haproxy"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -369,7 +370,7 @@ func TestSocketGoneReexecs(t *testing.T) {
 	g.submit(5)
 	g.synced(5)
 	g.hap.set(func(f *fakeHAProxy) {
-		f.observeErr = fmt.Errorf("%w: dial unix master.sock: %w", ErrUnavailable, syscall.ENOENT)
+		f.observeErr = fmt.Errorf("%w: dial unix master.sock: %w", haproxy.ErrUnavailable, syscall.ENOENT)
 	})
 	g.waitFor("SIGUSR2", func() bool { return g.hap.count(func(f *fakeHAProxy) int { return f.reexecs }) == 1 })
 	g.submit(30)

@@ -16,6 +16,7 @@ import (
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/echo"
 	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
+	"github.com/trackrouter/trackrouter/router/haproxy"
 )
 
 // specTemplate is the account-service example; %s are the track addresses
@@ -46,8 +47,8 @@ type harness struct {
 	dir      string
 	specPath string
 	router   *Router
-	sup      *Supervisor
-	cli      *MasterCLI
+	sup      *haproxy.Supervisor
+	cli      *haproxy.MasterCLI
 	backends map[string]*echo.Backend
 	client   haproxytest.Counter
 	addr     string
@@ -88,9 +89,9 @@ func startHarness(t testing.TB, initial func(h *harness) string, options ...func
 	}
 
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h.cli = &MasterCLI{Socket: filepath.Join(h.dir, "master.sock")}
+	h.cli = &haproxy.MasterCLI{Socket: filepath.Join(h.dir, "master.sock")}
 	cfgPath := filepath.Join(h.dir, "haproxy.cfg")
-	h.sup = &Supervisor{Binary: bin, Config: cfgPath, Socket: h.cli.Socket, Log: log, Output: h.logs}
+	h.sup = &haproxy.Supervisor{Binary: bin, Config: cfgPath, Socket: h.cli.Socket, Log: log, Output: h.logs}
 	h.router = &Router{
 		ConfigPath:  cfgPath,
 		Render:      haproxyconf.Options{Bind: h.addr},

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/router/haproxy"
 )
 
 // Action is what it takes to bring HAProxy to the desired config.
@@ -33,7 +34,7 @@ type Plan struct {
 
 // plan compares what HAProxy runs with the desired rendering. It is the one
 // place that decides between nothing, a runtime update and a reload.
-func plan(obs Observed, want *haproxyconf.Rendered) Plan {
+func plan(obs haproxy.Observed, want *haproxyconf.Rendered) Plan {
 	if obs.Stamp != want.Stamp {
 		why := fmt.Sprintf("HAProxy runs %s, the spec renders %s", orNone(obs.Stamp), want.Stamp)
 		if !strings.HasPrefix(obs.Stamp, haproxyconf.StampPrefix) {

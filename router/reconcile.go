@@ -12,6 +12,7 @@ import (
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/router/haproxy"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -225,7 +226,7 @@ func (r *Router) unanswered(now time.Time, err error) time.Duration {
 
 // checkPending confirms or fails a reload or start in progress by what
 // HAProxy reports. wait is true while it is still in progress.
-func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, wait bool) {
+func (r *Router) checkPending(obs haproxy.Observed, now time.Time) (next time.Duration, wait bool) {
 	p := r.pending
 	if p == nil {
 		return 0, false
@@ -255,7 +256,7 @@ func (r *Router) checkPending(obs Observed, now time.Time) (next time.Duration, 
 		if r.Process != nil {
 			alerts = strings.Join(r.Process.Alerts(p.sent), "; ")
 		}
-		return r.failed("reload", fmt.Errorf("%w: HAProxy kept %s: %s", ErrReloadFailed, orNone(obs.Stamp), orText(alerts, "see its log"))), true
+		return r.failed("reload", fmt.Errorf("%w: HAProxy kept %s: %s", haproxy.ErrReloadFailed, orNone(obs.Stamp), orText(alerts, "see its log"))), true
 	case loadWaiting:
 		return pendingPoll, true
 	default:
@@ -279,7 +280,7 @@ func (r *Router) failed(reason string, err error) time.Duration {
 }
 
 // synced records that HAProxy runs t in full.
-func (r *Router) synced(t *target, obs *Observed) {
+func (r *Router) synced(t *target, obs *haproxy.Observed) {
 	r.good = t
 	r.checked[t.Stamp] = true
 	r.backoff, r.retryAt = 0, time.Time{}
@@ -299,7 +300,7 @@ func (r *Router) synced(t *target, obs *Observed) {
 // publish updates the metrics and readiness from an observation (nil when
 // HAProxy did not answer). inSync is the caller's verdict: HAProxy and the
 // files hold the latest valid spec (only synced says so).
-func (r *Router) publish(obs *Observed, t *target, inSync bool) {
+func (r *Router) publish(obs *haproxy.Observed, t *target, inSync bool) {
 	st := &status{}
 	if old := r.status.Load(); old != nil {
 		*st = *old
@@ -340,7 +341,7 @@ func (r *Router) publish(obs *Observed, t *target, inSync bool) {
 
 // report tells the Reporter what HAProxy runs, as observed, when that
 // changed since the last report.
-func (r *Router) report(obs *Observed, t *target, inSync bool) {
+func (r *Router) report(obs *haproxy.Observed, t *target, inSync bool) {
 	rep := &fleet.Report{HAProxy: "unreachable", InSync: inSync, Rejected: r.rejection, Unreadable: r.unreadableLong(r.now())}
 	if obs != nil {
 		rep.HAProxy = "running"

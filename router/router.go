@@ -18,6 +18,7 @@ import (
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/router/haproxy"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -154,8 +155,8 @@ type target struct {
 // pending is a reload or start that HAProxy has not confirmed yet.
 type pending struct {
 	stamp    string
-	before   Proc // the master's counters before a reload
-	start    bool // a process start, not a reload
+	before   haproxy.Proc // the master's counters before a reload
+	start    bool         // a process start, not a reload
 	sent     time.Time
 	deadline time.Time
 	why      string

@@ -19,6 +19,7 @@ import (
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/health"
 	"github.com/trackrouter/trackrouter/internal/kube"
+	"github.com/trackrouter/trackrouter/router/haproxy"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -172,7 +173,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ConfigPath:        cfg.HAProxyConfig,
 		Render:            opts,
 		Checker:           checker,
-		HAProxy:           &MasterCLI{Socket: cfg.MasterSocket},
+		HAProxy:           &haproxy.MasterCLI{Socket: cfg.MasterSocket},
 		Metrics:           NewMetrics(),
 		Log:               log,
 		MinInterval:       cfg.MinInterval,
@@ -181,9 +182,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		RestartAfter:      cfg.RestartAfter,
 		StartFromDisk:     cfg.RunHAProxy,
 	}
-	var sup *Supervisor
+	var sup *haproxy.Supervisor
 	if cfg.RunHAProxy {
-		sup = &Supervisor{Binary: cfg.HAProxyBin, Config: cfg.HAProxyConfig, Socket: cfg.MasterSocket, Log: log}
+		sup = &haproxy.Supervisor{Binary: cfg.HAProxyBin, Config: cfg.HAProxyConfig, Socket: cfg.MasterSocket, Log: log}
 		r.Process = sup
 	}
 	if rejecter != nil {
@@ -328,7 +329,7 @@ func once(ctx context.Context, s source, opts haproxyconf.Options, checker hapro
 // against the config on disk. It writes nothing and touches nothing.
 func dryRun(ctx context.Context, w io.Writer, t *target, cfg Config) error {
 	fmt.Fprintf(w, "service %s renders %s (haproxy -c passed)\n", t.spec.Service, t.Stamp)
-	cli := &MasterCLI{Socket: cfg.MasterSocket, Timeout: 2 * time.Second}
+	cli := &haproxy.MasterCLI{Socket: cfg.MasterSocket, Timeout: 2 * time.Second}
 	obs, err := cli.Observe(ctx, cfg.GroupsMap)
 	switch {
 	case cfg.MasterSocket == "":

@@ -113,7 +113,7 @@ func TestTrackDownGoesToOtherTracks(t *testing.T) {
 	}
 	cli := h.cli
 	h.waitFor("the health check marks canary/canary DOWN", func() bool {
-		out, err := cli.command(context.Background(), "@1 show stat canary 4 -1")
+		out, err := cli.Command(context.Background(), "@1 show stat canary 4 -1")
 		return err == nil && strings.Contains(out, "canary,canary,") && strings.Contains(out, ",DOWN,")
 	})
 	got = h.send(200, "FREE")
@@ -170,16 +170,12 @@ func TestSupervisedHAProxyRestarts(t *testing.T) {
 	h.writeSpec(h.spec(20, 80))
 	h.waitFor("runtime update", func() bool { return h.runtimeUpdates() == 1 })
 	sup := h.sup
-	sup.mu.Lock()
-	pid := sup.cmd.Process.Pid
-	sup.mu.Unlock()
+	pid := sup.PID()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	h.waitFor("haproxy restarted", func() bool {
-		sup.mu.Lock()
-		now := sup.cmd.Process.Pid
-		sup.mu.Unlock()
+		now := sup.PID()
 		return now != pid && h.router.Ready()
 	})
 	var got map[string]int

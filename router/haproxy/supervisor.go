@@ -1,4 +1,4 @@
-package router
+package haproxy
 
 import (
 	"bytes"
@@ -15,27 +15,6 @@ import (
 	"syscall"
 	"time"
 )
-
-// Process is an HAProxy the sidecar runs itself (--run-haproxy). The router
-// starts it once a valid config is on disk, notices at once when it exits,
-// and restarts it when it stops answering.
-type Process interface {
-	// Start launches HAProxy on the config file. It returns once the process
-	// runs, not once it serves: loading a config can take as long as name
-	// resolution, and the router confirms it by the stamp.
-	Start(ctx context.Context) error
-	// Running reports whether the process started last is still running.
-	Running() bool
-	// Exited is closed when the process started last exits.
-	Exited() <-chan struct{}
-	// Kill stops HAProxy at once, workers included.
-	Kill()
-	// Alerts returns HAProxy's [ALERT] lines printed since t.
-	Alerts(since time.Time) []string
-	// Reexec asks the master to reload (SIGUSR2), which also creates its
-	// master socket again.
-	Reexec() error
-}
 
 // Supervisor runs HAProxy in master-worker mode as its own process group.
 type Supervisor struct {
@@ -55,8 +34,6 @@ type alert struct {
 	at   time.Time
 	line string
 }
-
-var _ Process = (*Supervisor)(nil)
 
 // Start runs "haproxy -W -S socket -f config". It refuses to remove a
 // master socket that still answers: another HAProxy owns it.
@@ -107,6 +84,17 @@ func (s *Supervisor) Running() bool {
 	default:
 		return true
 	}
+}
+
+// PID is the master's process ID (the process group of HAProxy), 0 before
+// the first start.
+func (s *Supervisor) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Exited is closed when the current HAProxy exits; nil before the first start.

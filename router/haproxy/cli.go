@@ -1,4 +1,7 @@
-package router
+// Package haproxy is the sidecar's seam to HAProxy: the master CLI that
+// reads what HAProxy runs and changes it (reload, weights, maps), and the
+// supervisor that runs HAProxy as a child process. It decides nothing.
+package haproxy
 
 import (
 	"context"
@@ -14,29 +17,6 @@ import (
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 )
-
-// HAProxy is what the router needs from a running HAProxy. Only the router's
-// loop calls it, one call at a time: HAProxy loses a reload sent while
-// another is running. Every error is operational (retried); HAProxy's own
-// verdict on a config comes from haproxy -c or from Observed.Proc.
-type HAProxy interface {
-	// Observe reads what HAProxy runs: the master's reload counters, the
-	// current worker's stamp and server weights and, when mapPath is set,
-	// the entries of that map.
-	Observe(ctx context.Context, mapPath string) (Observed, error)
-	// Reload asks the master to load the config file again. It returns once
-	// the request was sent; Observe tells whether the reload took effect.
-	Reload(ctx context.Context) error
-	// SetWeight sets a server's weight through the Runtime API and confirms
-	// it with get weight.
-	SetWeight(ctx context.Context, key haproxyconf.ServerKey, weight int) error
-	// ReplaceMap replaces every entry of a map in one step (prepare map,
-	// add map @VER, commit map @VER) and confirms it with show map.
-	ReplaceMap(ctx context.Context, path string, entries map[string]string) error
-	// SetReady ends a maintenance or drain forced on a server through the
-	// Runtime API.
-	SetReady(ctx context.Context, key haproxyconf.ServerKey) error
-}
 
 // Observed is HAProxy's state as HAProxy reports it.
 type Observed struct {
@@ -59,9 +39,9 @@ type MasterCLI struct {
 // ErrUnavailable says HAProxy's master socket could not be reached.
 var ErrUnavailable = errors.New("haproxy master socket unavailable")
 
-// command sends one line to the master socket and returns the whole answer.
+// Command sends one line to the master socket and returns the whole answer.
 // A canceled ctx interrupts it at once, even when HAProxy is frozen.
-func (m *MasterCLI) command(ctx context.Context, line string) (string, error) {
+func (m *MasterCLI) Command(ctx context.Context, line string) (string, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", m.Socket)
 	if err != nil {
@@ -99,7 +79,7 @@ type Proc struct {
 
 // ShowProc parses the master CLI's "show proc".
 func (m *MasterCLI) ShowProc(ctx context.Context) (Proc, error) {
-	out, err := m.command(ctx, "show proc")
+	out, err := m.Command(ctx, "show proc")
 	if err != nil {
 		return Proc{}, err
 	}
@@ -156,12 +136,12 @@ func (m *MasterCLI) Observe(ctx context.Context, mapPath string) (Observed, erro
 	if len(o.Proc.Workers) == 0 {
 		return o, nil // starting, or every worker gone: nothing runs
 	}
-	info, err := m.command(ctx, "@1 show info")
+	info, err := m.Command(ctx, "@1 show info")
 	if err != nil {
 		return o, err
 	}
 	o.Stamp = parseDescription(info)
-	state, err := m.command(ctx, "@1 show servers state")
+	state, err := m.Command(ctx, "@1 show servers state")
 	if err != nil {
 		return o, err
 	}
@@ -169,7 +149,7 @@ func (m *MasterCLI) Observe(ctx context.Context, mapPath string) (Observed, erro
 		return o, err
 	}
 	if mapPath != "" {
-		out, err := m.command(ctx, "@1 show map "+mapPath)
+		out, err := m.Command(ctx, "@1 show map "+mapPath)
 		if err != nil {
 			return o, err
 		}
@@ -247,7 +227,7 @@ func parseShowMap(out string) map[string]string {
 // longer than the read timeout. So once the line is written, only an
 // explicit Success=0 is an error here: Observe confirms the rest.
 func (m *MasterCLI) Reload(ctx context.Context) error {
-	answer, err := m.command(ctx, "reload")
+	answer, err := m.Command(ctx, "reload")
 	if errors.Is(err, ErrUnavailable) {
 		return err
 	}
@@ -265,7 +245,7 @@ func (m *MasterCLI) SetWeight(ctx context.Context, key haproxyconf.ServerKey, we
 	if err := m.expectEmpty(ctx, fmt.Sprintf("@1 set server %s weight %d", key, weight)); err != nil {
 		return err
 	}
-	out, err := m.command(ctx, "@1 get weight "+key.String())
+	out, err := m.Command(ctx, "@1 get weight "+key.String())
 	if err != nil {
 		return err
 	}
@@ -280,7 +260,7 @@ func (m *MasterCLI) SetWeight(ctx context.Context, key haproxyconf.ServerKey, we
 // ReplaceMap fills a new version of the map and commits it in one step, so
 // no request sees a half-changed map, then checks it with show map.
 func (m *MasterCLI) ReplaceMap(ctx context.Context, path string, entries map[string]string) error {
-	out, err := m.command(ctx, "@1 prepare map "+path)
+	out, err := m.Command(ctx, "@1 prepare map "+path)
 	if err != nil {
 		return err
 	}
@@ -298,7 +278,7 @@ func (m *MasterCLI) ReplaceMap(ctx context.Context, path string, entries map[str
 	if err := m.expectEmpty(ctx, fmt.Sprintf("@1 commit map @%d %s", ver, path)); err != nil {
 		return err
 	}
-	out, err = m.command(ctx, "@1 show map "+path)
+	out, err = m.Command(ctx, "@1 show map "+path)
 	if err != nil {
 		return err
 	}
@@ -315,7 +295,7 @@ func (m *MasterCLI) SetReady(ctx context.Context, key haproxyconf.ServerKey) err
 
 // expectEmpty sends a command whose success is an empty answer.
 func (m *MasterCLI) expectEmpty(ctx context.Context, line string) error {
-	out, err := m.command(ctx, line)
+	out, err := m.Command(ctx, line)
 	if err != nil {
 		return err
 	}
