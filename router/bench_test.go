@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
+	"github.com/trackrouter/trackrouter/router/source"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -41,7 +42,7 @@ func BenchmarkConvergence(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer cms.Delete(ctx, name, metav1.DeleteOptions{})
-			src := &ConfigMapSource{Client: c.Client, Namespace: "default", Name: name, Log: h.router.Log}
+			src := &source.ConfigMapSource{Client: c.Client, Namespace: "default", Name: name, Log: h.router.Log}
 			sctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			go src.Run(sctx, h.router.Submit)

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
+	"github.com/trackrouter/trackrouter/router/source"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -45,7 +46,7 @@ func TestConfigMapSource(t *testing.T) {
 	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	src := &ConfigMapSource{Client: c.Client, Namespace: ns, Name: "account-service", Log: h.router.Log, Check: time.Second}
+	src := &source.ConfigMapSource{Client: c.Client, Namespace: ns, Name: "account-service", Log: h.router.Log, Check: time.Second}
 	events := src.Recorder("trackrouter")
 	defer events.Stop()
 	h.router.Rejecter = events
@@ -169,7 +170,7 @@ func TestConfigMapSourcesAfterOutage(t *testing.T) {
 	for i := range replicas {
 		replicas[i] = &seen{}
 		s := replicas[i]
-		src := &ConfigMapSource{Client: c.Client, Namespace: ns, Name: "spec", Log: slog.New(slog.DiscardHandler)}
+		src := &source.ConfigMapSource{Client: c.Client, Namespace: ns, Name: "spec", Log: slog.New(slog.DiscardHandler)}
 		go src.Run(ctx, func(u Update) { s.mu.Lock(); s.data = string(u.Data); s.mu.Unlock() })
 	}
 	all := func(want string) bool {

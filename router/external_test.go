@@ -15,6 +15,7 @@ import (
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 	"github.com/trackrouter/trackrouter/router/haproxy"
+	"github.com/trackrouter/trackrouter/router/source"
 )
 
 // TestTwoContainerShape runs the two-container deployment: an init step
@@ -63,7 +64,7 @@ func TestTwoContainerShape(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { r.Run(ctx); done <- struct{}{} }()
-	go func() { (&FileSource{Path: specPath, Log: log}).Run(ctx, r.Submit); done <- struct{}{} }()
+	go func() { (&source.FileSource{Path: specPath, Log: log}).Run(ctx, r.Submit); done <- struct{}{} }()
 	defer func() { cancel(); <-done; <-done }()
 
 	wait := func(what string, cond func() bool) {

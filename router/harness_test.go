@@ -17,6 +17,7 @@ import (
 	"github.com/trackrouter/trackrouter/internal/echo"
 	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 	"github.com/trackrouter/trackrouter/router/haproxy"
+	"github.com/trackrouter/trackrouter/router/source"
 )
 
 // specTemplate is the account-service example; %s are the track addresses
@@ -107,7 +108,7 @@ func startHarness(t testing.TB, initial func(h *harness) string, options ...func
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan struct{})
-	src := &FileSource{Path: h.specPath, Log: log, Resync: time.Hour}
+	src := &source.FileSource{Path: h.specPath, Log: log, Resync: time.Hour}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); h.router.Run(ctx) }()

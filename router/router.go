@@ -4,6 +4,12 @@
 // Runtime API update when only weights or map entries differ, a checked
 // hot reload confirmed by the stamp otherwise. HAProxy never sees a config
 // that failed validation, and the metrics report what HAProxy said it runs.
+//
+// The loop lives here (router.go, reconcile.go) and decides through the
+// pure functions of decide.go and plan.go; what it talks to lives in
+// subpackages named for it: haproxy (the master CLI and the supervisor),
+// source (the spec file or ConfigMap, and the Events of rejected specs) and
+// report (the pod's report in the status ConfigMap).
 package router
 
 import (
@@ -19,22 +25,13 @@ import (
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/router/haproxy"
+	"github.com/trackrouter/trackrouter/router/source"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
-// Update is one version of the spec, as a source read it.
-type Update struct {
-	Data   []byte         // service.yaml content
-	Source weights.Source // where it came from, for error messages
-	Err    error          // the source could not read the spec (file missing, ConfigMap deleted)
-	// Label is the ConfigMap's trackrouter.dev/service label, nil for a
-	// file or a ConfigMap without it (the sidecar used without the
-	// controller): a spec whose label names another service is one that
-	// track-controller ignores, so the sidecar refuses it too.
-	Label *string
-	// Version is the ConfigMap's resourceVersion; "" for a file.
-	Version string
-}
+// Update is one version of the spec, as a source read it (see
+// source.Update).
+type Update = source.Update
 
 // Reporter is told what HAProxy runs whenever that changes, e.g. to write
 // it where trackctl status reads it. Report must not block.

@@ -20,6 +20,8 @@ import (
 	"github.com/trackrouter/trackrouter/internal/health"
 	"github.com/trackrouter/trackrouter/internal/kube"
 	"github.com/trackrouter/trackrouter/router/haproxy"
+	"github.com/trackrouter/trackrouter/router/report"
+	"github.com/trackrouter/trackrouter/router/source"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -157,7 +159,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		defer releaseSocket()
 	}
-	source, rejecter, err := newSource(cfg, log)
+	src, rejecter, err := newSource(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -166,7 +168,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	checker := haproxyconf.Checker{Binary: cfg.HAProxyBin, Timeout: cfg.ReloadTimeout}
 	if cfg.Once {
-		return once(ctx, source, opts, checker, cfg)
+		return once(ctx, src, opts, checker, cfg)
 	}
 
 	r := &Router{
@@ -190,7 +192,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if rejecter != nil {
 		r.Rejecter = rejecter
 	}
-	if cm, ok := source.(*ConfigMapSource); ok {
+	if cm, ok := src.(*source.ConfigMapSource); ok {
 		r.SpecChecked, r.SpecStaleAfter = cm.Checked, cfg.SpecStale
 		r.Accept = cm.Accept
 		r.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -207,13 +209,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer cancel()
 	g, gctx := errgroup.WithContext(inner)
 	// The Reporter is set before the router runs: Run reads it.
-	if cm, ok := source.(*ConfigMapSource); ok && cfg.ReportConfigMap != "" {
-		rep := &StatusReporter{Client: cm.Client, Namespace: cm.Namespace, Name: cfg.ReportConfigMap, Pod: cfg.PodName, Log: log, Failed: r.Metrics.ReportErrors.Inc, Refresh: cfg.ReportRefresh}
+	if cm, ok := src.(*source.ConfigMapSource); ok && cfg.ReportConfigMap != "" {
+		rep := &report.StatusReporter{Client: cm.Client, Namespace: cm.Namespace, Name: cfg.ReportConfigMap, Pod: cfg.PodName, Log: log, Failed: r.Metrics.ReportErrors.Inc, Refresh: cfg.ReportRefresh}
 		r.Reporter = rep
 		g.Go(func() error { return rep.Run(gctx) })
 	}
 	g.Go(func() error { return r.Run(gctx) })
-	g.Go(func() error { return source.Run(gctx, r.Submit) })
+	g.Go(func() error { return src.Run(gctx, r.Submit) })
 	if cfg.MetricsAddr != "" {
 		g.Go(func() error { return health.Serve(gctx, cfg.MetricsAddr, r.Metrics.Registry, r.NotReady, log) })
 	}
@@ -258,14 +260,14 @@ func renderOptions(cfg Config) haproxyconf.Options {
 	return haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind, GroupsMap: cfg.GroupsMap, MetricsBind: cfg.HAProxyMetricsAddr}
 }
 
-// source is where specs come from.
-type source interface {
+// specSource is where specs come from.
+type specSource interface {
 	Run(ctx context.Context, submit func(Update)) error
 }
 
-func newSource(cfg Config, log *slog.Logger) (source, *EventRejecter, error) {
+func newSource(cfg Config, log *slog.Logger) (specSource, *source.EventRejecter, error) {
 	if cfg.ServiceFile != "" {
-		return &FileSource{Path: cfg.ServiceFile, Log: log}, nil, nil
+		return &source.FileSource{Path: cfg.ServiceFile, Log: log}, nil, nil
 	}
 	ns, name, _ := strings.Cut(cfg.ConfigMap, "/")
 	rc, err := kube.Config(cfg.Kubeconfig, cfg.Context)
@@ -277,14 +279,14 @@ func newSource(cfg Config, log *slog.Logger) (source, *EventRejecter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &ConfigMapSource{Client: client, Namespace: ns, Name: name, Log: log}
+	s := &source.ConfigMapSource{Client: client, Namespace: ns, Name: name, Log: log}
 	return s, s.Recorder("trackrouter"), nil
 }
 
 // once renders the first spec version the source delivers, checks it with
 // haproxy -c and writes it: what an init container does before HAProxy
 // starts in the two-container deployment.
-func once(ctx context.Context, s source, opts haproxyconf.Options, checker haproxyconf.Checker, cfg Config) error {
+func once(ctx context.Context, s specSource, opts haproxyconf.Options, checker haproxyconf.Checker, cfg Config) error {
 	path := cfg.HAProxyConfig
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

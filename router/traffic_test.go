@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/trackrouter/trackrouter/router/source"
 )
 
 // load sends requests to url from workers goroutines until stop is called:
@@ -151,7 +153,7 @@ func TestMountedConfigMapSymlinkSwap(t *testing.T) {
 	// A second source on the mounted path feeds the same router.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	src := &FileSource{Path: filepath.Join(dir, "service.yaml"), Log: h.router.Log, Resync: time.Hour}
+	src := &source.FileSource{Path: filepath.Join(dir, "service.yaml"), Log: h.router.Log, Resync: time.Hour}
 	done := make(chan struct{})
 	go func() { src.Run(ctx, h.router.Submit); close(done) }()
 	defer func() { cancel(); <-done }()

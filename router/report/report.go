@@ -1,4 +1,7 @@
-package router
+// Package report writes what the sidecar's HAProxy runs to the service's
+// status ConfigMap, under the pod's name, where trackctl status and
+// track-controller read it.
+package report
 
 import (
 	"context"
@@ -71,7 +74,11 @@ func (s *StatusReporter) Run(ctx context.Context) error {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
-	refresh := time.NewTicker(orDefault(s.Refresh, time.Minute))
+	every := s.Refresh
+	if every <= 0 {
+		every = time.Minute
+	}
+	refresh := time.NewTicker(every)
 	defer refresh.Stop()
 	for {
 		select {
