@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -70,10 +69,6 @@ func (o *releaseOptions) add(cmd *cobra.Command) {
 	fs.StringVarP(&o.output, "output", "o", "text", "output format: text, json, yaml")
 }
 
-// planner turns the current spec into the edits of a command, refusing a
-// request that makes no sense for it.
-type planner func(s *weights.Spec) ([]edit, error)
-
 func (e *env) releaseCommands() []*cobra.Command {
 	o := &releaseOptions{}
 	deploy := &cobra.Command{
@@ -92,11 +87,7 @@ change is validated as validate does first; an invalid one writes nothing.`,
   trackctl deploy account-service 1.1.0 -f manifests/account-service.yaml --dry-run`,
 		Args: exactArgs(2, "SERVICE and VERSION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			version := args[1]
-			return e.runChange(cmd.Context(), o, args[0], "deploy "+version, func(s *weights.Spec) ([]edit, error) {
-				first := s.Stages[0]
-				return []edit{{[]string{"tracks", first, "version"}, version}}, nil
-			})
+			return e.runChange(cmd.Context(), o, args[0], "deploy "+args[1], planDeploy(args[1]))
 		},
 	}
 	promote := &cobra.Command{
@@ -114,27 +105,7 @@ Targets, validation and history as for deploy.`,
 			if o.to != "" {
 				label += " --to " + o.to
 			}
-			return e.runChange(cmd.Context(), o, args[0], label, func(s *weights.Spec) ([]edit, error) {
-				if o.to != "" {
-					if _, ok := s.Tracks[o.to]; !ok {
-						return nil, fmt.Errorf("--to %s: service %s has no such track (stages: %s)", o.to, s.Service, strings.Join(s.Stages, ", "))
-					}
-					return []edit{{[]string{"tracks", o.to, "version"}, version}}, nil
-				}
-				last := -1
-				for i, t := range s.Stages {
-					if s.Tracks[t].Version == version {
-						last = i
-					}
-				}
-				switch {
-				case last < 0:
-					return nil, fmt.Errorf("version %s runs on no track of %s (%s): deploy it first", version, s.Service, stageWords(s))
-				case last == len(s.Stages)-1:
-					return nil, fmt.Errorf("version %s already runs on the last stage, %s (%s)", version, s.Stages[last], stageWords(s))
-				}
-				return []edit{{[]string{"tracks", s.Stages[last+1], "version"}, version}}, nil
-			})
+			return e.runChange(cmd.Context(), o, args[0], label, planPromote(version, o.to))
 		},
 	}
 	promote.Flags().StringVar(&o.to, "to", "", "the track to promote to (default: the next stage)")
@@ -149,36 +120,11 @@ deploy.`,
   trackctl set-weight account-service canary canary=0 -f manifests/account-service.yaml --dry-run`,
 		Args: minArgs(3, "SERVICE, BACKEND and at least one TRACK=WEIGHT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			backend := args[1]
-			weightsOf := map[string]string{}
-			var order []string
-			for _, a := range args[2:] {
-				track, w, ok := strings.Cut(a, "=")
-				n, err := strconv.Atoi(w)
-				if !ok || track == "" || err != nil {
-					return usageError{fmt.Sprintf("%q: want TRACK=WEIGHT, e.g. canary=10", a)}
-				}
-				w = strconv.Itoa(n) // 010 and +5 are written 10 and 5
-				if _, dup := weightsOf[track]; dup {
-					return usageError{fmt.Sprintf("track %s is given twice", track)}
-				}
-				weightsOf[track] = w
-				order = append(order, track)
+			order, weightOf, err := weightArgs(args[2:])
+			if err != nil {
+				return err
 			}
-			return e.runChange(cmd.Context(), o, args[0], "set-weight "+strings.Join(args[1:], " "), func(s *weights.Spec) ([]edit, error) {
-				b, ok := s.Backends[backend]
-				if !ok {
-					return nil, fmt.Errorf("service %s has no backend %s (backends: %s)", s.Service, backend, strings.Join(s.BackendNames(), ", "))
-				}
-				var edits []edit
-				for _, track := range order {
-					if _, ok := b[track]; !ok {
-						return nil, fmt.Errorf("backend %s has no server for track %s (it has: %s): add it to the spec first", backend, track, strings.Join(b.Tracks(), ", "))
-					}
-					edits = append(edits, edit{[]string{"backends", backend, track}, weightsOf[track]})
-				}
-				return edits, nil
-			})
+			return e.runChange(cmd.Context(), o, args[0], "set-weight "+strings.Join(args[1:], " "), planSetWeight(args[1], order, weightOf))
 		},
 	}
 	rollback := &cobra.Command{
@@ -197,32 +143,7 @@ track's weight first. Targets, validation and history as for deploy.`,
 			if o.version != "" {
 				label += " --version " + o.version
 			}
-			return e.runChange(cmd.Context(), o, args[0], label, func(s *weights.Spec) ([]edit, error) {
-				if _, ok := s.Tracks[track]; !ok {
-					return nil, fmt.Errorf("service %s has no track %s (tracks: %s)", s.Service, track, strings.Join(s.Stages, ", "))
-				}
-				var edits []edit
-				for _, name := range s.BackendNames() {
-					b := s.Backends[name]
-					if _, ok := b[track]; !ok {
-						continue
-					}
-					live := 0
-					for t, w := range b {
-						if t != track && w > 0 {
-							live++
-						}
-					}
-					if live == 0 {
-						return nil, fmt.Errorf("backend %s would have no track with a weight above 0 without %s: give another track weight first (trackctl set-weight %s %s TRACK=W)", name, track, s.Service, name)
-					}
-					edits = append(edits, edit{[]string{"backends", name, track}, "0"})
-				}
-				if o.version != "" {
-					edits = append(edits, edit{[]string{"tracks", track, "version"}, o.version})
-				}
-				return edits, nil
-			})
+			return e.runChange(cmd.Context(), o, args[0], label, planRollback(track, o.version))
 		},
 	}
 	rollback.Flags().StringVar(&o.version, "version", "", "also set the track's version back to this one")
@@ -231,14 +152,6 @@ track's weight first. Targets, validation and history as for deploy.`,
 		o.add(c)
 	}
 	return cmds
-}
-
-func stageWords(s *weights.Spec) string {
-	parts := make([]string, len(s.Stages))
-	for i, t := range s.Stages {
-		parts[i] = t + " " + s.Tracks[t].Version
-	}
-	return strings.Join(parts, ", ")
 }
 
 // ChangeResult is what a release command prints with -o json|yaml.
@@ -260,10 +173,10 @@ type ChangeResult struct {
 	RecordedAs *HistoryEntry `json:"history,omitempty"`
 }
 
-// runChange reads the service's spec from the file or the cluster, plans
-// the edits, applies them to the text, validates the result as validate
-// does, and writes it (with an optimistic concurrency check and a history
-// entry in the cluster), or prints it with --dry-run.
+// runChange is every release command: read the spec from its store (the
+// file or the cluster), plan the edits, apply them to the text, validate
+// the result as validate does, diff, and write it (only if nothing changed
+// since the read), or print it with --dry-run.
 func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command string, plan planner) error {
 	switch o.output {
 	case "text", "json", "yaml":
@@ -273,48 +186,15 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 	if o.file != "" && (o.kube.kubeconfig != "" || o.kube.context != "") {
 		return usageError{"-f edits a file: --kubeconfig and --context are for the cluster (-n picks the namespace of a ConfigMap in the file)"}
 	}
-	var (
-		file       []byte // the whole text written back: the file, or the ConfigMap's spec
-		spec       *weights.Spec
-		text       []byte
-		lineOffset int
-		indent     int
-		cm         *corev1.ConfigMap
-		client     kubernetes.Interface
-		target     string
-		err        error
-	)
+	var store specStore = &configMapStore{e: e, o: o}
 	if o.file != "" {
-		if file, _, err = e.readInput(o.file); err != nil {
-			return err
-		}
-		if len(file) > weights.MaxFileBytes {
-			return fmt.Errorf("%s is larger than %d bytes", o.file, weights.MaxFileBytes)
-		}
-		specs, err := weights.Parse(o.file, file)
-		if err != nil {
-			return printProblems(e.stderr, "", fmt.Errorf("%s is invalid already; fix it first:\n%w", o.file, err))
-		}
-		if spec, err = pickIn(o.file, specs, service, o.kube.namespace); err != nil {
-			return err
-		}
-		if text, lineOffset, indent, err = specText(file, spec); err != nil {
-			return err
-		}
-		target = o.file
-	} else {
-		if client, cm, err = e.specConfigMap(ctx, o, service); err != nil {
-			return err
-		}
-		file = []byte(cm.Data[weights.DataKey])
-		text = file
-		src := weights.ConfigMapSource(cm.Namespace, cm.Name)
-		if spec, err = weights.ParseService(src, file); err != nil {
-			return printProblems(e.stderr, "", fmt.Errorf("the spec in ConfigMap %s/%s is invalid already; fix it first:\n%w", cm.Namespace, cm.Name, err))
-		}
-		target = "ConfigMap " + cm.Namespace + "/" + cm.Name
+		store = fileStore{e: e, path: o.file, namespace: o.kube.namespace}
 	}
-	edits, err := plan(spec)
+	snap, err := store.read(ctx, service)
+	if err != nil {
+		return err
+	}
+	edits, err := plan(snap.spec)
 	if err == nil {
 		err = checkValues(edits)
 	}
@@ -324,101 +204,69 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 			return err
 		}
 		fmt.Fprintf(e.stderr, "%s: %v; nothing changed\n", service, err)
-		e.printRefusal(o, service, command, target, err.Error())
+		e.printRefusal(o, service, command, snap.target, err.Error())
 		return errProblems
 	}
-	edited, err := editText(file, text, lineOffset, indent, edits)
+	edited, err := editText(snap.whole, snap.text, snap.line, snap.indent, edits)
 	if err != nil {
-		return fmt.Errorf("%s: %w; nothing changed", target, err)
+		return fmt.Errorf("%s: %w; nothing changed", snap.target, err)
 	}
-	// The result is checked as validate checks: parsed from the edited
-	// text, rendered, and haproxy -c when haproxy is installed.
-	var after *weights.Spec
-	if o.file != "" {
-		specs, perr := weights.Parse(o.file, edited)
-		if perr == nil {
-			after, perr = pickIn(o.file, specs, service, o.kube.namespace)
-		}
-		err = perr
-	} else {
-		after, err = weights.ParseService(spec.Source, edited)
-	}
-	if err == nil {
-		_, err = e.renderChecked(ctx, after)
-		var nc checkerError
-		if errors.As(err, &nc) {
-			fmt.Fprintf(e.stderr, "note: %v; the change was checked by the spec's rules only\n", nc.err)
-			err = nil
-		}
-	}
+	after, err := e.validateEdit(ctx, store, snap, edited)
 	if err != nil {
 		printProblems(e.stderr, "", err)
 		fmt.Fprintf(e.stderr, "%s: the change %q makes the spec invalid; nothing changed\n", service, command)
-		e.printRefusal(o, service, command, target, "the change makes the spec invalid:\n"+err.Error())
+		e.printRefusal(o, service, command, snap.target, "the change makes the spec invalid:\n"+err.Error())
 		return errProblems
 	}
-	if err := onlyAsked(spec, after, edits); err != nil {
-		return fmt.Errorf("%s: %w; nothing changed", target, err)
+	if err := onlyAsked(snap.spec, after, edits); err != nil {
+		return fmt.Errorf("%s: %w; nothing changed", snap.target, err)
 	}
 	// The diff's labels say which is which.
-	before, next := *spec, *after
-	before.Source.File, next.Source.File = target+" (now)", target+" (after "+command+")"
+	before, next := *snap.spec, *after
+	before.Source.File, next.Source.File = snap.target+" (now)", snap.target+" (after "+command+")"
 	d, err := e.diffOne(&before, &next)
 	if err != nil {
 		return err
 	}
-	res := ChangeResult{Service: service, Command: command, Target: target, Reason: o.reason, Changed: d.Status == "changed", Spec: d.Spec, Weights: d.Weights, Config: d.Config}
+	res := ChangeResult{Service: service, Command: command, Target: snap.target, Reason: o.reason, Changed: d.Status == "changed", Spec: d.Spec, Weights: d.Weights, Config: d.Config}
 	if !res.Changed || o.dryRun {
 		return e.printChange(o, res)
 	}
 	if e.beforeWrite != nil {
 		e.beforeWrite()
 	}
-	if o.file != "" {
-		if err := writeInPlace(o.file, file, edited); err != nil {
-			var ce conflictError
-			if errors.As(err, &ce) {
-				fmt.Fprintf(e.stderr, "%s: conflict: %s changed since it was read; nothing was written: run the command again\n", service, o.file)
-				return errProblems
-			}
-			return err
-		}
-		res.Written = true
-		return e.printChange(o, res)
-	}
-	entry := HistoryEntry{Time: time.Now().UTC().Truncate(time.Second), User: whoAmI(ctx, client), Command: "trackctl " + command, Reason: o.reason, From: cm.ResourceVersion}
+	rec := record{command: command, reason: o.reason}
 	for _, c := range d.Spec {
-		entry.Changes = append(entry.Changes, c.String())
+		rec.changes = append(rec.changes, c.String())
 	}
 	for _, c := range d.Weights {
-		entry.Changes = append(entry.Changes, "backends."+c.String())
+		rec.changes = append(rec.changes, "backends."+c.String())
 	}
-	hist := readHistory(cm)
-	hist = append(hist, entry)
-	if len(hist) > historyLimit {
-		hist = hist[len(hist)-historyLimit:]
+	if err := store.write(ctx, snap, edited, rec, &res); err != nil {
+		var sc storeConflict
+		if errors.As(err, &sc) {
+			fmt.Fprintf(e.stderr, "%s: conflict: %v\n", service, sc)
+			return errProblems
+		}
+		return err
 	}
-	hb, _ := json.Marshal(hist)
-	cm = cm.DeepCopy()
-	cm.Data[weights.DataKey] = string(edited)
-	if cm.Annotations == nil {
-		cm.Annotations = map[string]string{}
-	}
-	cm.Annotations[AnnotationHistory] = string(hb)
-	// Update carries the resourceVersion read: if anyone changed the
-	// ConfigMap since, the API refuses and nothing is written.
-	updated, err := client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "trackctl"})
-	if apierrors.IsConflict(err) {
-		fmt.Fprintf(e.stderr, "%s: conflict: ConfigMap %s/%s changed since it was read (resourceVersion %s); nothing was written: look at trackctl history %s and run the command again\n",
-			service, cm.Namespace, cm.Name, cm.ResourceVersion, service)
-		return errProblems
-	}
-	if err != nil {
-		return apiError{fmt.Errorf("update ConfigMap %s/%s: %w (nothing was written)", cm.Namespace, cm.Name, err)}
-	}
-	res.Written, res.From, res.To, res.RecordedAs = true, cm.ResourceVersion, updated.ResourceVersion, &entry
-	recordEvent(ctx, client, updated, entry)
 	return e.printChange(o, res)
+}
+
+// validateEdit checks the edited text as validate does: parsed as the
+// store read it, rendered, and haproxy -c when haproxy is installed.
+func (e *env) validateEdit(ctx context.Context, store specStore, snap *snapshot, edited []byte) (*weights.Spec, error) {
+	after, err := store.parse(snap, edited)
+	if err != nil {
+		return nil, err
+	}
+	_, err = e.renderChecked(ctx, after)
+	var nc checkerError
+	if errors.As(err, &nc) {
+		fmt.Fprintf(e.stderr, "note: %v; the change was checked by the spec's rules only\n", nc.err)
+		err = nil
+	}
+	return after, err
 }
 
 // printRefusal gives -o json|yaml a result for a refused change too (the
