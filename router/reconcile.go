@@ -72,35 +72,49 @@ func (r *Router) step(ctx context.Context) time.Duration {
 	}
 	switch p.Action {
 	case ActReload:
-		if why := specWhy(r.good, t); why != "" {
-			p.Why = why
-		}
-		r.Log.Info("reloading", "why", p.Why)
-		if err := r.HAProxy.Reload(ctx); err != nil {
-			return r.failed("reload", err)
-		}
-		r.pending = &pending{stamp: t.Stamp, before: obs.Proc, sent: now, deadline: now.Add(r.reloadTimeout()), why: p.Why}
-		return pendingPoll
+		return r.reload(ctx, t, obs, p, now)
 	case ActRuntime:
-		for _, k := range slices.SortedFunc(maps.Keys(p.Weights), cmpKey) {
-			if err := r.HAProxy.SetWeight(ctx, k, p.Weights[k]); err != nil {
-				return r.failed("runtime", err)
-			}
+		if err := r.runtime(ctx, p); err != nil {
+			return r.failed("runtime", err)
 		}
-		if p.Groups != nil {
-			if err := r.HAProxy.ReplaceMap(ctx, r.Render.GroupsMap, p.Groups); err != nil {
-				return r.failed("runtime", err)
-			}
-		}
-		for _, k := range p.Ready {
-			if err := r.HAProxy.SetReady(ctx, k); err != nil {
-				return r.failed("runtime", err)
-			}
-		}
-		r.Metrics.RuntimeUpdates.Inc()
-		r.how, r.why = "runtime", p.Why
 	}
 	return time.Millisecond // observe again: what HAProxy reports is what counts
+}
+
+// reload asks HAProxy to load t; the next steps confirm it by its stamp.
+func (r *Router) reload(ctx context.Context, t *target, obs haproxy.Observed, p Plan, now time.Time) time.Duration {
+	if why := specWhy(r.good, t); why != "" {
+		p.Why = why
+	}
+	r.Log.Info("reloading", "why", p.Why)
+	if err := r.HAProxy.Reload(ctx); err != nil {
+		return r.failed("reload", err)
+	}
+	r.pending = &pending{stamp: t.Stamp, before: obs.Proc, sent: now, deadline: now.Add(r.reloadTimeout()), why: p.Why}
+	return pendingPoll
+}
+
+// runtime applies a plan's weights, map and readiness through the Runtime
+// API; the next step reads back whether HAProxy runs them.
+func (r *Router) runtime(ctx context.Context, p Plan) error {
+	for _, k := range slices.SortedFunc(maps.Keys(p.Weights), cmpKey) {
+		if err := r.HAProxy.SetWeight(ctx, k, p.Weights[k]); err != nil {
+			return err
+		}
+	}
+	if p.Groups != nil {
+		if err := r.HAProxy.ReplaceMap(ctx, r.Render.GroupsMap, p.Groups); err != nil {
+			return err
+		}
+	}
+	for _, k := range p.Ready {
+		if err := r.HAProxy.SetReady(ctx, k); err != nil {
+			return err
+		}
+	}
+	r.Metrics.RuntimeUpdates.Inc()
+	r.how, r.why = "runtime", p.Why
+	return nil
 }
 
 // startProcess starts a supervised HAProxy that is not running, once the

@@ -41,20 +41,10 @@ func setupDemo(cfg *router.Config, dir string, changed func(flag string) bool, o
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	var notes []string
 	specPath := filepath.Join(dir, "service.yaml")
-	if _, err := os.Stat(specPath); errors.Is(err, os.ErrNotExist) {
-		spec := string(examples.LocalService)
-		for port := 18081; port <= 18084; port++ {
-			addr := "127.0.0.1:" + strconv.Itoa(port)
-			if free, ok := freeAddr(addr); !ok {
-				spec = strings.ReplaceAll(spec, `"`+addr+`"`, `"`+free+`"`)
-				notes = append(notes, fmt.Sprintf("port %d is taken: a demo backend answers on %s", port, free))
-			}
-		}
-		if err := os.WriteFile(specPath, []byte(spec), 0o644); err != nil {
-			return nil, err
-		}
+	notes, err := writeDemoSpec(specPath)
+	if err != nil {
+		return nil, err
 	}
 	data, err := os.ReadFile(specPath)
 	if err != nil {
@@ -105,22 +95,7 @@ func setupDemo(cfg *router.Config, dir string, changed func(flag string) bool, o
 	if cfg.Bind == "" {
 		cfg.Bind = fmt.Sprintf("127.0.0.1:%d", spec.Port)
 	}
-	for _, p := range []struct {
-		flag, what string
-		addr       *string
-	}{
-		{"bind", "HAProxy serves the demo on", &cfg.Bind},
-		{"haproxy-metrics-addr", "HAProxy's exporter listens on", &cfg.HAProxyMetricsAddr},
-		{"metrics-addr", "the sidecar's metrics listen on", &cfg.MetricsAddr},
-	} {
-		if *p.addr == "" || changed(p.flag) {
-			continue
-		}
-		if free, ok := freeAddr(*p.addr); !ok {
-			notes = append(notes, fmt.Sprintf("%s is taken: %s %s (--%s to choose)", *p.addr, p.what, free, p.flag))
-			*p.addr = free
-		}
-	}
+	notes = append(notes, freeListeners(cfg, changed)...)
 	// Whoever stops the parent (go run, a terminal closed), the demo and its
 	// HAProxy stop too.
 	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0)
@@ -138,6 +113,46 @@ func setupDemo(cfg *router.Config, dir string, changed func(flag string) bool, o
 
 `, cfg.Bind, specPath, cfg.MetricsAddr, cfg.HAProxyMetricsAddr)
 	return stop, nil
+}
+
+// writeDemoSpec writes the example spec to path unless a spec is there
+// already (edits survive a restart); a demo backend's default port that is
+// taken is replaced by a free one, and said.
+func writeDemoSpec(path string) (notes []string, err error) {
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	spec := string(examples.LocalService)
+	for port := 18081; port <= 18084; port++ {
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		if free, ok := freeAddr(addr); !ok {
+			spec = strings.ReplaceAll(spec, `"`+addr+`"`, `"`+free+`"`)
+			notes = append(notes, fmt.Sprintf("port %d is taken: a demo backend answers on %s", port, free))
+		}
+	}
+	return notes, os.WriteFile(path, []byte(spec), 0o644)
+}
+
+// freeListeners moves each of the demo's listeners whose default port is
+// taken to a free port, and says so; a flag the user gave is kept.
+func freeListeners(cfg *router.Config, changed func(flag string) bool) (notes []string) {
+	for _, p := range []struct {
+		flag, what string
+		addr       *string
+	}{
+		{"bind", "HAProxy serves the demo on", &cfg.Bind},
+		{"haproxy-metrics-addr", "HAProxy's exporter listens on", &cfg.HAProxyMetricsAddr},
+		{"metrics-addr", "the sidecar's metrics listen on", &cfg.MetricsAddr},
+	} {
+		if *p.addr == "" || changed(p.flag) {
+			continue
+		}
+		if free, ok := freeAddr(*p.addr); !ok {
+			notes = append(notes, fmt.Sprintf("%s is taken: %s %s (--%s to choose)", *p.addr, p.what, free, p.flag))
+			*p.addr = free
+		}
+	}
+	return notes
 }
 
 // freeAddr returns addr and true when it can be listened on now, else a

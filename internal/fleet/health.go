@@ -139,7 +139,21 @@ func Evaluate(objs Objects, opt Options) []*Health {
 func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 	h := &Health{Namespace: cm.Namespace, Service: cm.Labels[weights.ServiceLabel], ConfigMap: cm.Name, ResourceVersion: cm.ResourceVersion,
 		Problems: []string{}, Tracks: []TrackHealth{}, Backends: []BackendHealth{}}
-	problem := func(format string, args ...any) { h.Problems = append(h.Problems, fmt.Sprintf(format, args...)) }
+	spec := h.judgeSpec(cm)
+	h.judgeTier(cm, objs, spec)
+	h.judgeTracks(cm, objs, spec, opt)
+	h.liveWeights(spec)
+	h.Healthy = len(h.Problems) == 0
+	return h
+}
+
+// problem adds a problem, in words.
+func (h *Health) problem(format string, args ...any) {
+	h.Problems = append(h.Problems, fmt.Sprintf(format, args...))
+}
+
+// judgeSpec parses the spec; an invalid one is a problem, and nil.
+func (h *Health) judgeSpec(cm *corev1.ConfigMap) *weights.Spec {
 	src := weights.ConfigMapSource(cm.Namespace, cm.Name)
 	var spec *weights.Spec
 	if data, ok := cm.Data[weights.DataKey]; !ok {
@@ -152,10 +166,14 @@ func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 		spec = s
 	}
 	if h.SpecError != "" {
-		problem("invalid spec: %s", firstLine(h.SpecError))
+		h.problem("invalid spec: %s", firstLine(h.SpecError))
 	}
 
-	// The HAProxy tier.
+	return spec
+}
+
+// judgeTier judges the HAProxy tier: its pods, and what each reports it runs.
+func (h *Health) judgeTier(cm *corev1.ConfigMap, objs Objects, spec *weights.Spec) {
 	tier := h.Service + "-haproxy"
 	h.HAProxy.Deployment = tier
 	for _, d := range objs.Deployments {
@@ -168,7 +186,7 @@ func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 		h.HAProxy.Desired = int32(spec.Router.Replicas)
 	}
 	if h.HAProxy.Ready < h.HAProxy.Desired {
-		problem("HAProxy tier: %d of %d pods ready", h.HAProxy.Ready, h.HAProxy.Desired)
+		h.problem("HAProxy tier: %d of %d pods ready", h.HAProxy.Ready, h.HAProxy.Desired)
 	}
 	var reports map[string]*Report
 	statusFound := false
@@ -178,12 +196,12 @@ func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 			var bad []string
 			reports, bad = Parse(st.Data)
 			for _, key := range bad {
-				problem("the status ConfigMap %s holds an unreadable report under the key %s (written by hand?)", StatusName(tier), key)
+				h.problem("the status ConfigMap %s holds an unreadable report under the key %s (written by hand?)", StatusName(tier), key)
 			}
 		}
 	}
 	if !statusFound && h.SpecError == "" && h.HAProxy.Desired > 0 {
-		problem("no status ConfigMap %s labelled by track-controller: the HAProxy pods' reports cannot be read (is the controller running?)", StatusName(tier))
+		h.problem("no status ConfigMap %s labelled by track-controller: the HAProxy pods' reports cannot be read (is the controller running?)", StatusName(tier))
 	}
 	for _, p := range objs.Pods {
 		if p.Namespace != cm.Namespace || p.Labels[labelApp] != h.Service || p.Labels[labelTier] != tierRouter || p.DeletionTimestamp != nil {
@@ -201,20 +219,24 @@ func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 		r := ps.Report
 		switch {
 		case r == nil:
-			problem("HAProxy pod %s has not reported what it runs", ps.Name)
+			h.problem("HAProxy pod %s has not reported what it runs", ps.Name)
 		case r.Rejected != nil && r.Rejected.ResourceVersion == cm.ResourceVersion && h.SpecError == "":
-			problem("HAProxy pod %s rejected the spec: %s", ps.Name, firstLine(r.Rejected.Message))
+			h.problem("HAProxy pod %s rejected the spec: %s", ps.Name, firstLine(r.Rejected.Message))
 		case r.Unreadable != nil:
-			problem("HAProxy pod %s cannot read its spec since %s (it keeps the last good config): %s", ps.Name, r.Unreadable.Since.UTC().Format(time.RFC3339), firstLine(r.Unreadable.Message))
+			h.problem("HAProxy pod %s cannot read its spec since %s (it keeps the last good config): %s", ps.Name, r.Unreadable.Since.UTC().Format(time.RFC3339), firstLine(r.Unreadable.Message))
 		case r.HAProxy != "running":
-			problem("HAProxy pod %s: HAProxy %s since %s", ps.Name, r.HAProxy, r.Since.Format(time.RFC3339))
+			h.problem("HAProxy pod %s: HAProxy %s since %s", ps.Name, r.HAProxy, r.Since.Format(time.RFC3339))
 		case !ps.Current && h.SpecError == "":
 			// An invalid spec keeps every pod on the last valid one: said above.
-			problem("HAProxy pod %s runs an older spec: resourceVersion %s (its report since %s); the current one is %s", ps.Name, orNone(r.ResourceVersion), r.Since.Format(time.RFC3339), cm.ResourceVersion)
+			h.problem("HAProxy pod %s runs an older spec: resourceVersion %s (its report since %s); the current one is %s", ps.Name, orNone(r.ResourceVersion), r.Since.Format(time.RFC3339), cm.ResourceVersion)
 		}
 	}
 
-	// Tracks: Deployments with the service's labels, and endpoints.
+}
+
+// judgeTracks judges the track Deployments, leftovers of old versions, and
+// the ready endpoints of each track Service.
+func (h *Health) judgeTracks(cm *corev1.ConfigMap, objs Objects, spec *weights.Spec, opt Options) {
 	wanted := make(map[string]bool)
 	if spec != nil {
 		for _, name := range spec.TrackNames() {
@@ -244,7 +266,7 @@ func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 				h.Tracks[i].Deployments = append(h.Tracks[i].Deployments, ds)
 				placed = wanted[d.Name]
 				if placed && h.Tracks[i].Replicas != nil && ds.Replicas > *h.Tracks[i].Replicas {
-					problem("%s: Deployment %s has %d replicas, the spec says %d", ds.Track, ds.Name, ds.Replicas, *h.Tracks[i].Replicas)
+					h.problem("%s: Deployment %s has %d replicas, the spec says %d", ds.Track, ds.Name, ds.Replicas, *h.Tracks[i].Replicas)
 				}
 			}
 		}
@@ -255,20 +277,23 @@ func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 	sort.Slice(h.Leftovers, func(i, j int) bool { return h.Leftovers[i].Name < h.Leftovers[j].Name })
 	for _, d := range h.Leftovers {
 		if d.Replicas > 0 || d.Ready > 0 {
-			problem("leftover Deployment %s (track %s, version %s, %d/%d ready): the spec does not run it", d.Name, orNone(d.Track), orNone(d.Version), d.Ready, d.Replicas)
+			h.problem("leftover Deployment %s (track %s, version %s, %d/%d ready): the spec does not run it", d.Name, orNone(d.Track), orNone(d.Version), d.Ready, d.Replicas)
 		} else {
-			problem("leftover Deployment %s (track %s, version %s, scaled to 0): the spec does not run it", d.Name, orNone(d.Track), orNone(d.Version))
+			h.problem("leftover Deployment %s (track %s, version %s, scaled to 0): the spec does not run it", d.Name, orNone(d.Track), orNone(d.Version))
 		}
 	}
 	for i := range h.Tracks {
 		th := &h.Tracks[i]
 		sort.Slice(th.Deployments, func(a, b int) bool { return th.Deployments[a].Name < th.Deployments[b].Name })
 		if th.ReadyEndpoints < th.MinEndpoints {
-			problem("%s: %d ready endpoint%s, want at least %d", th.Name, th.ReadyEndpoints, plural(th.ReadyEndpoints), th.MinEndpoints)
+			h.problem("%s: %d ready endpoint%s, want at least %d", th.Name, th.ReadyEndpoints, plural(th.ReadyEndpoints), th.MinEndpoints)
 		}
 	}
 
-	// Backends: the spec's weights and the live ones.
+}
+
+// liveWeights lists the spec's weights beside the ones the pods report.
+func (h *Health) liveWeights(spec *weights.Spec) {
 	if spec != nil {
 		for _, name := range spec.BackendNames() {
 			b := spec.Backends[name]
@@ -288,8 +313,6 @@ func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 			h.Backends = append(h.Backends, bh)
 		}
 	}
-	h.Healthy = len(h.Problems) == 0
-	return h
 }
 
 func replicas(d *appsv1.Deployment) int32 {
