@@ -284,9 +284,10 @@ func TestDriftIsRepaired(t *testing.T) {
 	g.synced(5)
 	g.hap.set(func(f *fakeHAProxy) { f.weights[haproxyconf.ServerKey{Backend: "free", Server: "canary"}] = 77 })
 	g.synced(5)
-	if !strings.Contains(g.logs.String(), "weights free/canary 77->5") {
-		t.Errorf("the repair is not logged with its reason:\n%s", g.logs.String())
-	}
+	g.waitFor("the repair applied with its reason", func() bool {
+		a := g.r.LastApplied()
+		return a.How == "runtime" && a.Why == "weights free/canary 77->5"
+	})
 }
 
 func beta(canary int) string {

@@ -47,9 +47,9 @@ func TestGroupEditsWithMapApplyAtRuntime(t *testing.T) {
 	if want := "beta canary\nfree internal\ninternal internal\n"; string(onDisk) != want {
 		t.Errorf("map on disk: got %q, want %q", onDisk, want)
 	}
-	if !strings.Contains(h.logs.String(), "groups beta none->canary, free canary->internal, enterprise enterprise->none") {
-		t.Errorf("the apply log line does not say which groups changed:\n%s", h.logs.String())
-	}
+	h.waitFor("the apply saying which groups changed", func() bool {
+		return strings.Contains(h.router.LastApplied().Why, "groups beta none->canary, free canary->internal, enterprise enterprise->none")
+	})
 
 	// A structural edit still reloads, and the map stays consistent.
 	spec = strings.Replace(spec, "  internal:   {internal: 100}\n", "  internal:   {internal: 100}\n  gold:       {paid: 1}\n", 1)

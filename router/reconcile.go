@@ -307,6 +307,7 @@ func (r *Router) synced(t *target, obs *haproxy.Observed) {
 		r.Log.Warn("haproxy runs the last good config", "service", t.service(), "stamp", t.Stamp)
 		return
 	}
+	r.lastApplied.Store(&Applied{How: r.how, Why: r.why, Stamp: t.Stamp})
 	r.Log.Info("applied", "service", t.service(), "how", r.how, "why", r.why, "stamp", t.Stamp,
 		"duration", r.now().Sub(r.since).Round(time.Microsecond).String())
 }

@@ -110,11 +110,13 @@ type Router struct {
 	// to 30 times its value. Default 1s (1s to 30s).
 	Backoff time.Duration
 
-	mu       sync.Mutex
-	latest   *Update
-	wake     chan struct{}
-	status   atomic.Pointer[status]
-	stopping atomic.Bool
+	mu     sync.Mutex
+	latest *Update
+	wake   chan struct{}
+	status atomic.Pointer[status]
+	// lastApplied is the last change HAProxy was seen running in full.
+	lastApplied atomic.Pointer[Applied]
+	stopping    atomic.Bool
 
 	// Owned by Run.
 	desired    *target         // the latest valid spec, rendered; nil before one
@@ -188,6 +190,22 @@ func (r *Router) take() *Update {
 	u := r.latest
 	r.latest = nil
 	return u
+}
+
+// Applied is a change HAProxy was seen running in full: how it got there
+// (start, reload, runtime, none) and why, in the spec's words (the "applied"
+// log line says the same).
+type Applied struct {
+	How, Why, Stamp string
+}
+
+// LastApplied is the last change HAProxy was seen running in full; zero
+// before one.
+func (r *Router) LastApplied() Applied {
+	if a := r.lastApplied.Load(); a != nil {
+		return *a
+	}
+	return Applied{}
 }
 
 // Applied returns the config HAProxy was last seen running, as the router

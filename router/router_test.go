@@ -50,9 +50,10 @@ func TestStructuralEditReloads(t *testing.T) {
 	if h.runtimeUpdates() != 0 {
 		t.Errorf("a structural edit went through the Runtime API")
 	}
-	if !strings.Contains(h.logs.String(), `msg=reloading why="groups.BETA none->beta, backends.beta: canary -->1 (100.0%)"`) {
-		t.Errorf("the reload is not logged with what changed in the spec:\n%s", h.logs.String())
-	}
+	h.waitFor("the reload applied, with what changed in the spec", func() bool {
+		a := h.router.LastApplied()
+		return a.How == "reload" && a.Why == "groups.BETA none->beta, backends.beta: canary -->1 (100.0%)"
+	})
 }
 
 func TestInvalidEditChangesNothing(t *testing.T) {
