@@ -1,0 +1,239 @@
+// Package analysis judges a canary stage from what HAProxy measured: the
+// requests, errors and latencies of the stage's track beside those of the
+// track it is compared with (the baseline, production on the same backend
+// at the same time). Decide is a pure function: samples and time in, a
+// verdict out (promote, wait or roll back) with its reason in words and
+// numbers. It tests, not thresholds: a 5% canary of a small service sees a
+// few requests a minute, where a fixed threshold flaps on noise.
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Config is the analysis of one stage, as the spec's analysis: says it,
+// with defaults filled in (see Defaults).
+type Config struct {
+	Bake     time.Duration // how long the stage runs under analysis before it may be promoted
+	Interval time.Duration // how often it is judged
+	// MinRequests is how many requests the canary must have served before
+	// it may be promoted.
+	MinRequests int64
+	// MaxErrorIncrease is the largest increase of the error rate over the
+	// baseline that is allowed, in percentage points.
+	MaxErrorIncrease float64
+	// MaxP95Increase and MaxP99Increase are the largest increases of the
+	// 95th and 99th latency percentiles over the baseline's, in percent.
+	MaxP95Increase, MaxP99Increase float64
+	// LowTraffic is what a stage with fewer than MinRequests at the end of
+	// its bake does: wait (the default: bake on), promote or rollback.
+	LowTraffic string
+	// FalseRollback is the chance allowed of rolling back a healthy stage,
+	// over its whole bake; default 0.01.
+	FalseRollback float64
+}
+
+// Defaults are safe for a small canary: ten minutes at a 30 s interval,
+// 100 requests, +0.5 point of errors, +50% on p95 and +100% on p99,
+// waiting on too little traffic, 1% false rollbacks. With +1 point allowed,
+// a canary with 5 points more errors at one request a second takes a
+// median 3 min to tell apart from one at the limit (180 requests hold that
+// little evidence); with +0.5, 2 min.
+var Defaults = Config{Bake: 10 * time.Minute, Interval: 30 * time.Second, MinRequests: 100, MaxErrorIncrease: 0.5,
+	MaxP95Increase: 50, MaxP99Increase: 100, LowTraffic: LowTrafficWait, FalseRollback: 0.01}
+
+// What a stage with too little traffic does at the end of its bake.
+const (
+	LowTrafficWait     = "wait"
+	LowTrafficPromote  = "promote"
+	LowTrafficRollback = "rollback"
+)
+
+// Sample is what a track served since the stage began, counted by every
+// HAProxy pod of the service and summed.
+type Sample struct {
+	Requests int64 // responses and failed connections
+	Errors   int64 // 5xx responses and connections that failed
+	Latency  Histogram
+	// Reset: a counter went backwards since the last sample (HAProxy or
+	// its pod restarted): the counts since are not the stage's.
+	Reset bool
+}
+
+// Action is a verdict.
+type Action string
+
+const (
+	Promote  Action = "promote"
+	Wait     Action = "wait"
+	Rollback Action = "rollback"
+)
+
+// Verdict is a decision with its reason.
+type Verdict struct {
+	Action Action
+	Reason string
+}
+
+// Decide judges a stage elapsed into its bake from the canary's and the
+// baseline's samples since the stage began. Each look tests three
+// hypotheses (errors, p95, p99) at a level that keeps the chance of a false
+// rollback over the whole bake below cfg.FalseRollback (see lookLevel): a
+// breach is rolled back at once, with the evidence; a stage that held for
+// its bake with enough traffic is promoted.
+func Decide(cfg Config, canary, baseline Sample, elapsed time.Duration) Verdict {
+	if canary.Reset || baseline.Reset {
+		return Verdict{Wait, "HAProxy's counters started again (a restart): the stage's measurements start again"}
+	}
+	errs := testErrors(cfg, canary, baseline, lookLevel(cfg, errorShare))
+	if errs.breach {
+		return Verdict{Rollback, errs.words}
+	}
+	summary := errs.words
+	for _, q := range []struct {
+		level, limit float64
+	}{{0.95, cfg.MaxP95Increase}, {0.99, cfg.MaxP99Increase}} {
+		lat := testLatency(q.level, q.limit, canary, baseline, lookLevel(cfg, latencyShare))
+		if lat.breach {
+			return Verdict{Rollback, lat.words}
+		}
+		summary += "; " + lat.words
+	}
+	if elapsed < cfg.Bake {
+		return Verdict{Wait, fmt.Sprintf("baking: %s of %s; %s", round(elapsed), round(cfg.Bake), summary)}
+	}
+	if canary.Requests < cfg.MinRequests {
+		low := fmt.Sprintf("too little traffic: the canary served %d requests in %s, %d needed", canary.Requests, round(elapsed), cfg.MinRequests)
+		switch cfg.LowTraffic {
+		case LowTrafficPromote:
+			return Verdict{Promote, low + " (analysis: lowTraffic: promote); " + summary}
+		case LowTrafficRollback:
+			return Verdict{Rollback, low + " (analysis: lowTraffic: rollback); " + summary}
+		}
+		return Verdict{Wait, low + ": baking on; " + summary}
+	}
+	return Verdict{Promote, fmt.Sprintf("no breach in %s: %s", round(elapsed), summary)}
+}
+
+// lookLevel is the significance level of one test at one look, for a
+// test given share of the false rollbacks allowed. The looks see the same
+// requests again plus the new ones, so they are far from independent:
+// Bonferroni (share/K for K looks) would be needlessly blind early on.
+// share*(1+ln K)/K approximates Pocock's constant boundary for K
+// cumulative looks; TestSimulatedStages and BenchmarkSimulatedStages check
+// the false rollback rate it gives over whole bakes.
+func lookLevel(cfg Config, share float64) float64 {
+	looks := 1.0
+	if cfg.Interval > 0 {
+		looks = math.Max(1, math.Ceil(float64(cfg.Bake)/float64(cfg.Interval)))
+	}
+	fr := cfg.FalseRollback
+	if fr <= 0 {
+		fr = Defaults.FalseRollback
+	}
+	return fr * share * (1 + math.Log(looks)) / looks
+}
+
+// The false rollbacks allowed, shared between the tests: errors are the
+// most common breach and get half.
+const (
+	errorShare   = 0.5
+	latencyShare = 0.25 // each of p95 and p99
+)
+
+// nuisance is the level of the bounds taken on the baseline (its error
+// rate, its quantiles): large, it moves them little.
+const nuisance = 0.01
+
+// finding is one test's outcome in words.
+type finding struct {
+	breach bool
+	words  string
+}
+
+// testErrors tests whether the canary's error rate exceeds the baseline's
+// by more than the limit: the baseline's rate is taken at its upper
+// confidence bound plus the limit, and the canary's errors are compared
+// with that rate by an exact binomial test.
+func testErrors(cfg Config, canary, baseline Sample, alpha float64) finding {
+	words := fmt.Sprintf("canary errors %s vs baseline %s", ratio(canary.Errors, canary.Requests), ratio(baseline.Errors, baseline.Requests))
+	if canary.Requests == 0 {
+		return finding{words: words}
+	}
+	p0 := math.Min(1, upperBound(int(baseline.Errors), int(baseline.Requests), nuisance)+cfg.MaxErrorIncrease/100)
+	p := binomialTail(int(canary.Errors), int(canary.Requests), p0)
+	if p < alpha {
+		return finding{true, fmt.Sprintf("%s: p %s < %s, limit +%g point%s", words, pvalue(p), pvalue(alpha), cfg.MaxErrorIncrease, plural(cfg.MaxErrorIncrease))}
+	}
+	return finding{words: words}
+}
+
+// testLatency tests whether the canary's level-quantile exceeds the
+// baseline's by more than limit percent: the baseline's quantile is taken
+// at its upper confidence bound, the threshold is that times 1+limit/100,
+// and the canary requests slower than the threshold are compared with the
+// share a quantile allows (5% for p95) by an exact binomial test.
+func testLatency(level, limit float64, canary, baseline Sample, alpha float64) finding {
+	name := fmt.Sprintf("p%g", level*100)
+	need := int64(math.Ceil(20 / (1 - level)))
+	if baseline.Requests < need {
+		return finding{words: fmt.Sprintf("%s not tested yet (the baseline has %d requests, %d needed)", name, baseline.Requests, need)}
+	}
+	base := baseline.Latency.QuantileUpper(level, nuisance)
+	threshold := base * (1 + limit/100)
+	slower := canary.Latency.CountAbove(threshold)
+	words := fmt.Sprintf("canary %s %s vs baseline %s", name, ms(canary.Latency.Quantile(level)), ms(baseline.Latency.Quantile(level)))
+	if canary.Requests == 0 {
+		return finding{words: words}
+	}
+	p := binomialTail(int(slower), int(canary.Requests), 1-level)
+	if p < alpha {
+		return finding{true, fmt.Sprintf("%s: %d of %d canary requests slower than %s (baseline %s +%g%%), p %s < %s",
+			words, slower, canary.Requests, ms(threshold), name, limit, pvalue(p), pvalue(alpha))}
+	}
+	return finding{words: words}
+}
+
+func ratio(x, n int64) string {
+	if n == 0 {
+		return "- (no request)"
+	}
+	return fmt.Sprintf("%.1f%% (%s/%s)", 100*float64(x)/float64(n), count(x), count(n))
+}
+
+// count writes 11480 as 11,480.
+func count(n int64) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func pvalue(p float64) string {
+	if p < 0.001 {
+		return fmt.Sprintf("%.0e", p)
+	}
+	return fmt.Sprintf("%.3f", p)
+}
+
+func ms(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	if v >= 1000 {
+		return fmt.Sprintf("%.2fs", v/1000)
+	}
+	return fmt.Sprintf("%.0fms", v)
+}
+
+func plural(v float64) string {
+	if v == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func round(d time.Duration) time.Duration { return d.Round(time.Second) }
