@@ -139,7 +139,7 @@ func (r simResult) String() string {
 // minutes, and always within the bake. The seed is fixed: the same numbers
 // on every machine (BenchmarkSimulatedStages runs 10,000 of each).
 func TestSimulatedStages(t *testing.T) {
-	const stages = 2000
+	const stages = 1000
 	for _, sc := range []scenario{healthy, atLimit} {
 		r := simulate(stages, 1, sc)
 		t.Logf("%s: %s", sc.name, r)
