@@ -74,7 +74,7 @@ func (d *decoder) track(f field) Track {
 	path := "tracks." + f.key.Value
 	d.mark(path, f.key)
 	t := Track{Replicas: DefaultTrackReplicas}
-	for _, tf := range d.fields(f.value, path, "version", "replicas", "address") {
+	for _, tf := range d.fields(f.value, path, "version", "replicas", "address", "analysis") {
 		p := path + "." + tf.key.Value
 		switch tf.key.Value {
 		case "version":
@@ -88,9 +88,37 @@ func (d *decoder) track(f field) Track {
 			t.Replicas = d.int(tf.value, p, "0 or more, or auto")
 		case "address":
 			t.Address = d.str(tf.value, p)
+		case "analysis":
+			t.Analysis = d.analysis(tf, p)
 		}
 	}
 	return t
+}
+
+// analysis decodes a stage's analysis, defaults filled in.
+func (d *decoder) analysis(f field, path string) *Analysis {
+	d.mark(path, f.key)
+	a := DefaultAnalysis
+	for _, af := range d.fields(f.value, path, "bake", "interval", "minRequests", "maxErrorIncrease", "maxP95Increase", "maxP99Increase", "lowTraffic") {
+		p := path + "." + af.key.Value
+		switch af.key.Value {
+		case "bake":
+			a.Bake = d.duration(af.value, p)
+		case "interval":
+			a.Interval = d.duration(af.value, p)
+		case "minRequests":
+			a.MinRequests = d.int(af.value, p, "0 or more")
+		case "maxErrorIncrease":
+			a.MaxErrorIncrease = d.number(af.value, p, "percentage points, 0-100")
+		case "maxP95Increase":
+			a.MaxP95Increase = d.number(af.value, p, "percent, 0 or more")
+		case "maxP99Increase":
+			a.MaxP99Increase = d.number(af.value, p, "percent, 0 or more")
+		case "lowTraffic":
+			a.LowTraffic = d.str(af.value, p)
+		}
+	}
+	return &a
 }
 
 func (d *decoder) affinity(f field) *Affinity {

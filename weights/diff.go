@@ -147,6 +147,9 @@ func SpecChanges(old, new *Spec) []Change {
 		add("tracks."+name+".version", present(ot.Version, oOK), present(nt.Version, nOK))
 		add("tracks."+name+".replicas", present(replicas(ot), oOK), present(replicas(nt), nOK))
 		add("tracks."+name+".address", ot.Address, nt.Address)
+		if oOK && nOK {
+			add("tracks."+name+".analysis", ot.Analysis.String(), nt.Analysis.String())
+		}
 	}
 	for _, value := range union(old.GroupValues(), new.GroupValues()) {
 		add("groups."+value, old.Groups[value], new.Groups[value])

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -568,6 +570,37 @@ func (d *decoder) str(n *yaml.Node, path string) string {
 		return ""
 	}
 	return n.Value
+}
+
+// duration reads a Go duration ("30s", "10m", "1h30m").
+func (d *decoder) duration(n *yaml.Node, path string) time.Duration {
+	d.mark(path, n)
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		d.fail(n, path, "want a duration such as 30s or 10m, found %s", describe(n))
+		return 0
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		d.fail(n, path, "want a duration such as 30s or 10m, found %q", clip(n.Value))
+		return 0
+	}
+	return v
+}
+
+// number reads an integer or a decimal number; rng says which ones the
+// field takes, for the error.
+func (d *decoder) number(n *yaml.Node, path, rng string) float64 {
+	d.mark(path, n)
+	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
+		d.fail(n, path, "want a number (%s), found %s", rng, describe(n))
+		return 0
+	}
+	v, err := strconv.ParseFloat(n.Value, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		d.fail(n, path, "want a number (%s), found %q", rng, clip(n.Value))
+		return 0
+	}
+	return v
 }
 
 // int reads an integer; rng says which ones the field takes ("0-256"), for

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -398,5 +399,47 @@ func TestIndentationErrorNamesItsLine(t *testing.T) {
 				t.Errorf("want %q, got %v", tc.want, err)
 			}
 		})
+	}
+}
+
+// TestAnalysis: a stage's analysis with defaults filled in, and bad input
+// refused with the field and its line.
+func TestAnalysis(t *testing.T) {
+	spec := "service: a\nport: 80\ntracks:\n  canary:\n    version: v2\n    analysis:\n%s  production: {version: v1}\ndefault: all\nbackends:\n  all: {production: 95, canary: 5}\n"
+	s, err := ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, "      bake: 5m\n      maxErrorIncrease: 1\n      lowTraffic: promote\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultAnalysis
+	want.Bake, want.MaxErrorIncrease, want.LowTraffic = 5*time.Minute, 1, "promote"
+	if diff := cmp.Diff(&want, s.Tracks["canary"].Analysis); diff != "" {
+		t.Errorf("analysis (-want +got):\n%s", diff)
+	}
+	if s.Tracks["production"].Analysis != nil {
+		t.Error("a track without analysis: got one")
+	}
+	for _, tc := range []struct {
+		name, fields, want string
+	}{
+		{"bake shorter than its interval", "      bake: 20s\n", "service.yaml:7: tracks.canary.analysis.bake: bake 20s is shorter than its interval 30s: the stage would never be judged"},
+		{"a negative limit", "      maxP95Increase: -5\n", "service.yaml:7: tracks.canary.analysis.maxP95Increase: maxP95Increase -5: a percent of the baseline's, 0 or more"},
+		{"an error limit over 100 points", "      maxErrorIncrease: 150\n", "service.yaml:7: tracks.canary.analysis.maxErrorIncrease: maxErrorIncrease 150: percentage points from 0 to 100"},
+		{"an unknown lowTraffic", "      lowTraffic: ignore\n", `service.yaml:7: tracks.canary.analysis.lowTraffic: lowTraffic "ignore": want wait (bake on, the default), promote or rollback`},
+		{"not a duration", "      interval: 30\n", `service.yaml:7: tracks.canary.analysis.interval: want a duration such as 30s or 10m, found "30"`},
+		{"not a number", "      maxP99Increase: lots\n", `service.yaml:7: tracks.canary.analysis.maxP99Increase: want a number (percent, 0 or more), found the string "lots"`},
+		{"an unknown field", "      gate: qa\n", "service.yaml:7: tracks.canary.analysis.gate: unknown field"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, tc.fields)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("want %q, got %v", tc.want, err)
+			}
+		})
+	}
+	// A change of the analysis is a change of the spec, said as one.
+	old, _ := ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, "      bake: 5m\n")))
+	changes := SpecChanges(old, s)
+	if len(changes) != 1 || changes[0].Field != "tracks.canary.analysis" || !strings.Contains(changes[0].String(), "lowTraffic wait") {
+		t.Errorf("changes: %v", changes)
 	}
 }

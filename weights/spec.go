@@ -7,6 +7,7 @@ package weights
 import (
 	"fmt"
 	"slices"
+	"time"
 )
 
 const (
@@ -126,6 +127,39 @@ type Track struct {
 	// Address overrides where the track answers (host:port); empty means the
 	// track's ClusterIP Service.
 	Address string
+	// Analysis, when set, is how a release on this stage is judged before
+	// it moves on (see internal/analysis); nil when the spec has none.
+	Analysis *Analysis
+}
+
+// Analysis is a stage's canary analysis: how long it bakes, how often it
+// is judged, how much traffic it needs, and the largest increases over the
+// baseline allowed. Fields the spec leaves out have DefaultAnalysis's
+// values.
+type Analysis struct {
+	Bake, Interval time.Duration
+	MinRequests    int
+	// MaxErrorIncrease is in percentage points; the latency ones in
+	// percent of the baseline's percentile.
+	MaxErrorIncrease, MaxP95Increase, MaxP99Increase float64
+	// LowTraffic is wait, promote or rollback: what a stage with fewer
+	// than MinRequests does at the end of its bake.
+	LowTraffic string
+}
+
+// DefaultAnalysis is safe for a small canary: a 10 min bake judged every
+// 30 s, 100 requests, +0.5 point of errors, +50% on p95, +100% on p99, and
+// a stage with too little traffic bakes on.
+var DefaultAnalysis = Analysis{Bake: 10 * time.Minute, Interval: 30 * time.Second, MinRequests: 100,
+	MaxErrorIncrease: 0.5, MaxP95Increase: 50, MaxP99Increase: 100, LowTraffic: "wait"}
+
+// String is the analysis in the spec's words, for diffs.
+func (a *Analysis) String() string {
+	if a == nil {
+		return "none"
+	}
+	return fmt.Sprintf("bake %s, interval %s, minRequests %d, maxErrorIncrease %g, maxP95Increase %g, maxP99Increase %g, lowTraffic %s",
+		a.Bake, a.Interval, a.MinRequests, a.MaxErrorIncrease, a.MaxP95Increase, a.MaxP99Increase, a.LowTraffic)
 }
 
 // Backend maps track names to relative weights (0..256).

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -244,6 +245,41 @@ func (v *validator) tracks() {
 				v.fail(path+".address", "%q: %v", t.Address, err)
 			}
 		}
+		if t.Analysis != nil {
+			v.analysis(path+".analysis", t.Analysis)
+		}
+	}
+}
+
+// analysis checks a stage's analysis: a bake at least one interval long,
+// no negative limit, a known lowTraffic.
+func (v *validator) analysis(path string, a *Analysis) {
+	switch {
+	case a.Interval < time.Second:
+		v.fail(path+".interval", "interval %s: at least 1s (the counters are read that often at most)", a.Interval)
+	case a.Bake < a.Interval:
+		v.fail(path+".bake", "bake %s is shorter than its interval %s: the stage would never be judged", a.Bake, a.Interval)
+	case a.Bake > 7*24*time.Hour:
+		v.fail(path+".bake", "bake %s: at most 168h (a week)", a.Bake)
+	}
+	if a.MinRequests < 0 {
+		v.fail(path+".minRequests", "minRequests %d must be 0 or more", a.MinRequests)
+	}
+	if a.MaxErrorIncrease < 0 || a.MaxErrorIncrease > 100 {
+		v.fail(path+".maxErrorIncrease", "maxErrorIncrease %g: percentage points from 0 to 100", a.MaxErrorIncrease)
+	}
+	for _, l := range []struct {
+		name  string
+		value float64
+	}{{"maxP95Increase", a.MaxP95Increase}, {"maxP99Increase", a.MaxP99Increase}} {
+		if l.value < 0 {
+			v.fail(path+"."+l.name, "%s %g: a percent of the baseline's, 0 or more", l.name, l.value)
+		}
+	}
+	switch a.LowTraffic {
+	case "wait", "promote", "rollback":
+	default:
+		v.fail(path+".lowTraffic", "lowTraffic %q: want wait (bake on, the default), promote or rollback", a.LowTraffic)
 	}
 }
 

@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/trackrouter/trackrouter/weights"
 )
 
-// Config is the analysis of one stage, as the spec's analysis: says it,
-// with defaults filled in (see Defaults).
+// Config is the analysis of one stage, as the spec's analysis: says it
+// (see ConfigOf).
 type Config struct {
 	Bake     time.Duration // how long the stage runs under analysis before it may be promoted
 	Interval time.Duration // how often it is judged
@@ -35,14 +37,21 @@ type Config struct {
 	FalseRollback float64
 }
 
-// Defaults are safe for a small canary: ten minutes at a 30 s interval,
-// 100 requests, +0.5 point of errors, +50% on p95 and +100% on p99,
-// waiting on too little traffic, 1% false rollbacks. With +1 point allowed,
-// a canary with 5 points more errors at one request a second takes a
-// median 3 min to tell apart from one at the limit (180 requests hold that
-// little evidence); with +0.5, 2 min.
-var Defaults = Config{Bake: 10 * time.Minute, Interval: 30 * time.Second, MinRequests: 100, MaxErrorIncrease: 0.5,
-	MaxP95Increase: 50, MaxP99Increase: 100, LowTraffic: LowTrafficWait, FalseRollback: 0.01}
+// Defaults are the spec's defaults (weights.DefaultAnalysis), with 1% false
+// rollbacks. With +1 point of errors allowed, a canary with 5 points more
+// errors at one request a second takes a median 3 min to tell apart from
+// one at the limit (180 requests hold that little evidence); with the
+// default +0.5, 2 min.
+var Defaults = ConfigOf(&weights.DefaultAnalysis)
+
+// ConfigOf is the analysis a spec's stage asks for; nil means the defaults.
+func ConfigOf(a *weights.Analysis) Config {
+	if a == nil {
+		a = &weights.DefaultAnalysis
+	}
+	return Config{Bake: a.Bake, Interval: a.Interval, MinRequests: int64(a.MinRequests), MaxErrorIncrease: a.MaxErrorIncrease,
+		MaxP95Increase: a.MaxP95Increase, MaxP99Increase: a.MaxP99Increase, LowTraffic: a.LowTraffic, FalseRollback: 0.01}
+}
 
 // What a stage with too little traffic does at the end of its bake.
 const (
