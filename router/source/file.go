@@ -37,9 +37,26 @@ func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 	}
 	defer w.Close()
 	dir := filepath.Dir(f.Path)
-	if err := w.Add(dir); err != nil {
-		return fmt.Errorf("watch %s: %w", dir, err)
+	// The directory may be missing (not mounted yet) or go away (removed
+	// and made again): the watch is set again every second until it
+	// holds, and the file is read then.
+	watching, warned := false, false
+	watch := func() {
+		if err := w.Add(dir); err != nil {
+			if !warned {
+				f.Log.Warn("cannot watch the spec's directory; trying again every second", "dir", dir, "err", err)
+				warned = true
+			}
+			return
+		}
+		if warned {
+			f.Log.Info("watching the spec's directory again", "dir", dir)
+		}
+		watching, warned = true, false
 	}
+	watch()
+	rewatch := time.NewTicker(time.Second)
+	defer rewatch.Stop()
 	resync := orDefault(f.Resync, 30*time.Second)
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
@@ -49,10 +66,13 @@ func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 
 	var last []byte
 	lastErr := ""
+	// readable: the file had content once; an empty or failed read of it
+	// is then held back for Settle (a writer in the middle of its work).
+	readable := false
 	src := weights.Source{File: f.Path}
 	read := func(force, settled bool) {
 		data, err := readSpecFile(f.Path)
-		if err != nil && !settled && len(last) > 0 {
+		if err != nil && !settled && lastErr == "" && readable {
 			// Probably a replace by rm and cp: the file is back in a
 			// moment, and that is no error.
 			settling = true
@@ -67,7 +87,7 @@ func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 			submit(Update{Source: src, Err: err})
 			return
 		}
-		if len(data) == 0 && !settled && len(last) > 0 {
+		if len(data) == 0 && !settled && readable {
 			// Probably an in-place write between truncate and write.
 			settling = true
 			settle.Reset(orDefault(f.Settle, 200*time.Millisecond))
@@ -77,6 +97,7 @@ func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 			return
 		}
 		last, lastErr = data, ""
+		readable = readable || len(data) > 0
 		submit(Update{Data: data, Source: src})
 	}
 	read(true, false)
@@ -86,6 +107,12 @@ func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 			return nil
 		case <-tick.C:
 			read(true, false)
+		case <-rewatch.C:
+			if !watching {
+				if watch(); watching {
+					read(false, false)
+				}
+			}
 		case <-settle.C:
 			settling = false
 			read(false, true)
@@ -94,6 +121,9 @@ func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 				return nil
 			}
 			f.Log.Debug("file event", "event", ev.String())
+			if filepath.Clean(ev.Name) == filepath.Clean(dir) && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+				watching = false // the watch went with the directory
+			}
 			if !settling {
 				read(false, false)
 			}

@@ -174,3 +174,52 @@ func TestFileSourceReplaceIsNoError(t *testing.T) {
 	}
 	fr.waitFor(t, "the missing file", func(us []Update) bool { return last(us).Err != nil })
 }
+
+// TestFileSourceComesBackEmptyFirst: a file removed, then written in place
+// (created empty, then filled), is not sent empty: the hold for an empty
+// read applies after a read error too.
+func TestFileSourceComesBackEmptyFirst(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "service.yaml")
+	if err := os.WriteFile(path, []byte("service: a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fr := runFileSource(t, path, time.Hour)
+	fr.waitFor(t, "the first read", func(us []Update) bool { return len(us) == 1 })
+	os.Remove(path)
+	fr.waitFor(t, "the missing file", func(us []Update) bool { return last(us).Err != nil })
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Millisecond) // the empty moment, seen by fsnotify
+	f.WriteString("service: b\n")
+	f.Close()
+	fr.waitFor(t, "the new content", func(us []Update) bool { return string(last(us).Data) == "service: b\n" })
+	for _, u := range fr.list() {
+		if u.Err == nil && len(u.Data) == 0 {
+			t.Errorf("an empty spec was sent: %+v", fr.list())
+		}
+	}
+}
+
+// TestFileSourceDirectoryGoneAndBack: the watched directory removed and
+// made again (or missing at start) is watched again: an edit is seen in
+// about a second, not at the next resync.
+func TestFileSourceDirectoryGoneAndBack(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spec")
+	path := filepath.Join(dir, "service.yaml")
+	fr := runFileSource(t, path, time.Hour) // the directory does not exist yet
+	fr.waitFor(t, "the missing file", func(us []Update) bool { return last(us).Err != nil })
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(path, []byte("service: a\n"), 0o644)
+	fr.waitFor(t, "the file in the new directory", func(us []Update) bool { return string(last(us).Data) == "service: a\n" })
+	os.RemoveAll(dir)
+	fr.waitFor(t, "the file gone with its directory", func(us []Update) bool { return last(us).Err != nil })
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(path, []byte("service: b\n"), 0o644)
+	fr.waitFor(t, "the file in the directory made again", func(us []Update) bool { return string(last(us).Data) == "service: b\n" })
+	// And watched, not polled: the next edit is seen at once.
+	os.WriteFile(path+".new", []byte("service: c\n"), 0o644)
+	os.Rename(path+".new", path)
+	fr.waitFor(t, "an edit after that", func(us []Update) bool { return string(last(us).Data) == "service: c\n" })
+}
