@@ -208,8 +208,8 @@ func (r *renderer) render() error {
 	r.set(r.p.Set(parser.Frontends, fe, "mode", &types.StringC{Value: "http"}))
 	r.set(r.p.Insert(parser.Frontends, fe, "bind", types.Bind{Path: bind}))
 	if r.opt.GroupsMap != "" {
-		if !mapPathRE.MatchString(r.opt.GroupsMap) {
-			return fmt.Errorf("groups map path %q: use an absolute path of letters, digits, '_', '.', '-' and '/'", r.opt.GroupsMap)
+		if err := CheckMapPath(r.opt.GroupsMap); err != nil {
+			return err
 		}
 		// Lowercased header, exact lookup: the map's keys are lowercased
 		// group values. No match gives the default backend.
@@ -435,4 +435,13 @@ func CheckBind(bind string) error { return checkBind(bind) }
 // SamePort reports whether two [host]:port addresses use the same port.
 func SamePort(a, b string) bool {
 	return strings.Contains(a, ":") && strings.Contains(b, ":") && portNumber(a) == portNumber(b) && portNumber(a) > 0
+}
+
+// CheckMapPath refuses a groups map path that haproxy.cfg cannot hold as a
+// plain token.
+func CheckMapPath(path string) error {
+	if !mapPathRE.MatchString(path) {
+		return fmt.Errorf("groups map path %q: use an absolute path of letters, digits, '_', '.', '-' and '/'", path)
+	}
+	return nil
 }

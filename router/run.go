@@ -101,6 +101,11 @@ func (c *Config) Validate() error {
 	if c.DryRun && !c.Once {
 		errs = append(errs, "--dry-run needs --once: it prints what one pass would do")
 	}
+	if c.GroupsMap != "" {
+		if err := haproxyconf.CheckMapPath(c.GroupsMap); err != nil {
+			errs = append(errs, "--groups-map: "+err.Error())
+		}
+	}
 	if c.HAProxyConfig == "" {
 		errs = append(errs, "--haproxy-config is required")
 	}
@@ -120,6 +125,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// haproxy -S takes a relative path for an address ("missing port
+	// specification"): every path HAProxy is given is made absolute.
+	for _, p := range []*string{&cfg.MasterSocket, &cfg.HAProxyConfig} {
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return err
+			}
+			*p = abs
+		}
+	}
 	opts := renderOptions(cfg)
 	if cfg.BaseConfig != "" {
 		b, err := os.ReadFile(cfg.BaseConfig)
@@ -129,14 +145,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		opts.Base = string(b)
 	}
 	for _, f := range []string{cfg.HAProxyConfig, cfg.GroupsMap, cfg.MasterSocket} {
-		if f == "" {
+		if f == "" || cfg.DryRun {
 			continue
 		}
 		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
 			return err
 		}
 	}
-	if err := checkOwnFile(cfg.HAProxyConfig, cfg.Overwrite); err != nil {
+	if err := checkOwnFile(cfg.HAProxyConfig, cfg.Overwrite || cfg.DryRun); err != nil {
 		return err
 	}
 	bin, err := haproxyconf.FindBinary(cfg.HAProxyBin)
@@ -302,6 +318,9 @@ func once(ctx context.Context, s specSource, opts haproxyconf.Options, checker h
 	case u = <-first:
 	case <-ctx.Done():
 		return fmt.Errorf("no spec within a minute: %w", ctx.Err())
+	}
+	if u.Err != nil {
+		return fmt.Errorf("%s: %w", u.Source, u.Err)
 	}
 	r := &Router{Render: opts, Checker: checker, ConfigPath: path}
 	t, err := r.prepare(&u)

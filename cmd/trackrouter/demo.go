@@ -38,6 +38,12 @@ func setupDemo(cfg *router.Config, dir string, changed func(flag string) bool, o
 		return nil, err
 	}
 	cfg.HAProxyBin = bin
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, err
+	}
+	if err := haproxyconf.CheckMapPath(filepath.Join(dir, "groups.map")); err != nil {
+		return nil, fmt.Errorf("--demo-dir %q: HAProxy's groups map goes there, and haproxy.cfg names it: use a path of letters, digits, '_', '.', '-' and '/'", dir)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -86,16 +92,15 @@ func setupDemo(cfg *router.Config, dir string, changed func(flag string) bool, o
 		cfg.GroupsMap = abs
 	}
 	cfg.RunHAProxy = true
-	if strings.HasPrefix(cfg.HAProxyMetricsAddr, ":") {
-		cfg.HAProxyMetricsAddr = "127.0.0.1" + cfg.HAProxyMetricsAddr
-	}
-	if strings.HasPrefix(cfg.MetricsAddr, ":") {
-		cfg.MetricsAddr = "127.0.0.1" + cfg.MetricsAddr
-	}
 	if cfg.Bind == "" {
 		cfg.Bind = fmt.Sprintf("127.0.0.1:%d", spec.Port)
 	}
-	notes = append(notes, freeListeners(cfg, changed)...)
+	moved, err := freeListeners(cfg, changed)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	notes = append(notes, moved...)
 	// Whoever stops the parent (go run, a terminal closed), the demo and its
 	// HAProxy stop too.
 	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0)
@@ -108,10 +113,14 @@ func setupDemo(cfg *router.Config, dir string, changed func(flag string) bool, o
   curl -s -H 'X-Traffic-Group: ENTERPRISE' http://%[1]s/  # production only
   for i in $(seq 100); do curl -s http://%[1]s/; done | sort | uniq -c
   # edit weights or groups in %[2]s: applied at runtime, no reload
-  curl -s http://%[3]s/metrics | grep ^trackrouter_
-  curl -s http://%[4]s/metrics | grep 'haproxy_server_http_responses_total{proxy="canary"'   # per track
-
-`, cfg.Bind, specPath, cfg.MetricsAddr, cfg.HAProxyMetricsAddr)
+`, cfg.Bind, specPath)
+	if cfg.MetricsAddr != "" {
+		fmt.Fprintf(out, "  curl -s http://%s/metrics | grep ^trackrouter_\n", cfg.MetricsAddr)
+	}
+	if cfg.HAProxyMetricsAddr != "" {
+		fmt.Fprintf(out, "  curl -s http://%s/metrics | grep 'haproxy_server_http_responses_total{proxy=\"canary\"'   # per track\n", cfg.HAProxyMetricsAddr)
+	}
+	fmt.Fprintln(out)
 	return stop, nil
 }
 
@@ -134,8 +143,11 @@ func writeDemoSpec(path string) (notes []string, err error) {
 }
 
 // freeListeners moves each of the demo's listeners whose default port is
-// taken to a free port, and says so; a flag the user gave is kept.
-func freeListeners(cfg *router.Config, changed func(flag string) bool) (notes []string) {
+// taken (or taken by another of them) to a free port, and says so. One the
+// user gave with a flag stays, and a taken one is an error: HAProxy would
+// share it with another HAProxy (SO_REUSEPORT) or retry for ever.
+func freeListeners(cfg *router.Config, changed func(flag string) bool) (notes []string, err error) {
+	used := make(map[string]bool)
 	for _, p := range []struct {
 		flag, what string
 		addr       *string
@@ -144,15 +156,44 @@ func freeListeners(cfg *router.Config, changed func(flag string) bool) (notes []
 		{"haproxy-metrics-addr", "HAProxy's exporter listens on", &cfg.HAProxyMetricsAddr},
 		{"metrics-addr", "the sidecar's metrics listen on", &cfg.MetricsAddr},
 	} {
-		if *p.addr == "" || changed(p.flag) {
+		if *p.addr == "" {
 			continue
 		}
-		if free, ok := freeAddr(*p.addr); !ok {
-			notes = append(notes, fmt.Sprintf("%s is taken: %s %s (--%s to choose)", *p.addr, p.what, free, p.flag))
-			*p.addr = free
+		if strings.HasPrefix(*p.addr, ":") {
+			*p.addr = "127.0.0.1" + *p.addr // the demo is local
+		}
+		_, free := freeAddr(*p.addr)
+		switch {
+		case changed(p.flag) && (!free || used[*p.addr]):
+			return nil, fmt.Errorf("--%s %s: the port is taken (by another program, or by another of the demo's listeners): free it or choose another", p.flag, *p.addr)
+		case !changed(p.flag) && (!free || used[*p.addr]):
+			was := *p.addr
+			*p.addr = pickFree(was, used)
+			notes = append(notes, fmt.Sprintf("%s is taken: %s %s (--%s to choose)", was, p.what, *p.addr, p.flag))
+		}
+		used[*p.addr] = true
+	}
+	return notes, nil
+}
+
+// pickFree is a free port on addr's host that none of used holds.
+func pickFree(addr string, used map[string]bool) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	for range 100 {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return addr
+		}
+		a := l.Addr().String()
+		l.Close()
+		if !used[a] {
+			return a
 		}
 	}
-	return notes
+	return addr
 }
 
 // freeAddr returns addr and true when it can be listened on now, else a
