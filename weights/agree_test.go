@@ -160,9 +160,10 @@ func TestWarningsOfSums(t *testing.T) {
 		main, canary, freeP int
 		want                string
 	}{
-		{"95 edited to 50", 100, 5, 50, "f.yaml:11: backends.free: weights sum to 55, not 100 as in every other backend: weights are relative, so backend free gives canary 9.1%, production 90.9%"},
+		{"95 edited to 50", 100, 5, 50, "f.yaml:11: backends.free: weights sum to 55, not 100 as in other backends: weights are relative, so backend free gives canary 9.1%, production 90.9%"},
 		{"every sum 100", 100, 5, 95, ""},
 		{"relative weights everywhere", 1, 1, 3, ""},
+		{"small ratios are ratios", 100, 1, 1, ""},
 		{"after a rollback", 100, 0, 95, "f.yaml:5: tracks.canary: track canary has weight 0 in every backend: it gets no request (it still runs 2 replicas)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,5 +207,18 @@ func TestZeroReplicasWithAddress(t *testing.T) {
 				t.Errorf("0-replica warning: got %v, want %v (warnings: %v)", got, tc.warn, specs[0].Warnings)
 			}
 		})
+	}
+}
+
+// TestWarningsOfSumsBesideARollback: a backend rolled back to one live
+// track says nothing of percent, but one at 100 does.
+func TestWarningsOfSumsBesideARollback(t *testing.T) {
+	spec := "service: a\nport: 8080\ntracks:\n  production: {version: v1}\n  canary: {version: v2}\n  paid: {version: v1}\n  internal: {version: v3}\ngroups:\n  FREE: canary\n  PAID: paid\n  INTERNAL: internal\ndefault: canary\nbackends:\n  internal: {internal: 100}\n  canary: {canary: 0, production: 95}\n  paid: {paid: 50, production: 95}\n"
+	specs, err := Parse("f.yaml", []byte(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := specs[0].Warnings.Error(); !strings.Contains(got, "f.yaml:16: backends.paid: weights sum to 145") {
+		t.Errorf("warnings: %s", got)
 	}
 }

@@ -428,6 +428,8 @@ func TestAnalysis(t *testing.T) {
 		{"not a duration", "      interval: 30\n", `service.yaml:7: tracks.canary.analysis.interval: want a duration such as 30s or 10m, found "30"`},
 		{"not a number", "      maxP99Increase: lots\n", `service.yaml:7: tracks.canary.analysis.maxP99Increase: want a number (percent, 0 or more), found the string "lots"`},
 		{"an unknown field", "      gate: qa\n", "service.yaml:7: tracks.canary.analysis.gate: unknown field"},
+		{"an interval longer than the default bake", "      interval: 1h\n", "service.yaml:7: tracks.canary.analysis.interval: interval 1h0m0s is longer than the bake (10m0s by default)"},
+		{"a negative bake", "      bake: -1m\n", "service.yaml:7: tracks.canary.analysis.bake: bake -1m0s: more than 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, tc.fields)))

@@ -113,37 +113,41 @@ func (v *validator) lint() {
 }
 
 // lintSums warns about a backend whose weights do not sum to 100 while
-// every other backend's do: weights are relative, so an edit of 95 to 50
-// beside a 5 gives 9.1%, not 5%, and the odd sum is most likely such an
-// edit. With no backend at 100 (weights 1:1, 3:1), sums mean nothing, and
-// neither do they in a backend with one track above 0.
+// the spec otherwise thinks in percent (some backend sums to 100): weights
+// are relative, so an edit of 95 to 50 beside a 5 gives 9.1%, not 5%. A
+// backend with one track above 0 gets all of it whatever its sum, and
+// small ratios (every weight at most 10: 1:1, 3:1) are meant as ratios.
 func (v *validator) lintSums() {
 	s := v.spec
 	var odd []string
+	percent := false
 	for _, b := range s.BackendNames() {
-		if s.Backends[b].Sum() != 100 {
+		backend := s.Backends[b]
+		if backend.Sum() == 100 {
+			percent = true
+			continue
+		}
+		live, most := 0, 0
+		for _, w := range backend {
+			if w > 0 {
+				live++
+			}
+			most = max(most, w)
+		}
+		if live >= 2 && most > 10 {
 			odd = append(odd, b)
 		}
 	}
-	if len(odd) != 1 || len(s.Backends) < 2 {
+	if len(odd) != 1 || !percent {
 		return
 	}
 	b := odd[0]
 	backend := s.Backends[b]
-	live := 0
-	for _, w := range backend {
-		if w > 0 {
-			live++
-		}
-	}
-	if live < 2 {
-		return // one track gets everything (a rollback set the canary to 0): no share is off
-	}
 	var shares []string
 	for _, track := range backend.Tracks() {
 		shares = append(shares, track+" "+Percent(backend.Share(track)))
 	}
-	v.warn("backends."+b, "weights sum to %d, not 100 as in every other backend: weights are relative, so backend %s gives %s", backend.Sum(), b, strings.Join(shares, ", "))
+	v.warn("backends."+b, "weights sum to %d, not 100 as in other backends: weights are relative, so backend %s gives %s", backend.Sum(), b, strings.Join(shares, ", "))
 }
 
 func (v *validator) validate() {
@@ -254,13 +258,20 @@ func (v *validator) tracks() {
 // analysis checks a stage's analysis: a bake at least one interval long,
 // no negative limit, a known lowTraffic.
 func (v *validator) analysis(path string, a *Analysis) {
+	_, bakeSet := v.lines[path+".bake"]
+	switch {
+	case a.Bake <= 0:
+		v.fail(path+".bake", "bake %s: more than 0", a.Bake)
+	case a.Bake > 7*24*time.Hour:
+		v.fail(path+".bake", "bake %s: at most 168h (a week)", a.Bake)
+	}
 	switch {
 	case a.Interval < time.Second:
 		v.fail(path+".interval", "interval %s: at least 1s (the counters are read that often at most)", a.Interval)
-	case a.Bake < a.Interval:
+	case a.Bake > 0 && a.Bake < a.Interval && bakeSet:
 		v.fail(path+".bake", "bake %s is shorter than its interval %s: the stage would never be judged", a.Bake, a.Interval)
-	case a.Bake > 7*24*time.Hour:
-		v.fail(path+".bake", "bake %s: at most 168h (a week)", a.Bake)
+	case a.Bake > 0 && a.Bake < a.Interval:
+		v.fail(path+".interval", "interval %s is longer than the bake (%s by default): the stage would never be judged; set bake too", a.Interval, a.Bake)
 	}
 	if a.MinRequests < 0 {
 		v.fail(path+".minRequests", "minRequests %d must be 0 or more", a.MinRequests)
