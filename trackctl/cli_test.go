@@ -239,7 +239,7 @@ func TestValidateAgreesWithTheCluster(t *testing.T) {
 		{"no label", cm("web", "shop", false), false, ExitOK,
 			"ok F (ConfigMap shop/web): service web\n  shares: main: production 100.0%\nwarning: F:4: metadata: no label trackrouter.dev/service: web: track-controller ignores this ConfigMap (a sidecar given --configmap still reads it)\n"},
 		{"no label, strict", cm("web", "shop", false), true, ExitProblem,
-			"ok F (ConfigMap shop/web): service web\n  shares: main: production 100.0%\nwarning: F:4: metadata: no label trackrouter.dev/service: web: track-controller ignores this ConfigMap (a sidecar given --configmap still reads it)\n"},
+			"warnings F (ConfigMap shop/web): service web\n  shares: main: production 100.0%\nwarning: F:4: metadata: no label trackrouter.dev/service: web: track-controller ignores this ConfigMap (a sidecar given --configmap still reads it)\n"},
 	} {
 		file := writeFile(t, filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml"), tc.data)
 		args := []string{"validate", file}

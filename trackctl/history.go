@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -76,7 +77,7 @@ in the git commit command it suggests.`,
 				if h.Commit != "" {
 					who += " (" + h.Commit + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Time.Format(time.RFC3339), who, h.Command, h.Reason)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Time.Format(time.RFC3339), printable(who), printable(h.Command), printable(h.Reason))
 				for _, c := range h.Changes {
 					fmt.Fprintf(tw, "\t\t  %s\t\n", c)
 				}
@@ -158,4 +159,15 @@ func gitHistory(ctx context.Context, file, service string) ([]HistoryEntry, erro
 		entries = append(entries, h)
 	}
 	return entries, nil
+}
+
+// printable replaces control characters (a terminal escape in a commit
+// message or an annotation) by spaces, for the terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }

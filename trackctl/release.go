@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	authv1 "k8s.io/api/authentication/v1"
@@ -186,6 +187,10 @@ func (e *env) runChange(ctx context.Context, o *releaseOptions, service, command
 	if o.file != "" && (o.kube.kubeconfig != "" || o.kube.context != "") {
 		return usageError{"-f edits a file: --kubeconfig and --context are for the cluster (-n picks the namespace of a ConfigMap in the file)"}
 	}
+	o.reason = strings.TrimSpace(o.reason)
+	if strings.IndexFunc(o.reason, unicode.IsControl) >= 0 {
+		return usageError{"--reason: control characters (newlines, tabs, escapes) are not allowed: one line of text"}
+	}
 	var store specStore = &configMapStore{e: e, o: o}
 	if o.file != "" {
 		store = fileStore{e: e, path: o.file, namespace: o.kube.namespace}
@@ -295,8 +300,9 @@ func (e *env) printChange(o *releaseOptions, res ChangeResult) error {
 		fmt.Fprintf(e.stdout, "\n%s updated\n", res.Target)
 		if res.Reason != "" {
 			// The trailer is what history -f reads as the REASON.
-			fmt.Fprintf(e.stdout, "reason (for the commit message): %s\ncommit it with the reason that 'trackctl history -f' shows:\n  git commit -m %s -m %s -- %s\n",
-				res.Reason, shellQuote(commandLine(res.Service, res.Command)), shellQuote(reasonTrailer+": "+oneLine(res.Reason)), shellQuote(res.Target))
+			// git -C the file's directory: the command works from anywhere.
+			fmt.Fprintf(e.stdout, "reason (for the commit message): %s\ncommit it with the reason that 'trackctl history -f' shows:\n  git -C %s commit -m %s -m %s -- %s\n",
+				res.Reason, shellQuote(filepath.Dir(res.Target)), shellQuote(commandLine(res.Service, res.Command)), shellQuote(reasonTrailer+": "+oneLine(res.Reason)), shellQuote(filepath.Base(res.Target)))
 		}
 	}
 	return nil

@@ -314,7 +314,15 @@ func TestFileReasonInHistory(t *testing.T) {
 	if !ok {
 		t.Fatalf("no git command suggested:\n%s", out)
 	}
-	sh(strings.TrimSpace(suggested))
+	// Run from elsewhere: the command names the repository itself.
+	elsewhere := exec.Command("sh", "-c", strings.TrimSpace(suggested))
+	elsewhere.Dir, elsewhere.Env = t.TempDir(), env
+	if out, err := elsewhere.CombinedOutput(); err != nil {
+		t.Fatalf("the suggested command, run from another directory: %v\n%s", err, out)
+	}
+	if code, _, stderr := run(t, "set-weight", "account-service", "canary", "canary=30", "production=70", "-f", file, "--reason", "a\x1b[2Jb"); code != ExitUsage || !strings.Contains(stderr, "--reason: control characters") {
+		t.Errorf("a reason with a terminal escape: exit %d, %q", code, stderr)
+	}
 	code, out, stderr = run(t, "history", "account-service", "-f", file, "-o", "json")
 	var h []HistoryEntry
 	if err := json.Unmarshal([]byte(out), &h); err != nil || code != ExitOK || len(h) != 2 {

@@ -189,7 +189,11 @@ func (e *env) checkSpec(ctx context.Context, s *weights.Spec, report *Report, ok
 	default:
 		r.Backends = backends(s)
 		if text && okLine {
-			fmt.Fprintf(e.stdout, "ok %s: service %s\n  shares: %s\n", s.Source, s.Service, sharesLine(s))
+			verdict := "ok"
+			if e.strict && len(s.Warnings) > 0 {
+				verdict = "warnings" // --strict fails on them: not ok
+			}
+			fmt.Fprintf(e.stdout, "%s %s: service %s\n  shares: %s\n", verdict, s.Source, s.Service, sharesLine(s))
 		}
 	}
 	if text {
