@@ -261,7 +261,7 @@ func yamlError(file string, offset int, err error, data []byte) *FieldError {
 		if hasTab(line) && !strings.Contains(msg, "tab character") {
 			msg += " (a tab: YAML indents with spaces only)"
 		} else if !hasTab(line) {
-			msg += indentHint(lines, line)
+			msg += indentHint(lines, line, offset)
 		}
 		line += offset
 	} else {
@@ -306,34 +306,72 @@ func firstFailingLine(lines [][]byte, from int, msg string) int {
 	return lo
 }
 
-// indentHint says how a line's indentation differs from the content line
-// above it, the most common YAML mistake; "" when it does not.
-func indentHint(lines [][]byte, line int) string {
-	indent := func(b []byte) int { return len(b) - len(bytes.TrimLeft(b, " ")) }
+// indentHint says how a line's indentation differs from the keys it
+// should line up with: of the blocks open above it (each earlier line
+// indented less than all below it), the one whose indentation is nearest;
+// "" when it lines up with one. offset turns a line of lines into a line
+// of the file (a ConfigMap's literal block).
+func indentHint(lines [][]byte, line, offset int) string {
 	content := func(b []byte) bool {
 		t := bytes.TrimSpace(b)
 		return len(t) > 0 && t[0] != '#'
 	}
+	// keyIndent is where a line's key starts: after "- " for a list item.
+	keyIndent := func(b []byte) int {
+		t := bytes.TrimLeft(b, " ")
+		n := len(b) - len(t)
+		for bytes.HasPrefix(t, []byte("- ")) {
+			t = bytes.TrimLeft(t[1:], " ")
+			n = len(b) - len(t)
+		}
+		return n
+	}
 	if line < 1 || line > len(lines) || !content(lines[line-1]) {
 		return ""
 	}
-	got := indent(lines[line-1])
+	got := keyIndent(lines[line-1])
+	type open struct{ indent, line int }
+	var best, tie *open
+	limit := -1
 	for prev := line - 1; prev >= 1; prev-- {
 		if !content(lines[prev-1]) {
 			continue
 		}
-		want := indent(lines[prev-1])
-		if got == want {
-			return ""
+		ind := keyIndent(lines[prev-1])
+		if limit >= 0 && ind >= limit {
+			continue
 		}
-		// Relative: inside a ConfigMap's literal block the columns
-		// parsed are not the manifest's.
-		if got < want {
-			return fmt.Sprintf(" (indented %s less than the line above: keys of one mapping line up)", spaces(want-got))
+		limit = ind
+		switch {
+		case best == nil || abs(ind-got) < abs(best.indent-got):
+			best, tie = &open{ind, prev}, nil
+		case abs(ind-got) == abs(best.indent-got):
+			tie = &open{ind, prev}
 		}
-		return fmt.Sprintf(" (indented %s more than the line above: keys of one mapping line up)", spaces(got-want))
+		if ind == 0 {
+			break
+		}
 	}
-	return ""
+	if best == nil || best.indent == got {
+		return ""
+	}
+	if tie != nil {
+		// Half way between two levels: which one was meant, only the
+		// author knows.
+		return fmt.Sprintf(" (indented half way between the keys of line %d and those of line %d: line it up with one of them)",
+			best.line+offset, tie.line+offset)
+	}
+	if got < best.indent {
+		return fmt.Sprintf(" (indented %s less than the keys of line %d it should line up with)", spaces(best.indent-got), best.line+offset)
+	}
+	return fmt.Sprintf(" (indented %s more than the keys of line %d it should line up with)", spaces(got-best.indent), best.line+offset)
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 func spaces(n int) string {

@@ -385,12 +385,13 @@ func TestIndentationErrorNamesItsLine(t *testing.T) {
 	for _, tc := range []struct {
 		name, doc, key, want string
 	}{
-		{"bare, one space too few", bare, " canary", "service.yaml:6: invalid YAML: did not find expected key (indented 1 space less than the line above"},
-		{"bare, one space too many", bare, "   canary", "service.yaml:6: invalid YAML: did not find expected key (indented 1 space more than the line above"},
+		{"bare, one space too few", bare, " canary", "service.yaml:6: invalid YAML: did not find expected key (indented half way between the keys of line 5 and those of line 4"},
+		{"bare, one space too many", bare, "   canary", "service.yaml:6: invalid YAML: did not find expected key (indented 1 space more than the keys of line 5 it should line up with)"},
+		{"a list item's key", "list:\n  - a: 1\n     b: 2\n%s: x\n", "", "service.yaml:3: invalid YAML: mapping values are not allowed in this context (indented 1 space more than the keys of line 2 it should line up with)"},
 		{"bare, a tab and spaces", bare, "\t canary", "service.yaml:6: invalid YAML: found character that cannot start any token (a tab: YAML indents with spaces only)"},
-		{"block, one space too few", manifest, "     canary", "service.yaml:11: invalid YAML: did not find expected key (indented 1 space less than the line above"},
-		{"block, one space too many", manifest, "       canary", "service.yaml:11: invalid YAML: did not find expected key (indented 1 space more than the line above"},
-		{"block, out of the block", manifest, "   canary", "service.yaml:11: invalid YAML: did not find expected key (indented 3 spaces less than the line above"},
+		{"block, one space too few", manifest, "     canary", "service.yaml:11: invalid YAML: did not find expected key (indented half way between the keys of line 10 and those of line 9"},
+		{"block, one space too many", manifest, "       canary", "service.yaml:11: invalid YAML: did not find expected key (indented 1 space more than the keys of line 10 it should line up with)"},
+		{"block, out of the block", manifest, "   canary", "service.yaml:11: invalid YAML: did not find expected key (indented half way between the keys of line 9 and those of line 6"},
 		{"block, a tab and spaces", manifest, "    \t  canary", "service.yaml:11: invalid YAML: found character that cannot start any token (a tab"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
