@@ -80,7 +80,13 @@ func TestLeaseLostNamespaceNotReady(t *testing.T) {
 	RunAsLeader(ctx, c.Client, le, slog.New(slog.DiscardHandler), func(context.Context, func() bool) { t.Error("led without a Lease") })
 	mu.Lock()
 	defer mu.Unlock()
-	if len(results) == 0 || !apierrors.IsNotFound(results[len(results)-1]) {
+	// The last one may be the deadline of the test's context, cutting a
+	// request short: any NotFound told is the point.
+	told := false
+	for _, err := range results {
+		told = told || apierrors.IsNotFound(err)
+	}
+	if !told {
 		t.Fatalf("want the election's NotFound told, got %v", results)
 	}
 
