@@ -338,7 +338,8 @@ func (r *Router) publish(obs *haproxy.Observed, t *target, inSync bool) {
 			st.serving = false
 		}
 	}
-	if r.unreadableLong(r.now()) != nil {
+	unreadable := r.unreadableLong(r.now())
+	if unreadable != nil {
 		r.Metrics.Unreadable.Set(1)
 	} else {
 		r.Metrics.Unreadable.Set(0)
@@ -350,14 +351,14 @@ func (r *Router) publish(obs *haproxy.Observed, t *target, inSync bool) {
 	}
 	r.status.Store(st)
 	if r.Reporter != nil {
-		r.report(obs, t, inSync)
+		r.report(obs, t, inSync, unreadable)
 	}
 }
 
 // report tells the Reporter what HAProxy runs, as observed, when that
 // changed since the last report.
-func (r *Router) report(obs *haproxy.Observed, t *target, inSync bool) {
-	rep := &fleet.Report{HAProxy: "unreachable", InSync: inSync, Rejected: r.rejection, Unreadable: r.unreadableLong(r.now())}
+func (r *Router) report(obs *haproxy.Observed, t *target, inSync bool, unreadable *fleet.Unreadable) {
+	rep := &fleet.Report{HAProxy: "unreachable", InSync: inSync, Rejected: r.rejection, Unreadable: unreadable}
 	if obs != nil {
 		rep.HAProxy = "running"
 		rep.Stamp = obs.Stamp

@@ -370,13 +370,12 @@ func dryRun(ctx context.Context, w io.Writer, t *target, cfg Config) error {
 	case bytes.Equal(disk, t.Config):
 		fmt.Fprintf(w, "plan: none: %s holds this config\n", cfg.HAProxyConfig)
 	default:
-		onDisk := "a config trackrouter did not stamp"
-		if d := stampOf(disk); d != "" {
-			onDisk = d
-		}
-		how := "a reload"
-		if stampOf(disk) == t.Stamp {
+		onDisk, how := stampOf(disk), "a reload"
+		if onDisk == t.Stamp {
 			how = "weights only: the Runtime API, no reload"
+		}
+		if onDisk == "" {
+			onDisk = "a config trackrouter did not stamp"
 		}
 		fmt.Fprintf(w, "plan: write %s (it holds %s), then %s\n", cfg.HAProxyConfig, onDisk, how)
 	}

@@ -203,14 +203,6 @@ func freeAddr(addr string) (string, bool) {
 		l.Close()
 		return addr, true
 	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr, true // not ours to fix: the listener says what is wrong
-	}
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return addr, true
-	}
-	defer l.Close()
-	return l.Addr().String(), false
+	free := pickFree(addr, nil)
+	return free, free == addr // addr back: not ours to fix, the listener says what is wrong
 }

@@ -72,9 +72,10 @@ func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 	src := weights.Source{File: f.Path}
 	read := func(force, settled bool) {
 		data, err := readSpecFile(f.Path)
-		if err != nil && !settled && lastErr == "" && readable {
-			// Probably a replace by rm and cp: the file is back in a
-			// moment, and that is no error.
+		// A file that had content, now missing (a replace by rm and cp)
+		// or empty (an in-place write between truncate and write), is
+		// probably back in a moment: held back for Settle.
+		if !settled && readable && (err != nil && lastErr == "" || err == nil && len(data) == 0) {
 			settling = true
 			settle.Reset(orDefault(f.Settle, 200*time.Millisecond))
 			return
@@ -85,12 +86,6 @@ func (f *FileSource) Run(ctx context.Context, submit func(Update)) error {
 			}
 			lastErr, last = err.Error(), nil
 			submit(Update{Source: src, Err: err})
-			return
-		}
-		if len(data) == 0 && !settled && readable {
-			// Probably an in-place write between truncate and write.
-			settling = true
-			settle.Reset(orDefault(f.Settle, 200*time.Millisecond))
 			return
 		}
 		if !force && lastErr == "" && bytes.Equal(data, last) {
