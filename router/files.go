@@ -78,7 +78,11 @@ func (r *Router) check(ctx context.Context, t *target) error {
 	if t.Map == nil {
 		return r.Checker.Check(ctx, t.Config)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(r.Render.GroupsMap), ".groups.map-check-*")
+	dir := filepath.Dir(r.Render.GroupsMap)
+	if _, err := os.Stat(dir); err != nil {
+		dir = "" // not made yet (--once --dry-run makes nothing): the system's temporary directory
+	}
+	tmp, err := os.CreateTemp(dir, ".groups.map-check-*")
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +160,30 @@ func TestDryRunAgainstHAProxy(t *testing.T) {
 	}
 	if h.configOnDisk() != before || h.reloads() != reloads || h.runtimeUpdates() != 0 {
 		t.Errorf("a dry run changed something: reloads %v -> %v, runtime updates %v", reloads, h.reloads(), h.runtimeUpdates())
+	}
+}
+
+// TestOnceSaysWhyAndDryRunTouchesNothing: --once names a spec it cannot
+// read (not "found 0 documents"), and --once --dry-run creates no
+// directory for the files it would write.
+func TestOnceSaysWhyAndDryRunTouchesNothing(t *testing.T) {
+	haproxytest.Binary(t)
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	err := Run(context.Background(), Config{Once: true, ServiceFile: filepath.Join(dir, "missing.yaml"), HAProxyConfig: filepath.Join(dir, "h.cfg")}, log)
+	if err == nil || !strings.Contains(err.Error(), "no such file or directory") {
+		t.Errorf("--once on a missing spec: %v", err)
+	}
+	spec := filepath.Join(dir, "service.yaml")
+	os.WriteFile(spec, []byte(fmt.Sprintf(fakeSpec, 5, 95)), 0o644)
+	cfg := Config{Once: true, DryRun: true, ServiceFile: spec, HAProxyConfig: filepath.Join(dir, "a", "b", "haproxy.cfg"),
+		MasterSocket: filepath.Join(dir, "run", "master.sock"), GroupsMap: filepath.Join(dir, "maps", "groups.map")}
+	if err := Run(context.Background(), cfg, log); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"a", "run", "maps"} {
+		if _, err := os.Stat(filepath.Join(dir, d)); err == nil {
+			t.Errorf("the dry run created %s", d)
+		}
 	}
 }
