@@ -350,13 +350,21 @@ func TestStatusFindsEachFailure(t *testing.T) {
 		r.sidecars[stopped]()
 		r.editSpec("{canary: 5, production: 95}", "{canary: 10, production: 90}")
 		r.waitProblem("HAProxy pod " + stopped + " runs an older spec")
-		h := r.health()
-		if h.HAProxy.OnCurrentSpec != 3 {
-			t.Errorf("on the current spec: %d, want 3", h.HAProxy.OnCurrentSpec)
-		}
-		if live := h.Backends[0].Servers[0].Live; h.Backends[0].Name != "canary" || live[10] != 3 || live[5] != 1 {
-			t.Errorf("live canary weights: %v, want 10 on 3 pods and 5 on 1", live)
-		}
+		// The problem shows as soon as one pod reports the new spec; the
+		// other two report within their refresh.
+		r.poll("3 pods on the current spec, 10 live on 3 and 5 on 1", func() error {
+			h := r.health()
+			if h.HAProxy.OnCurrentSpec != 3 {
+				return fmt.Errorf("on the current spec: %d, want 3", h.HAProxy.OnCurrentSpec)
+			}
+			if len(h.Backends) == 0 || len(h.Backends[0].Servers) == 0 || h.Backends[0].Name != "canary" {
+				return fmt.Errorf("backends %+v, want canary first", h.Backends)
+			}
+			if live := h.Backends[0].Servers[0].Live; live[10] != 3 || live[5] != 1 {
+				return fmt.Errorf("live canary weights: %v, want 10 on 3 pods and 5 on 1", live)
+			}
+			return nil
+		})
 		_, out := r.status("account-service")
 		if !strings.Contains(out, "5 on 1 pod, 10 on 3 pods") {
 			t.Errorf("detail view without the live weights:\n%s", out)
