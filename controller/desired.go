@@ -242,7 +242,12 @@ func routerPod(spec *weights.Spec, cm *corev1.ConfigMap, account string, labels 
 					"--report-configmap", fleet.StatusName(account),
 					"--haproxy-metrics-addr", fmt.Sprintf(":%d", haproxyPort),
 				},
-				Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}}},
+				// POD_IP: the sidecar tells track-controller where it
+				// serves /samples for the canary analysis.
+				Env: []corev1.EnvVar{
+					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
+					{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}}},
+				},
 				Ports: []corev1.ContainerPort{
 					{Name: "http", ContainerPort: int32(spec.Port), Protocol: corev1.ProtocolTCP},
 					{Name: "metrics", ContainerPort: int32(sidecarPort), Protocol: corev1.ProtocolTCP},

@@ -71,7 +71,18 @@ type Options struct {
 	// responses by status class and response times per backend and per
 	// server, that is per track. Empty means no such frontend.
 	MetricsBind string
+	// LatencyLog, when set, is the path of a unix datagram socket to which
+	// the frontend sends one raw line per request (LatencyFormat): the
+	// backend, the server (the track), the status, and the Ta and Tr
+	// timers. The sidecar reads it for the latency quantiles of the canary
+	// analysis. Empty means no request log.
+	LatencyLog string
 }
+
+// LatencyFormat is the request log line LatencyLog receives: backend,
+// server, status, total active time (Ta) and the server's response time
+// (Tr, -1 when it sent no response), in milliseconds.
+const LatencyFormat = "%b %s %ST %Ta %Tr"
 
 // MetricsFrontend names the exporter's frontend; a DNS-1035 service name
 // (no '_') cannot take it.
@@ -231,6 +242,17 @@ func (r *renderer) render() error {
 		}))
 	}
 	r.set(r.p.Set(parser.Frontends, fe, "default_backend", &types.StringC{Value: s.Default}))
+	if path := r.opt.LatencyLog; path != "" {
+		if !mapPathRE.MatchString(path) {
+			return fmt.Errorf("latency log socket %q: use an absolute path of letters, digits, '_', '.', '-' and '/'", path)
+		}
+		// A proxy with log lines of its own inherits none: keep global's.
+		r.set(r.p.Insert(parser.Frontends, fe, "log", types.Log{Global: true}))
+		r.set(r.p.Insert(parser.Frontends, fe, "log", types.Log{Address: path, Length: 512, Format: "raw", Facility: "local0", Level: "info"}))
+		r.set(r.p.Set(parser.Frontends, fe, "log-format", &types.StringC{Value: `"` + LatencyFormat + `"`}))
+		// A connection without a request (a probe) is no latency.
+		r.set(r.p.Set(parser.Frontends, fe, "option dontlognull", &types.SimpleOption{}))
+	}
 	if mb := r.opt.MetricsBind; mb != "" {
 		if err := checkBind(mb); err != nil {
 			return fmt.Errorf("metrics %w", err)

@@ -358,7 +358,7 @@ func (r *Router) publish(obs *haproxy.Observed, t *target, inSync bool) {
 // report tells the Reporter what HAProxy runs, as observed, when that
 // changed since the last report.
 func (r *Router) report(obs *haproxy.Observed, t *target, inSync bool, unreadable *fleet.Unreadable) {
-	rep := &fleet.Report{HAProxy: "unreachable", InSync: inSync, Rejected: r.rejection, Unreadable: unreadable}
+	rep := &fleet.Report{HAProxy: "unreachable", InSync: inSync, Rejected: r.rejection, Unreadable: unreadable, Samples: r.SamplesURL}
 	if obs != nil {
 		rep.HAProxy = "running"
 		rep.Stamp = obs.Stamp

@@ -61,10 +61,13 @@ type Files interface {
 // Router applies spec updates to HAProxy. Submit may be called from any
 // goroutine; Run owns every interaction with HAProxy.
 type Router struct {
-	ConfigPath  string // haproxy.cfg that HAProxy reads
-	Render      haproxyconf.Options
-	Checker     ConfigChecker
-	HAProxy     HAProxy
+	ConfigPath string // haproxy.cfg that HAProxy reads
+	Render     haproxyconf.Options
+	Checker    ConfigChecker
+	HAProxy    HAProxy
+	// SamplesURL is where this sidecar serves its measurements, told in
+	// its report; empty when it serves none.
+	SamplesURL  string
 	Process     Process // HAProxy run by the sidecar (--run-haproxy); nil when it runs elsewhere
 	Files       Files   // nil means the real file system
 	Metrics     *Metrics

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/trackrouter/trackrouter/internal/kube"
 	"github.com/trackrouter/trackrouter/router/haproxy"
 	"github.com/trackrouter/trackrouter/router/report"
+	"github.com/trackrouter/trackrouter/router/samples"
 	"github.com/trackrouter/trackrouter/router/source"
 	"github.com/trackrouter/trackrouter/weights"
 )
@@ -61,6 +63,47 @@ type Config struct {
 	// HAProxyMetricsAddr, when set, is where HAProxy serves its Prometheus
 	// exporter (per-backend and per-server, so per-track, traffic).
 	HAProxyMetricsAddr string
+	// LatencyLog is the unix socket HAProxy's request log goes to, read
+	// for the latency of each track (router/samples): "" means
+	// latency.sock beside the master socket, "off" none. Only with
+	// MetricsAddr, where /samples is served.
+	LatencyLog string
+	// AdvertiseHost is the host (the pod's IP) at which others reach
+	// MetricsAddr, told in the report as the /samples URL; empty means
+	// MetricsAddr's host, when it has one.
+	AdvertiseHost string
+}
+
+// latencyLog is the request log socket's path, "" for none.
+func (c *Config) latencyLog() string {
+	switch {
+	case c.LatencyLog == "off" || c.MetricsAddr == "":
+		return ""
+	case c.LatencyLog != "":
+		return c.LatencyLog
+	case c.MasterSocket != "" && filepath.IsAbs(c.MasterSocket):
+		return filepath.Join(filepath.Dir(c.MasterSocket), "latency.sock")
+	}
+	return ""
+}
+
+// samplesURL is where others read this sidecar's /samples, "" when it
+// cannot say.
+func (c *Config) samplesURL() string {
+	if c.MetricsAddr == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(c.MetricsAddr)
+	if err != nil {
+		return ""
+	}
+	if c.AdvertiseHost != "" {
+		host = c.AdvertiseHost
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		return ""
+	}
+	return "http://" + net.JoinHostPort(host, port) + samples.Path
 }
 
 // Validate checks the combination of settings.
@@ -104,6 +147,11 @@ func (c *Config) Validate() error {
 	if c.GroupsMap != "" {
 		if err := haproxyconf.CheckMapPath(c.GroupsMap); err != nil {
 			errs = append(errs, "--groups-map: "+err.Error())
+		}
+	}
+	if l := c.latencyLog(); l != "" {
+		if err := haproxyconf.CheckMapPath(l); err != nil {
+			errs = append(errs, "--latency-log: "+strings.Replace(err.Error(), "groups map path", "path", 1))
 		}
 	}
 	if c.HAProxyConfig == "" {
@@ -224,7 +272,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	inner, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	g, gctx := errgroup.WithContext(inner)
-	// The Reporter is set before the router runs: Run reads it.
+	// The samples (the request log's reader) and the Reporter are set up
+	// before the router runs: Run reads SamplesURL and Reporter.
+	var routes []health.Route
+	if path := cfg.latencyLog(); path != "" {
+		c, err := samples.Listen(path)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return c.Run(gctx) })
+		routes = append(routes, health.Route{Path: samples.Path, Handler: samples.Handler(&haproxy.MasterCLI{Socket: cfg.MasterSocket, Timeout: 2 * time.Second}, c)})
+		r.SamplesURL = cfg.samplesURL()
+	}
 	if cm, ok := src.(*source.ConfigMapSource); ok && cfg.ReportConfigMap != "" {
 		rep := &report.StatusReporter{Client: cm.Client, Namespace: cm.Namespace, Name: cfg.ReportConfigMap, Pod: cfg.PodName, Log: log, Failed: r.Metrics.ReportErrors.Inc, Refresh: cfg.ReportRefresh}
 		r.Reporter = rep
@@ -233,7 +292,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return r.Run(gctx) })
 	g.Go(func() error { return src.Run(gctx, r.Submit) })
 	if cfg.MetricsAddr != "" {
-		g.Go(func() error { return health.Serve(gctx, cfg.MetricsAddr, r.Metrics.Registry, r.NotReady, log) })
+		g.Go(func() error {
+			return health.Serve(gctx, cfg.MetricsAddr, r.Metrics.Registry, r.NotReady, log, routes...)
+		})
 	}
 	select {
 	case <-ctx.Done():
@@ -273,7 +334,8 @@ func checkOwnFile(path string, overwrite bool) error {
 }
 
 func renderOptions(cfg Config) haproxyconf.Options {
-	return haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind, GroupsMap: cfg.GroupsMap, MetricsBind: cfg.HAProxyMetricsAddr}
+	return haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind, GroupsMap: cfg.GroupsMap, MetricsBind: cfg.HAProxyMetricsAddr,
+		LatencyLog: cfg.latencyLog()}
 }
 
 // specSource is where specs come from.

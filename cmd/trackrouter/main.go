@@ -48,6 +48,8 @@ func main() {
 	fs.StringVar(&cfg.ReportConfigMap, "report-configmap", "", "with --configmap, write what HAProxy runs (spec version, stamp, live weights, sync, last rejection) to this ConfigMap in the spec's namespace, under the pod's name (track-controller sets it)")
 	fs.DurationVar(&cfg.ReportRefresh, "report-refresh", time.Minute, "write the report again this often, so that one deleted or overwritten is restored (a no-op for the API when unchanged)")
 	fs.StringVar(&cfg.PodName, "pod-name", os.Getenv("POD_NAME"), "this pod's name, the key of its report (default $POD_NAME)")
+	fs.StringVar(&cfg.LatencyLog, "latency-log", "", "unix socket for HAProxy's request log, read for each track's latency in the canary analysis (served at /samples on --metrics-addr); default latency.sock beside --master-socket; \"off\" for none")
+	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", os.Getenv("POD_IP"), "the host (this pod's IP) at which track-controller reads /samples on --metrics-addr, told in the pod's report (default $POD_IP)")
 	fs.DurationVar(&cfg.SpecStale, "spec-stale-after", 2*time.Minute, "with --configmap, /readyz fails once the API has not confirmed the spec for this long")
 	demoMode := fs.Bool("demo", false, "run locally: HAProxy, demo backends and the example spec in --demo-dir")
 	demoDir := fs.String("demo-dir", filepath.Join(os.TempDir(), "trackrouter-demo"), "working directory of --demo")

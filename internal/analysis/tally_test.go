@@ -46,11 +46,36 @@ func TestTally(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var tally Tally
 			for i, r := range tc.reads {
-				got, reset := tally.Observe(r.pods)
-				if diff := cmp.Diff(r.want, got); diff != "" || reset != r.reset {
-					t.Errorf("read %d: reset %v (want %v), counts (-want +got):\n%s", i, reset, r.reset, diff)
+				s := tally.Observe(r.pods)
+				if diff := cmp.Diff(r.want, Counts{s.Requests, s.Errors}); diff != "" || s.Reset != r.reset {
+					t.Errorf("read %d: reset %v (want %v), counts (-want +got):\n%s", i, s.Reset, r.reset, diff)
 				}
 			}
 		})
+	}
+}
+
+func TestTallyLatency(t *testing.T) {
+	h := func(ms ...float64) (h Histogram) {
+		for _, v := range ms {
+			h.Observe(v)
+		}
+		return h
+	}
+	var tally Tally
+	tally.Observe([]PodCounts{{Pod: "a", Worker: "1", LatencyEpoch: "s1", Latency: h(10, 10)}})
+	// A reload (new worker) keeps the sidecar's histogram going.
+	s := tally.Observe([]PodCounts{{Pod: "a", Worker: "2", LatencyEpoch: "s1", Latency: h(10, 10, 20)}})
+	if got := s.Latency.Total(); got != 1 || !s.Reset {
+		t.Errorf("after a reload: %d latencies (want 1), reset %v (want true)", got, s.Reset)
+	}
+	// The sidecar restarts: its histogram starts empty, nothing is lost
+	// of what was read, and the counts are not reset by it.
+	s = tally.Observe([]PodCounts{{Pod: "a", Worker: "2", LatencyEpoch: "s2", Latency: h(30)}})
+	if got := s.Latency.Total(); got != 2 || s.Reset {
+		t.Errorf("after a sidecar restart: %d latencies (want 2), reset %v (want false)", got, s.Reset)
+	}
+	if q := s.Latency.Quantile(0.99); q < 20 || q > 36 {
+		t.Errorf("p99 %v, want about 30", q)
 	}
 }

@@ -40,6 +40,10 @@ type Report struct {
 	// spec source for longer than a settle time (HAProxy keeps the last
 	// good config).
 	Unreadable *Unreadable `json:"unreadable,omitempty"`
+	// Samples is the URL at which the sidecar serves its measurements of
+	// each track (router/samples), for the canary analysis; empty when it
+	// serves none.
+	Samples string `json:"samples,omitempty"`
 }
 
 // Unreadable is a spec source the sidecar cannot read, since when and why.

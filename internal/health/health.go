@@ -15,11 +15,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// Route is one more path Serve serves.
+type Route struct {
+	Path    string
+	Handler http.Handler
+}
+
 // Serve serves reg on /metrics, /healthz and /readyz (200 when ready
-// returns nil, else 503 with its message) on addr until ctx ends. A listen
-// error is returned at once: a process without its probes must not run.
-func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, log *slog.Logger) error {
+// returns nil, else 503 with its message), and routes, on addr until ctx
+// ends. A listen error is returned at once: a process without its probes
+// must not run.
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, log *slog.Logger, routes ...Route) error {
 	mux := http.NewServeMux()
+	for _, r := range routes {
+		mux.Handle(r.Path, r.Handler)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
