@@ -43,20 +43,20 @@ func TestPlanners(t *testing.T) {
 		want    []edit
 		wantErr string
 	}{
-		{"deploy: the first stage", planDeploy("1.3.0"), []edit{{[]string{"tracks", "internal", "version"}, "1.3.0"}}, ""},
-		{"promote: the stage after the last that runs it", planPromote("1.1.0", ""), []edit{{[]string{"tracks", "paid", "version"}, "1.1.0"}}, ""},
+		{"deploy: the first stage", planDeploy("1.3.0"), []edit{{Path: []string{"tracks", "internal", "version"}, Value: "1.3.0"}}, ""},
+		{"promote: the stage after the last that runs it", planPromote("1.1.0", ""), []edit{{Path: []string{"tracks", "paid", "version"}, Value: "1.1.0"}}, ""},
 		{"promote: a version already on the last stage", planPromote("1.0.0", ""), nil, "version 1.0.0 already runs on the last stage, production"},
 		{"promote: a version nowhere", planPromote("9.9.9", ""), nil, "version 9.9.9 runs on no track of account-service (internal 1.2.0, canary 1.1.0, paid 1.0.0, production 1.0.0): deploy it first"},
-		{"promote --to", planPromote("1.2.0", "production"), []edit{{[]string{"tracks", "production", "version"}, "1.2.0"}}, ""},
+		{"promote --to", planPromote("1.2.0", "production"), []edit{{Path: []string{"tracks", "production", "version"}, Value: "1.2.0"}}, ""},
 		{"promote --to an unknown track", planPromote("1.2.0", "beta"), nil, "--to beta: service account-service has no such track (stages: internal, canary, paid, production)"},
 		{"set-weight", planSetWeight("canary", []string{"production", "canary"}, map[string]string{"canary": "10", "production": "90"}),
-			[]edit{{[]string{"backends", "canary", "production"}, "90"}, {[]string{"backends", "canary", "canary"}, "10"}}, ""},
+			[]edit{{Path: []string{"backends", "canary", "production"}, Value: "90"}, {Path: []string{"backends", "canary", "canary"}, Value: "10"}}, ""},
 		{"set-weight: an unknown backend", only("beta", "canary", 1), nil, "service account-service has no backend beta (backends: canary, internal, paid)"},
 		{"set-weight: a track not in the backend", only("internal", "canary", 1), nil, "backend internal has no server for track canary (it has: internal): add it to the spec first"},
 		{"rollback: every backend with the track", planRollback("production", ""),
-			[]edit{{[]string{"backends", "canary", "production"}, "0"}, {[]string{"backends", "paid", "production"}, "0"}}, ""},
+			[]edit{{Path: []string{"backends", "canary", "production"}, Value: "0"}, {Path: []string{"backends", "paid", "production"}, Value: "0"}}, ""},
 		{"rollback --version", planRollback("canary", "1.0.0"),
-			[]edit{{[]string{"backends", "canary", "canary"}, "0"}, {[]string{"tracks", "canary", "version"}, "1.0.0"}}, ""},
+			[]edit{{Path: []string{"backends", "canary", "canary"}, Value: "0"}, {Path: []string{"tracks", "canary", "version"}, Value: "1.0.0"}}, ""},
 		{"rollback: a backend left with nothing", planRollback("internal", ""), nil, "backend internal would have no track with a weight above 0 without internal"},
 		{"rollback: an unknown track", planRollback("beta", ""), nil, "service account-service has no track beta"},
 	} {

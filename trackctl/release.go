@@ -3,7 +3,6 @@ package trackctl
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 	"unicode"
 
 	"github.com/spf13/cobra"
@@ -21,29 +19,51 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/trackrouter/trackrouter/internal/fsutil"
+	"github.com/trackrouter/trackrouter/internal/release"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
-// AnnotationHistory holds, on a spec ConfigMap, the changes trackctl made
-// to it: a JSON list, oldest first, of the last historyLimit entries.
-const (
-	AnnotationHistory = "trackrouter.dev/history"
-	historyLimit      = 20
-)
+// AnnotationHistory holds, on a spec ConfigMap, the changes made to it
+// (see release.AnnotationHistory).
+const AnnotationHistory = release.AnnotationHistory
 
 // HistoryEntry is one change, as recorded on the ConfigMap and printed by
 // trackctl history -o json.
-type HistoryEntry struct {
-	Time    time.Time `json:"time"`
-	User    string    `json:"user"`
-	Command string    `json:"command"`
-	Reason  string    `json:"reason,omitempty"`
-	// Changes are "field old->new", the previous values included.
-	Changes []string `json:"changes"`
-	// From is the ConfigMap's resourceVersion the change was made on.
-	From string `json:"from,omitempty"`
-	// Commit is the git commit (file mode only).
-	Commit string `json:"commit,omitempty"`
+type HistoryEntry = release.HistoryEntry
+
+// The release commands' decisions live in internal/release, shared with
+// track-controller's pipeline.
+type (
+	edit    = release.Edit
+	planner = release.Planner
+)
+
+var (
+	planDeploy    = release.Deploy
+	planPromote   = release.Promote
+	planSetWeight = release.SetWeight
+	planRollback  = release.Rollback
+	editText      = release.EditText
+	specText      = release.SpecText
+	readHistory   = release.ReadHistory
+)
+
+// weightArgs reads set-weight's TRACK=WEIGHT arguments, in their order.
+func weightArgs(args []string) (order []string, weightOf map[string]string, err error) {
+	weightOf = map[string]string{}
+	for _, a := range args {
+		track, w, ok := strings.Cut(a, "=")
+		n, err := strconv.Atoi(w)
+		if !ok || track == "" || err != nil {
+			return nil, nil, usageError{fmt.Sprintf("%q: want TRACK=WEIGHT, e.g. canary=10", a)}
+		}
+		if _, dup := weightOf[track]; dup {
+			return nil, nil, usageError{fmt.Sprintf("track %s is given twice", track)}
+		}
+		weightOf[track] = strconv.Itoa(n) // 010 and +5 are written 10 and 5
+		order = append(order, track)
+	}
+	return order, weightOf, nil
 }
 
 // releaseOptions are the flags every release command shares.
@@ -342,14 +362,6 @@ func (e *env) specConfigMap(ctx context.Context, o *releaseOptions, service stri
 	return nil, nil, fmt.Errorf("%d ConfigMaps in namespace %s define service %s (%s): the controller runs one; delete the others", len(names), ns, service, strings.Join(names, ", "))
 }
 
-func readHistory(cm *corev1.ConfigMap) []HistoryEntry {
-	var h []HistoryEntry
-	if v := cm.Annotations[AnnotationHistory]; v != "" {
-		json.Unmarshal([]byte(v), &h) // a damaged annotation starts over
-	}
-	return h
-}
-
 // whoAmI is the user the API server authenticates, as kubectl auth whoami
 // says; "unknown" when it cannot say.
 func whoAmI(ctx context.Context, client kubernetes.Interface) string {
@@ -432,16 +444,16 @@ func writeInPlace(path string, read, data []byte) error {
 // a version by the spec's rule, a weight a decimal number.
 func checkValues(edits []edit) error {
 	for _, e := range edits {
-		field := e.path[len(e.path)-1]
+		field := e.Path[len(e.Path)-1]
 		switch {
-		case e.path[0] == "tracks" && field == "version":
+		case e.Path[0] == "tracks" && field == "version":
 			// A value that breaks the spec's rule could carry YAML.
-			if !weights.IsVersion(e.value) {
-				return usageError{fmt.Sprintf("version %q: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, at most 63", e.value)}
+			if !weights.IsVersion(e.Value) {
+				return usageError{fmt.Sprintf("version %q: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, at most 63", e.Value)}
 			}
-		case e.path[0] == "backends":
-			if _, err := strconv.Atoi(e.value); err != nil {
-				return usageError{fmt.Sprintf("weight %q: want a decimal number", e.value)}
+		case e.Path[0] == "backends":
+			if _, err := strconv.Atoi(e.Value); err != nil {
+				return usageError{fmt.Sprintf("weight %q: want a decimal number", e.Value)}
 			}
 		}
 	}
@@ -454,7 +466,7 @@ func checkValues(edits []edit) error {
 func onlyAsked(before, after *weights.Spec, edits []edit) error {
 	asked := map[string]bool{}
 	for _, e := range edits {
-		asked[strings.Join(e.path, ".")] = true
+		asked[strings.Join(e.Path, ".")] = true
 	}
 	for _, c := range weights.SpecChanges(before, after) {
 		if !asked[c.Field] {

@@ -2,7 +2,6 @@ package trackctl
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -12,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/trackrouter/trackrouter/internal/release"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -132,17 +132,12 @@ func (c *configMapStore) parse(snap *snapshot, edited []byte) (*weights.Spec, er
 func (c *configMapStore) write(ctx context.Context, snap *snapshot, edited []byte, rec record, res *ChangeResult) error {
 	entry := HistoryEntry{Time: time.Now().UTC().Truncate(time.Second), User: whoAmI(ctx, c.client), Command: "trackctl " + rec.command,
 		Reason: rec.reason, From: snap.cm.ResourceVersion, Changes: rec.changes}
-	hist := append(readHistory(snap.cm), entry)
-	if len(hist) > historyLimit {
-		hist = hist[len(hist)-historyLimit:]
-	}
-	hb, _ := json.Marshal(hist)
 	cm := snap.cm.DeepCopy()
 	cm.Data[weights.DataKey] = string(edited)
 	if cm.Annotations == nil {
 		cm.Annotations = map[string]string{}
 	}
-	cm.Annotations[AnnotationHistory] = string(hb)
+	cm.Annotations[AnnotationHistory] = release.AddHistory(snap.cm, entry)
 	// Update carries the resourceVersion read: if anyone changed the
 	// ConfigMap since, the API refuses and nothing is written.
 	updated, err := c.client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "trackctl"})

@@ -1,4 +1,4 @@
-package trackctl
+package release
 
 import (
 	"bytes"
@@ -13,24 +13,24 @@ import (
 	"github.com/trackrouter/trackrouter/weights"
 )
 
-// An edit sets one scalar of a spec to a new value, by its path
+// An Edit sets one scalar of a spec to a new value, by its path
 // (tracks.canary.version, backends.canary.production). Edits change the
 // bytes of that value only: comments, key order, flow or block style,
 // quotes and indentation stay, so a pull request's diff is the changed
 // values and nothing else.
-type edit struct {
-	path  []string
-	value string
+type Edit struct {
+	Path  []string
+	Value string
 }
 
-func (e edit) String() string { return strings.Join(e.path, ".") + "=" + e.value }
+func (e Edit) String() string { return strings.Join(e.Path, ".") + "=" + e.Value }
 
-// editText applies edits to a spec's text as it sits in file: line 1 of
+// EditText applies edits to a spec's text as it sits in file: line 1 of
 // spec is line lineOffset+1 of file, indented by indent more columns (a
 // ConfigMap's literal block), or file itself (a bare spec, 0 and 0). Each
 // edit replaces the bytes of one value, in the file and in spec, so that
 // the next edit reads its position from the edited text.
-func editText(file, spec []byte, lineOffset, indent int, edits []edit) ([]byte, error) {
+func EditText(file, spec []byte, lineOffset, indent int, edits []Edit) ([]byte, error) {
 	for _, e := range edits {
 		var doc yaml.Node
 		dec := yaml.NewDecoder(bytes.NewReader(spec))
@@ -51,18 +51,18 @@ func editText(file, spec []byte, lineOffset, indent int, edits []edit) ([]byte, 
 		if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 			return nil, errors.New("the spec is empty")
 		}
-		name := strings.Join(e.path, ".")
-		n := find(doc.Content[0], e.path)
+		name := strings.Join(e.Path, ".")
+		n := find(doc.Content[0], e.Path)
 		if n == nil {
 			return nil, fmt.Errorf("the spec has no %s", name)
 		}
 		if n.Kind != yaml.ScalarNode {
 			return nil, fmt.Errorf("%s is not a single value", name)
 		}
-		old, value := n.Value, e.value
+		old, value := n.Value, e.Value
 		switch n.Style {
 		case 0: // plain
-			if e.path[len(e.path)-1] == "version" && needsQuotes(value) {
+			if e.Path[len(e.Path)-1] == "version" && needsQuotes(value) {
 				// 1.10, 010, null: other YAML readers would see a number
 				// or nothing where the spec means a string.
 				value = `"` + value + `"`
@@ -120,10 +120,10 @@ func find(n *yaml.Node, path []string) *yaml.Node {
 	return n
 }
 
-// specText returns the text of s as written in file, with where it sits:
+// SpecText returns the text of s as written in file, with where it sits:
 // the whole file for a bare spec; for a ConfigMap, the content of its
 // literal block, the line before it and its indentation.
-func specText(file []byte, s *weights.Spec) (text []byte, lineOffset, indent int, err error) {
+func SpecText(file []byte, s *weights.Spec) (text []byte, lineOffset, indent int, err error) {
 	if s.Source.Name == "" {
 		return file, 0, 0, nil
 	}
