@@ -1,10 +1,13 @@
 package weights
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"slices"
 
 	"go.yaml.in/yaml/v3"
+	batchv1 "k8s.io/api/batch/v1"
 )
 
 // spec decodes a spec mapping, fills in defaults and validates it. Errors
@@ -74,7 +77,7 @@ func (d *decoder) track(f field) Track {
 	path := "tracks." + f.key.Value
 	d.mark(path, f.key)
 	t := Track{Replicas: DefaultTrackReplicas}
-	for _, tf := range d.fields(f.value, path, "version", "replicas", "address", "analysis") {
+	for _, tf := range d.fields(f.value, path, "version", "replicas", "address", "analysis", "gates") {
 		p := path + "." + tf.key.Value
 		switch tf.key.Value {
 		case "version":
@@ -90,9 +93,79 @@ func (d *decoder) track(f field) Track {
 			t.Address = d.str(tf.value, p)
 		case "analysis":
 			t.Analysis = d.analysis(tf, p)
+		case "gates":
+			t.Gates = d.gates(tf, p)
 		}
 	}
 	return t
+}
+
+// gates decodes a stage's gates: "approval", or "job:" and a batch/v1 Job.
+func (d *decoder) gates(f field, path string) []Gate {
+	d.mark(path, f.key)
+	if f.value.Kind == yaml.ScalarNode && f.value.Tag == "!!null" {
+		return nil
+	}
+	if f.value.Kind != yaml.SequenceNode {
+		d.fail(f.value, path, "want a list of gates (approval, or job: a batch/v1 Job), found %s", describe(f.value))
+		return nil
+	}
+	var gates []Gate
+	for i, n := range f.value.Content {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		d.mark(p, n)
+		if n.Kind == yaml.ScalarNode && n.Value == "approval" {
+			gates = append(gates, Gate{Approval: true})
+			continue
+		}
+		jf := d.fields(n, p, "job")
+		if n.Kind != yaml.MappingNode || len(jf) != 1 {
+			if n.Kind != yaml.MappingNode || len(n.Content) == 0 {
+				d.fail(n, p, "want approval or job: (a batch/v1 Job), found %s", describe(n))
+			}
+			continue
+		}
+		if job := d.job(jf[0].value, p+".job"); job != nil {
+			gates = append(gates, Gate{Job: job})
+		}
+	}
+	return gates
+}
+
+// job decodes a Job manifest strictly: apiVersion batch/v1, kind Job, no
+// field the Job type does not have, and at least one container.
+func (d *decoder) job(n *yaml.Node, path string) *batchv1.Job {
+	d.mark(path, n)
+	if n.Kind != yaml.MappingNode {
+		d.fail(n, path, "want a batch/v1 Job manifest, found %s", describe(n))
+		return nil
+	}
+	var v any
+	if err := n.Decode(&v); err != nil {
+		d.fail(n, path, "%v", err)
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		d.fail(n, path, "%v", err)
+		return nil
+	}
+	var job batchv1.Job
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&job); err != nil {
+		d.fail(n, path, "not a Job: %v", err)
+		return nil
+	}
+	switch {
+	case job.APIVersion != "batch/v1" || job.Kind != "Job":
+		d.fail(n, path, "apiVersion %q, kind %q: a job gate is a batch/v1 Job", job.APIVersion, job.Kind)
+	case len(job.Spec.Template.Spec.Containers) == 0:
+		d.fail(n, path, "the Job has no containers (spec.template.spec.containers)")
+	default:
+		return &job
+	}
+	return nil
 }
 
 // analysis decodes a stage's analysis, defaults filled in.

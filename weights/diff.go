@@ -1,6 +1,8 @@
 package weights
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -149,6 +151,11 @@ func SpecChanges(old, new *Spec) []Change {
 		add("tracks."+name+".address", ot.Address, nt.Address)
 		if oOK && nOK {
 			add("tracks."+name+".analysis", ot.Analysis.String(), nt.Analysis.String())
+			og, ng := GateWords(ot.Gates), GateWords(nt.Gates)
+			if og == ng && !equalJSON(ot.Gates, nt.Gates) {
+				ng += " (a Job's spec changed)"
+			}
+			add("tracks."+name+".gates", og, ng)
 		}
 	}
 	for _, value := range union(old.GroupValues(), new.GroupValues()) {
@@ -178,4 +185,10 @@ func orDash(s string) string {
 		return "none"
 	}
 	return s
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
 }

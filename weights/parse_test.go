@@ -446,3 +446,49 @@ func TestAnalysis(t *testing.T) {
 		t.Errorf("changes: %v", changes)
 	}
 }
+
+// TestGates: approval and a Job, and what is not a gate refused with the
+// field and its line.
+func TestGates(t *testing.T) {
+	spec := "service: a\nport: 80\ntracks:\n  internal:\n    version: v2\n    gates:\n%s  production: {version: v1}\ndefault: all\nbackends:\n  all: {production: 100, internal: 0}\n"
+	job := "      - job:\n          apiVersion: batch/v1\n          kind: Job\n          metadata: {name: suite}\n          spec:\n            template:\n              spec:\n                restartPolicy: Never\n                containers: [{name: t, image: tests:1}]\n"
+	s, err := ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, job+"      - approval\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := s.Tracks["internal"].Gates
+	if len(g) != 2 || g[0].Job == nil || g[0].Job.Spec.Template.Spec.Containers[0].Image != "tests:1" || !g[1].Approval {
+		t.Fatalf("gates %+v", g)
+	}
+	if w := GateWords(g); w != "job suite (tests:1), approval" {
+		t.Errorf("words %q", w)
+	}
+	for _, tc := range []struct {
+		name, gates, want string
+	}{
+		{"an unknown gate", "      - qa\n", `service.yaml:7: tracks.internal.gates[0]: want approval or job: (a batch/v1 Job), found the string "qa"`},
+		{"an unknown kind of gate", "      - test: {}\n", "service.yaml:7: tracks.internal.gates[0].test: unknown field"},
+		{"not a list", "      approval: true\n", "service.yaml:7: tracks.internal.gates: want a list of gates"},
+		{"a Job template that is not a Job", "      - job:\n          apiVersion: apps/v1\n          kind: Deployment\n          spec: {}\n",
+			`service.yaml:8: tracks.internal.gates[0].job: apiVersion "apps/v1", kind "Deployment": a job gate is a batch/v1 Job`},
+		{"a field a Job does not have", "      - job:\n          apiVersion: batch/v1\n          kind: Job\n          spec: {tempalte: {}}\n",
+			`service.yaml:8: tracks.internal.gates[0].job: not a Job: json: unknown field "tempalte"`},
+		{"a Job without containers", "      - job:\n          apiVersion: batch/v1\n          kind: Job\n          spec: {template: {spec: {}}}\n",
+			"service.yaml:8: tracks.internal.gates[0].job: the Job has no containers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, tc.gates)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("want %q, got %v", tc.want, err)
+			}
+		})
+	}
+	// A Job's command changed is a change of the gates.
+	other, err := ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, strings.Replace(job, "[{name: t,", "[{name: t, args: [-v],", 1)+"      - approval\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := SpecChanges(s, other); len(c) != 1 || c[0].Field != "tracks.internal.gates" || !strings.Contains(c[0].String(), "a Job's spec changed") {
+		t.Errorf("changes: %v", c)
+	}
+}

@@ -7,7 +7,10 @@ package weights
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
 )
 
 const (
@@ -130,6 +133,49 @@ type Track struct {
 	// Analysis, when set, is how a release on this stage is judged before
 	// it moves on (see internal/analysis); nil when the spec has none.
 	Analysis *Analysis
+	// Gates must pass, in order, before a release leaves this stage for
+	// the next one (after the bake, when the stage has an analysis).
+	Gates []Gate
+}
+
+// Gate is one condition a release waits for on a stage: a person's
+// approval (trackctl approve), or a Job that must succeed.
+type Gate struct {
+	Approval bool
+	// Job is a batch/v1 Job (a test suite) run against the stage's track
+	// Service: its containers get TRACK_URL, SERVICE, TRACK and VERSION.
+	Job *batchv1.Job
+}
+
+// String is the gate in the spec's words, for diffs and status.
+func (g Gate) String() string {
+	if g.Approval {
+		return "approval"
+	}
+	if g.Job == nil {
+		return "none"
+	}
+	var images []string
+	for _, c := range g.Job.Spec.Template.Spec.Containers {
+		images = append(images, c.Image)
+	}
+	name := g.Job.Name
+	if name == "" {
+		name = "(unnamed)"
+	}
+	return "job " + name + " (" + strings.Join(images, ", ") + ")"
+}
+
+// GateWords is a stage's gates in the spec's words; "none" without any.
+func GateWords(gates []Gate) string {
+	if len(gates) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(gates))
+	for i, g := range gates {
+		parts[i] = g.String()
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Analysis is a stage's canary analysis: how long it bakes, how often it
