@@ -1,0 +1,273 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trackrouter/trackrouter/internal/analysis"
+	"github.com/trackrouter/trackrouter/internal/release"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+const specText = `service: web
+port: 80
+tracks:
+  internal:
+    version: "1.0"
+    gates:
+      - job:
+          apiVersion: batch/v1
+          kind: Job
+          spec:
+            template:
+              spec:
+                restartPolicy: Never
+                containers: [{name: t, image: tests}]
+      - approval
+  canary:
+    version: "1.0"
+    analysis: {bake: 10m}
+  paid:
+    version: "1.0"
+    analysis: {bake: 20m}
+  production: {version: "1.0"}
+groups: {INTERNAL: internal, FREE: free, PAID: paid}
+default: all
+backends:
+  internal: {internal: 100}
+  free: {canary: 5, production: 95}
+  paid: {paid: 10, production: 90}
+  all: {production: 100}
+`
+
+// rig walks a release: it keeps the spec's text and the state, applies
+// each decision's edits to the text as the controller would, and checks
+// what each step decided.
+type rig struct {
+	t    *testing.T
+	text string
+	st   State
+	now  time.Time
+}
+
+func newRig(t *testing.T) *rig {
+	r := &rig{t: t, text: specText, now: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
+	if d := r.step(Observed{}); d != nil {
+		t.Fatalf("the first look decided %+v", d)
+	}
+	if r.st.Phase != Idle {
+		t.Fatalf("phase %s after the first look, want idle", r.st.Phase)
+	}
+	return r
+}
+
+func (r *rig) spec() *weights.Spec {
+	r.t.Helper()
+	s, err := weights.ParseService(weights.Source{File: "web.yaml"}, []byte(r.text))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return s
+}
+
+// edit changes the spec by hand (trackctl deploy, a person's edit).
+func (r *rig) edit(edits ...release.Edit) {
+	r.t.Helper()
+	out, err := release.EditText([]byte(r.text), []byte(r.text), 0, 0, edits)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.text = string(out)
+}
+
+// step runs one step a minute after the last, writes its edits and keeps
+// its state.
+func (r *rig) step(obs Observed) *Decision {
+	r.t.Helper()
+	r.now = r.now.Add(time.Minute)
+	obs.Now = r.now
+	st, d := Step(r.st, r.spec(), obs)
+	if d != nil && len(d.Edits) > 0 {
+		r.edit(d.Edits...)
+	}
+	r.st = st
+	return d
+}
+
+// want checks a decision's kind, the phase and stage after it, and that
+// its reason holds every one of words.
+func (r *rig) want(d *Decision, kind Kind, phase Phase, stage string, words ...string) {
+	r.t.Helper()
+	if d == nil {
+		r.t.Fatalf("no decision, want %s (phase %s, stage %s)", kind, r.st.Phase, r.st.Stage)
+	}
+	if d.Kind != kind || r.st.Phase != phase || r.st.Stage != stage {
+		r.t.Fatalf("decision %s, phase %s, stage %s; want %s, %s, %s (reason: %s)", d.Kind, r.st.Phase, r.st.Stage, kind, phase, stage, d.Reason)
+	}
+	for _, w := range words {
+		if !strings.Contains(d.Reason, w) {
+			r.t.Errorf("reason %q does not say %q", d.Reason, w)
+		}
+	}
+}
+
+func (r *rig) none(obs Observed) {
+	r.t.Helper()
+	if d := r.step(obs); d != nil {
+		r.t.Fatalf("decided %s (%s), want nothing", d.Kind, d.Reason)
+	}
+}
+
+func version(track, v string) release.Edit {
+	return release.Edit{Path: []string{"tracks", track, "version"}, Value: v}
+}
+
+func verdict(a analysis.Action, why string) Observed {
+	return Observed{Verdict: &analysis.Verdict{Action: a, Reason: why}}
+}
+
+// walkToCanary deploys v and passes internal's gates.
+func (r *rig) walkToCanary(v string) {
+	r.t.Helper()
+	r.edit(version("internal", v))
+	r.want(r.step(Observed{}), Start, Gates, "internal", v+" deployed on internal")
+	job := JobName("web", "internal", 0, v)
+	d := r.step(Observed{})
+	r.want(d, RunJob, Gates, "internal", job)
+	if d.Job == nil || d.Job.Name != job {
+		r.t.Fatalf("job %+v, want %s", d.Job, job)
+	}
+	r.none(Observed{Jobs: map[string]JobStatus{job: JobRunning}})
+	r.want(r.step(Observed{Jobs: map[string]JobStatus{job: JobSucceeded}}), Pass, Gates, "internal", "Job "+job+" succeeded")
+	r.none(Observed{Approvals: map[string]string{"internal": "0.9 by bob"}}) // another version's approval
+	r.want(r.step(Observed{Approvals: map[string]string{"internal": v + " by alice at 10:05"}}), Pass, Gates, "internal", "approved by alice")
+	d = r.step(Observed{})
+	r.want(d, Promote, Baking, "canary", "promoted from internal to canary")
+	if got := r.spec().Tracks["canary"].Version; got != v {
+		r.t.Fatalf("canary runs %s, want %s", got, v)
+	}
+}
+
+// TestWalkToProduction: a healthy build walks every stage, by gates and
+// bakes, with nobody acting but the approver.
+func TestWalkToProduction(t *testing.T) {
+	r := newRig(t)
+	r.walkToCanary("1.1")
+	r.none(verdict(analysis.Wait, "baking"))
+	r.none(Observed{}) // not judged at this step
+	r.want(r.step(verdict(analysis.Promote, "no breach in 10m")), Promote, Baking, "paid", "no breach in 10m")
+	r.want(r.step(verdict(analysis.Promote, "no breach in 20m")), Finish, Done, "production", "the release is done")
+	s := r.spec()
+	for _, tr := range s.Stages {
+		if s.Tracks[tr].Version != "1.1" {
+			t.Errorf("%s runs %s, want 1.1", tr, s.Tracks[tr].Version)
+		}
+	}
+	r.none(verdict(analysis.Rollback, "late")) // done: nothing moves
+	if n := len(r.st.Decisions); n != 7 { // start, job, 2 gates passed, 3 promotions
+		t.Errorf("%d decisions recorded, want 7", n)
+	}
+}
+
+// TestRollbackAndBack: a breach on paid sets its weights to 0 and its
+// version back; the next build to reach paid puts the weights back.
+func TestRollbackAndBack(t *testing.T) {
+	r := newRig(t)
+	r.walkToCanary("1.1")
+	r.step(verdict(analysis.Promote, "ok"))
+	d := r.step(verdict(analysis.Rollback, "canary 5xx 4.8% (29/604) vs production 0.1%"))
+	r.want(d, Rollback, RolledBack, "paid", "1.1 rolled back on paid", "4.8% (29/604)", "weights to 0, its version back to 1.0")
+	if !d.Alert {
+		t.Error("a rollback is not alerted")
+	}
+	s := r.spec()
+	if s.Tracks["paid"].Version != "1.0" || s.Backends["paid"]["paid"] != 0 || s.Backends["paid"]["production"] != 90 {
+		t.Fatalf("after the rollback: paid runs %s at weight %d", s.Tracks["paid"].Version, s.Backends["paid"]["paid"])
+	}
+	r.none(Observed{}) // rolled back: nothing moves, the rollback is not taken for a new deploy
+	r.walkToCanary("1.2")
+	r.want(r.step(verdict(analysis.Promote, "ok")), Promote, Baking, "paid")
+	if s := r.spec(); s.Tracks["paid"].Version != "1.2" || s.Backends["paid"]["paid"] != 10 {
+		t.Errorf("paid runs %s at weight %d, want 1.2 at 10", s.Tracks["paid"].Version, s.Backends["paid"]["paid"])
+	}
+}
+
+// TestFirstStageRollback: internal is the only track of its backend, so
+// an abort there puts the version back and leaves the weight.
+func TestFirstStageAbort(t *testing.T) {
+	r := newRig(t)
+	r.edit(version("internal", "1.1"))
+	r.step(Observed{})
+	r.want(r.step(Observed{Abort: "1.1 by carol: broken build"}), Rollback, RolledBack, "internal", "aborted: by carol", "version back to 1.0")
+	if s := r.spec(); s.Tracks["internal"].Version != "1.0" || s.Backends["internal"]["internal"] != 100 {
+		t.Errorf("internal runs %s at %d", s.Tracks["internal"].Version, s.Backends["internal"]["internal"])
+	}
+	r.none(Observed{})
+}
+
+func TestGateFails(t *testing.T) {
+	r := newRig(t)
+	r.edit(version("internal", "1.1"))
+	r.step(Observed{})
+	job := JobName("web", "internal", 0, "1.1")
+	r.step(Observed{})
+	d := r.step(Observed{Jobs: map[string]JobStatus{job: JobFailed}, JobMessage: map[string]string{job: "BackoffLimitExceeded"}})
+	r.want(d, Stop, Stopped, "internal", "Job "+job+" failed: BackoffLimitExceeded", "stays on internal")
+	if !d.Alert || len(d.Edits) != 0 {
+		t.Errorf("alert %v, edits %v; want an alert and no edit", d.Alert, d.Edits)
+	}
+	r.none(Observed{Approvals: map[string]string{"internal": "1.1 by alice"}})
+}
+
+// TestSupersede: a build deployed while another bakes on canary replaces
+// it: canary goes back, never two canaries.
+func TestSupersede(t *testing.T) {
+	r := newRig(t)
+	r.walkToCanary("1.1")
+	r.edit(version("internal", "1.2"))
+	d := r.step(Observed{})
+	r.want(d, Supersede, Gates, "internal", "1.2 deployed on internal (it ran 1.1)", "release 1.1 superseded: canary back to 1.0")
+	if s := r.spec(); s.Tracks["canary"].Version != "1.0" {
+		t.Errorf("canary runs %s, want 1.0", s.Tracks["canary"].Version)
+	}
+}
+
+func TestPauseAndHandEdits(t *testing.T) {
+	r := newRig(t)
+	r.walkToCanary("1.1")
+	r.none(Observed{Paused: true, Verdict: &analysis.Verdict{Action: analysis.Rollback}})
+	// trackctl promote by hand: the pipeline follows.
+	r.edit(version("paid", "1.1"))
+	r.want(r.step(Observed{}), Follow, Baking, "paid", "paid runs 1.1")
+	// A person sets paid to another version: the pipeline stops.
+	r.edit(version("paid", "0.9"))
+	r.want(r.step(Observed{}), Abort, Aborted, "paid", "tracks.paid.version was changed to 0.9 by hand")
+}
+
+// TestLostWrites: the controller wrote the spec, then stopped before it
+// recorded the state. The next step on the old state ends where the lost
+// one did.
+func TestLostWrites(t *testing.T) {
+	r := newRig(t)
+	r.walkToCanary("1.1")
+	saved := r.st
+	r.step(verdict(analysis.Promote, "ok")) // spec written: paid runs 1.1
+	r.st = saved                            // the state was not
+	r.want(r.step(Observed{}), Follow, Baking, "paid")
+	saved = r.st
+	r.step(verdict(analysis.Rollback, "slow"))
+	r.st = saved
+	r.want(r.step(Observed{}), Rollback, RolledBack, "paid", "paid runs 1.0 again")
+	r.none(Observed{})
+}
+
+func TestJobName(t *testing.T) {
+	if got := JobName("web", "internal", 0, "1.2.0-rc.1"); got != "web-internal-g1-1-2-0-rc-1" {
+		t.Errorf("got %q", got)
+	}
+	long := JobName(strings.Repeat("s", 60), "production", 2, "2026.12.03-abcdef")
+	if len(long) > 63 || long != JobName(strings.Repeat("s", 60), "production", 2, "2026.12.03-abcdef") || long == JobName(strings.Repeat("s", 60), "production", 2, "2026.12.03-abcdeg") {
+		t.Errorf("long name %q (%d)", long, len(long))
+	}
+}
