@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	appsinformers "k8s.io/client-go/informers/apps/v1"
+	batchinformers "k8s.io/client-go/informers/batch/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	rbacinformers "k8s.io/client-go/informers/rbac/v1"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	appslisters "k8s.io/client-go/listers/apps/v1"
+	batchlisters "k8s.io/client-go/listers/batch/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	rbaclisters "k8s.io/client-go/listers/rbac/v1"
@@ -57,6 +59,8 @@ type Options struct {
 	MinEndpoints int
 	// Alerter, when set, is told every evaluation.
 	Alerter *Alerter
+	// PipelineTick is how often every release is stepped; default 1s.
+	PipelineTick time.Duration
 }
 
 // errNotLeading stops a sync whose replica may have lost the lease.
@@ -86,6 +90,8 @@ type Controller struct {
 	statusMaps  corelisters.ConfigMapLister
 	routerPods  corelisters.PodLister
 	slices      discoverylisters.EndpointSliceLister
+	jobs        batchlisters.JobLister // gates' Jobs; nil without the informer
+	pipelines   *pipelines
 
 	// health is the last evaluation of every spec's health (see health.go).
 	health       atomic.Pointer[[]*fleet.Health]
@@ -126,6 +132,8 @@ type Informers struct {
 	// Services): what health is judged from.
 	RouterPods     coreinformers.PodInformer
 	EndpointSlices discoveryinformers.EndpointSliceInformer
+	// Jobs: ours, the release gates' Jobs (nil: no Job gates run).
+	Jobs batchinformers.JobInformer
 }
 
 // Factories are the informer factories of a Controller, filtered by label.
@@ -167,6 +175,7 @@ func (f *Factories) Informers() Informers {
 		StatusConfigMaps: f.owned.Core().V1().ConfigMaps(),
 		RouterPods:       f.routerPods.Core().V1().Pods(),
 		EndpointSlices:   f.labeled.Discovery().V1().EndpointSlices(),
+		Jobs:             f.owned.Batch().V1().Jobs(),
 	}
 }
 
@@ -204,6 +213,11 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	c.statusMaps = inf.StatusConfigMaps.Lister()
 	c.routerPods, c.slices = inf.RouterPods.Lister(), inf.EndpointSlices.Lister()
 	c.synced = append(c.synced, inf.RouterPods.Informer().HasSynced, inf.EndpointSlices.Informer().HasSynced)
+	if inf.Jobs != nil {
+		c.jobs = inf.Jobs.Lister()
+		c.synced = append(c.synced, inf.Jobs.Informer().HasSynced)
+	}
+	c.pipelines = newPipelines(c)
 	// The sidecars write their reports often: only the status ConfigMap's
 	// coming and going is the spec's business.
 	inf.StatusConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -368,6 +382,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 		go wait.UntilWithContext(ctx, c.runWorker, time.Second)
 	}
 	go wait.UntilWithContext(ctx, c.evaluateHealth, orDefault(c.opt.HealthInterval, 10*time.Second))
+	go wait.UntilWithContext(ctx, c.pipelines.run, orDefault(c.opt.PipelineTick, pipelineTick))
 	<-ctx.Done()
 	return nil
 }

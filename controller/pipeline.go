@@ -1,0 +1,460 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+
+	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/analysis"
+	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/pipeline"
+	"github.com/trackrouter/trackrouter/internal/release"
+	"github.com/trackrouter/trackrouter/router/samples"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// The release ConfigMap (<service>-release) holds a service's release:
+// the pipeline's state under KeyState, written by the leader, and what
+// people tell it (trackctl approve, pause, abort) under their own keys,
+// written by trackctl with its own field manager.
+const (
+	KeyState        = "state"
+	KeyPaused       = "paused"
+	KeyAbort        = "abort"
+	KeyApprovedPref = "approved." // + stage
+	// LabelReleaseOf names the service a release ConfigMap is of (not
+	// trackrouter.dev/service: that label marks specs).
+	LabelReleaseOf = "trackrouter.dev/release-of"
+	pipelineTick   = time.Second
+	fieldManagerPL = "track-controller-pipeline"
+)
+
+// ReleaseName is the name of a service's release ConfigMap.
+func ReleaseName(service string) string { return service + "-release" }
+
+// usesPipeline reports whether any stage of s has gates or an analysis:
+// only then does the pipeline act (and write) for it.
+func usesPipeline(s *weights.Spec) bool {
+	for _, t := range s.Tracks {
+		if len(t.Gates) > 0 || t.Analysis != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// pipelines runs every spec's release; the leader's only.
+type pipelines struct {
+	c    *Controller
+	http *http.Client
+
+	mu     sync.Mutex
+	bakes  map[string]*bake // by namespace/service
+	parsed map[string]parsedSpec
+}
+
+type parsedSpec struct {
+	resourceVersion string
+	spec            *weights.Spec
+}
+
+// bake is what the controller measured of a stage since it began baking:
+// kept in memory; a restarted controller counts again from its restart
+// (the bake's time goes on from the recorded start).
+type bake struct {
+	key              string // version, stage and start
+	canary, baseline analysis.Tally
+	next             time.Time
+	last             analysis.Verdict
+	canarySample     analysis.Sample
+	baselineSample   analysis.Sample
+}
+
+func newPipelines(c *Controller) *pipelines {
+	return &pipelines{c: c, http: &http.Client{Timeout: 3 * time.Second}, bakes: map[string]*bake{}, parsed: map[string]parsedSpec{}}
+}
+
+// run steps every release once.
+func (p *pipelines) run(ctx context.Context) {
+	if p.c.fence() != nil {
+		return
+	}
+	cms, err := p.c.configMaps.List(labels.Everything())
+	if err != nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, cm := range cms {
+		spec := p.parse(cm)
+		if spec == nil || !usesPipeline(spec) {
+			continue
+		}
+		key := cm.Namespace + "/" + spec.Service
+		if seen[key] {
+			continue // a duplicate spec: the sync says so
+		}
+		seen[key] = true
+		if err := p.step(ctx, cm, spec); err != nil {
+			p.c.log.Warn("pipeline", "service", key, "err", err)
+		}
+	}
+	p.mu.Lock()
+	for k := range p.bakes {
+		if !seen[k] {
+			delete(p.bakes, k)
+		}
+	}
+	p.mu.Unlock()
+}
+
+func (p *pipelines) parse(cm *corev1.ConfigMap) *weights.Spec {
+	key := cm.Namespace + "/" + cm.Name
+	if ps, ok := p.parsed[key]; ok && ps.resourceVersion == cm.ResourceVersion {
+		return ps.spec
+	}
+	spec, err := weights.ParseService(weights.ConfigMapSource(cm.Namespace, cm.Name), []byte(cm.Data[weights.DataKey]))
+	if err != nil {
+		spec = nil // the sync reports it
+	}
+	p.parsed[key] = parsedSpec{cm.ResourceVersion, spec}
+	return spec
+}
+
+// step runs one step of the service's release and makes its writes: the
+// spec's edits first, then the Job, then the state (see pipeline.Step for
+// why that order loses nothing).
+func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec) error {
+	rel, _ := p.c.statusMaps.ConfigMaps(cm.Namespace).Get(ReleaseName(spec.Service))
+	var st pipeline.State
+	if rel != nil && rel.Data[KeyState] != "" {
+		if err := json.Unmarshal([]byte(rel.Data[KeyState]), &st); err != nil {
+			return fmt.Errorf("ConfigMap %s/%s: key %s is not a release state (%v): delete the key to start over", cm.Namespace, rel.Name, KeyState, err)
+		}
+	}
+	now := time.Now()
+	obs := pipeline.Observed{Now: now}
+	if rel != nil {
+		obs.Paused, obs.Abort = rel.Data[KeyPaused] != "", rel.Data[KeyAbort]
+		obs.Approvals = map[string]string{}
+		for k, v := range rel.Data {
+			if stage, ok := strings.CutPrefix(k, KeyApprovedPref); ok {
+				obs.Approvals[stage] = v
+			}
+		}
+	}
+	if st.Phase == pipeline.Gates {
+		obs.Jobs, obs.JobMessage = p.jobs(cm.Namespace, spec, st)
+	}
+	if st.Phase == pipeline.Baking && !obs.Paused {
+		obs.Verdict = p.judge(ctx, cm.Namespace, spec, st, now)
+	}
+	next, d := pipeline.Step(st, spec, obs)
+	if d != nil && len(d.Edits) > 0 {
+		if err := p.editSpec(ctx, cm, spec, d); err != nil {
+			return err
+		}
+	}
+	if d != nil && d.Job != nil {
+		if err := p.runJob(ctx, cm, spec, d.Version, d.Stage, d.Job); err != nil {
+			return err
+		}
+	}
+	if rel != nil && sameState(st, next) {
+		return nil
+	}
+	if err := p.saveState(ctx, cm, spec, next); err != nil {
+		return err
+	}
+	if d != nil {
+		p.tell(cm, spec, d)
+	}
+	return nil
+}
+
+func sameState(a, b pipeline.State) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// judge measures the stage being baked when its interval has come, and
+// returns the analysis' verdict; nil between two judgements.
+func (p *pipelines) judge(ctx context.Context, ns string, spec *weights.Spec, st pipeline.State, now time.Time) *analysis.Verdict {
+	a := spec.Tracks[st.Stage].Analysis
+	if a == nil {
+		return nil
+	}
+	key := ns + "/" + spec.Service
+	id := st.Version + "/" + st.Stage + "/" + st.Since.String()
+	p.mu.Lock()
+	b := p.bakes[key]
+	if b == nil || b.key != id {
+		b = &bake{key: id}
+		p.bakes[key] = b
+	}
+	p.mu.Unlock()
+	first := b.next.IsZero()
+	if !first && now.Before(b.next) {
+		return nil
+	}
+	cfg := analysis.ConfigOf(a)
+	b.next = now.Add(cfg.Interval)
+	canaryKeys, baselineKeys := comparedServers(spec, st.Stage)
+	canary, baseline := p.collect(ctx, ns, spec, canaryKeys, baselineKeys)
+	cs, bs := b.canary.Observe(canary), b.baseline.Observe(baseline)
+	if first {
+		return nil // the counts at the start: nothing to judge yet
+	}
+	v := analysis.Decide(cfg, cs, bs, now.Sub(st.Since))
+	p.mu.Lock()
+	b.last, b.canarySample, b.baselineSample = v, cs, bs
+	p.mu.Unlock()
+	p.c.log.Info("analysis", "service", key, "stage", st.Stage, "version", st.Version, "verdict", string(v.Action), "reason", v.Reason)
+	return &v
+}
+
+// comparedServers are the servers of the stage's track, and of the last
+// stage's (the baseline) in the same backends: the same users at the same
+// time. Where no backend has both, the baseline is the last stage's
+// servers everywhere.
+func comparedServers(spec *weights.Spec, stage string) (canary, baseline []haproxyconf.ServerKey) {
+	base := spec.Stages[len(spec.Stages)-1]
+	for _, b := range spec.BackendNames() {
+		if _, ok := spec.Backends[b][stage]; ok {
+			canary = append(canary, haproxyconf.ServerKey{Backend: b, Server: stage})
+			if _, ok := spec.Backends[b][base]; ok {
+				baseline = append(baseline, haproxyconf.ServerKey{Backend: b, Server: base})
+			}
+		}
+	}
+	if len(baseline) == 0 {
+		for _, b := range spec.BackendNames() {
+			if _, ok := spec.Backends[b][base]; ok {
+				baseline = append(baseline, haproxyconf.ServerKey{Backend: b, Server: base})
+			}
+		}
+	}
+	return canary, baseline
+}
+
+// collect reads every HAProxy pod's /samples (as its report names it) and
+// sums each pod's counts of the canary's servers and of the baseline's.
+// A pod that does not answer is left out of this read (analysis.Tally
+// keeps what it counted before).
+func (p *pipelines) collect(ctx context.Context, ns string, spec *weights.Spec, canaryKeys, baselineKeys []haproxyconf.ServerKey) (canary, baseline []analysis.PodCounts) {
+	status, err := p.c.statusMaps.ConfigMaps(ns).Get(fleet.StatusName(spec.Service + "-haproxy"))
+	if err != nil {
+		return nil, nil
+	}
+	reports, _ := fleet.Parse(status.Data)
+	pods := make([]string, 0, len(reports))
+	for pod, r := range reports {
+		if r.Samples != "" {
+			pods = append(pods, pod)
+		}
+	}
+	sort.Strings(pods)
+	type result struct {
+		rep *samples.Report
+		err error
+	}
+	results := make([]result, len(pods))
+	var wg sync.WaitGroup
+	for i, pod := range pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			rep, err := samples.Fetch(rctx, p.http, reports[pod].Samples)
+			results[i] = result{rep, err}
+		}()
+	}
+	wg.Wait()
+	sum := func(pod string, rep *samples.Report, keys []haproxyconf.ServerKey) analysis.PodCounts {
+		out := analysis.PodCounts{Pod: pod, Worker: rep.Worker, LatencyEpoch: rep.LatencyEpoch}
+		for _, k := range keys {
+			if c, ok := rep.PodCounts(pod, k); ok {
+				out.Requests += c.Requests
+				out.Errors += c.Errors
+				out.Latency.Add(&c.Latency)
+			}
+		}
+		return out
+	}
+	for i, pod := range pods {
+		if results[i].err != nil {
+			p.c.log.Debug("samples", "pod", pod, "err", results[i].err)
+			continue
+		}
+		canary = append(canary, sum(pod, results[i].rep, canaryKeys))
+		baseline = append(baseline, sum(pod, results[i].rep, baselineKeys))
+	}
+	return canary, baseline
+}
+
+// jobs is what became of the stage's Job gates.
+func (p *pipelines) jobs(ns string, spec *weights.Spec, st pipeline.State) (map[string]pipeline.JobStatus, map[string]string) {
+	status, msgs := map[string]pipeline.JobStatus{}, map[string]string{}
+	if p.c.jobs == nil {
+		return status, msgs
+	}
+	for i, g := range spec.Tracks[st.Stage].Gates {
+		if g.Job == nil {
+			continue
+		}
+		name := pipeline.JobName(spec.Service, st.Stage, i, st.Version)
+		job, err := p.c.jobs.Jobs(ns).Get(name)
+		if err != nil {
+			continue // absent
+		}
+		status[name] = pipeline.JobRunning
+		for _, c := range job.Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				continue
+			}
+			switch c.Type {
+			case batchv1.JobComplete:
+				status[name] = pipeline.JobSucceeded
+			case batchv1.JobFailed:
+				status[name] = pipeline.JobFailed
+				msgs[name] = strings.TrimSpace(c.Reason + ": " + c.Message)
+			}
+		}
+	}
+	return status, msgs
+}
+
+// runJob starts a gate's Job against the stage's track: its containers
+// get TRACK_URL, SERVICE, TRACK and VERSION.
+func (p *pipelines) runJob(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, version, stage string, g *pipeline.JobGate) error {
+	if err := p.c.fence(); err != nil {
+		return err
+	}
+	tmpl := spec.Tracks[stage].Gates[g.Index].Job
+	job := tmpl.DeepCopy()
+	job.Name, job.Namespace, job.GenerateName, job.ResourceVersion = g.Name, cm.Namespace, "", ""
+	if job.Labels == nil {
+		job.Labels = map[string]string{}
+	}
+	job.Labels[LabelManagedBy], job.Labels[LabelApp], job.Labels[LabelTrack], job.Labels[LabelReleaseOf] = ManagedBy, spec.Service, stage, spec.Service
+	if job.Spec.TTLSecondsAfterFinished == nil {
+		day := int32(86400)
+		job.Spec.TTLSecondsAfterFinished = &day
+	}
+	url := fmt.Sprintf("http://%s.%s.svc:%d", spec.ServiceName(stage), cm.Namespace, spec.Port)
+	if a := spec.Tracks[stage].Address; a != "" {
+		url = "http://" + a
+	}
+	env := []corev1.EnvVar{{Name: "TRACK_URL", Value: url}, {Name: "SERVICE", Value: spec.Service}, {Name: "TRACK", Value: stage}, {Name: "VERSION", Value: version}}
+	for i := range job.Spec.Template.Spec.Containers {
+		job.Spec.Template.Spec.Containers[i].Env = append(env, job.Spec.Template.Spec.Containers[i].Env...)
+	}
+	_, err := p.c.client.BatchV1().Jobs(cm.Namespace).Create(ctx, job, metav1.CreateOptions{FieldManager: ManagedBy})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	if err == nil {
+		p.c.Writes.Add(1)
+	}
+	return err
+}
+
+// editSpec writes a decision's edits to the spec ConfigMap, as trackctl's
+// release commands do: the bytes of the changed values only, validated,
+// an update carrying the resourceVersion read, recorded in the history.
+func (p *pipelines) editSpec(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, d *pipeline.Decision) error {
+	if err := p.c.fence(); err != nil {
+		return err
+	}
+	text := []byte(cm.Data[weights.DataKey])
+	edited, err := release.EditText(text, text, 0, 0, d.Edits)
+	if err != nil {
+		return fmt.Errorf("edit the spec: %w", err)
+	}
+	after, err := weights.ParseService(spec.Source, edited)
+	if err != nil {
+		return fmt.Errorf("the pipeline's %s would make the spec invalid (nothing written): %w", d.Kind, err)
+	}
+	var changes []string
+	for _, c := range weights.SpecChanges(spec, after) {
+		changes = append(changes, c.String())
+	}
+	for _, c := range weights.WeightChanges(spec, after) {
+		changes = append(changes, "backends."+c.String())
+	}
+	entry := release.HistoryEntry{Time: time.Now().UTC().Truncate(time.Second), User: ManagedBy, Command: "pipeline " + string(d.Kind),
+		Reason: d.Reason, From: cm.ResourceVersion, Changes: changes}
+	out := cm.DeepCopy()
+	out.Data[weights.DataKey] = string(edited)
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[release.AnnotationHistory] = release.AddHistory(cm, entry)
+	if _, err := p.c.client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, out, metav1.UpdateOptions{FieldManager: fieldManagerPL}); err != nil {
+		return fmt.Errorf("write the spec (%s): %w", d.Kind, err)
+	}
+	p.c.Writes.Add(1)
+	return nil
+}
+
+// saveState applies the state to the release ConfigMap (owned by the
+// spec, so that it goes with it).
+func (p *pipelines) saveState(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, st pipeline.State) error {
+	if err := p.c.fence(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	ac := corev1ac.ConfigMap(ReleaseName(spec.Service), cm.Namespace).
+		WithLabels(map[string]string{LabelManagedBy: ManagedBy, LabelReleaseOf: spec.Service}).
+		WithOwnerReferences(metav1ac.OwnerReference().WithAPIVersion("v1").WithKind("ConfigMap").WithName(cm.Name).WithUID(cm.UID)).
+		WithData(map[string]string{KeyState: string(b)})
+	if _, err := p.c.client.CoreV1().ConfigMaps(cm.Namespace).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: fieldManagerPL, Force: true}); err != nil {
+		return fmt.Errorf("record the release state: %w", err)
+	}
+	p.c.Writes.Add(1)
+	return nil
+}
+
+// tell records a decision as an Event on the spec, and alerts on a
+// rollback or a failed gate.
+func (p *pipelines) tell(cm *corev1.ConfigMap, spec *weights.Spec, d *pipeline.Decision) {
+	kind := corev1.EventTypeNormal
+	if d.Alert || d.Kind == pipeline.Abort {
+		kind = corev1.EventTypeWarning
+	}
+	reason := "Release" + strings.ToUpper(string(d.Kind[:1])) + string(d.Kind[1:])
+	p.c.recorder.Event(cm, kind, reason, clip(d.Reason, 1000))
+	p.c.log.Info("release", "service", cm.Namespace+"/"+spec.Service, "decision", string(d.Kind), "version", d.Version, "stage", d.Stage, "reason", d.Reason)
+	if d.Alert && p.c.opt.Alerter != nil {
+		name := cm.Namespace + "/" + spec.Service
+		p.c.opt.Alerter.enqueue(alert{
+			Subject: fmt.Sprintf("[trackrouter] %s %s %s on %s", name, d.Version, map[pipeline.Kind]string{pipeline.Rollback: "rolled back", pipeline.Stop: "stopped"}[d.Kind], d.Stage),
+			Text:    d.Reason + fmt.Sprintf("\ntrackctl status %s -n %s shows the release.", spec.Service, cm.Namespace),
+		})
+	}
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
