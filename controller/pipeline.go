@@ -27,35 +27,10 @@ import (
 	"github.com/trackrouter/trackrouter/weights"
 )
 
-// The release ConfigMap (<service>-release) holds a service's release:
-// the pipeline's state under KeyState, written by the leader, and what
-// people tell it (trackctl approve, pause, abort) under their own keys,
-// written by trackctl with its own field manager.
 const (
-	KeyState        = "state"
-	KeyPaused       = "paused"
-	KeyAbort        = "abort"
-	KeyApprovedPref = "approved." // + stage
-	// LabelReleaseOf names the service a release ConfigMap is of (not
-	// trackrouter.dev/service: that label marks specs).
-	LabelReleaseOf = "trackrouter.dev/release-of"
 	pipelineTick   = time.Second
 	fieldManagerPL = "track-controller-pipeline"
 )
-
-// ReleaseName is the name of a service's release ConfigMap.
-func ReleaseName(service string) string { return service + "-release" }
-
-// usesPipeline reports whether any stage of s has gates or an analysis:
-// only then does the pipeline act (and write) for it.
-func usesPipeline(s *weights.Spec) bool {
-	for _, t := range s.Tracks {
-		if len(t.Gates) > 0 || t.Analysis != nil {
-			return true
-		}
-	}
-	return false
-}
 
 // pipelines runs every spec's release; the leader's only.
 type pipelines struct {
@@ -100,7 +75,7 @@ func (p *pipelines) run(ctx context.Context) {
 	seen := map[string]bool{}
 	for _, cm := range cms {
 		spec := p.parse(cm)
-		if spec == nil || !usesPipeline(spec) {
+		if spec == nil || !pipeline.Uses(spec) {
 			continue
 		}
 		key := cm.Namespace + "/" + spec.Service
@@ -138,24 +113,17 @@ func (p *pipelines) parse(cm *corev1.ConfigMap) *weights.Spec {
 // spec's edits first, then the Job, then the state (see pipeline.Step for
 // why that order loses nothing).
 func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec) error {
-	rel, _ := p.c.statusMaps.ConfigMaps(cm.Namespace).Get(ReleaseName(spec.Service))
+	rel, _ := p.c.statusMaps.ConfigMaps(cm.Namespace).Get(pipeline.ConfigMapName(spec.Service))
 	var st pipeline.State
-	if rel != nil && rel.Data[KeyState] != "" {
-		if err := json.Unmarshal([]byte(rel.Data[KeyState]), &st); err != nil {
-			return fmt.Errorf("ConfigMap %s/%s: key %s is not a release state (%v): delete the key to start over", cm.Namespace, rel.Name, KeyState, err)
+	var obs pipeline.Observed
+	if rel != nil {
+		var err error
+		if st, obs, err = pipeline.Read(rel.Data); err != nil {
+			return fmt.Errorf("ConfigMap %s/%s: %w", cm.Namespace, rel.Name, err)
 		}
 	}
 	now := time.Now()
-	obs := pipeline.Observed{Now: now}
-	if rel != nil {
-		obs.Paused, obs.Abort = rel.Data[KeyPaused] != "", rel.Data[KeyAbort]
-		obs.Approvals = map[string]string{}
-		for k, v := range rel.Data {
-			if stage, ok := strings.CutPrefix(k, KeyApprovedPref); ok {
-				obs.Approvals[stage] = v
-			}
-		}
-	}
+	obs.Now = now
 	if st.Phase == pipeline.Gates {
 		obs.Jobs, obs.JobMessage = p.jobs(cm.Namespace, spec, st)
 	}
@@ -351,7 +319,7 @@ func (p *pipelines) runJob(ctx context.Context, cm *corev1.ConfigMap, spec *weig
 	if job.Labels == nil {
 		job.Labels = map[string]string{}
 	}
-	job.Labels[LabelManagedBy], job.Labels[LabelApp], job.Labels[LabelTrack], job.Labels[LabelReleaseOf] = ManagedBy, spec.Service, stage, spec.Service
+	job.Labels[LabelManagedBy], job.Labels[LabelApp], job.Labels[LabelTrack], job.Labels[pipeline.LabelReleaseOf] = ManagedBy, spec.Service, stage, spec.Service
 	if job.Spec.TTLSecondsAfterFinished == nil {
 		day := int32(86400)
 		job.Spec.TTLSecondsAfterFinished = &day
@@ -422,10 +390,10 @@ func (p *pipelines) saveState(ctx context.Context, cm *corev1.ConfigMap, spec *w
 	if err != nil {
 		return err
 	}
-	ac := corev1ac.ConfigMap(ReleaseName(spec.Service), cm.Namespace).
-		WithLabels(map[string]string{LabelManagedBy: ManagedBy, LabelReleaseOf: spec.Service}).
+	ac := corev1ac.ConfigMap(pipeline.ConfigMapName(spec.Service), cm.Namespace).
+		WithLabels(map[string]string{LabelManagedBy: ManagedBy, pipeline.LabelReleaseOf: spec.Service}).
 		WithOwnerReferences(metav1ac.OwnerReference().WithAPIVersion("v1").WithKind("ConfigMap").WithName(cm.Name).WithUID(cm.UID)).
-		WithData(map[string]string{KeyState: string(b)})
+		WithData(map[string]string{pipeline.KeyState: string(b)})
 	if _, err := p.c.client.CoreV1().ConfigMaps(cm.Namespace).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: fieldManagerPL, Force: true}); err != nil {
 		return fmt.Errorf("record the release state: %w", err)
 	}

@@ -59,10 +59,10 @@ func TestCLIMessages(t *testing.T) {
 }
 
 // TestHelpGolden: every command's help, on stdout, equals its golden file;
-// "help CMD" is "CMD --help". go test ./internal/trackctl -run TestHelpGolden -update
+// "help CMD" is "CMD --help". go test ./trackctl -run TestHelpGolden -update
 // rewrites them.
 func TestHelpGolden(t *testing.T) {
-	for _, name := range []string{"", "render", "validate", "check", "diff", "status", "deploy", "promote", "set-weight", "rollback", "history", "version", "completion"} {
+	for _, name := range []string{"", "render", "validate", "check", "diff", "status", "deploy", "promote", "set-weight", "rollback", "history", "approve", "pause", "resume", "abort", "version", "completion"} {
 		args := []string{"--help"}
 		if name != "" {
 			args = []string{name, "--help"}
@@ -78,7 +78,7 @@ func TestHelpGolden(t *testing.T) {
 		}
 		want, err := os.ReadFile(file)
 		if err != nil {
-			t.Fatalf("%v (go test ./internal/trackctl -run TestHelpGolden -update writes it)", err)
+			t.Fatalf("%v (go test ./trackctl -run TestHelpGolden -update writes it)", err)
 		}
 		if diff := cmp.Diff(string(want), stdout); diff != "" {
 			t.Errorf("%q (-golden +got):\n%s", args, diff)

@@ -13,6 +13,9 @@ import (
 	"github.com/trackrouter/trackrouter/weights"
 )
 
+// recentRelease is how long the table shows a release that ended.
+const recentRelease = time.Hour
+
 // tableWidth is what the table fits in.
 const tableWidth = 120
 
@@ -41,6 +44,9 @@ func printTable(w io.Writer, hs []*fleet.Health, allNamespaces, wide bool) {
 		if !wide {
 			for _, p := range h.Problems {
 				fmt.Fprint(w, wrap("  ! ", "    ", p))
+			}
+			if r := h.Release; r != nil && (r.Phase.InFlight() || time.Since(r.Since) < recentRelease) {
+				fmt.Fprint(w, wrap("  > ", "    ", r.Words(time.Now())))
 			}
 		}
 	}
@@ -86,6 +92,13 @@ func clipLine(s string) string {
 // reports, and the problems.
 func printDetail(w io.Writer, h *fleet.Health) {
 	fmt.Fprintf(w, "%s/%s  %s  (ConfigMap %s, resourceVersion %s)\n", h.Namespace, h.Service, healthWord(h), h.ConfigMap, h.ResourceVersion)
+	if r := h.Release; r != nil {
+		fmt.Fprint(w, wrap("  ", "    ", r.Words(time.Now())))
+		fmt.Fprint(w, wrap("    last decision: ", "      ", r.Reason))
+		for _, d := range r.Decisions[max(0, len(r.Decisions)-5):] {
+			fmt.Fprint(w, wrap(fmt.Sprintf("    %s %s %s %s: ", d.At.UTC().Format(time.RFC3339), d.Kind, d.Version, d.Stage), "      ", d.Reason))
+		}
+	}
 	fmt.Fprintf(w, "  HAProxy %s: %d/%d ready, %d/%d pods on the current spec\n", h.HAProxy.Deployment, h.HAProxy.Ready, h.HAProxy.Desired, h.HAProxy.OnCurrentSpec, len(h.HAProxy.Pods))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(h.Tracks) > 0 {

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/trackrouter/trackrouter/internal/pipeline"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -61,6 +62,9 @@ type Health struct {
 	// does not ask for (an old version still running, a removed track).
 	Leftovers []DeploymentState `json:"leftovers,omitempty"`
 	Backends  []BackendHealth   `json:"backends"`
+	// Release is the release the pipeline runs or last ran; nil without
+	// one.
+	Release *pipeline.Status `json:"release,omitempty"`
 }
 
 // HAProxyHealth is the HAProxy tier.
@@ -143,6 +147,7 @@ func evaluate(cm *corev1.ConfigMap, objs Objects, opt Options) *Health {
 	h.judgeTier(cm, objs, spec)
 	h.judgeTracks(cm, objs, spec, opt)
 	h.liveWeights(spec)
+	h.release(cm, objs, spec)
 	h.Healthy = len(h.Problems) == 0
 	return h
 }
@@ -368,4 +373,24 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// release reads the service's release ConfigMap. A release rolled back or
+// stopped is no problem of the service's health (the rollback worked): it
+// shows in the release's own words.
+func (h *Health) release(cm *corev1.ConfigMap, objs Objects, spec *weights.Spec) {
+	if spec == nil {
+		return
+	}
+	for _, st := range objs.Status {
+		if st.Namespace != cm.Namespace || st.Name != pipeline.ConfigMapName(spec.Service) {
+			continue
+		}
+		r, err := pipeline.Describe(st.Data, spec)
+		if err != nil {
+			h.problem("the release ConfigMap %s: %v", st.Name, err)
+			return
+		}
+		h.Release = r
+	}
 }

@@ -1,0 +1,177 @@
+package trackctl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/trackrouter/trackrouter/internal/pipeline"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// pipelineCommands tell track-controller's pipeline what people decide:
+// approve, pause, resume, abort. Each writes one key of the service's
+// release ConfigMap (a merge patch: the pipeline's state is not touched);
+// the controller acts at its next step, within a second.
+func (e *env) pipelineCommands() []*cobra.Command {
+	o := &releaseOptions{}
+	var stage string
+	approve := &cobra.Command{
+		Use:   "approve SERVICE",
+		Short: "Pass the approval gate the release waits at",
+		Long: `Approve the build the service's release runs on its current stage: its
+approval gate passes and the pipeline goes on. The approval names the version
+and who gave it (the user the API server authenticates), so an approval never
+passes another build. Refused when the release waits for no approval.`,
+		Example: `  trackctl approve account-service -n shop --reason "QA signed off"`,
+		Args:    exactArgs(1, "SERVICE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return e.tellPipeline(cmd.Context(), o, args[0], "approve", func(spec *weights.Spec, st pipeline.State, user string) (string, string, error) {
+				at := stage
+				if at == "" {
+					at = st.Stage
+				}
+				if !st.Phase.InFlight() || st.Stage != at {
+					return "", "", fmt.Errorf("no release of %s is in flight on %s (%s)", spec.Service, at, releaseWords(st))
+				}
+				waits := false
+				for i, g := range spec.Tracks[at].Gates {
+					waits = waits || g.Approval && i >= st.Gate && st.Phase == pipeline.Gates
+				}
+				if !waits {
+					return "", "", fmt.Errorf("release %s on %s waits for no approval (%s)", st.Version, at, releaseWords(st))
+				}
+				return pipeline.KeyApproved + at, fmt.Sprintf("%s by %s at %s%s", st.Version, user, now(), because(o.reason)), nil
+			})
+		},
+	}
+	approve.Flags().StringVar(&stage, "stage", "", "the stage to approve (default: the one the release is on)")
+	pause := &cobra.Command{
+		Use:   "pause SERVICE",
+		Short: "Hold the release where it is: no gate, promotion or rollback until resume",
+		Long: `Pause the service's pipeline: the release stays on its stage, the bake's clock
+goes on, and nothing is promoted or rolled back until trackctl resume. An abort
+still works while paused.`,
+		Example: `  trackctl pause account-service -n shop --reason "incident 42"`,
+		Args:    exactArgs(1, "SERVICE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return e.tellPipeline(cmd.Context(), o, args[0], "pause", func(spec *weights.Spec, st pipeline.State, user string) (string, string, error) {
+				return pipeline.KeyPaused, fmt.Sprintf("by %s at %s%s", user, now(), because(o.reason)), nil
+			})
+		},
+	}
+	resume := &cobra.Command{
+		Use:     "resume SERVICE",
+		Short:   "Let a paused release go on",
+		Example: `  trackctl resume account-service -n shop`,
+		Args:    exactArgs(1, "SERVICE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return e.tellPipeline(cmd.Context(), o, args[0], "resume", func(spec *weights.Spec, st pipeline.State, user string) (string, string, error) {
+				return pipeline.KeyPaused, "", nil
+			})
+		},
+	}
+	abort := &cobra.Command{
+		Use:   "abort SERVICE",
+		Short: "Roll the release back on its stage now, as a breach would",
+		Long: `Abort the service's release: its stage's weights go to 0 and its version back
+to the one it ran before (on the first stage, the version only), recorded with
+who aborted and why, and alerted.`,
+		Example: `  trackctl abort account-service -n shop --reason "wrong build"`,
+		Args:    exactArgs(1, "SERVICE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return e.tellPipeline(cmd.Context(), o, args[0], "abort", func(spec *weights.Spec, st pipeline.State, user string) (string, string, error) {
+				if !st.Phase.InFlight() {
+					return "", "", fmt.Errorf("no release of %s is in flight (%s)", spec.Service, releaseWords(st))
+				}
+				return pipeline.KeyAbort, fmt.Sprintf("%s by %s at %s%s", st.Version, user, now(), because(o.reason)), nil
+			})
+		},
+	}
+	cmds := []*cobra.Command{approve, pause, resume, abort}
+	for _, c := range cmds {
+		fs := c.Flags()
+		o.kube.add(fs)
+		fs.Lookup("all-namespaces").Hidden = true
+		fs.StringVar(&o.reason, "reason", "", "why, recorded with the decision")
+	}
+	return cmds
+}
+
+func now() string { return time.Now().UTC().Truncate(time.Second).Format(time.RFC3339) }
+
+func because(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return ": " + reason
+}
+
+func releaseWords(st pipeline.State) string {
+	if st.Phase == "" || st.Phase == pipeline.Idle {
+		return "no release yet"
+	}
+	return fmt.Sprintf("release %s is %s on %s", st.Version, st.Phase, st.Stage)
+}
+
+// tellPipeline reads the service's spec and release, asks decide for the
+// key to write (and its value; "" removes it), and merge-patches it into
+// the release ConfigMap.
+func (e *env) tellPipeline(ctx context.Context, o *releaseOptions, service, command string,
+	decide func(spec *weights.Spec, st pipeline.State, user string) (key, value string, err error)) error {
+	o.reason = strings.TrimSpace(o.reason)
+	if strings.IndexFunc(o.reason, unicode.IsControl) >= 0 {
+		return usageError{"--reason: control characters (newlines, tabs, escapes) are not allowed: one line of text"}
+	}
+	client, cm, err := e.specConfigMap(ctx, o, service)
+	if err != nil {
+		return err
+	}
+	spec, err := weights.ParseService(weights.ConfigMapSource(cm.Namespace, cm.Name), []byte(cm.Data[weights.DataKey]))
+	if err != nil {
+		return fmt.Errorf("the spec in ConfigMap %s/%s is invalid: %w", cm.Namespace, cm.Name, err)
+	}
+	if !pipeline.Uses(spec) {
+		return fmt.Errorf("%s has no pipeline: no stage of its spec has gates or an analysis", service)
+	}
+	name := pipeline.ConfigMapName(service)
+	rel, err := client.CoreV1().ConfigMaps(cm.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("%s has no release ConfigMap %s/%s yet: is track-controller running?", service, cm.Namespace, name)
+	}
+	if err != nil {
+		return apiError{fmt.Errorf("read ConfigMap %s/%s: %w", cm.Namespace, name, err)}
+	}
+	st, _, err := pipeline.Read(rel.Data)
+	if err != nil {
+		return fmt.Errorf("ConfigMap %s/%s: %w", cm.Namespace, name, err)
+	}
+	key, value, err := decide(spec, st, whoAmI(ctx, client))
+	if err != nil {
+		fmt.Fprintf(e.stderr, "%s: %v; nothing changed\n", service, err)
+		return errProblems
+	}
+	var v any = value
+	if value == "" {
+		v = nil // a merge patch's null removes the key
+	}
+	patch, _ := json.Marshal(map[string]any{"data": map[string]any{key: v}})
+	if _, err := client.CoreV1().ConfigMaps(cm.Namespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "trackctl"}); err != nil {
+		return apiError{fmt.Errorf("patch ConfigMap %s/%s: %w (nothing changed)", cm.Namespace, name, err)}
+	}
+	switch {
+	case value == "":
+		fmt.Fprintf(e.stdout, "%s: %s: %s removed from %s/%s; the pipeline acts within a second\n", service, command, key, cm.Namespace, name)
+	default:
+		fmt.Fprintf(e.stdout, "%s: %s: %s=%q in %s/%s; the pipeline acts within a second\n", service, command, key, value, cm.Namespace, name)
+	}
+	return nil
+}
