@@ -38,9 +38,9 @@ func (p Phase) InFlight() bool { return p == Gates || p == Baking || p == Manual
 
 // State is a release as recorded in the service's release ConfigMap.
 type State struct {
-	Version string `json:"version,omitempty"` // the build in flight, or the last one
-	Stage   string `json:"stage,omitempty"`   // the track it is on
-	Phase   Phase  `json:"phase"`
+	Version string    `json:"version,omitempty"` // the build in flight, or the last one
+	Stage   string    `json:"stage,omitempty"`   // the track it is on
+	Phase   Phase     `json:"phase"`
 	Since   time.Time `json:"since"` // when the phase began (a bake's start)
 	Gate    int       `json:"gate,omitempty"`
 	// Before is the version each stage ran before this release came to it:

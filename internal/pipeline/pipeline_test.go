@@ -165,7 +165,7 @@ func TestWalkToProduction(t *testing.T) {
 		}
 	}
 	r.none(verdict(analysis.Rollback, "late")) // done: nothing moves
-	if n := len(r.st.Decisions); n != 7 { // start, job, 2 gates passed, 3 promotions
+	if n := len(r.st.Decisions); n != 7 {      // start, job, 2 gates passed, 3 promotions
 		t.Errorf("%d decisions recorded, want 7", n)
 	}
 }
