@@ -272,9 +272,10 @@ func Collect(ctx context.Context, client kubernetes.Interface, ns string, servic
 		sort.Strings(services)
 		appSel = fmt.Sprintf("app in (%s)", strings.Join(services, ","))
 	}
-	status, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=track-controller,tier=router"})
+	// The HAProxy pods' status ConfigMaps and the release ConfigMaps.
+	status, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=track-controller"})
 	if err != nil {
-		return objs, fmt.Errorf("list status ConfigMaps: %w", err)
+		return objs, fmt.Errorf("list status and release ConfigMaps: %w", err)
 	}
 	for i := range status.Items {
 		objs.Status = append(objs.Status, &status.Items[i])

@@ -48,6 +48,7 @@ type fleetRig struct {
 	ns       string
 	client   kubernetes.Interface
 	sidecars map[string]func() // pod -> stop
+	binds    map[string]string // pod -> its HAProxy's frontend address
 	stopCtrl func()
 	asSA     string // kubeconfig of the tier's ServiceAccount
 }
@@ -57,7 +58,7 @@ func newFleet(tb testing.TB) *fleetRig {
 	haproxytest.Binary(tb)
 	c := testcluster.Get(tb)
 	ns := specNamespace(tb, c, "fleet")
-	r := &fleetRig{t: tb, root: tb, c: c, ns: ns, client: c.Client, sidecars: map[string]func(){}}
+	r := &fleetRig{t: tb, root: tb, c: c, ns: ns, client: c.Client, sidecars: map[string]func(){}, binds: map[string]string{}}
 	r.startController()
 	r.poll("HAProxy tier 4/4", func() error { return r.ready("account-service-haproxy", 4) })
 	for track, n := range map[string]int32{"internal": 2, "canary": 4, "paid": 4, "production": 10} {
@@ -153,9 +154,11 @@ func (r *fleetRig) startSidecar(pod string) {
 		HAProxyConfig: filepath.Join(dir, "haproxy.cfg"), MasterSocket: filepath.Join(dir, "master.sock"),
 		GroupsMap: filepath.Join(dir, "groups.map"),
 		Bind:      fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(r.root)), RunHAProxy: true, HAProxyBin: haproxytest.Binary(r.root),
+		MetricsAddr:   fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(r.root)), // and /samples, named in the report
 		ClusterDomain: "cluster.local", MinInterval: 10 * time.Millisecond, StopGrace: time.Second,
 		ReportConfigMap: fleet.StatusName("account-service-haproxy"), PodName: pod, ReportRefresh: 500 * time.Millisecond,
 	}
+	r.binds[pod] = cfg.Bind
 	go func() { done <- router.Run(ctx, cfg, quietLog()) }()
 	r.sidecars[pod] = func() {
 		cancel()

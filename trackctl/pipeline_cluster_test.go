@@ -1,0 +1,334 @@
+package trackctl
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/trackrouter/trackrouter/controller"
+	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/pipeline"
+	"github.com/trackrouter/trackrouter/internal/release"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// backend is one track's build, on this machine: it fails a share of its
+// requests and answers after a delay, as the test sets.
+type backend struct {
+	srv            *httptest.Server
+	failPerMille   atomic.Int64
+	delayMS        atomic.Int64
+	served, failed atomic.Int64
+}
+
+func newBackend(t testing.TB) *backend {
+	b := &backend{}
+	var n atomic.Int64
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d := b.delayMS.Load(); d > 0 {
+			time.Sleep(time.Duration(d) * time.Millisecond)
+		}
+		b.served.Add(1)
+		if f := b.failPerMille.Load(); f > 0 && n.Add(1)%(1000/f) == 0 {
+			b.failed.Add(1)
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func (b *backend) addr() string { return b.srv.Listener.Addr().String() }
+
+// pipelineRig is a service with a pipeline on the test cluster: its tracks
+// answer on this machine (address:), two HAProxy pods run real sidecars,
+// and traffic flows through one of them for every group.
+type pipelineRig struct {
+	*fleetRig
+	backends map[string]*backend
+	stop     func()
+}
+
+func newPipelineRig(t *testing.T) *pipelineRig {
+	haproxytest.Binary(t)
+	c := testcluster.Get(t)
+	ns := specNamespace(t, c, "pipe")
+	r := &pipelineRig{fleetRig: &fleetRig{t: t, root: t, c: c, ns: ns, client: c.Client, sidecars: map[string]func(){}, binds: map[string]string{}},
+		backends: map[string]*backend{}}
+	for _, tr := range []string{"internal", "canary", "paid", "production"} {
+		r.backends[tr] = newBackend(t)
+	}
+	analysis := "analysis: {bake: 8s, interval: 1s, minRequests: 30}"
+	spec := fmt.Sprintf(`service: account-service
+port: 8080
+template: account-service
+router: {replicas: 2}
+tracks:
+  internal:   {version: "1.0", replicas: 1, address: "%s", gates: [approval]}
+  canary:     {version: "1.0", replicas: 1, address: "%s", %s}
+  paid:       {version: "1.0", replicas: 1, address: "%s", %s}
+  production: {version: "1.0", replicas: 1, address: "%s"}
+groups: {INTERNAL: internal, FREE: free, PAID: paid}
+default: all
+backends:
+  internal: {internal: 100}
+  free:     {canary: 50, production: 50}
+  paid:     {paid: 20, production: 80}
+  all:      {production: 100}
+`, r.backends["internal"].addr(), r.backends["canary"].addr(), analysis, r.backends["paid"].addr(), analysis, r.backends["production"].addr())
+	ctx := context.Background()
+	cm, err := c.Client.CoreV1().ConfigMaps(ns).Get(ctx, "account-service", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data[weights.DataKey] = spec
+	if _, err := c.Client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.asSA = c.Kubeconfig
+	r.startController()
+	r.poll("HAProxy tier 2/2", func() error { return r.ready("account-service-haproxy", 2) })
+	for _, pod := range r.routerPods() {
+		r.startSidecar(pod)
+	}
+	r.poll("2 sidecars serving samples", func() error {
+		st, err := c.Client.CoreV1().ConfigMaps(ns).Get(ctx, fleet.StatusName("account-service-haproxy"), metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		reports, _ := fleet.Parse(st.Data)
+		n := 0
+		for _, rep := range reports {
+			if rep.Samples != "" && rep.InSync {
+				n++
+			}
+		}
+		if n != 2 {
+			return fmt.Errorf("%d of 2 in sync with a samples URL", n)
+		}
+		return nil
+	})
+	r.traffic()
+	t.Cleanup(func() {
+		r.stop()
+		for _, stop := range r.sidecars {
+			stop()
+		}
+		r.stopCtrl()
+	})
+	return r
+}
+
+// traffic sends about 400 requests a second through the first HAProxy,
+// to every group in turn (half of them FREE: the canary's baseline needs
+// 400 requests in a bake for a p95), until the test ends.
+func (r *pipelineRig) traffic() {
+	var addr string
+	for _, a := range r.binds {
+		addr = a
+		break
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	groups := []string{"FREE", "PAID", "FREE", "INTERNAL", "FREE", ""}
+	client := &http.Client{Timeout: 2 * time.Second}
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+				if g := groups[(i+w)%len(groups)]; g != "" {
+					req.Header.Set("X-Traffic-Group", g)
+				}
+				if resp, err := client.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	r.stop = func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// run runs a trackctl command against the rig's namespace.
+func (r *pipelineRig) run(args ...string) (int, string) {
+	r.t.Helper()
+	args = append(args, "--kubeconfig", r.c.Kubeconfig, "-n", r.ns)
+	var b strings.Builder
+	e := &env{name: "trackctl", stdout: &b, stderr: &b}
+	root := e.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(&b)
+	root.SetErr(&b)
+	c := ExitOK
+	if _, err := root.ExecuteC(); err != nil {
+		c = ExitProblem
+		if err != errProblems {
+			fmt.Fprintln(&b, err)
+		}
+	}
+	return c, b.String()
+}
+
+func (r *pipelineRig) state() pipeline.State {
+	r.t.Helper()
+	cm, err := r.client.CoreV1().ConfigMaps(r.ns).Get(context.Background(), pipeline.ConfigMapName("account-service"), metav1.GetOptions{})
+	if err != nil {
+		return pipeline.State{}
+	}
+	st, _, err := pipeline.Read(cm.Data)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return st
+}
+
+// waitRelease waits until the release of version is in phase on stage.
+func (r *pipelineRig) waitRelease(version string, phase pipeline.Phase, stage string) pipeline.State {
+	r.t.Helper()
+	var st pipeline.State
+	r.poll(fmt.Sprintf("release %s %s on %s", version, phase, stage), func() error {
+		st = r.state()
+		if st.Version != version || st.Phase != phase || st.Stage != stage {
+			var ds []string
+			for _, d := range st.Decisions {
+				ds = append(ds, fmt.Sprintf("%s %s %s: %s", d.Kind, d.Version, d.Stage, d.Reason))
+			}
+			return fmt.Errorf("release %s %s on %s; decisions:\n%s", st.Version, st.Phase, st.Stage, strings.Join(ds, "\n"))
+		}
+		return nil
+	})
+	return st
+}
+
+func (r *pipelineRig) history() []release.HistoryEntry {
+	cm, err := r.client.CoreV1().ConfigMaps(r.ns).Get(context.Background(), "account-service", metav1.GetOptions{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return release.ReadHistory(cm)
+}
+
+// TestPipelineOnCluster: with bakes shortened to 8 s, a healthy build
+// walks every stage to production with nobody acting but the approver,
+// across a controller restart without a double promotion; a build with 5%
+// errors on the canary is rolled back and production never serves it; a
+// slow build is rolled back; status shows the release all along.
+func TestPipelineOnCluster(t *testing.T) {
+	r := newPipelineRig(t)
+	r.waitRelease("", pipeline.Idle, "")
+
+	// A healthy build.
+	if code, out := r.run("deploy", "account-service", "1.1", "--reason", "build 1"); code != ExitOK {
+		t.Fatalf("deploy: %s", out)
+	}
+	r.waitRelease("1.1", pipeline.Gates, "internal")
+	if _, out := r.status(); !strings.Contains(strings.Join(strings.Fields(out), " "), "release 1.1: gates on internal") ||
+		!strings.Contains(strings.Join(strings.Fields(out), " "), "approval (trackctl approve account-service)") {
+		t.Errorf("status does not show the release waiting for approval:\n%s", out)
+	}
+	if code, out := r.run("approve", "account-service", "--reason", "QA ok"); code != ExitOK || !strings.Contains(out, "approved.internal") {
+		t.Fatalf("approve: exit %d\n%s", code, out)
+	}
+	r.waitRelease("1.1", pipeline.Baking, "canary")
+	// The controller stops mid-bake and starts again: the release goes on
+	// from where it was.
+	r.stopCtrl()
+	time.Sleep(2 * time.Second)
+	r.startController()
+	st := r.waitRelease("1.1", pipeline.Done, "production")
+	s := specOf(t, r.c, r.ns)
+	for _, tr := range s.Stages {
+		if s.Tracks[tr].Version != "1.1" {
+			t.Errorf("%s runs %s, want 1.1", tr, s.Tracks[tr].Version)
+		}
+	}
+	promotions := map[string]int{}
+	for _, h := range r.history() {
+		if h.User == controller.ManagedBy {
+			for _, c := range h.Changes {
+				promotions[strings.Fields(c)[0]]++
+			}
+		}
+	}
+	if promotions["tracks.canary.version"] != 1 || promotions["tracks.paid.version"] != 1 || promotions["tracks.production.version"] != 1 {
+		t.Errorf("promotions recorded by track-controller: %v, want one per stage after internal", promotions)
+	}
+	if !strings.Contains(st.Reason, "the release is done") {
+		t.Errorf("reason %q", st.Reason)
+	}
+
+	// A build with 5% errors on the canary.
+	if code, out := r.run("deploy", "account-service", "1.2"); code != ExitOK {
+		t.Fatalf("deploy: %s", out)
+	}
+	r.waitRelease("1.2", pipeline.Gates, "internal")
+	r.run("approve", "account-service")
+	r.waitRelease("1.2", pipeline.Baking, "canary")
+	prodFailed := r.backends["production"].failed.Load()
+	bad := time.Now()
+	r.backends["canary"].failPerMille.Store(50)
+	st = r.waitRelease("1.2", pipeline.RolledBack, "canary")
+	took := time.Since(bad)
+	r.backends["canary"].failPerMille.Store(0)
+	t.Logf("5%% errors rolled back in %s: %s", took.Round(time.Second), st.Reason)
+	if took > 3*time.Minute || !strings.Contains(st.Reason, "canary errors 5.") {
+		t.Errorf("rolled back after %s (want within 3 min): %s", took, st.Reason)
+	}
+	s = specOf(t, r.c, r.ns)
+	if s.Tracks["canary"].Version != "1.1" || s.Backends["free"]["canary"] != 0 || s.Tracks["paid"].Version != "1.1" {
+		t.Errorf("after the rollback: canary %s at %d, paid %s", s.Tracks["canary"].Version, s.Backends["free"]["canary"], s.Tracks["paid"].Version)
+	}
+	if n := r.backends["production"].failed.Load() - prodFailed; n != 0 {
+		t.Errorf("production failed %d requests", n)
+	}
+	r.poll("a Warning Event ReleaseRollback", func() error {
+		evs, err := r.client.CoreV1().Events(r.ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "ReleaseRollback" && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, "1.2 rolled back on canary") {
+				return nil
+			}
+		}
+		return fmt.Errorf("none among %d Events", len(evs.Items))
+	})
+
+	// A slow build: p95 far over production's. The canary's weight comes
+	// back when the build reaches it.
+	r.run("deploy", "account-service", "1.3")
+	r.waitRelease("1.3", pipeline.Gates, "internal")
+	r.run("approve", "account-service")
+	r.waitRelease("1.3", pipeline.Baking, "canary")
+	if s := specOf(t, r.c, r.ns); s.Backends["free"]["canary"] != 50 {
+		t.Errorf("canary weight %d after the next build reached it, want 50 back", s.Backends["free"]["canary"])
+	}
+	r.backends["canary"].delayMS.Store(60)
+	st = r.waitRelease("1.3", pipeline.RolledBack, "canary")
+	r.backends["canary"].delayMS.Store(0)
+	if !strings.Contains(st.Reason, "p95") && !strings.Contains(st.Reason, "p99") {
+		t.Errorf("the slow build was rolled back for: %s", st.Reason)
+	}
+}
