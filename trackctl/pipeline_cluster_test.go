@@ -332,3 +332,92 @@ func TestPipelineOnCluster(t *testing.T) {
 		t.Errorf("the slow build was rolled back for: %s", st.Reason)
 	}
 }
+
+// TestJobGateOnCluster: a stage's Job gate runs as a real Job (the test
+// cluster's pods complete at once); a Job that succeeds moves the release
+// on, one that fails (here: no node for its pod, and a 3 s deadline) stops
+// it on its stage, with the Job's own reason.
+func TestJobGateOnCluster(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := specNamespace(t, c, "jobs")
+	r := &fleetRig{t: t, root: t, c: c, ns: ns, client: c.Client, sidecars: map[string]func(){}, binds: map[string]string{}}
+	ctx := context.Background()
+	job := func(extra string) string {
+		deadline := ""
+		if extra != "" {
+			deadline = "\n            activeDeadlineSeconds: 3"
+		}
+		return `
+      - job:
+          apiVersion: batch/v1
+          kind: Job
+          spec:
+            backoffLimit: 0` + deadline + `
+            template:
+              spec:
+                restartPolicy: Never` + extra + `
+                containers: [{name: suite, image: "registry.example.com/suite:1", args: ["$(TRACK_URL)"]}]`
+	}
+	spec := func(version, extra string) string {
+		return `service: account-service
+port: 8080
+template: account-service
+router: {replicas: 1}
+tracks:
+  internal:
+    version: "` + version + `"
+    replicas: 1
+    gates:` + job(extra) + `
+  canary: {version: "1.0", replicas: 1}
+  production: {version: "1.0", replicas: 1}
+groups: {INTERNAL: internal, FREE: free}
+default: all
+backends:
+  internal: {internal: 100}
+  free: {canary: 5, production: 95}
+  all: {production: 100}
+`
+	}
+	write := func(text string) {
+		cm, err := c.Client.CoreV1().ConfigMaps(ns).Get(ctx, "account-service", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Data[weights.DataKey] = text
+		if _, err := c.Client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(spec("1.0", ""))
+	r.startController()
+	t.Cleanup(func() { r.stopCtrl() })
+	p := &pipelineRig{fleetRig: r}
+	p.waitRelease("", pipeline.Idle, "")
+
+	write(spec("1.1", ""))
+	p.waitRelease("1.1", pipeline.Manual, "canary")
+	name := pipeline.JobName("account-service", "internal", 0, "1.1")
+	j, err := c.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the gate's Job: %v", err)
+	}
+	env := map[string]string{}
+	for _, e := range j.Spec.Template.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	if env["TRACK_URL"] != "http://account-service-internal."+ns+".svc:8080" || env["VERSION"] != "1.1" || env["TRACK"] != "internal" {
+		t.Errorf("the Job's environment: %v", env)
+	}
+
+	// A failing suite on the next build: the release stops on internal.
+	write(spec("1.2", "\n                nodeSelector: {no-such-node: x}"))
+	// The new build supersedes 1.1 (waiting on canary): canary goes back.
+	p.waitRelease("1.2", pipeline.Gates, "internal")
+	st := p.waitRelease("1.2", pipeline.Stopped, "internal")
+	if !strings.Contains(st.Reason, "failed: DeadlineExceeded") || !strings.Contains(st.Reason, "stays on internal") {
+		t.Errorf("reason: %s", st.Reason)
+	}
+	if s := specOf(t, c, ns); s.Tracks["canary"].Version != "1.0" || s.Tracks["internal"].Version != "1.2" {
+		t.Errorf("canary %s (want 1.0 back), internal %s (want 1.2 kept)", s.Tracks["canary"].Version, s.Tracks["internal"].Version)
+	}
+}
