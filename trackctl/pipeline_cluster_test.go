@@ -58,6 +58,7 @@ type pipelineRig struct {
 	*fleetRig
 	backends map[string]*backend
 	stop     func()
+	target   atomic.Pointer[string] // the HAProxy the traffic goes through
 }
 
 func newPipelineRig(t *testing.T) *pipelineRig {
@@ -134,9 +135,8 @@ backends:
 // to every group in turn (half of them FREE: the canary's baseline needs
 // 400 requests in a bake for a p95), until the test ends.
 func (r *pipelineRig) traffic() {
-	var addr string
 	for _, a := range r.binds {
-		addr = a
+		r.target.Store(&a)
 		break
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -155,7 +155,7 @@ func (r *pipelineRig) traffic() {
 					return
 				case <-tick.C:
 				}
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+*r.target.Load()+"/", nil)
 				if g := groups[(i+w)%len(groups)]; g != "" {
 					req.Header.Set("X-Traffic-Group", g)
 				}
@@ -232,7 +232,8 @@ func (r *pipelineRig) history() []release.HistoryEntry {
 
 // TestPipelineOnCluster: with bakes shortened to 8 s, a healthy build
 // walks every stage to production with nobody acting but the approver,
-// across a controller restart without a double promotion; a build with 5%
+// across an HAProxy restart and a controller restart, without a double
+// promotion; a build with 5%
 // errors on the canary is rolled back and production never serves it; a
 // slow build is rolled back; status shows the release all along.
 func TestPipelineOnCluster(t *testing.T) {
@@ -252,6 +253,19 @@ func TestPipelineOnCluster(t *testing.T) {
 		t.Fatalf("approve: exit %d\n%s", code, out)
 	}
 	r.waitRelease("1.1", pipeline.Baking, "canary")
+	// The HAProxy that carries the traffic restarts mid-bake (its sidecar
+	// and HAProxy stop, and start again on another port): its counters
+	// start from 0, which must not look like a verdict.
+	for pod, bind := range r.binds {
+		if bind == *r.target.Load() {
+			r.sidecars[pod]()
+			r.startSidecar(pod)
+			addr := r.binds[pod]
+			haproxytest.WaitListening(t, addr)
+			r.target.Store(&addr)
+			break
+		}
+	}
 	// The controller stops mid-bake and starts again: the release goes on
 	// from where it was.
 	r.stopCtrl()
@@ -291,6 +305,21 @@ func TestPipelineOnCluster(t *testing.T) {
 	r.backends["canary"].failPerMille.Store(50)
 	st = r.waitRelease("1.2", pipeline.RolledBack, "canary")
 	took := time.Since(bad)
+	recorded := time.Now()
+	r.poll("the rollback live on both HAProxy pods", func() error {
+		cm, err := r.client.CoreV1().ConfigMaps(r.ns).Get(context.Background(), fleet.StatusName("account-service-haproxy"), metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		reports, _ := fleet.Parse(cm.Data)
+		for pod, rep := range reports {
+			if w, ok := rep.Weights["free"]["canary"]; !ok || w != 0 {
+				return fmt.Errorf("%s: free/canary weight %d live", pod, w)
+			}
+		}
+		return nil
+	})
+	t.Logf("the rollback was live on every HAProxy pod (as their reports say) %s after the state recorded it", time.Since(recorded).Round(10*time.Millisecond))
 	r.backends["canary"].failPerMille.Store(0)
 	t.Logf("5%% errors rolled back in %s: %s", took.Round(time.Second), st.Reason)
 	if took > 3*time.Minute || !strings.Contains(st.Reason, "canary errors 5.") {

@@ -1,0 +1,128 @@
+package samples
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// BenchmarkMeasuringCost is the throughput cost of measuring: HAProxy on
+// a rendered spec with the latency log read by a Collector, and without
+// it, side by side in one run (rounds alternate, 16 keep-alive clients on
+// loopback, the load generator on the same 2 cores). It prints the median
+// requests/s of each and the difference, and the lines the collector read
+// against the requests sent.
+//
+//	go test ./router/samples -run '^$' -bench MeasuringCost -benchtime 1x
+func BenchmarkMeasuringCost(b *testing.B) {
+	const rounds, each, clients = 5, 3 * time.Second, 16
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) }))
+	defer ok.Close()
+	dir := b.TempDir()
+	bin := haproxytest.Binary(b)
+	for i := 0; i < b.N; i++ {
+		rate := map[bool][]float64{}
+		var lines, sent int64
+		for round := 0; round < rounds; round++ {
+			for _, measure := range []bool{false, true} {
+				port := haproxytest.FreePort(b)
+				spec := fmt.Sprintf("service: s\nport: %d\ntracks:\n  canary: {version: \"2\", address: \"%s\"}\n  production: {version: \"1\", address: \"%s\"}\ngroups: {}\ndefault: main\nbackends:\n  main: {canary: 5, production: 95}\n",
+					port, ok.Listener.Addr(), ok.Listener.Addr())
+				specs, err := weights.Parse("s.yaml", []byte(spec))
+				if err != nil {
+					b.Fatal(err)
+				}
+				opt := haproxyconf.Options{Bind: fmt.Sprintf("127.0.0.1:%d", port)}
+				ctx, cancel := context.WithCancel(context.Background())
+				var c *Collector
+				done := make(chan error, 1)
+				if measure {
+					opt.LatencyLog = filepath.Join(dir, "latency.sock")
+					if c, err = Listen(opt.LatencyLog); err != nil {
+						b.Fatal(err)
+					}
+					go func() { done <- c.Run(ctx) }()
+				}
+				r, err := haproxyconf.Render(specs[0], opt)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cfg := filepath.Join(dir, fmt.Sprintf("h-%d-%v.cfg", round, measure))
+				if err := os.WriteFile(cfg, r.Config, 0o644); err != nil {
+					b.Fatal(err)
+				}
+				proc := haproxytest.Start(b, bin, cfg)
+				haproxytest.WaitListening(b, opt.Bind)
+				n := load("http://"+opt.Bind+"/", clients, each)
+				rate[measure] = append(rate[measure], float64(n)/each.Seconds())
+				proc.Stop()
+				if measure {
+					time.Sleep(100 * time.Millisecond)
+					lines += c.lines.Load()
+					sent += n
+					cancel()
+					<-done
+				}
+				cancel()
+			}
+		}
+		without, with := median(rate[false]), median(rate[true])
+		b.ReportMetric(without, "req/s-without")
+		b.ReportMetric(with, "req/s-with")
+		b.ReportMetric(100*(without-with)/without, "%-fewer")
+		b.ReportMetric(100*float64(lines)/float64(max(sent, 1)), "%-lines-read")
+		fmt.Printf("measuring cost: median %.0f requests/s without, %.0f with (%.1f%% fewer); rounds without %v, with %v; %.1f%% of the requests' log lines read\n",
+			without, with, 100*(without-with)/without, rounded(rate[false]), rounded(rate[true]), 100*float64(lines)/float64(max(sent, 1)))
+	}
+}
+
+func load(url string, clients int, d time.Duration) int64 {
+	var n atomic.Int64
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 5 * time.Second}
+			for time.Now().Before(end) {
+				resp, err := client.Get(url)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return n.Load()
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func rounded(v []float64) []int {
+	out := make([]int, len(v))
+	for i, x := range v {
+		out[i] = int(x)
+	}
+	return out
+}
