@@ -67,6 +67,9 @@ func (c *Controller) pruneReports(ctx context.Context, objs fleet.Objects) {
 		pods[p.Namespace+"/"+p.Name] = true
 	}
 	for _, st := range objs.Status {
+		if st.Labels[LabelTier] != TierRouter {
+			continue // a release ConfigMap: its keys are no pods'
+		}
 		reports, bad := fleet.Parse(st.Data)
 		gone := map[string]any{}
 		for pod, r := range reports {

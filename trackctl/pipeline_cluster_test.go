@@ -59,6 +59,7 @@ type pipelineRig struct {
 	backends map[string]*backend
 	stop     func()
 	target   atomic.Pointer[string] // the HAProxy the traffic goes through
+	start    func()                 // starts the controller
 }
 
 func newPipelineRig(t *testing.T) *pipelineRig {
@@ -98,7 +99,10 @@ backends:
 		t.Fatal(err)
 	}
 	r.asSA = c.Kubeconfig
-	r.startController()
+	// Health every second: its pruning of gone pods' reports must leave
+	// the release ConfigMap's keys alone.
+	r.start = func() { r.startControllerWith(controller.Config{HealthInterval: time.Second}) }
+	r.start()
 	r.poll("HAProxy tier 2/2", func() error { return r.ready("account-service-haproxy", 2) })
 	for _, pod := range r.routerPods() {
 		r.startSidecar(pod)
@@ -270,7 +274,7 @@ func TestPipelineOnCluster(t *testing.T) {
 	// from where it was.
 	r.stopCtrl()
 	time.Sleep(2 * time.Second)
-	r.startController()
+	r.start()
 	st := r.waitRelease("1.1", pipeline.Done, "production")
 	s := specOf(t, r.c, r.ns)
 	for _, tr := range s.Stages {
