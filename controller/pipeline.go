@@ -72,8 +72,9 @@ func (p *pipelines) run(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	seen := map[string]bool{}
+	seen, specs := map[string]bool{}, map[string]bool{}
 	for _, cm := range cms {
+		specs[cm.Namespace+"/"+cm.Name] = true
 		spec := p.parse(cm)
 		if spec == nil || !pipeline.Uses(spec) {
 			continue
@@ -85,6 +86,11 @@ func (p *pipelines) run(ctx context.Context) {
 		seen[key] = true
 		if err := p.step(ctx, cm, spec); err != nil {
 			p.c.log.Warn("pipeline", "service", key, "err", err)
+		}
+	}
+	for k := range p.parsed {
+		if !specs[k] {
+			delete(p.parsed, k)
 		}
 	}
 	p.mu.Lock()
