@@ -137,7 +137,10 @@ func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weight
 		obs.Verdict = p.judge(ctx, cm.Namespace, spec, st, now)
 	}
 	next, d := pipeline.Step(st, spec, obs)
-	if d != nil && len(d.Edits) > 0 {
+	if d != nil && len(d.Edits) > 0 && !inEffect(cm, d.Edits) {
+		if cm.Annotations[AnnotationPipeline] == PipelineGitOps {
+			return p.pend(ctx, cm, spec, st, d, now)
+		}
 		if err := p.editSpec(ctx, cm, spec, d); err != nil {
 			return err
 		}
@@ -155,6 +158,46 @@ func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weight
 	}
 	if d != nil {
 		p.tell(cm, spec, d)
+	}
+	return nil
+}
+
+// AnnotationPipeline on a spec ConfigMap set to PipelineGitOps keeps git
+// the source of the spec: the pipeline never edits the spec, it records
+// each decision's edits as pending in the release ConfigMap (and an Event,
+// and an alert for a rollback), and the release moves on once the spec
+// synced from git holds them (trackctl follow makes them in the manifest).
+const (
+	AnnotationPipeline = "trackrouter.dev/pipeline"
+	PipelineGitOps     = "gitops"
+)
+
+// inEffect reports whether the spec already holds edits.
+func inEffect(cm *corev1.ConfigMap, edits []release.Edit) bool {
+	text := []byte(cm.Data[weights.DataKey])
+	out, err := release.EditText(text, text, 0, 0, edits)
+	return err == nil && string(out) == string(text)
+}
+
+// pend records, in GitOps mode, a decision whose edits the spec does not
+// hold yet; the state stays where it was until they arrive from git.
+func (p *pipelines) pend(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, st pipeline.State, d *pipeline.Decision, now time.Time) error {
+	pending := pipeline.PendingOf(d, now)
+	if pending.Same(st.Pending) {
+		return nil
+	}
+	st.Pending = pending
+	if err := p.saveState(ctx, cm, spec, st); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("waiting for git: %s; make it with trackctl follow %s -n %s -f MANIFEST (edits: %s)", d.Reason, spec.Service, cm.Namespace, strings.Join(pending.Edits, ", "))
+	p.c.recorder.Event(cm, corev1.EventTypeNormal, "ReleasePending", clip(msg, 1000))
+	p.c.log.Info("release pending in git", "service", cm.Namespace+"/"+spec.Service, "decision", string(d.Kind), "edits", strings.Join(pending.Edits, ", "))
+	if d.Alert && p.c.opt.Alerter != nil {
+		p.c.opt.Alerter.enqueue(alert{
+			Subject: fmt.Sprintf("[trackrouter] %s/%s %s: %s on %s waits for git", cm.Namespace, spec.Service, d.Version, d.Kind, d.Stage),
+			Text:    msg,
+		})
 	}
 	return nil
 }

@@ -96,6 +96,31 @@ who aborted and why, and alerted.`,
 			})
 		},
 	}
+	fo := &releaseOptions{}
+	follow := &cobra.Command{
+		Use:   "follow SERVICE -f MANIFEST",
+		Short: "GitOps: make the pipeline's pending decision in the manifest in git",
+		Long: `For a spec kept in git (its ConfigMap annotated trackrouter.dev/pipeline: gitops),
+track-controller never edits the spec: it records each decision's edits as
+pending in the service's release ConfigMap, and the release moves on once the
+spec synced from git holds them. follow reads the pending decision from the
+cluster (-n, --kubeconfig, --context) and makes its edits in MANIFEST, as
+promote and rollback -f do (the changed values' bytes only, validated first),
+then prints the git command that commits it with the decision as the reason.
+Nothing pending: says so and changes nothing. Run it in CI on a schedule, or
+when the ReleasePending Event or alert comes.`,
+		Example: `  trackctl follow account-service -n shop -f manifests/account-service.yaml`,
+		Args:    exactArgs(1, "SERVICE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return e.follow(cmd.Context(), fo, args[0])
+		},
+	}
+	ffs := follow.Flags()
+	fo.kube.add(ffs)
+	ffs.Lookup("all-namespaces").Hidden = true
+	ffs.StringVarP(&fo.file, "filename", "f", "", "the manifest (or bare service.yaml) in git to edit in place")
+	ffs.BoolVar(&fo.dryRun, "dry-run", false, "print the change and write nothing")
+	ffs.StringVarP(&fo.output, "output", "o", "text", "output format: text, json, yaml")
 	cmds := []*cobra.Command{approve, pause, resume, abort}
 	for _, c := range cmds {
 		fs := c.Flags()
@@ -103,7 +128,44 @@ who aborted and why, and alerted.`,
 		fs.Lookup("all-namespaces").Hidden = true
 		fs.StringVar(&o.reason, "reason", "", "why, recorded with the decision")
 	}
-	return cmds
+	return append(cmds, follow)
+}
+
+// follow makes the release's pending decision in the manifest o.file.
+func (e *env) follow(ctx context.Context, o *releaseOptions, service string) error {
+	if o.file == "" {
+		return usageError{"-f MANIFEST is required: the manifest in git that holds the spec"}
+	}
+	client, ns, err := o.kube.client(nil)
+	if err != nil {
+		return err
+	}
+	if ns == "" {
+		ns = "default"
+	}
+	name := pipeline.ConfigMapName(service)
+	rel, err := client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("%s has no release ConfigMap %s/%s: no pipeline has run for it (is track-controller running, and does a stage have gates or an analysis?)", service, ns, name)
+	}
+	if err != nil {
+		return apiError{fmt.Errorf("read ConfigMap %s/%s: %w", ns, name, err)}
+	}
+	st, _, err := pipeline.Read(rel.Data)
+	if err != nil {
+		return fmt.Errorf("ConfigMap %s/%s: %w", ns, name, err)
+	}
+	if st.Pending == nil {
+		fmt.Fprintf(e.stdout, "%s: nothing pending (%s)\n", service, releaseWords(st))
+		return nil
+	}
+	edits, err := pipeline.ParseEdits(st.Pending.Edits)
+	if err != nil {
+		return err
+	}
+	file := &releaseOptions{file: o.file, dryRun: o.dryRun, output: o.output, reason: oneLine(st.Pending.Reason), kube: kubeFlags{namespace: ns}}
+	return e.runChange(ctx, file, service, fmt.Sprintf("follow %s %s (%s)", st.Pending.Kind, st.Pending.Version, st.Pending.Stage),
+		func(*weights.Spec) ([]edit, error) { return edits, nil })
 }
 
 func now() string { return time.Now().UTC().Truncate(time.Second).Format(time.RFC3339) }

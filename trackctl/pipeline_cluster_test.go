@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/trackrouter/trackrouter/controller"
 	"github.com/trackrouter/trackrouter/internal/fleet"
@@ -178,7 +182,11 @@ func (r *pipelineRig) traffic() {
 // run runs a trackctl command against the rig's namespace.
 func (r *pipelineRig) run(args ...string) (int, string) {
 	r.t.Helper()
-	args = append(args, "--kubeconfig", r.c.Kubeconfig, "-n", r.ns)
+	if slices.Contains(args, "-f") && args[0] != "follow" {
+		args = append(args, "-n", r.ns) // a file: no cluster
+	} else {
+		args = append(args, "--kubeconfig", r.c.Kubeconfig, "-n", r.ns)
+	}
 	var b strings.Builder
 	e := &env{name: "trackctl", stdout: &b, stderr: &b}
 	root := e.rootCommand()
@@ -453,4 +461,119 @@ backends:
 	if s := specOf(t, c, ns); s.Tracks["canary"].Version != "1.0" || s.Tracks["internal"].Version != "1.2" {
 		t.Errorf("canary %s (want 1.0 back), internal %s (want 1.2 kept)", s.Tracks["canary"].Version, s.Tracks["internal"].Version)
 	}
+}
+
+// TestGitOpsFollowOnCluster: with the spec in git (annotated gitops), the
+// pipeline never edits the spec: its promotion waits as pending, trackctl
+// follow makes it in the manifest, and once the manifest is synced (as
+// Argo CD or Flux would) the release moves on.
+func TestGitOpsFollowOnCluster(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := specNamespace(t, c, "gitops")
+	r := &fleetRig{t: t, root: t, c: c, ns: ns, client: c.Client, sidecars: map[string]func(){}, binds: map[string]string{}}
+	ctx := context.Background()
+	manifest := filepath.Join(t.TempDir(), "account-service.yaml")
+	text := func(version string) string {
+		return `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: account-service
+  labels: {trackrouter.dev/service: account-service}
+  annotations: {trackrouter.dev/pipeline: gitops}
+data:
+  service.yaml: |
+    service: account-service
+    port: 8080
+    template: account-service
+    router: {replicas: 1}
+    tracks:
+      internal: {version: "` + version + `", replicas: 1, gates: [approval]}
+      canary: {version: "1.0", replicas: 1}
+      production: {version: "1.0", replicas: 1}
+    groups: {INTERNAL: internal, FREE: free}
+    default: all
+    backends:
+      internal: {internal: 100}
+      free: {canary: 5, production: 95}
+      all: {production: 100}
+`
+	}
+	// sync puts the manifest in the cluster, as a GitOps tool would.
+	sync := func() {
+		b, err := os.ReadFile(manifest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want corev1.ConfigMap
+		if err := sigsyaml.Unmarshal(b, &want); err != nil {
+			t.Fatal(err)
+		}
+		cm, err := c.Client.CoreV1().ConfigMaps(ns).Get(ctx, "account-service", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Data, cm.Annotations = want.Data, want.Annotations
+		if _, err := c.Client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(manifest, []byte(text("1.0")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sync()
+	r.startController()
+	t.Cleanup(func() { r.stopCtrl() })
+	p := &pipelineRig{fleetRig: r}
+	p.waitRelease("", pipeline.Idle, "")
+
+	// CI deploys in git; the GitOps tool syncs.
+	if code, out := p.run("deploy", "account-service", "1.1", "-f", manifest); code != ExitOK {
+		t.Fatalf("deploy -f: %s", out)
+	}
+	sync()
+	p.waitRelease("1.1", pipeline.Gates, "internal")
+	p.run("approve", "account-service")
+	var st pipeline.State
+	p.poll("the promotion pending in git", func() error {
+		if st = p.state(); st.Pending == nil {
+			return fmt.Errorf("nothing pending: %s %s on %s", st.Version, st.Phase, st.Stage)
+		}
+		return nil
+	})
+	if st.Pending.Kind != pipeline.Promote || strings.Join(st.Pending.Edits, ",") != "tracks.canary.version=1.1" || st.Stage != "internal" {
+		t.Errorf("pending %+v on %s", st.Pending, st.Stage)
+	}
+	if s := specOf(t, c, ns); s.Tracks["canary"].Version != "1.0" {
+		t.Errorf("the controller edited the spec in GitOps mode: canary %s", s.Tracks["canary"].Version)
+	}
+	r.poll("a ReleasePending Event", func() error { return eventWith(c, ns, "ReleasePending", "trackctl follow account-service") })
+
+	code, out := p.run("follow", "account-service", "-f", manifest)
+	if code != ExitOK || !strings.Contains(out, "tracks.canary.version") || !strings.Contains(out, "git -C") {
+		t.Fatalf("follow: exit %d\n%s", code, out)
+	}
+	if b, _ := os.ReadFile(manifest); !strings.Contains(string(b), `canary: {version: "1.1"`) {
+		t.Errorf("the manifest after follow:\n%s", b)
+	}
+	sync()
+	st = p.waitRelease("1.1", pipeline.Manual, "canary")
+	if st.Pending != nil {
+		t.Errorf("still pending: %+v", st.Pending)
+	}
+	if code, out := p.run("follow", "account-service", "-f", manifest); code != ExitOK || !strings.Contains(out, "nothing pending") {
+		t.Errorf("follow with nothing pending: exit %d\n%s", code, out)
+	}
+}
+
+func eventWith(c *testcluster.Cluster, ns, reason, text string) error {
+	evs, err := c.Client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, e := range evs.Items {
+		if e.Reason == reason && strings.Contains(e.Message, text) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no Event %s saying %q among %d", reason, text, len(evs.Items))
 }

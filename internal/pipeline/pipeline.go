@@ -55,6 +55,49 @@ type State struct {
 	// Reason is the last decision's, in words and numbers.
 	Reason    string     `json:"reason,omitempty"`
 	Decisions []Decision `json:"decisions,omitempty"` // the last DecisionLimit, oldest first
+	// Pending, in GitOps mode, is a decision whose spec edits wait to be
+	// made in git (trackctl follow); the release moves on once the spec
+	// synced from git holds them.
+	Pending *Pending `json:"pending,omitempty"`
+}
+
+// Pending is a decision waiting for its edits to reach the spec.
+type Pending struct {
+	Kind    Kind      `json:"kind"`
+	Version string    `json:"version"`
+	Stage   string    `json:"stage"`
+	Reason  string    `json:"reason"`
+	Since   time.Time `json:"since"`
+	// Edits are "path=value", e.g. tracks.paid.version=1.2.0.
+	Edits []string `json:"edits"`
+}
+
+// PendingOf is d waiting in GitOps mode.
+func PendingOf(d *Decision, now time.Time) *Pending {
+	p := &Pending{Kind: d.Kind, Version: d.Version, Stage: d.Stage, Reason: d.Reason, Since: now.UTC().Truncate(time.Second)}
+	for _, e := range d.Edits {
+		p.Edits = append(p.Edits, e.String())
+	}
+	return p
+}
+
+// Same reports whether p and o ask for the same edits.
+func (p *Pending) Same(o *Pending) bool {
+	return p != nil && o != nil && p.Kind == o.Kind && p.Version == o.Version && strings.Join(p.Edits, "\n") == strings.Join(o.Edits, "\n")
+}
+
+// ParseEdits reads Pending.Edits back.
+func ParseEdits(edits []string) ([]release.Edit, error) {
+	var out []release.Edit
+	for _, e := range edits {
+		path, value, ok := strings.Cut(e, "=")
+		parts := strings.Split(path, ".")
+		if !ok || len(parts) != 3 || (parts[0] != "tracks" && parts[0] != "backends") {
+			return nil, fmt.Errorf("pending edit %q: want tracks.TRACK.version=V or backends.BACKEND.TRACK=W", e)
+		}
+		out = append(out, release.Edit{Path: parts, Value: value})
+	}
+	return out, nil
 }
 
 // DecisionLimit is how many decisions a State keeps.
@@ -147,6 +190,7 @@ func Step(st State, spec *weights.Spec, obs Observed) (State, *Decision) {
 		}
 	}
 	next.Seen = versions
+	next.Pending = nil // the controller sets it, in GitOps mode, for edits not made
 	return next, d
 }
 
@@ -397,6 +441,10 @@ func (st State) clone() State {
 		}
 	}
 	c.Decisions = append([]Decision(nil), st.Decisions...)
+	if st.Pending != nil {
+		p := *st.Pending
+		c.Pending = &p
+	}
 	return c
 }
 
