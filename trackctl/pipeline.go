@@ -163,7 +163,9 @@ func (e *env) follow(ctx context.Context, o *releaseOptions, service string) err
 	if err != nil {
 		return err
 	}
-	file := &releaseOptions{file: o.file, dryRun: o.dryRun, output: o.output, reason: oneLine(st.Pending.Reason), kube: kubeFlags{namespace: ns}}
+	// -n is the cluster's namespace; a manifest in git often has none (a
+	// kustomization sets it): the file's only spec of the service is it.
+	file := &releaseOptions{file: o.file, dryRun: o.dryRun, output: o.output, reason: oneLine(st.Pending.Reason)}
 	return e.runChange(ctx, file, service, fmt.Sprintf("follow %s %s (%s)", st.Pending.Kind, st.Pending.Version, st.Pending.Stage),
 		func(*weights.Spec) ([]edit, error) { return edits, nil })
 }

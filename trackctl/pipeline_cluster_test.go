@@ -182,9 +182,7 @@ func (r *pipelineRig) traffic() {
 // run runs a trackctl command against the rig's namespace.
 func (r *pipelineRig) run(args ...string) (int, string) {
 	r.t.Helper()
-	if slices.Contains(args, "-f") && args[0] != "follow" {
-		args = append(args, "-n", r.ns) // a file: no cluster
-	} else {
+	if !slices.Contains(args, "-f") || args[0] == "follow" {
 		args = append(args, "--kubeconfig", r.c.Kubeconfig, "-n", r.ns)
 	}
 	var b strings.Builder

@@ -200,11 +200,16 @@ func step(st State, spec *weights.Spec, versions map[string]string, obs Observed
 		st.Phase, st.Since = Idle, obs.Now
 		return st, nil
 	}
-	if st.Phase.InFlight() && versions[st.Stage] != st.Version && versions[st.Stage] == st.Before[st.Stage] && st.Before[st.Stage] != "" {
-		return st.end(obs.Now, RolledBack, Rollback, fmt.Sprintf("%s runs %s again (rolled back by hand, or by a controller that stopped before it recorded so)", st.Stage, st.Before[st.Stage]), nil)
-	}
-	if v := versions[first]; v != st.Seen[first] && v != st.Version {
+	rolledBack := st.Phase.InFlight() && versions[st.Stage] != st.Version && versions[st.Stage] == st.Before[st.Stage] && st.Before[st.Stage] != ""
+	// A new build on the first stage comes first: it may arrive in the
+	// same write as other edits (which it then supersedes). On the first
+	// stage, the version it ran before the release is a rollback, not a
+	// new build.
+	if v := versions[first]; v != st.Seen[first] && v != st.Version && !(rolledBack && st.Stage == first) {
 		return st.start(spec, obs.Now, v)
+	}
+	if rolledBack {
+		return st.end(obs.Now, RolledBack, Rollback, fmt.Sprintf("%s runs %s again (rolled back by hand, or by a controller that stopped before it recorded so)", st.Stage, st.Before[st.Stage]), nil)
 	}
 	if !st.Phase.InFlight() {
 		return st, nil
@@ -256,7 +261,7 @@ func (st State) start(spec *weights.Spec, now time.Time, version string) (State,
 	var back []string
 	if st.Phase.InFlight() {
 		for _, t := range spec.Stages[1:] {
-			if st.Seen[t] == st.Version && st.Before[t] != "" && st.Before[t] != st.Version {
+			if spec.Tracks[t].Version == st.Version && st.Before[t] != "" && st.Before[t] != st.Version {
 				edits = append(edits, release.Edit{Path: []string{"tracks", t, "version"}, Value: st.Before[t]})
 				back = append(back, t+" back to "+st.Before[t])
 			}

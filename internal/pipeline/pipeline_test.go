@@ -271,3 +271,17 @@ func TestJobName(t *testing.T) {
 		t.Errorf("long name %q (%d)", long, len(long))
 	}
 }
+
+// TestDeployWithOtherEdits: a new build arriving in the same write as an
+// edit of the stage the release is on (canary set back by hand) starts
+// its release; the edit does not hide it.
+func TestDeployWithOtherEdits(t *testing.T) {
+	r := newRig(t)
+	r.walkToCanary("1.1")
+	r.edit(version("internal", "1.2"), version("canary", "1.0"))
+	d := r.step(Observed{})
+	r.want(d, Start, Gates, "internal", "1.2 deployed on internal (it ran 1.1)", "release 1.1 superseded")
+	if len(d.Edits) != 0 {
+		t.Errorf("edits %v: canary already runs 1.0", d.Edits)
+	}
+}
