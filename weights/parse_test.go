@@ -492,3 +492,13 @@ func TestGates(t *testing.T) {
 		t.Errorf("changes: %v", c)
 	}
 }
+
+func TestLastStageAnalysisWarns(t *testing.T) {
+	s, err := ParseService(Source{File: "service.yaml"}, []byte("service: a\nport: 80\ntracks:\n  canary: {version: v2}\n  production:\n    version: v1\n    analysis: {bake: 5m}\ndefault: all\nbackends:\n  all: {production: 95, canary: 5}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0].Error(), "service.yaml:5: tracks.production: production is the last stage") {
+		t.Errorf("warnings %v", s.Warnings)
+	}
+}

@@ -100,6 +100,9 @@ func (v *validator) lint() {
 		}
 	}
 	v.lintSums()
+	if last := s.Stages[len(s.Stages)-1]; s.Tracks[last].Analysis != nil || len(s.Tracks[last].Gates) > 0 {
+		v.warn("tracks."+last, "%s is the last stage: a release ends when it gets there, so its analysis and gates are never used (the last stage is the analysis' baseline); put them on the stage before it", last)
+	}
 	reached := map[string]bool{s.Default: true}
 	for _, b := range s.Groups {
 		reached[b] = true
