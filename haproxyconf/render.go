@@ -218,6 +218,25 @@ func (r *renderer) render() error {
 	}
 	r.set(r.p.Set(parser.Frontends, fe, "mode", &types.StringC{Value: "http"}))
 	r.set(r.p.Insert(parser.Frontends, fe, "bind", types.Bind{Path: bind}))
+	if !s.TrustAny && len(s.TrustedSources) > 0 {
+		// From a caller not trusted, the group header (and the affinity
+		// header, a user id the caller picks) is removed before routing:
+		// it is served as the default group. del-header removes every
+		// occurrence, whatever the case of its name. The sources are
+		// net/netip's canonical forms.
+		srcs := make([]string, len(s.TrustedSources))
+		for i, p := range s.TrustedSources {
+			srcs[i] = p.String()
+		}
+		cond := "{ src " + strings.Join(srcs, " ") + " }"
+		headers := []string{s.Header}
+		if a := s.Affinity; a != nil && a.Header != "" && !strings.EqualFold(a.Header, s.Header) {
+			headers = append(headers, a.Header)
+		}
+		for _, h := range headers {
+			r.set(r.p.Insert(parser.Frontends, fe, "http-request", &httpactions.DelHeader{Name: h, Cond: "unless", CondTest: cond}))
+		}
+	}
 	if r.opt.GroupsMap != "" {
 		if err := CheckMapPath(r.opt.GroupsMap); err != nil {
 			return err

@@ -2,10 +2,15 @@ package haproxyconf
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -88,4 +93,82 @@ func TestTraffic(t *testing.T) {
 			t.Logf("group %q: %s %.2f%% (%d of %d)", tc.group, tc.canary, share, got[tc.canary], n)
 		}
 	})
+}
+
+// TestTrustedSourcesTraffic: with trustedSources, a caller from another
+// address loses its group header before routing (whatever the case of the
+// header's name, however many times it is sent): 0 of 10,000 INTERNAL
+// requests reach the internal track; from a trusted address the header
+// routes as before. Both routing shapes: ACLs and the groups map.
+func TestTrustedSourcesTraffic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 20,000 requests through a real haproxy")
+	}
+	bin := haproxytest.Binary(t)
+	spec := readSpec(t, "../examples/account-service/account-service.yaml")
+	backends := haproxytest.StartBackends(t, spec.TrackNames()...)
+	for name, tr := range spec.Tracks {
+		tr.Address = backends[name].Addr
+		spec.Tracks[name] = tr
+	}
+	spec.TrustAny, spec.TrustedSources = false, []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4}}
+	}
+	for _, mapped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("groups map %v", mapped), func(t *testing.T) {
+			dir := t.TempDir()
+			port := haproxytest.FreePort(t)
+			opt := Options{Bind: fmt.Sprintf("127.0.0.1:%d", port)}
+			if mapped {
+				opt.GroupsMap = filepath.Join(dir, "groups.map")
+			}
+			r, err := Render(spec, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mapped {
+				if err := os.WriteFile(opt.GroupsMap, r.Map, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			path := filepath.Join(dir, "haproxy.cfg")
+			if err := os.WriteFile(path, r.Config, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			haproxytest.Start(t, bin, path)
+			haproxytest.WaitListening(t, opt.Bind)
+			url := "http://" + opt.Bind + "/"
+
+			untrusted := haproxytest.Counter{URL: url, Header: spec.Header, Client: from("127.0.0.1")}
+			got, err := untrusted.Send(10000, "INTERNAL")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got["internal"] != 0 || got["paid"]+got["production"] != 10000 {
+				t.Errorf("INTERNAL from an untrusted caller: %v, want the default backend (paid) only", got)
+			}
+			// Odd casing of the name, and the header twice.
+			for _, h := range []http.Header{{"x-traffic-group": {"INTERNAL"}}, {"X-TRAFFIC-GROUP": {"INTERNAL", "INTERNAL"}}} {
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				for k, v := range h {
+					req.Header[k] = v // as written, not canonicalized
+				}
+				resp, err := untrusted.Client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(body) == "internal" {
+					t.Errorf("headers %v from an untrusted caller reached internal", h)
+				}
+			}
+			trusted := haproxytest.Counter{URL: url, Header: spec.Header, Client: from("127.0.0.2")}
+			if got, err := trusted.Send(50, "INTERNAL"); err != nil || got["internal"] != 50 {
+				t.Errorf("INTERNAL from a trusted caller: %v, %v; want internal 50", got, err)
+			}
+		})
+	}
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 	batchv1 "k8s.io/api/batch/v1"
@@ -23,7 +25,8 @@ func (d *decoder) spec(n *yaml.Node, src Source) *Spec {
 		Source:   src,
 	}
 	d.mark("", n)
-	for _, f := range d.fields(n, "", "service", "port", "header", "template", "router", "tracks", "groups", "default", "backends", "affinity") {
+	trusted := false
+	for _, f := range d.fields(n, "", "service", "port", "header", "template", "router", "tracks", "groups", "default", "backends", "affinity", "trustedSources") {
 		switch key := f.key.Value; key {
 		case "service":
 			s.Service = d.str(f.value, key)
@@ -53,12 +56,18 @@ func (d *decoder) spec(n *yaml.Node, src Source) *Spec {
 			s.Default = d.str(f.value, key)
 		case "affinity":
 			s.Affinity = d.affinity(f)
+		case "trustedSources":
+			trusted = true
+			s.TrustedSources, s.TrustAny = d.trusted(f)
 		case "backends":
 			d.mark(key, f.key)
 			for _, bf := range d.fields(f.value, key) {
 				s.Backends[bf.key.Value] = d.backend(bf)
 			}
 		}
+	}
+	if !trusted {
+		s.TrustAny = true // as before trustedSources existed
 	}
 	if len(d.errs) == 0 {
 		v := validator{spec: s, file: d.file, lines: d.lines}
@@ -98,6 +107,62 @@ func (d *decoder) track(f field) Track {
 		}
 	}
 	return t
+}
+
+// trusted decodes trustedSources: "any", or a list of addresses and CIDR
+// ranges (IPv4 or IPv6), each read by net/netip and written back in its
+// canonical form (so nothing the user wrote reaches haproxy.cfg as is).
+func (d *decoder) trusted(f field) ([]netip.Prefix, bool) {
+	const path = "trustedSources"
+	d.mark(path, f.key)
+	if f.value.Kind == yaml.ScalarNode && f.value.Tag != "!!null" {
+		if f.value.Value == "any" {
+			return nil, true
+		}
+		d.fail(f.value, path, "want any, or a list of addresses and CIDR ranges (e.g. [10.0.0.0/8, 192.168.1.5]), found %s", describe(f.value))
+		return nil, false
+	}
+	if f.value.Kind != yaml.SequenceNode {
+		d.fail(f.value, path, "want any, or a list of addresses and CIDR ranges (e.g. [10.0.0.0/8, 192.168.1.5]), found %s", describe(f.value))
+		return nil, false
+	}
+	if len(f.value.Content) == 0 {
+		d.fail(f.value, path, "an empty list trusts no caller: every request would lose its group; list your gateway's addresses, or write any")
+		return nil, false
+	}
+	if len(f.value.Content) > MaxTrustedSources {
+		d.fail(f.value, path, "%d entries, at most %d: use wider ranges", len(f.value.Content), MaxTrustedSources)
+		return nil, false
+	}
+	var out []netip.Prefix
+	for i, n := range f.value.Content {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		d.mark(p, n)
+		v := d.str(n, p)
+		if v == "" {
+			continue
+		}
+		if strings.Contains(v, "/") {
+			pfx, err := netip.ParsePrefix(v)
+			if err != nil {
+				d.fail(n, p, "%q is not a CIDR range (e.g. 10.0.0.0/8, fd00::/8): %v", v, err)
+				continue
+			}
+			if pfx.Masked() != pfx {
+				d.fail(n, p, "%q has host bits set: the range is %s", v, pfx.Masked())
+				continue
+			}
+			out = append(out, pfx)
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil || a.Zone() != "" {
+			d.fail(n, p, "%q is not an IP address or a CIDR range (e.g. 192.168.1.5, 10.0.0.0/8)", v)
+			continue
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, false
 }
 
 // gates decodes a stage's gates: "approval", or "job:" and a batch/v1 Job.

@@ -163,6 +163,7 @@ func SpecChanges(old, new *Spec) []Change {
 	}
 	add("default", old.Default, new.Default)
 	add("affinity", old.Affinity.String(), new.Affinity.String())
+	add("trustedSources", old.TrustedWords(), new.TrustedWords())
 	return out
 }
 

@@ -59,7 +59,8 @@ func TestParseValid(t *testing.T) {
 			"paid":       {"paid": 5, "production": 95},
 			"enterprise": {"production": 100},
 		},
-		Source: Source{File: "service.yaml"},
+		TrustAny: true, // no trustedSources: every caller, as before the field
+		Source:   Source{File: "service.yaml"},
 	}
 	if diff := cmp.Diff(want, s); diff != "" {
 		t.Errorf("ParseService (-want +got):\n%s", diff)
@@ -500,5 +501,40 @@ func TestLastStageAnalysisWarns(t *testing.T) {
 	}
 	if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0].Error(), "service.yaml:5: tracks.production: production is the last stage") {
 		t.Errorf("warnings %v", s.Warnings)
+	}
+}
+
+// TestTrustedSources: addresses and ranges in their canonical form, any,
+// and what is not a source refused (or warned about) with its line.
+func TestTrustedSources(t *testing.T) {
+	spec := "service: a\nport: 80\ntracks:\n  production: {version: v1}\ndefault: all\nbackends:\n  all: {production: 100}\ntrustedSources: %s\n"
+	s, err := ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, "[10.0.0.0/8, 192.168.1.5, 'fd00::/8', '2001:db8::1']")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.TrustedWords(); got != "10.0.0.0/8, 192.168.1.5/32, fd00::/8, 2001:db8::1/128" || s.TrustAny {
+		t.Errorf("trusted %q (any %v)", got, s.TrustAny)
+	}
+	if s, err := ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, "any"))); err != nil || !s.TrustAny {
+		t.Errorf("any: %v, %v", err, s)
+	}
+	for _, tc := range []struct{ name, value, want string }{
+		{"not a CIDR", "[10.0.0.0/33]", `service.yaml:8: trustedSources[0]: "10.0.0.0/33" is not a CIDR range`},
+		{"not an address", "[gateway.local]", `service.yaml:8: trustedSources[0]: "gateway.local" is not an IP address or a CIDR range`},
+		{"host bits", "[10.1.2.3/8]", `service.yaml:8: trustedSources[0]: "10.1.2.3/8" has host bits set: the range is 10.0.0.0/8`},
+		{"empty", "[]", "service.yaml:8: trustedSources: an empty list trusts no caller"},
+		{"a word", "all", `service.yaml:8: trustedSources: want any, or a list of addresses and CIDR ranges`},
+		{"a zone", "['fe80::1%eth0']", `is not an IP address or a CIDR range`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, tc.value)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("want %q, got %v", tc.want, err)
+			}
+		})
+	}
+	s, err = ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, "[0.0.0.0/0, 10.0.0.0/8]")))
+	if err != nil || len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0].Error(), "trustedSources[0]: 0.0.0.0/0 trusts every IPv4 caller") {
+		t.Errorf("0.0.0.0/0 with another: %v, warnings %v", err, s.Warnings)
 	}
 }

@@ -6,6 +6,7 @@ package weights
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -50,6 +51,13 @@ type Spec struct {
 	// Affinity, when set, keeps each user on one track (trackrouter's
 	// sticky users); nil balances every request on its own.
 	Affinity *Affinity
+	// TrustedSources are the callers (addresses and ranges) whose group
+	// header (and affinity header) HAProxy believes; from any other caller
+	// the headers are removed before routing, so it is served as the
+	// default group. Nil with TrustAny: every caller is trusted (the
+	// behaviour before trustedSources, and when the spec says any).
+	TrustedSources []netip.Prefix
+	TrustAny       bool
 
 	// Source says where the spec came from, for messages: the file and, for a
 	// ConfigMap, its namespace and name.
@@ -247,4 +255,19 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// MaxTrustedSources bounds trustedSources: they are one ACL line.
+const MaxTrustedSources = 64
+
+// TrustedWords is trustedSources in the spec's words, for diffs.
+func (s *Spec) TrustedWords() string {
+	if s.TrustAny {
+		return "any"
+	}
+	parts := make([]string, len(s.TrustedSources))
+	for i, p := range s.TrustedSources {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ", ")
 }

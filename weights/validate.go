@@ -100,6 +100,7 @@ func (v *validator) lint() {
 		}
 	}
 	v.lintSums()
+	v.lintTrust()
 	if last := s.Stages[len(s.Stages)-1]; s.Tracks[last].Analysis != nil || len(s.Tracks[last].Gates) > 0 {
 		v.warn("tracks."+last, "%s is the last stage: a release ends when it gets there, so its analysis and gates are never used (the last stage is the analysis' baseline); put them on the stage before it", last)
 	}
@@ -113,6 +114,18 @@ func (v *validator) lint() {
 		}
 	}
 	slices.SortStableFunc(v.warnings, func(a, b *FieldError) int { return a.Line - b.Line })
+}
+
+// lintTrust warns about a range that makes the others pointless. A spec
+// without trustedSources trusts every caller, as before the field existed:
+// nothing that runs changes on an upgrade (the README says to set it).
+func (v *validator) lintTrust() {
+	s := v.spec
+	for i, p := range s.TrustedSources {
+		if p.Bits() == 0 && len(s.TrustedSources) > 1 {
+			v.warn(fmt.Sprintf("trustedSources[%d]", i), "%s trusts every %s caller: the other entries add nothing; write any if that is meant", p, map[bool]string{true: "IPv4", false: "IPv6"}[p.Addr().Is4()])
+		}
+	}
 }
 
 // lintSums warns about a backend whose weights do not sum to 100 while
