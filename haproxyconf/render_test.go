@@ -22,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/re
 
 const goldenDir = "../testdata/render"
 
-func readSpec(t *testing.T, path string) *weights.Spec {
+func readSpec(t testing.TB, path string) *weights.Spec {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -3,14 +3,10 @@ package samples
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,7 +62,7 @@ func BenchmarkMeasuringCost(b *testing.B) {
 				}
 				proc := haproxytest.Start(b, bin, cfg)
 				haproxytest.WaitListening(b, opt.Bind)
-				n := load("http://"+opt.Bind+"/", clients, each)
+				n := haproxytest.Load("http://"+opt.Bind+"/", clients, each)
 				rate[measure] = append(rate[measure], float64(n)/each.Seconds())
 				proc.Stop()
 				if measure {
@@ -79,7 +75,7 @@ func BenchmarkMeasuringCost(b *testing.B) {
 				cancel()
 			}
 		}
-		without, with := median(rate[false]), median(rate[true])
+		without, with := haproxytest.Median(rate[false]), haproxytest.Median(rate[true])
 		b.ReportMetric(without, "req/s-without")
 		b.ReportMetric(with, "req/s-with")
 		b.ReportMetric(100*(without-with)/without, "%-fewer")
@@ -87,36 +83,6 @@ func BenchmarkMeasuringCost(b *testing.B) {
 		fmt.Printf("measuring cost: median %.0f requests/s without, %.0f with (%.1f%% fewer); rounds without %v, with %v; %.1f%% of the requests' log lines read\n",
 			without, with, 100*(without-with)/without, rounded(rate[false]), rounded(rate[true]), 100*float64(lines)/float64(max(sent, 1)))
 	}
-}
-
-func load(url string, clients int, d time.Duration) int64 {
-	var n atomic.Int64
-	end := time.Now().Add(d)
-	var wg sync.WaitGroup
-	for i := 0; i < clients; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 5 * time.Second}
-			for time.Now().Before(end) {
-				resp, err := client.Get(url)
-				if err != nil {
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				n.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	return n.Load()
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
 }
 
 func rounded(v []float64) []int {
