@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -38,6 +39,8 @@ type Config struct {
 	HealthInterval time.Duration
 	MinEndpoints   int
 	Alerts         AlertConfig
+	// Webhook: the admission webhook, on every replica (Addr empty: none).
+	Webhook WebhookConfig
 }
 
 // Execute runs track-controller until ctx ends. With leader election it
@@ -110,8 +113,29 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 			cancel() // without its probes the process must not run on
 		}()
 	}
+	var wh *webhook
+	if cfg.Webhook.Addr != "" {
+		wh = newWebhook(cfg.Webhook, client, log)
+		go func() {
+			if err := wh.serve(ctx); err != nil {
+				serveErr <- err
+				cancel() // a replica that cannot serve the webhook must not run on
+			}
+		}()
+	}
 	// term runs one controller, with its own informers, until ctx ends.
 	term := func(ctx context.Context, isLeading func() bool) error {
+		if wh != nil {
+			// Only the leader makes and rotates the certificate.
+			go wait.UntilWithContext(ctx, func(ctx context.Context) {
+				if isLeading != nil && !isLeading() {
+					return
+				}
+				if err := wh.keep(ctx, time.Now()); err != nil && ctx.Err() == nil {
+					log.Error("webhook: cannot keep its certificate", "err", err)
+				}
+			}, wh.cfg.Refresh)
+		}
 		factories := NewFactories(client, cfg.Namespace, 0)
 		ctrl := New(client, factories.Informers(), Options{RouterImage: cfg.RouterImage, Log: log, Leading: isLeading,
 			HealthInterval: cfg.HealthInterval, MinEndpoints: cfg.MinEndpoints, Alerter: alerter})

@@ -45,6 +45,11 @@ func main() {
 	fs.StringSliceVar(&cfg.Alerts.SMTPTo, "alert-smtp-to", nil, "recipients of alert emails (comma-separated)")
 	fs.StringVar(&cfg.Alerts.SMTPUsername, "alert-smtp-username", "", "SMTP user (PLAIN auth, over TLS only); the password is the file smtp-password in --alert-secret-dir")
 	fs.StringVar(&cfg.Alerts.SMTPCAFile, "alert-smtp-ca-file", "", "PEM file of the CAs the SMTP server's certificate is checked against (default: the system's)")
+	fs.StringVar(&cfg.Webhook.Addr, "webhook-addr", "", "serve the admission webhook (specs refused at kubectl apply) here, e.g. :9443; empty disables")
+	fs.StringVar(&cfg.Webhook.Secret, "webhook-secret", "trackrouter-system/track-controller-webhook", "NAMESPACE/NAME of the Secret that holds the webhook's own CA and serving certificate (the leader makes and rotates them)")
+	fs.StringVar(&cfg.Webhook.Configuration, "webhook-configuration", "track-controller", "ValidatingWebhookConfiguration whose caBundle the leader keeps; empty: leave the caBundle to cert-manager or to you")
+	fs.StringSliceVar(&cfg.Webhook.DNSNames, "webhook-dns-names", []string{"track-controller-webhook.trackrouter-system.svc"}, "names the serving certificate is for: the webhook Service's")
+	webhookIPs := fs.StringSlice("webhook-ips", nil, "IP addresses the serving certificate is for (an API server that calls the webhook by URL)")
 	secretDir := fs.String("alert-secret-dir", "", "directory of alert secrets (a mounted Secret): files webhook-url and smtp-password; a missing file leaves that part off")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "track-controller turns each service spec (a ConfigMap labelled trackrouter.dev/service, key\n"+
@@ -64,6 +69,14 @@ func main() {
 	if cfg.RouterImage == "" && (os.Getenv("POD_NAMESPACE") == "" || os.Getenv("POD_NAME") == "") {
 		fmt.Fprintf(os.Stderr, "track-controller: --router-image is required outside a Pod: the image with haproxy and trackrouter for the HAProxy tier\nSee 'track-controller --help'.\n")
 		os.Exit(2)
+	}
+	for _, ip := range *webhookIPs {
+		a := net.ParseIP(ip)
+		if a == nil {
+			fmt.Fprintf(os.Stderr, "track-controller: --webhook-ips %q is not an IP address\nSee 'track-controller --help'.\n", ip)
+			os.Exit(2)
+		}
+		cfg.Webhook.IPs = append(cfg.Webhook.IPs, a)
 	}
 	if err := checkFlags(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "track-controller: %v\nSee 'track-controller --help'.\n", err)
