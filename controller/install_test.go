@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
 )
 
@@ -67,8 +69,14 @@ images:
 	const ns = "shop-install"
 	writeTestFile(t, filepath.Join(dir, "app", "kustomization.yaml"), fmt.Sprintf("resources: [%s]\nnamespace: %s\n", app, ns))
 	run("apply", "-k", filepath.Join(dir, "install"))
+	// The shipped webhook is called through its Service, which reaches no
+	// real pod here: point it at the controller this test runs on loopback.
+	// Cluster-wide, with failurePolicy Fail: removed when the test ends.
+	webhookAddr := fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
+	defer c.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), "track-controller", metav1.DeleteOptions{})
+	run("patch", "validatingwebhookconfiguration", "track-controller", "--type=json",
+		"-p", `[{"op":"replace","path":"/webhooks/0/clientConfig","value":{"url":"https://`+webhookAddr+`/validate"}}]`)
 	run("create", "namespace", ns)
-	run("apply", "-k", filepath.Join(dir, "app"))
 
 	// The install's Deployment runs (kwok plays its pods).
 	poll(t, "track-controller Deployment", readyDeployment(c.Client, "trackrouter-system", "track-controller", 2))
@@ -103,7 +111,9 @@ images:
 	}
 	go func() {
 		done <- Execute(runCtx, Config{Kubeconfig: asSA, Namespace: ns, Workers: 2, LeaderElect: true,
-			LeaseNamespace: "trackrouter-system", LeaseName: "track-controller-install-test", QPS: 50, Burst: 100}, log)
+			LeaseNamespace: "trackrouter-system", LeaseName: "track-controller-install-test", QPS: 50, Burst: 100,
+			Webhook: WebhookConfig{Addr: webhookAddr, Secret: "trackrouter-system/track-controller-webhook", Configuration: "track-controller",
+				IPs: []net.IP{net.ParseIP("127.0.0.1")}, Refresh: time.Second}}, log)
 	}()
 	defer func() {
 		cancel()
@@ -117,6 +127,22 @@ images:
 		}
 	}()
 
+	// The controller, as the install's ServiceAccount, makes the webhook's
+	// certificate and sets its caBundle; then the example goes in through
+	// the webhook, and a bad spec is refused at kubectl apply.
+	poll(t, "the webhook admits the example", func() error {
+		out, err := exec.Command(kubectl, "--kubeconfig", c.Kubeconfig, "apply", "-k", filepath.Join(dir, "app"), "--dry-run=server").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	run("apply", "-k", filepath.Join(dir, "app"))
+	bad, err := exec.Command(kubectl, "--kubeconfig", c.Kubeconfig, "-n", ns, "patch", "configmap", "account-service", "--type=merge", "--dry-run=server",
+		"-p", `{"data":{"service.yaml":"service: account-service\nport: 70000\n"}}`).CombinedOutput()
+	if err == nil || !strings.Contains(string(bad), "specs.trackrouter.dev") || !strings.Contains(string(bad), ":2: port: port 70000 is out of range 1-65535") {
+		t.Errorf("kubectl patch of a bad spec: %v\n%s", err, bad)
+	}
 	for track, replicas := range map[string]int32{"internal": 2, "canary": 4, "paid": 4, "production": 10} {
 		name := fmt.Sprintf("account-service-%s-%s", track, map[string]string{"internal": "1.0.0", "canary": "1.0", "paid": "0.2.3", "production": "0.2.3"}[track])
 		poll(t, "track "+track, readyDeployment(c.Client, ns, name, replicas))

@@ -124,7 +124,9 @@ func (w *webhook) serve(ctx context.Context) error {
 	}()
 	mux := http.NewServeMux()
 	mux.HandleFunc(webhookPath, w.handle)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: &tls.Config{
+	// Handshakes refused before the certificate exists are the API
+	// server's retries: debug, not noise in the log.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(w.log.Handler(), slog.LevelDebug), TLSConfig: &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			if c := w.cert.Load(); c != nil {
