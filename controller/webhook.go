@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -373,6 +374,12 @@ func (w *webhook) review(ctx context.Context, r *admissionv1.AdmissionRequest) *
 	spec, err := weights.ParseService(weights.ConfigMapSource(ns, name), []byte(text))
 	if err != nil {
 		return refuse(fmt.Sprintf("the spec in key %s is invalid (nothing was changed):\n%v", weights.DataKey, err))
+	}
+	// As trackctl validate: the spec renders (every token it writes into
+	// haproxy.cfg checked). haproxy -c is not run here (the sidecar runs
+	// it before any reload; the webhook stays fast).
+	if _, err := haproxyconf.Render(spec, haproxyconf.Options{Namespace: ns}); err != nil {
+		return refuse(fmt.Sprintf("the spec in key %s does not render (nothing was changed): %v", weights.DataKey, err))
 	}
 	if spec.Service != service {
 		return refuse(fmt.Sprintf("label %s=%s names another service than the spec's service: %s; make them equal", weights.ServiceLabel, service, spec.Service))
