@@ -77,6 +77,10 @@ type Options struct {
 	// timers. The sidecar reads it for the latency quantiles of the canary
 	// analysis. Empty means no request log.
 	LatencyLog string
+	// LatencySample, above 1, logs one request in LatencySample (HAProxy's
+	// log sampling): the latency quantiles get fewer samples, HAProxy
+	// spends that much less on the log. The counts are not sampled.
+	LatencySample int
 }
 
 // LatencyFormat is the request log line LatencyLog receives: backend,
@@ -267,7 +271,11 @@ func (r *renderer) render() error {
 		}
 		// A proxy with log lines of its own inherits none: keep global's.
 		r.set(r.p.Insert(parser.Frontends, fe, "log", types.Log{Global: true}))
-		r.set(r.p.Insert(parser.Frontends, fe, "log", types.Log{Address: path, Length: 512, Format: "raw", Facility: "local0", Level: "info"}))
+		l := types.Log{Address: path, Length: 512, Format: "raw", Facility: "local0", Level: "info"}
+		if n := r.opt.LatencySample; n > 1 {
+			l.SampleRange, l.SampleSize = "1", int64(n)
+		}
+		r.set(r.p.Insert(parser.Frontends, fe, "log", l))
 		r.set(r.p.Set(parser.Frontends, fe, "log-format", &types.StringC{Value: `"` + LatencyFormat + `"`}))
 		// A connection without a request (a probe) is no latency.
 		r.set(r.p.Set(parser.Frontends, fe, "option dontlognull", &types.SimpleOption{}))

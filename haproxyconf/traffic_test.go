@@ -193,7 +193,7 @@ func BenchmarkTrustedSourcesCost(b *testing.B) {
 	}
 	ranges = append(ranges, netip.MustParsePrefix("127.0.0.0/8"))
 	for i := 0; i < b.N; i++ {
-		rate := map[bool][]float64{}
+		rate, cpu := map[bool][]float64{}, map[bool][]float64{}
 		for round := 0; round < 5; round++ {
 			for _, check := range []bool{false, true} {
 				s := *spec
@@ -216,10 +216,22 @@ func BenchmarkTrustedSourcesCost(b *testing.B) {
 				n := haproxytest.Load("http://"+addr+"/", 16, 3*time.Second)
 				rate[check] = append(rate[check], float64(n)/3)
 				p.Stop()
+				cpu[check] = append(cpu[check], float64(p.CPU().Microseconds())/float64(max(n, 1)))
 			}
 		}
 		without, with := haproxytest.Median(rate[false]), haproxytest.Median(rate[true])
+		cw, cc := haproxytest.Median(cpu[false]), haproxytest.Median(cpu[true])
 		b.ReportMetric(100*(without-with)/without, "%-fewer")
-		fmt.Printf("trustedSources cost: median %.0f requests/s without, %.0f with (%.1f%% fewer); rounds without %v, with %v\n", without, with, 100*(without-with)/without, rate[false], rate[true])
+		b.ReportMetric(cc-cw, "cpu-us/req-added")
+		fmt.Printf("trustedSources cost: HAProxy CPU per request, median %.1f µs without, %.1f µs with (%+.1f%%)\n", cw, cc, 100*(cc-cw)/cw)
+		fmt.Printf("trustedSources cost: median %.0f requests/s without, %.0f with (%.1f%% fewer); rounds without %v, with %v\n", without, with, 100*(without-with)/without, rounded(rate[false]), rounded(rate[true]))
 	}
+}
+
+func rounded(v []float64) []int {
+	out := make([]int, len(v))
+	for i, x := range v {
+		out[i] = int(x)
+	}
+	return out
 }

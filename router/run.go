@@ -68,6 +68,9 @@ type Config struct {
 	// latency.sock beside the master socket, "off" none. Only with
 	// MetricsAddr, where /samples is served.
 	LatencyLog string
+	// LatencySample, above 1, logs one request in that many (the latency
+	// sample thins, HAProxy's cost of the log falls as much).
+	LatencySample int
 	// AdvertiseHost is the host (the pod's IP) at which others reach
 	// MetricsAddr, told in the report as the /samples URL; empty means
 	// MetricsAddr's host, when it has one.
@@ -153,6 +156,9 @@ func (c *Config) Validate() error {
 		if err := haproxyconf.CheckMapPath(l); err != nil {
 			errs = append(errs, "--latency-log: "+strings.Replace(err.Error(), "groups map path", "path", 1))
 		}
+	}
+	if c.LatencySample < 0 || c.LatencySample > 1000 {
+		errs = append(errs, fmt.Sprintf("--latency-sample %d: 1 (every request) to 1000", c.LatencySample))
 	}
 	if c.HAProxyConfig == "" {
 		errs = append(errs, "--haproxy-config is required")
@@ -335,7 +341,7 @@ func checkOwnFile(path string, overwrite bool) error {
 
 func renderOptions(cfg Config) haproxyconf.Options {
 	return haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind, GroupsMap: cfg.GroupsMap, MetricsBind: cfg.HAProxyMetricsAddr,
-		LatencyLog: cfg.latencyLog()}
+		LatencyLog: cfg.latencyLog(), LatencySample: cfg.LatencySample}
 }
 
 // specSource is where specs come from.

@@ -49,6 +49,7 @@ func main() {
 	fs.DurationVar(&cfg.ReportRefresh, "report-refresh", time.Minute, "write the report again this often, so that one deleted or overwritten is restored (a no-op for the API when unchanged)")
 	fs.StringVar(&cfg.PodName, "pod-name", os.Getenv("POD_NAME"), "this pod's name, the key of its report (default $POD_NAME)")
 	fs.StringVar(&cfg.LatencyLog, "latency-log", "", "unix socket for HAProxy's request log, read for each track's latency in the canary analysis (served at /samples on --metrics-addr); default latency.sock beside --master-socket; \"off\" for none")
+	fs.IntVar(&cfg.LatencySample, "latency-sample", 1, "log one request in N for the latency (1: every one); the counts are never sampled. Each logged request costs HAProxy ~6 µs of CPU (+9% per request at saturation on 2 cores); 4 brings that under 1% with 4 times fewer latency samples")
 	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", os.Getenv("POD_IP"), "the host (this pod's IP) at which track-controller reads /samples on --metrics-addr, told in the pod's report (default $POD_IP)")
 	fs.DurationVar(&cfg.SpecStale, "spec-stale-after", 2*time.Minute, "with --configmap, /readyz fails once the API has not confirmed the spec for this long")
 	demoMode := fs.Bool("demo", false, "run locally: HAProxy, demo backends and the example spec in --demo-dir")

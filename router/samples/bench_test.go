@@ -24,13 +24,16 @@ import (
 //
 //	go test ./router/samples -run '^$' -bench MeasuringCost -benchtime 1x
 func BenchmarkMeasuringCost(b *testing.B) {
+	if v := os.Getenv("LATENCY_SAMPLE"); v != "" {
+		fmt.Sscan(v, &benchSample)
+	}
 	const rounds, each, clients = 5, 3 * time.Second, 16
 	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) }))
 	defer ok.Close()
 	dir := b.TempDir()
 	bin := haproxytest.Binary(b)
 	for i := 0; i < b.N; i++ {
-		rate := map[bool][]float64{}
+		rate, cpu := map[bool][]float64{}, map[bool][]float64{}
 		var lines, sent int64
 		for round := 0; round < rounds; round++ {
 			for _, measure := range []bool{false, true} {
@@ -46,7 +49,7 @@ func BenchmarkMeasuringCost(b *testing.B) {
 				var c *Collector
 				done := make(chan error, 1)
 				if measure {
-					opt.LatencyLog = filepath.Join(dir, "latency.sock")
+					opt.LatencyLog, opt.LatencySample = filepath.Join(dir, "latency.sock"), benchSample
 					if c, err = Listen(opt.LatencyLog); err != nil {
 						b.Fatal(err)
 					}
@@ -65,6 +68,7 @@ func BenchmarkMeasuringCost(b *testing.B) {
 				n := haproxytest.Load("http://"+opt.Bind+"/", clients, each)
 				rate[measure] = append(rate[measure], float64(n)/each.Seconds())
 				proc.Stop()
+				cpu[measure] = append(cpu[measure], float64(proc.CPU().Microseconds())/float64(max(n, 1)))
 				if measure {
 					time.Sleep(100 * time.Millisecond)
 					lines += c.lines.Load()
@@ -76,6 +80,8 @@ func BenchmarkMeasuringCost(b *testing.B) {
 			}
 		}
 		without, with := haproxytest.Median(rate[false]), haproxytest.Median(rate[true])
+		cw, cc := haproxytest.Median(cpu[false]), haproxytest.Median(cpu[true])
+		fmt.Printf("measuring cost: HAProxy CPU per request, median %.1f µs without, %.1f µs with the log (%+.1f%%)\n", cw, cc, 100*(cc-cw)/cw)
 		b.ReportMetric(without, "req/s-without")
 		b.ReportMetric(with, "req/s-with")
 		b.ReportMetric(100*(without-with)/without, "%-fewer")
@@ -92,3 +98,7 @@ func rounded(v []float64) []int {
 	}
 	return out
 }
+
+// benchSample is the latency log's sampling in BenchmarkMeasuringCost
+// ($LATENCY_SAMPLE, default 1: every request).
+var benchSample = 1

@@ -279,3 +279,15 @@ func Median(v []float64) float64 {
 	sort.Float64s(s)
 	return s[len(s)/2]
 }
+
+// CPU is the CPU time (user and system) a stopped HAProxy used, its
+// workers included (the master waits for them): per request it is far
+// steadier than requests/s on a shared machine.
+func (p *Process) CPU() time.Duration {
+	<-p.done
+	ru, ok := p.Cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
