@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,6 +53,8 @@ type parsedSpec struct {
 // kept in memory; a restarted controller counts again from its restart
 // (the bake's time goes on from the recorded start).
 type bake struct {
+	ns, service      string
+	version, stage   string
 	key              string // version, stage and start
 	canary, baseline analysis.Tally
 	next             time.Time
@@ -220,7 +224,7 @@ func (p *pipelines) judge(ctx context.Context, ns string, spec *weights.Spec, st
 	p.mu.Lock()
 	b := p.bakes[key]
 	if b == nil || b.key != id {
-		b = &bake{key: id}
+		b = &bake{key: id, ns: ns, service: spec.Service, version: st.Version, stage: st.Stage}
 		p.bakes[key] = b
 	}
 	p.mu.Unlock()
@@ -474,4 +478,50 @@ func clip(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// releaseCollector exports the bakes in flight, as the leader last judged
+// them: what trackctl status cannot show without a write per interval.
+type releaseCollector struct {
+	current func() *Controller
+}
+
+var (
+	releaseLabels   = []string{"namespace", "service", "stage", "version", "side"}
+	descBakeReqs    = prometheus.NewDesc("trackcontroller_release_bake_requests", "Requests the stage's track (side=canary) and the baseline served since the bake began (or since the leader started), as last judged.", releaseLabels, nil)
+	descBakeErrors  = prometheus.NewDesc("trackcontroller_release_bake_errors", "5xx and failed connections of the canary and of the baseline since the bake began, as last judged.", releaseLabels, nil)
+	descBakeP95     = prometheus.NewDesc("trackcontroller_release_bake_p95_seconds", "95th latency percentile of the canary and of the baseline since the bake began, as last judged (NaN without latencies).", releaseLabels, nil)
+	descBakeVerdict = prometheus.NewDesc("trackcontroller_release_bake_verdict", "1 for the analysis' last verdict (action: wait, promote, rollback) of the stage baking.", []string{"namespace", "service", "stage", "version", "action"}, nil)
+)
+
+func (r releaseCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descBakeReqs, descBakeErrors, descBakeP95, descBakeVerdict} {
+		ch <- d
+	}
+}
+
+func (r releaseCollector) Collect(ch chan<- prometheus.Metric) {
+	c := r.current()
+	if c == nil || c.pipelines == nil {
+		return
+	}
+	p := c.pipelines
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range p.bakes {
+		if b.last.Action == "" {
+			continue // not judged yet
+		}
+		for side, s := range map[string]analysis.Sample{"canary": b.canarySample, "baseline": b.baselineSample} {
+			l := []string{b.ns, b.service, b.stage, b.version, side}
+			ch <- prometheus.MustNewConstMetric(descBakeReqs, prometheus.GaugeValue, float64(s.Requests), l...)
+			ch <- prometheus.MustNewConstMetric(descBakeErrors, prometheus.GaugeValue, float64(s.Errors), l...)
+			p95 := math.NaN()
+			if s.Latency.Total() > 0 {
+				p95 = s.Latency.Quantile(0.95) / 1000
+			}
+			ch <- prometheus.MustNewConstMetric(descBakeP95, prometheus.GaugeValue, p95, l...)
+		}
+		ch <- prometheus.MustNewConstMetric(descBakeVerdict, prometheus.GaugeValue, 1, b.ns, b.service, b.stage, b.version, string(b.last.Action))
+	}
 }

@@ -104,7 +104,7 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 				return nil
 			}
 			reg := registry(&current, &base, &leading)
-			reg.MustRegister(alerter.Sent, alerter.Failed, healthCollector{current: current.Load})
+			reg.MustRegister(alerter.Sent, alerter.Failed, healthCollector{current: current.Load}, releaseCollector{current: current.Load})
 			if lease.errors != nil {
 				reg.MustRegister(lease.errors)
 			}

@@ -3,6 +3,7 @@ package trackctl
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -64,6 +65,7 @@ type pipelineRig struct {
 	stop     func()
 	target   atomic.Pointer[string] // the HAProxy the traffic goes through
 	start    func()                 // starts the controller
+	metrics  string                 // its /metrics address
 }
 
 func newPipelineRig(t *testing.T) *pipelineRig {
@@ -105,7 +107,8 @@ backends:
 	r.asSA = c.Kubeconfig
 	// Health every second: its pruning of gone pods' reports must leave
 	// the release ConfigMap's keys alone.
-	r.start = func() { r.startControllerWith(controller.Config{HealthInterval: time.Second}) }
+	r.metrics = fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
+	r.start = func() { r.startControllerWith(controller.Config{HealthInterval: time.Second, MetricsAddr: r.metrics}) }
 	r.start()
 	r.poll("HAProxy tier 2/2", func() error { return r.ready("account-service-haproxy", 2) })
 	for _, pod := range r.routerPods() {
@@ -310,6 +313,22 @@ func TestPipelineOnCluster(t *testing.T) {
 	r.waitRelease("1.2", pipeline.Gates, "internal")
 	r.run("approve", "account-service")
 	r.waitRelease("1.2", pipeline.Baking, "canary")
+	// The bake as the leader judges it, in its metrics.
+	r.poll("the bake in the controller's metrics", func() error {
+		resp, err := http.Get("http://" + r.metrics + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, want := range []string{`trackcontroller_release_bake_verdict{action="wait",namespace="` + r.ns + `",service="account-service",stage="canary",version="1.2"} 1`,
+			`trackcontroller_release_bake_requests{namespace="` + r.ns + `",service="account-service",side="canary",stage="canary",version="1.2"}`} {
+			if !strings.Contains(string(b), want) {
+				return fmt.Errorf("no %s", want)
+			}
+		}
+		return nil
+	})
 	prodFailed := r.backends["production"].failed.Load()
 	bad := time.Now()
 	r.backends["canary"].failPerMille.Store(50)
@@ -574,4 +593,56 @@ func eventWith(c *testcluster.Cluster, ns, reason, text string) error {
 		}
 	}
 	return fmt.Errorf("no Event %s saying %q among %d", reason, text, len(evs.Items))
+}
+
+// TestLowTrafficWaitsOnCluster: a stage whose canary gets no traffic is
+// neither promoted nor rolled back at the end of its bake: it waits
+// (lowTraffic: wait, the default) and status says why.
+func TestLowTrafficWaitsOnCluster(t *testing.T) {
+	c := testcluster.Get(t)
+	ns := specNamespace(t, c, "low")
+	r := &fleetRig{t: t, root: t, c: c, ns: ns, client: c.Client, sidecars: map[string]func(){}, binds: map[string]string{}}
+	ctx := context.Background()
+	cm, err := c.Client.CoreV1().ConfigMaps(ns).Get(ctx, "account-service", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data[weights.DataKey] = `service: account-service
+port: 8080
+template: account-service
+router: {replicas: 1}
+tracks:
+  internal: {version: "1.0", replicas: 1}
+  canary: {version: "1.0", replicas: 1, analysis: {bake: 2s, interval: 1s, minRequests: 100}}
+  production: {version: "1.0", replicas: 1}
+groups: {INTERNAL: internal, FREE: free}
+default: all
+backends:
+  internal: {internal: 100}
+  free: {canary: 5, production: 95}
+  all: {production: 100}
+`
+	if _, err := c.Client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.startController()
+	t.Cleanup(func() { r.stopCtrl() })
+	p := &pipelineRig{fleetRig: r}
+	p.waitRelease("", pipeline.Idle, "")
+	p.run("deploy", "account-service", "1.1")
+	st := p.waitRelease("1.1", pipeline.Manual, "internal")
+	if !strings.Contains(st.Reason, "trackctl promote account-service 1.1 moves it on") {
+		t.Errorf("the manual stage does not say what moves it: %s", st.Reason)
+	}
+	if code, out := p.run("promote", "account-service", "1.1"); code != ExitOK {
+		t.Fatalf("promote: %s", out)
+	}
+	st = p.waitRelease("1.1", pipeline.Baking, "canary")
+	time.Sleep(st.Since.Add(4 * time.Second).Sub(time.Now()))
+	if after := p.state(); after.Phase != pipeline.Baking || len(after.Decisions) != len(st.Decisions) {
+		t.Errorf("after its bake with no traffic: %s, %d decisions (want baking, %d)", after.Phase, len(after.Decisions), len(st.Decisions))
+	}
+	if _, out := p.status(); !strings.Contains(strings.Join(strings.Fields(out), " "), "bake over (waiting for enough traffic)") {
+		t.Errorf("status does not say why the release waits:\n%s", out)
+	}
 }
