@@ -174,7 +174,8 @@ func testErrors(cfg Config, canary, baseline Sample, alpha float64) finding {
 	p0 := math.Min(1, upperBound(int(baseline.Errors), int(baseline.Requests), nuisance)+cfg.MaxErrorIncrease/100)
 	p := binomialTail(int(canary.Errors), int(canary.Requests), p0)
 	if p < alpha {
-		return finding{true, fmt.Sprintf("%s: p %s < %s, limit +%g point%s", words, pvalue(p), pvalue(alpha), cfg.MaxErrorIncrease, plural(cfg.MaxErrorIncrease))}
+		ps, as := pvalues(p, alpha)
+		return finding{true, fmt.Sprintf("%s: p %s < %s, limit +%g point%s", words, ps, as, cfg.MaxErrorIncrease, plural(cfg.MaxErrorIncrease))}
 	}
 	return finding{words: words}
 }
@@ -199,8 +200,9 @@ func testLatency(level, limit float64, canary, baseline Sample, alpha float64) f
 	}
 	p := binomialTail(int(slower), int(canary.Requests), 1-level)
 	if p < alpha {
+		ps, as := pvalues(p, alpha)
 		return finding{true, fmt.Sprintf("%s: %d of %d canary requests slower than %s (baseline %s +%g%%), p %s < %s",
-			words, slower, canary.Requests, ms(threshold), name, limit, pvalue(p), pvalue(alpha))}
+			words, slower, canary.Requests, ms(threshold), name, limit, ps, as)}
 	}
 	return finding{words: words}
 }
@@ -226,6 +228,17 @@ func pvalue(p float64) string {
 		return fmt.Sprintf("%.0e", p)
 	}
 	return fmt.Sprintf("%.3f", p)
+}
+
+// pvalues writes p and the level it is below, with as many digits as it
+// takes for them to read differently ("p 0.0017 < 0.0019", not "p 0.002 <
+// 0.002").
+func pvalues(p, alpha float64) (string, string) {
+	ps, as := pvalue(p), pvalue(alpha)
+	for digits := 2; ps == as && digits <= 6; digits++ {
+		ps, as = fmt.Sprintf("%.*g", digits, p), fmt.Sprintf("%.*g", digits, alpha)
+	}
+	return ps, as
 }
 
 func ms(v float64) string {

@@ -118,3 +118,19 @@ func TestDecide(t *testing.T) {
 }
 
 func withLow(c Config, low string) Config { c.LowTraffic = low; return c }
+
+func TestPValuesReadApart(t *testing.T) {
+	for _, tc := range []struct {
+		p, alpha float64
+		want     string
+	}{
+		{0.00172, 0.00188, "0.0017 < 0.0019"},
+		{1e-7, 0.002, "1e-07 < 0.002"},
+		{0.0101, 0.0102, "0.0101 < 0.0102"},
+	} {
+		ps, as := pvalues(tc.p, tc.alpha)
+		if got := ps + " < " + as; got != tc.want {
+			t.Errorf("pvalues(%g, %g) = %q, want %q", tc.p, tc.alpha, got, tc.want)
+		}
+	}
+}
