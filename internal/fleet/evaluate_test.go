@@ -55,7 +55,7 @@ func TestEvaluateProblems(t *testing.T) {
 	}{
 		{"healthy", func(*Objects) {}, []string{}},
 		{"invalid spec", func(o *Objects) { o.Specs[0].Data["service.yaml"] += "extra: 1\n" },
-			[]string{"invalid spec: configmap/ns/web:9: extra: unknown field (known: service, port, header, template, router, tracks, groups, default, backends, affinity)"}},
+			[]string{"invalid spec: configmap/ns/web:9: extra: unknown field (known: service, port, header, template, router, tracks, groups, default, backends, affinity, trustedSources)"}},
 		{"no service.yaml key", func(o *Objects) { delete(o.Specs[0].Data, "service.yaml") },
 			[]string{"invalid spec: no key service.yaml"}},
 		{"label names another service", func(o *Objects) { o.Specs[0].Labels["trackrouter.dev/service"] = "other" },
