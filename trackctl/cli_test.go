@@ -62,7 +62,7 @@ func TestCLIMessages(t *testing.T) {
 // "help CMD" is "CMD --help". go test ./trackctl -run TestHelpGolden -update
 // rewrites them.
 func TestHelpGolden(t *testing.T) {
-	for _, name := range []string{"", "render", "validate", "check", "diff", "status", "deploy", "promote", "set-weight", "rollback", "history", "approve", "pause", "resume", "abort", "follow", "version", "completion"} {
+	for _, name := range []string{"", "render", "validate", "check", "diff", "status", "deploy", "promote", "set-weight", "rollback", "history", "approve", "pause", "resume", "abort", "follow", "board", "version", "completion"} {
 		args := []string{"--help"}
 		if name != "" {
 			args = []string{name, "--help"}

@@ -50,8 +50,13 @@ func statusObjects(t *testing.T) []runtime.Object {
 			Spec: appsv1.DeploymentSpec{Replicas: ptr.To(replicas)}, Status: appsv1.DeploymentStatus{ReadyReplicas: ready}})
 	}
 	slice := func(service string, ready int) {
+		// The labels a track Service's slices carry (copied from it).
+		app := strings.SplitN(service, "-", 2)[0]
+		if strings.HasPrefix(service, "account-service") {
+			app = "account-service"
+		}
 		s := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: service + "-x", Namespace: "shop",
-			Labels: map[string]string{discoveryv1.LabelServiceName: service}}}
+			Labels: map[string]string{discoveryv1.LabelServiceName: service, "app": app, "tier": "service"}}}
 		for i := 0; i < ready; i++ {
 			s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{"10.0.0." + string(rune('1'+i))}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
 		}

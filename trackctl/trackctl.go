@@ -169,6 +169,7 @@ kubectl diff: 0 same, 1 different, 2 an invalid or unreadable spec.`,
 	root.AddCommand(e.renderCommand(), e.validateCommand(), e.checkCommand(), e.diffCommand(), e.statusCommand(), e.versionCommand())
 	root.AddCommand(e.releaseCommands()...)
 	root.AddCommand(e.pipelineCommands()...)
+	root.AddCommand(e.boardCommand())
 	root.AddCommand(e.historyCommand())
 	return root
 }

@@ -1,0 +1,152 @@
+package trackctl
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// chromium is Debian's headless Chromium (.ci/run installs it); without it
+// the browser test fails under CI and skips elsewhere.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("CHROMIUM_BIN"), "/usr/bin/chromium", "chromium"} {
+		if p == "" {
+			continue
+		}
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed: apt-get install -y chromium (.ci/run does)")
+	}
+	t.Skip("chromium is not installed (apt-get install -y chromium)")
+	return ""
+}
+
+// TestBoardInBrowser: the board in headless Chromium, on the test cluster
+// with the controller and real sidecars. The healthy fleet shows ok; a
+// track down to 1 endpoint, a leftover version and an HAProxy pod on an
+// older spec each appear on the open page, in words, pushed by the server;
+// a weight edit moves the share shown. A screenshot per state is kept in
+// the test's artifacts directory ($TRACKROUTER_ARTIFACTS, or a temporary
+// one the log names).
+func TestBoardInBrowser(t *testing.T) {
+	bin := chromium(t)
+	r := newFleet(t)
+	r.waitHealthy()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		e := &env{name: "trackctl", stdout: &strings.Builder{}, stderr: &strings.Builder{}}
+		done <- e.runBoard(ctx, &boardOptions{client: r.client, kube: kubeFlags{namespace: r.ns}, addr: "127.0.0.1:0", minEndpoints: 2,
+			ready: func(a string) { addr <- a }})
+	}()
+	var url string
+	select {
+	case a := <-addr:
+		url = "http://" + a + "/"
+	case err := <-done:
+		t.Fatalf("board: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the board did not start")
+	}
+	defer func() { cancel(); <-done }()
+
+	artifacts := os.Getenv("TRACKROUTER_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join(os.TempDir(), "trackrouter-board-artifacts")
+	}
+	os.MkdirAll(artifacts, 0o755)
+	t.Logf("screenshots in %s", artifacts)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 900))
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	if _, err := chromedp.Run(bctx, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	// waitText waits until the page's live part says want, and keeps a
+	// screenshot of that state.
+	waitText := func(state, want string) {
+		t.Helper()
+		start := time.Now()
+		var text string
+		for time.Since(start) < 30*time.Second {
+			tctx, c := context.WithTimeout(bctx, 5*time.Second)
+			var err error
+			text, err = chromedp.Run(tctx, chromedp.Text(chromedp.CSS("#live")))
+			c()
+			if err == nil && strings.Contains(strings.Join(strings.Fields(text), " "), want) {
+				if png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)); err == nil {
+					os.WriteFile(filepath.Join(artifacts, state+".png"), png, 0o644)
+				}
+				t.Logf("%s: on the page %s after the change", state, time.Since(start).Round(10*time.Millisecond))
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("%s: the page does not say %q; it says:\n%s", state, want, text)
+	}
+	row := func(service string) string {
+		text, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(fmt.Sprintf(`tr[data-service="%s/%s"]`, r.ns, service))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return text
+	}
+
+	waitText("healthy", "account-service "+r.ns+" ok")
+	if got := row("account-service"); !strings.Contains(got, "canary 5.0%") {
+		t.Errorf("the canary's share: %q", got)
+	}
+
+	// The controller would repair what follows: stop it.
+	r.stopCtrl()
+	r.stopCtrl = func() {}
+	r.scale("account-service-canary-1.0", 1)
+	waitText("one-endpoint", "canary: 1 ready endpoint, want at least 2")
+	r.scale("account-service-canary-1.0", 4)
+	waitText("healthy-again", "account-service "+r.ns+" ok")
+
+	labels := map[string]string{"app": "account-service", "tier": "service", "track": "canary", "version": "0.2.1"}
+	old := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "account-service-canary-0.2.1", Namespace: r.ns, Labels: labels},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "account-service", Image: "hashicorp/http-echo:0.2.1"}}}}}}
+	if _, err := r.client.AppsV1().Deployments(r.ns).Create(context.Background(), old, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitText("leftover", "leftover Deployment account-service-canary-0.2.1")
+	if err := r.client.AppsV1().Deployments(r.ns).Delete(context.Background(), old.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	pods := r.routerPods()
+	r.sidecars[pods[0]]()
+	r.editSpec("{canary: 5, production: 95}", "{canary: 10, production: 90}")
+	waitText("older-spec", "HAProxy pod "+pods[0]+" runs an older spec")
+	if got := row("account-service"); !strings.Contains(got, "canary 10.0%") {
+		t.Errorf("the weight edit did not move the share shown: %q", got)
+	}
+	r.startSidecar(pods[0])
+	waitText("healthy-at-last", "account-service "+r.ns+" ok")
+}

@@ -1,0 +1,167 @@
+package trackctl
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/trackrouter/trackrouter/internal/fleet"
+)
+
+// startBoard serves a board of client's namespace shop until the test ends.
+func startBoard(t *testing.T, client kubernetes.Interface) *httptest.Server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b := newBoard(client, "shop", fleet.Options{MinEndpoints: 2})
+	if err := b.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(b.handler())
+	t.Cleanup(func() { srv.Close(); cancel() })
+	return srv
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestBoardGolden: the overview and a service's page of the status tests'
+// fake cluster equal their golden files (go test ./trackctl -short -run
+// TestBoardGolden -update rewrites them), so layout changes are reviewed.
+func TestBoardGolden(t *testing.T) {
+	srv := startBoard(t, fake.NewClientset(statusObjects(t)...))
+	for _, tc := range []struct{ path, file string }{
+		{"/", "overview.html"},
+		{"/service/shop/account-service", "account-service.html"},
+	} {
+		code, body := get(t, srv.URL+tc.path)
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d\n%s", tc.path, code, body)
+		}
+		file := filepath.Join("../testdata/trackctl/board", tc.file)
+		if *update {
+			os.MkdirAll(filepath.Dir(file), 0o755)
+			os.WriteFile(file, []byte(body), 0o644)
+		}
+		want, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("%v (go test ./trackctl -short -run TestBoardGolden -update writes it)", err)
+		}
+		if diff := cmp.Diff(string(want), body); diff != "" {
+			t.Errorf("%s (-golden +got):\n%s", tc.path, diff)
+		}
+	}
+	_, body := get(t, srv.URL+"/")
+	for _, want := range []string{"canary: 1 ready endpoint, want at least 2", "FAILING", "account-service-canary-0.2.1", "canary 10.0%"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the overview does not say %q", want)
+		}
+	}
+}
+
+// TestBoardShowsTextNeverRunsIt: a history entry and a spec comment with
+// markup are shown as text.
+func TestBoardShowsTextNeverRunsIt(t *testing.T) {
+	objs := statusObjects(t)
+	for _, o := range objs {
+		if cm, ok := o.(*corev1.ConfigMap); ok && cm.Name == "account-service" {
+			cm.Annotations = map[string]string{"trackrouter.dev/history": `[{"time":"2026-11-27T12:00:00Z","user":"<img src=x onerror=alert(1)>","command":"trackctl deploy","reason":"<script>alert(2)</script>","changes":["tracks.internal.version 1->2"]}]`}
+			cm.Data["service.yaml"] = "# </pre><script>alert(3)</script>\n" + cm.Data["service.yaml"]
+		}
+	}
+	srv := startBoard(t, fake.NewClientset(objs...))
+	_, body := get(t, srv.URL+"/service/shop/account-service")
+	if regexp.MustCompile(`<script>alert|<img src=x`).MatchString(body) {
+		t.Errorf("markup from the cluster reached the page as markup:\n%s", body)
+	}
+	for _, want := range []string{"&lt;script&gt;alert(2)&lt;/script&gt;", "&lt;img src=x onerror=alert(1)&gt;", "&lt;/pre&gt;&lt;script&gt;alert(3)"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("not shown as text: %s", want)
+		}
+	}
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
+		t.Errorf("Content-Security-Policy %q", csp)
+	}
+}
+
+func TestBoardUnknownService(t *testing.T) {
+	srv := startBoard(t, fake.NewClientset(statusObjects(t)...))
+	code, body := get(t, srv.URL+"/service/shop/nope")
+	if code != http.StatusNotFound || !strings.Contains(body, "No service nope in namespace shop") {
+		t.Errorf("%d\n%s", code, body)
+	}
+}
+
+// TestBoardPushesChanges: a change in the cluster reaches an open page as
+// a server-sent event, and the fragment it fetches then shows it.
+func TestBoardPushesChanges(t *testing.T) {
+	client := fake.NewClientset(statusObjects(t)...)
+	srv := startBoard(t, client)
+	resp, err := http.Get(srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	events := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "event: ") {
+				events <- sc.Text()
+			}
+		}
+	}()
+	// The first lists' events settle into one evaluation: drain it.
+	time.Sleep(500 * time.Millisecond)
+	for len(events) > 0 {
+		<-events
+	}
+	cm, err := client.CoreV1().ConfigMaps("shop").Get(context.Background(), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["service.yaml"] = strings.Replace(cm.Data["service.yaml"], "2026.11.1", "2026.12.3", 1)
+	if _, err := client.CoreV1().ConfigMaps("shop").Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		if ev != "event: change" {
+			t.Errorf("event %q", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5 s of the change")
+	}
+	if _, body := get(t, srv.URL+"/fragment/overview"); !strings.Contains(body, "2026.12.3") {
+		t.Errorf("the fragment does not show the new version")
+	}
+}
