@@ -88,7 +88,7 @@ func (p *pipelines) run(ctx context.Context) {
 			continue // a duplicate spec: the sync says so
 		}
 		seen[key] = true
-		if err := p.step(ctx, cm, spec); err != nil {
+		if err := p.safeStep(ctx, cm, spec); err != nil {
 			p.c.log.Warn("pipeline", "service", key, "err", err)
 		}
 	}
@@ -117,6 +117,17 @@ func (p *pipelines) parse(cm *corev1.ConfigMap) *weights.Spec {
 	}
 	p.parsed[key] = parsedSpec{cm.ResourceVersion, spec}
 	return spec
+}
+
+// safeStep is step, with a panic turned into an error: one service's
+// release must not stop every other's (nor the controller).
+func (p *pipelines) safeStep(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the pipeline's step failed (a bug; the release waits): %v", r)
+		}
+	}()
+	return p.step(ctx, cm, spec)
 }
 
 // step runs one step of the service's release and makes its writes: the

@@ -143,6 +143,19 @@ func SpecChanges(old, new *Spec) []Change {
 	add("header", old.Header, new.Header)
 	add("template", old.Template, new.Template)
 	add("router.replicas", fmt.Sprint(old.Router.Replicas), fmt.Sprint(new.Router.Replicas))
+	// The tracks' order is the release's path (deploy, promote, the pipeline).
+	common := func(a, b *Spec) []string {
+		var out []string
+		for _, t := range a.Stages {
+			if _, ok := b.Tracks[t]; ok {
+				out = append(out, t)
+			}
+		}
+		return out
+	}
+	if oo, no := strings.Join(common(old, new), " -> "), strings.Join(common(new, old), " -> "); oo != no {
+		add("stages", strings.Join(old.Stages, " -> "), strings.Join(new.Stages, " -> "))
+	}
 	for _, name := range union(old.TrackNames(), new.TrackNames()) {
 		ot, oOK := old.Tracks[name]
 		nt, nOK := new.Tracks[name]

@@ -446,3 +446,19 @@ func TestTrustedSources(t *testing.T) {
 		t.Errorf("0.0.0.0/0 with another: %v, warnings %v", err, s.Warnings)
 	}
 }
+
+// TestReorderIsAChange: the tracks' order is the release's path.
+func TestReorderIsAChange(t *testing.T) {
+	a, err := ParseService(Source{File: "a"}, []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ParseService(Source{File: "b"}, []byte(strings.Replace(strings.Replace(base, "  production: {version: v1.15.0, replicas: 10}\n", "", 1), "  canary:", "  production: {version: v1.15.0, replicas: 10}\n  canary:", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := SpecChanges(a, b)
+	if len(c) != 1 || c[0].Field != "stages" || !strings.Contains(c[0].String(), "internal -> production -> canary -> paid") {
+		t.Errorf("changes %v", c)
+	}
+}

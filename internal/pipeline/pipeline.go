@@ -218,7 +218,12 @@ func step(st State, spec *weights.Spec, versions map[string]string, obs Observed
 		return st.end(obs.Now, Aborted, Abort, fmt.Sprintf("stage %s is no longer in the spec", st.Stage), nil)
 	}
 	i := indexOf(spec.Stages, st.Stage)
-	if i+1 < len(spec.Stages) && versions[spec.Stages[i+1]] == st.Version && st.Seen[spec.Stages[i+1]] != st.Version {
+	if i == len(spec.Stages)-1 {
+		// The tracks were reordered (the stages are their order in the
+		// spec): nothing comes after this stage now.
+		return st.end(obs.Now, Done, Finish, fmt.Sprintf("%s is now the last stage of the spec (the tracks were reordered): the release ends there", st.Stage), nil)
+	}
+	if versions[spec.Stages[i+1]] == st.Version && st.Seen[spec.Stages[i+1]] != st.Version {
 		// trackctl promote by hand, or the pipeline's own promotion whose
 		// state was not written (the controller stopped between the two).
 		if st.Before == nil {
@@ -346,6 +351,9 @@ func (st State) gates(spec *weights.Spec, obs Observed) (State, *Decision) {
 // rollback of it had set to 0.
 func (st State) promote(spec *weights.Spec, now time.Time, reason string) (State, *Decision) {
 	i := indexOf(spec.Stages, st.Stage)
+	if i < 0 || i+1 >= len(spec.Stages) {
+		return st.end(now, Done, Finish, fmt.Sprintf("%s has no stage after it: the release ends there", st.Stage), nil)
+	}
 	next := spec.Stages[i+1]
 	edits := []release.Edit{{Path: []string{"tracks", next, "version"}, Value: st.Version}}
 	for _, b := range sortedKeys(st.Zeroed[next]) {

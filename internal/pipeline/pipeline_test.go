@@ -285,3 +285,17 @@ func TestDeployWithOtherEdits(t *testing.T) {
 		t.Errorf("edits %v: canary already runs 1.0", d.Edits)
 	}
 }
+
+// TestStagesReordered: the tracks reordered during a bake so that the
+// stage baking is the last: the release ends there, nothing panics.
+func TestStagesReordered(t *testing.T) {
+	r := newRig(t)
+	r.walkToCanary("1.1")
+	r.step(verdict(analysis.Promote, "ok")) // paid bakes
+	r.text = strings.Replace(r.text, "  production: {version: \"1.0\"}\n", "", 1)
+	r.text = strings.Replace(r.text, "  canary:\n", "  production: {version: \"1.0\"}\n  canary:\n", 1)
+	if s := r.spec(); s.Stages[len(s.Stages)-1] != "paid" {
+		t.Fatalf("stages %v", s.Stages)
+	}
+	r.want(r.step(verdict(analysis.Promote, "ok")), Finish, Done, "paid", "paid is now the last stage")
+}
