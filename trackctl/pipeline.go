@@ -58,7 +58,8 @@ passes another build. Refused when the release waits for no approval.`,
 		Use:   "pause SERVICE",
 		Short: "Hold the release where it is: no gate, promotion or rollback until resume",
 		Long: `Pause the service's pipeline: the release stays on its stage, the bake's clock
-goes on, and nothing is promoted or rolled back until trackctl resume. An abort
+goes on, and nothing is promoted or rolled back until trackctl resume; a build
+deployed meanwhile waits too (at resume it supersedes the release). An abort
 still works while paused.`,
 		Example: `  trackctl pause account-service -n shop --reason "incident 42"`,
 		Args:    exactArgs(1, "SERVICE"),
@@ -69,8 +70,10 @@ still works while paused.`,
 		},
 	}
 	resume := &cobra.Command{
-		Use:     "resume SERVICE",
-		Short:   "Let a paused release go on",
+		Use:   "resume SERVICE",
+		Short: "Let a paused release go on",
+		Long: `Resume the service's paused pipeline: what waited (a gate, a verdict, a build
+deployed meanwhile) is acted on at its next step, within a second.`,
 		Example: `  trackctl resume account-service -n shop`,
 		Args:    exactArgs(1, "SERVICE"),
 		RunE: func(cmd *cobra.Command, args []string) error {

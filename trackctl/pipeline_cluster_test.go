@@ -454,7 +454,7 @@ backends:
 
 	write(spec("1.1", ""))
 	p.waitRelease("1.1", pipeline.Manual, "canary")
-	name := pipeline.JobName("account-service", "internal", 0, "1.1")
+	name := p.state().JobName("account-service", "internal", 0)
 	j, err := c.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("the gate's Job: %v", err)
@@ -505,7 +505,7 @@ data:
     router: {replicas: 1}
     tracks:
       internal: {version: "` + version + `", replicas: 1, gates: [approval]}
-      canary: {version: "1.0", replicas: 1}
+      canary: {version: "1.0", replicas: 1, analysis: {bake: 3s, interval: 3s, lowTraffic: promote}}
       production: {version: "1.0", replicas: 1}
     groups: {INTERNAL: internal, FREE: free}
     default: all
@@ -573,13 +573,30 @@ data:
 		t.Errorf("the manifest after follow:\n%s", b)
 	}
 	sync()
-	st = p.waitRelease("1.1", pipeline.Manual, "canary")
+	st = p.waitRelease("1.1", pipeline.Baking, "canary")
 	if st.Pending != nil {
 		t.Errorf("still pending: %+v", st.Pending)
 	}
 	if code, out := p.run("follow", "account-service", "-f", manifest); code != ExitOK || !strings.Contains(out, "nothing pending") {
 		t.Errorf("follow with nothing pending: exit %d\n%s", code, out)
 	}
+	// The bake's verdict (no traffic, lowTraffic: promote) comes once per
+	// interval; between two, the pending promotion must stay.
+	p.poll("the bake's promotion pending in git", func() error {
+		if st = p.state(); st.Pending == nil {
+			return fmt.Errorf("pending %+v; %s %s on %s: %s", st.Pending, st.Version, st.Phase, st.Stage, st.Reason)
+		}
+		return nil
+	})
+	time.Sleep(4 * time.Second)
+	if st = p.state(); st.Pending == nil || strings.Join(st.Pending.Edits, ",") != "tracks.production.version=1.1" {
+		t.Fatalf("the pending promotion was lost between two judgements: %+v", st.Pending)
+	}
+	if code, out := p.run("follow", "account-service", "-f", manifest); code != ExitOK {
+		t.Fatalf("follow: %s", out)
+	}
+	sync()
+	p.waitRelease("1.1", pipeline.Done, "production")
 }
 
 func eventWith(c *testcluster.Cluster, ns, reason, text string) error {

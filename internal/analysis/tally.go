@@ -38,8 +38,10 @@ type Counts struct {
 // Observe takes one read of every pod's counters and returns what the
 // track served since the stage began; its Reset is true when a pod's
 // worker changed or its counters went backwards since the last read. A
-// pod seen for the first time after the first read (scaled up) counts from
-// 0; one that is not read any more keeps what it counted.
+// pod seen for the first time after the first read (scaled up, or it did
+// not answer) counts from that read: never what it served before, which
+// may be the previous build's; one that is not read any more keeps what
+// it counted.
 func (t *Tally) Observe(now []PodCounts) Sample {
 	counts := make([]reading, len(now))
 	latency := make([]reading, len(now))
@@ -49,6 +51,7 @@ func (t *Tally) Observe(now []PodCounts) Sample {
 	}
 	total, reset := t.counts.observe(counts)
 	hist, _ := t.latency.observe(latency)
+	total = append(total, 0, 0) // no pod read yet: nothing served
 	s := Sample{Requests: total[0], Errors: total[1], Reset: reset}
 	copy(s.Latency[:], hist)
 	return s
@@ -69,8 +72,7 @@ type series struct {
 }
 
 func (s *series) observe(now []reading) (total []int64, reset bool) {
-	first := s.start == nil
-	if first {
+	if s.start == nil {
 		s.start, s.last = make(map[string]reading), make(map[string]reading)
 	}
 	for _, c := range now {
@@ -79,10 +81,13 @@ func (s *series) observe(now []reading) (total []int64, reset bool) {
 		}
 		last, known := s.last[c.pod]
 		switch {
-		case !known && first:
-			s.start[c.pod] = c // the stage starts here
 		case !known:
-			s.start[c.pod] = reading{c.pod, c.id, nil} // born during the stage
+			// The stage starts here for this pod: at the first read, or
+			// when a pod is first read later (scaled up, or it did not
+			// answer before). Its counters may hold what it served before
+			// the stage (the previous build's, on the same server name):
+			// what it served before this first read is not counted.
+			s.start[c.pod] = c
 		case c.id != last.id || backwards(c.v, last.v):
 			reset = true
 			add(s.carried, last.v, s.start[c.pod].v)

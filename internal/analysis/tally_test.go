@@ -33,9 +33,15 @@ func TestTally(t *testing.T) {
 			{[]PodCounts{p("a", "1", 100, 0)}, Counts{}, false},
 			{[]PodCounts{p("a", "1", 3, 0)}, Counts{3, 0}, true},
 		}},
-		{"a pod born during the stage counts from 0", []read{
+		{"a pod first read later counts from that read", []read{
 			{[]PodCounts{p("a", "1", 100, 0)}, Counts{}, false},
-			{[]PodCounts{p("a", "1", 110, 0), p("c", "1", 7, 1)}, Counts{17, 1}, false},
+			{[]PodCounts{p("a", "1", 110, 0), p("c", "1", 7, 1)}, Counts{10, 0}, false},
+			{[]PodCounts{p("a", "1", 120, 0), p("c", "1", 9, 2)}, Counts{22, 1}, false},
+		}},
+		{"a pod that missed the first read: its earlier counts are not the stage's", []read{
+			{[]PodCounts{p("a", "1", 5000, 0)}, Counts{}, false},
+			{[]PodCounts{p("a", "1", 5010, 0), p("b", "1", 4000, 400)}, Counts{10, 0}, false},
+			{[]PodCounts{p("a", "1", 5020, 0), p("b", "1", 4010, 400)}, Counts{30, 0}, false},
 		}},
 		{"a pod gone keeps what it counted", []read{
 			{[]PodCounts{p("a", "1", 100, 0), p("b", "1", 10, 0)}, Counts{}, false},
@@ -77,5 +83,18 @@ func TestTallyLatency(t *testing.T) {
 	}
 	if q := s.Latency.Quantile(0.99); q < 20 || q > 36 {
 		t.Errorf("p99 %v, want about 30", q)
+	}
+}
+
+// TestTallyNoPod: a read of no pod (none answered, none reports) is
+// nothing served, not a crash.
+func TestTallyNoPod(t *testing.T) {
+	var tally Tally
+	if s := tally.Observe(nil); s.Requests != 0 || s.Errors != 0 || s.Latency.Total() != 0 {
+		t.Errorf("%+v", s)
+	}
+	tally.Observe([]PodCounts{{Pod: "a", Worker: "1", Requests: 10}})
+	if s := tally.Observe(nil); s.Requests != 0 {
+		t.Errorf("a pod not read keeps its counts since the start: %+v", s)
 	}
 }

@@ -42,6 +42,10 @@ type State struct {
 	Stage   string    `json:"stage,omitempty"`   // the track it is on
 	Phase   Phase     `json:"phase"`
 	Since   time.Time `json:"since"` // when the phase began (a bake's start)
+	// Started is when the release began: an approval or an abort said
+	// before it, or a gate's Job of an earlier release of the same
+	// version, is not this release's.
+	Started time.Time `json:"started,omitempty"`
 	Gate    int       `json:"gate,omitempty"`
 	// Before is the version each stage ran before this release came to it:
 	// what a rollback puts back.
@@ -177,6 +181,11 @@ type Observed struct {
 // comes to the same place: a promotion is followed, a rollback is seen
 // done, a start is made again with the same edits.
 func Step(st State, spec *weights.Spec, obs Observed) (State, *Decision) {
+	if obs.Paused && st.Phase.InFlight() && !st.said(obs.Abort) {
+		// Paused: nothing moves, a new deploy neither (it is seen, and
+		// supersedes the release, at resume); an abort still works.
+		return st.clone(), nil
+	}
 	versions := map[string]string{}
 	for _, t := range spec.Stages {
 		versions[t] = spec.Tracks[t].Version
@@ -235,7 +244,7 @@ func step(st State, spec *weights.Spec, versions map[string]string, obs Observed
 	if versions[st.Stage] != st.Version {
 		return st.end(obs.Now, Aborted, Abort, fmt.Sprintf("tracks.%s.version was changed to %s by hand: the pipeline stops", st.Stage, versions[st.Stage]), nil)
 	}
-	if obs.Abort != "" && strings.HasPrefix(obs.Abort, st.Version+" ") {
+	if st.said(obs.Abort) {
 		return st.rollback(spec, obs.Now, "aborted: "+strings.TrimPrefix(obs.Abort, st.Version+" "))
 	}
 	if obs.Paused {
@@ -280,7 +289,7 @@ func (st State) start(spec *weights.Spec, now time.Time, version string) (State,
 	} else if st.Phase.InFlight() {
 		reason += fmt.Sprintf("; release %s superseded", st.Version)
 	}
-	st.Version, st.Before = version, map[string]string{first: st.Seen[first]}
+	st.Version, st.Before, st.Started = version, map[string]string{first: st.Seen[first]}, now.UTC().Truncate(time.Second)
 	return st.enter(spec, now, 0, kind, reason, edits)
 }
 
@@ -315,13 +324,13 @@ func (st State) gates(spec *weights.Spec, obs Observed) (State, *Decision) {
 		g := gates[st.Gate]
 		if g.Approval {
 			a := obs.Approvals[st.Stage]
-			if !strings.HasPrefix(a, st.Version+" ") {
+			if !st.said(a) {
 				return st, nil // waiting: trackctl approve
 			}
 			st.Gate++
 			return st.decide(obs.Now, Pass, st.Stage, fmt.Sprintf("gate %d (approval) passed: approved %s", st.Gate, strings.TrimPrefix(a, st.Version+" ")), nil, false)
 		}
-		name := JobName(spec.Service, st.Stage, st.Gate, st.Version)
+		name := st.JobName(spec.Service, st.Stage, st.Gate)
 		switch obs.Jobs[name] {
 		case JobAbsent:
 			st2, d := st.decide(obs.Now, RunJob, st.Stage, fmt.Sprintf("gate %d: Job %s started against %s", st.Gate+1, name, st.Stage), nil, false)
@@ -419,19 +428,35 @@ func (st State) decide(now time.Time, kind Kind, stage, reason string, edits []r
 }
 
 // JobName is the name of a gate's Job: the same for the same release,
-// stage and gate (so a restarted controller finds it), a DNS label of at
-// most 63 characters.
-func JobName(service, stage string, gate int, version string) string {
+// stage and gate (so a restarted controller finds it), another for another
+// release (of the same version too), a DNS label of at most 63 characters.
+func (st State) JobName(service, stage string, gate int) string {
 	name := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
 			return r
 		}
 		return '-'
-	}, strings.ToLower(fmt.Sprintf("%s-%s-g%d-%s", service, stage, gate+1, version)))
-	if len(name) > 63 {
-		name = fmt.Sprintf("%s-%08x", strings.TrimRight(name[:54], "-"), fnv32(name))
+	}, strings.ToLower(fmt.Sprintf("%s-%s-g%d-%s", service, stage, gate+1, st.Version)))
+	h := fnv32(fmt.Sprintf("%s/%s/%d/%s/%d", service, stage, gate, st.Version, st.Started.Unix()))
+	if len(name) > 54 {
+		name = strings.TrimRight(name[:54], "-")
 	}
-	return name
+	return fmt.Sprintf("%s-%08x", name, h)
+}
+
+// said reports whether a person's word (trackctl approve or abort: "VERSION
+// by USER at TIME[: reason]") is for this release: its version, said at or
+// after the release began.
+func (st State) said(word string) bool {
+	if st.Version == "" || !strings.HasPrefix(word, st.Version+" ") {
+		return false
+	}
+	_, rest, ok := strings.Cut(word, " at ")
+	if !ok {
+		return false
+	}
+	at, err := time.Parse(time.RFC3339, strings.TrimSuffix(strings.Fields(rest + " ")[0], ":"))
+	return err == nil && !at.Before(st.Started)
 }
 
 func fnv32(s string) uint32 {

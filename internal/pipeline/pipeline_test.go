@@ -132,7 +132,7 @@ func (r *rig) walkToCanary(v string) {
 	r.t.Helper()
 	r.edit(version("internal", v))
 	r.want(r.step(Observed{}), Start, Gates, "internal", v+" deployed on internal")
-	job := JobName("web", "internal", 0, v)
+	job := r.st.JobName("web", "internal", 0)
 	d := r.step(Observed{})
 	r.want(d, RunJob, Gates, "internal", job)
 	if d.Job == nil || d.Job.Name != job {
@@ -141,7 +141,8 @@ func (r *rig) walkToCanary(v string) {
 	r.none(Observed{Jobs: map[string]JobStatus{job: JobRunning}})
 	r.want(r.step(Observed{Jobs: map[string]JobStatus{job: JobSucceeded}}), Pass, Gates, "internal", "Job "+job+" succeeded")
 	r.none(Observed{Approvals: map[string]string{"internal": "0.9 by bob"}}) // another version's approval
-	r.want(r.step(Observed{Approvals: map[string]string{"internal": v + " by alice at 10:05"}}), Pass, Gates, "internal", "approved by alice")
+	r.none(Observed{Approvals: map[string]string{"internal": v + " by mallory at " + r.st.Started.Add(-time.Hour).Format(time.RFC3339)}}) // said before this release
+	r.want(r.step(Observed{Approvals: map[string]string{"internal": v + " by alice at " + r.now.Format(time.RFC3339)}}), Pass, Gates, "internal", "approved by alice")
 	d = r.step(Observed{})
 	r.want(d, Promote, Baking, "canary", "promoted from internal to canary")
 	if got := r.spec().Tracks["canary"].Version; got != v {
@@ -199,7 +200,10 @@ func TestFirstStageAbort(t *testing.T) {
 	r := newRig(t)
 	r.edit(version("internal", "1.1"))
 	r.step(Observed{})
-	r.want(r.step(Observed{Abort: "1.1 by carol: broken build"}), Rollback, RolledBack, "internal", "aborted: by carol", "version back to 1.0")
+	if d := r.step(Observed{Abort: "1.1 by carol at " + r.st.Started.Add(-time.Minute).Format(time.RFC3339) + ": an earlier release"}); d != nil && d.Kind == Rollback {
+		t.Fatalf("an abort said before the release rolled it back: %s", d.Reason)
+	}
+	r.want(r.step(Observed{Abort: "1.1 by carol at " + r.now.Format(time.RFC3339) + ": broken build"}), Rollback, RolledBack, "internal", "aborted: by carol", "version back to 1.0")
 	if s := r.spec(); s.Tracks["internal"].Version != "1.0" || s.Backends["internal"]["internal"] != 100 {
 		t.Errorf("internal runs %s at %d", s.Tracks["internal"].Version, s.Backends["internal"]["internal"])
 	}
@@ -210,14 +214,14 @@ func TestGateFails(t *testing.T) {
 	r := newRig(t)
 	r.edit(version("internal", "1.1"))
 	r.step(Observed{})
-	job := JobName("web", "internal", 0, "1.1")
+	job := r.st.JobName("web", "internal", 0)
 	r.step(Observed{})
 	d := r.step(Observed{Jobs: map[string]JobStatus{job: JobFailed}, JobMessage: map[string]string{job: "BackoffLimitExceeded"}})
 	r.want(d, Stop, Stopped, "internal", "Job "+job+" failed: BackoffLimitExceeded", "stays on internal")
 	if !d.Alert || len(d.Edits) != 0 {
 		t.Errorf("alert %v, edits %v; want an alert and no edit", d.Alert, d.Edits)
 	}
-	r.none(Observed{Approvals: map[string]string{"internal": "1.1 by alice"}})
+	r.none(Observed{Approvals: map[string]string{"internal": "1.1 by alice at " + r.now.Format(time.RFC3339)}})
 }
 
 // TestSupersede: a build deployed while another bakes on canary replaces
@@ -263,11 +267,19 @@ func TestLostWrites(t *testing.T) {
 }
 
 func TestJobName(t *testing.T) {
-	if got := JobName("web", "internal", 0, "1.2.0-rc.1"); got != "web-internal-g1-1-2-0-rc-1" {
+	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	st := State{Version: "1.2.0-rc.1", Started: at}
+	if got := st.JobName("web", "internal", 0); !strings.HasPrefix(got, "web-internal-g1-1-2-0-rc-1-") || len(got) != len("web-internal-g1-1-2-0-rc-1-")+8 {
 		t.Errorf("got %q", got)
 	}
-	long := JobName(strings.Repeat("s", 60), "production", 2, "2026.12.03-abcdef")
-	if len(long) > 63 || long != JobName(strings.Repeat("s", 60), "production", 2, "2026.12.03-abcdef") || long == JobName(strings.Repeat("s", 60), "production", 2, "2026.12.03-abcdeg") {
+	if a, b := (State{Version: "1.0", Started: at}).JobName("web", "internal", 0), (State{Version: "1-0", Started: at}).JobName("web", "internal", 0); a == b {
+		t.Errorf("versions 1.0 and 1-0 share the Job name %s", a)
+	}
+	if a, b := st.JobName("web", "internal", 0), (State{Version: st.Version, Started: at.Add(time.Hour)}).JobName("web", "internal", 0); a == b {
+		t.Errorf("a later release of the same version reuses the Job %s", a)
+	}
+	long := State{Version: "2026.12.03-abcdef", Started: at}.JobName(strings.Repeat("s", 60), "production", 2)
+	if len(long) > 63 {
 		t.Errorf("long name %q (%d)", long, len(long))
 	}
 }
@@ -298,4 +310,16 @@ func TestStagesReordered(t *testing.T) {
 		t.Fatalf("stages %v", s.Stages)
 	}
 	r.want(r.step(verdict(analysis.Promote, "ok")), Finish, Done, "paid", "paid is now the last stage")
+}
+
+// TestPauseHoldsDeploy: a deploy while paused waits for resume.
+func TestPauseHoldsDeploy(t *testing.T) {
+	r := newRig(t)
+	r.walkToCanary("1.1")
+	r.edit(version("internal", "1.2"))
+	r.none(Observed{Paused: true})
+	if s := r.spec(); s.Tracks["canary"].Version != "1.1" {
+		t.Errorf("canary runs %s while paused, want 1.1 kept", s.Tracks["canary"].Version)
+	}
+	r.want(r.step(Observed{}), Supersede, Gates, "internal", "1.2 deployed on internal", "release 1.1 superseded: canary back to 1.0")
 }

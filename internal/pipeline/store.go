@@ -94,7 +94,7 @@ func Describe(data map[string]string, spec *weights.Spec) (*Status, error) {
 			if g.Approval {
 				s.Waiting = fmt.Sprintf("gate %d of %d: approval (trackctl approve %s)", st.Gate+1, len(tr.Gates), spec.Service)
 			} else {
-				s.Waiting = fmt.Sprintf("gate %d of %d: Job %s", st.Gate+1, len(tr.Gates), JobName(spec.Service, st.Stage, st.Gate, st.Version))
+				s.Waiting = fmt.Sprintf("gate %d of %d: Job %s", st.Gate+1, len(tr.Gates), st.JobName(spec.Service, st.Stage, st.Gate))
 			}
 		}
 	case Baking:
