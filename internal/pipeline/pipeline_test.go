@@ -140,7 +140,7 @@ func (r *rig) walkToCanary(v string) {
 	}
 	r.none(Observed{Jobs: map[string]JobStatus{job: JobRunning}})
 	r.want(r.step(Observed{Jobs: map[string]JobStatus{job: JobSucceeded}}), Pass, Gates, "internal", "Job "+job+" succeeded")
-	r.none(Observed{Approvals: map[string]string{"internal": "0.9 by bob"}}) // another version's approval
+	r.none(Observed{Approvals: map[string]string{"internal": "0.9 by bob"}})                                                              // another version's approval
 	r.none(Observed{Approvals: map[string]string{"internal": v + " by mallory at " + r.st.Started.Add(-time.Hour).Format(time.RFC3339)}}) // said before this release
 	r.want(r.step(Observed{Approvals: map[string]string{"internal": v + " by alice at " + r.now.Format(time.RFC3339)}}), Pass, Gates, "internal", "approved by alice")
 	d = r.step(Observed{})
