@@ -171,8 +171,12 @@ func (w *webhook) load(ctx context.Context) error {
 // with more than RotateBefore left, and the webhook configuration's
 // caBundle is the CA. Writes happen only when something is to be made.
 func (w *webhook) keep(ctx context.Context, now time.Time) error {
+	if w.cfg.Configuration == "" {
+		return nil // the Secret and the caBundle are cert-manager's (or yours): only read
+	}
 	ns, name := w.secretRef()
 	s, err := w.client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	exists := err == nil
 	switch {
 	case apierrors.IsNotFound(err):
 		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{LabelManagedBy: ManagedBy}},
@@ -203,7 +207,7 @@ func (w *webhook) keep(ctx context.Context, now time.Time) error {
 		changed = true
 	}
 	if changed {
-		if s.ResourceVersion == "" {
+		if !exists {
 			_, err = w.client.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{FieldManager: webhookFieldM})
 		} else {
 			_, err = w.client.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{FieldManager: webhookFieldM})
@@ -212,9 +216,6 @@ func (w *webhook) keep(ctx context.Context, now time.Time) error {
 			return fmt.Errorf("write Secret %s: %w", w.cfg.Secret, err)
 		}
 		w.log.Info("webhook: certificate made", "secret", w.cfg.Secret, "notAfter", now.Add(w.cfg.Validity).UTC().Format(time.RFC3339))
-	}
-	if w.cfg.Configuration == "" {
-		return nil
 	}
 	vwc, err := w.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, w.cfg.Configuration, metav1.GetOptions{})
 	if err != nil {
@@ -328,7 +329,9 @@ func newServing(ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string, i
 // come back as admission warnings (kubectl prints them); a second spec of
 // a service the namespace already has is refused.
 func (w *webhook) handle(rw http.ResponseWriter, req *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(req.Body, 3<<20))
+	// A spec of 1 MiB of characters JSON escapes six times over, in the
+	// object and the old object of an update.
+	body, err := io.ReadAll(io.LimitReader(req.Body, 32<<20))
 	if err != nil {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return
@@ -358,9 +361,12 @@ func (w *webhook) review(ctx context.Context, r *admissionv1.AdmissionRequest) *
 	if err := json.Unmarshal(r.Object.Raw, &cm); err != nil {
 		return refuse("not a ConfigMap: " + err.Error())
 	}
-	service := cm.Labels[weights.ServiceLabel]
-	if service == "" {
+	service, labelled := cm.Labels[weights.ServiceLabel]
+	if !labelled {
 		return allow // the objectSelector sends only labelled ones
+	}
+	if service == "" {
+		return refuse(fmt.Sprintf("label %s is empty: set it to the spec's service name, or remove it", weights.ServiceLabel))
 	}
 	ns := r.Namespace
 	name := cm.Name
@@ -385,7 +391,9 @@ func (w *webhook) review(ctx context.Context, r *admissionv1.AdmissionRequest) *
 		return refuse(fmt.Sprintf("label %s=%s names another service than the spec's service: %s; make them equal", weights.ServiceLabel, service, spec.Service))
 	}
 	others, err := w.client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: weights.ServiceLabel + "=" + service})
-	if err == nil {
+	if err != nil {
+		w.log.Warn("webhook: cannot list the namespace's specs; the one-spec-per-service check is skipped", "namespace", ns, "err", err)
+	} else {
 		for _, o := range others.Items {
 			if o.Name != name {
 				return refuse(fmt.Sprintf("service %s already has its spec in ConfigMap %s/%s: one spec per service and namespace; edit that one, or delete it first", service, ns, o.Name))

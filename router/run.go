@@ -158,7 +158,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.LatencySample < 0 || c.LatencySample > 1000 {
-		errs = append(errs, fmt.Sprintf("--latency-sample %d: 1 (every request) to 1000", c.LatencySample))
+		errs = append(errs, fmt.Sprintf("--latency-sample %d: 1 (every request; 0 means 1 too) to 1000", c.LatencySample))
 	}
 	if c.HAProxyConfig == "" {
 		errs = append(errs, "--haproxy-config is required")
@@ -281,12 +281,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// The samples (the request log's reader) and the Reporter are set up
 	// before the router runs: Run reads SamplesURL and Reporter.
 	var routes []health.Route
-	if path := cfg.latencyLog(); path != "" {
-		c, err := samples.Listen(path)
-		if err != nil {
-			return err
+	if cfg.MetricsAddr != "" && cfg.MasterSocket != "" {
+		// /samples serves the counts always; the latencies when the
+		// request log is on (--latency-log off: counts only).
+		var c *samples.Collector
+		if path := cfg.latencyLog(); path != "" {
+			var err error
+			if c, err = samples.Listen(path); err != nil {
+				return err
+			}
+			g.Go(func() error { return c.Run(gctx) })
 		}
-		g.Go(func() error { return c.Run(gctx) })
 		routes = append(routes, health.Route{Path: samples.Path, Handler: samples.Handler(&haproxy.MasterCLI{Socket: cfg.MasterSocket, Timeout: 2 * time.Second}, c)})
 		r.SamplesURL = cfg.samplesURL()
 	}

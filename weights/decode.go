@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // spec decodes a spec mapping, fills in defaults and validates it. Errors
@@ -101,6 +102,10 @@ func (d *decoder) track(f field) Track {
 		case "address":
 			t.Address = d.str(tf.value, p)
 		case "analysis":
+			if tf.value.Kind == yaml.ScalarNode && tf.value.Tag == "!!null" {
+				d.mark(p, tf.key) // analysis: ~ is no analysis, as gates: ~ is no gate
+				continue
+			}
 			t.Analysis = d.analysis(tf, p)
 		case "gates":
 			t.Gates = d.gates(tf, p)
@@ -152,6 +157,9 @@ func (d *decoder) trusted(f field) ([]netip.Prefix, bool) {
 				d.fail(n, p, "%q has host bits set: the range is %s", v, pfx.Masked())
 				continue
 			}
+			if pfx.Addr().Is4In6() && pfx.Bits() >= 96 { // ::ffff:10.0.0.0/104 is 10.0.0.0/8
+				pfx = netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96)
+			}
 			out = append(out, pfx)
 			continue
 		}
@@ -160,6 +168,7 @@ func (d *decoder) trusted(f field) ([]netip.Prefix, bool) {
 			d.fail(n, p, "%q is not an IP address or a CIDR range (e.g. 192.168.1.5, 10.0.0.0/8)", v)
 			continue
 		}
+		a = a.Unmap()
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, false
@@ -180,6 +189,11 @@ func (d *decoder) gates(f field, path string) []Gate {
 		p := fmt.Sprintf("%s[%d]", path, i)
 		d.mark(p, n)
 		if n.Kind == yaml.ScalarNode && n.Value == "approval" {
+			for _, g := range gates {
+				if g.Approval {
+					d.fail(n, p, "a second approval: one trackctl approve passes a stage's approval, so a stage has at most one")
+				}
+			}
 			gates = append(gates, Gate{Approval: true})
 			continue
 		}
@@ -222,12 +236,23 @@ func (d *decoder) job(n *yaml.Node, path string) *batchv1.Job {
 		d.fail(n, path, "not a Job: %v", err)
 		return nil
 	}
+	pod := job.Spec.Template.Spec
 	switch {
 	case job.APIVersion != "batch/v1" || job.Kind != "Job":
 		d.fail(n, path, "apiVersion %q, kind %q: a job gate is a batch/v1 Job", job.APIVersion, job.Kind)
-	case len(job.Spec.Template.Spec.Containers) == 0:
+	case len(pod.Containers) == 0:
 		d.fail(n, path, "the Job has no containers (spec.template.spec.containers)")
+	case pod.RestartPolicy != "Never" && pod.RestartPolicy != "OnFailure":
+		d.fail(n, path, "spec.template.spec.restartPolicy %q: a Job's pods need Never or OnFailure", pod.RestartPolicy)
+	case job.Namespace != "":
+		d.fail(n, path, "metadata.namespace %q: a gate's Job runs in the spec's namespace; remove it", job.Namespace)
 	default:
+		// track-controller creates the Job with its own rights: the spec
+		// may not use them for more than a test suite's pod.
+		if why := jobPrivilege(&job); why != "" {
+			d.fail(n, path, "%s: a gate's Job is created by track-controller, so it may not choose a ServiceAccount or reach the node; run such a suite from your CI instead", why)
+			return nil
+		}
 		return &job
 	}
 	return nil
@@ -291,4 +316,28 @@ func (d *decoder) backend(f field) Backend {
 		b[wf.key.Value] = d.int(wf.value, path+"."+wf.key.Value, fmt.Sprintf("0-%d", MaxWeight))
 	}
 	return b
+}
+
+// jobPrivilege names what in a gate's Job would borrow rights: a
+// ServiceAccount, the node's network, PIDs or IPC, a hostPath volume, a
+// privileged container or one that may escalate; "" when none.
+func jobPrivilege(job *batchv1.Job) string {
+	pod := job.Spec.Template.Spec
+	switch {
+	case pod.ServiceAccountName != "" || pod.DeprecatedServiceAccount != "":
+		return "spec.template.spec.serviceAccountName"
+	case pod.HostNetwork || pod.HostPID || pod.HostIPC:
+		return "spec.template.spec.hostNetwork, hostPID or hostIPC"
+	}
+	for _, v := range pod.Volumes {
+		if v.HostPath != nil {
+			return "volume " + v.Name + ": hostPath"
+		}
+	}
+	for _, c := range append(append([]corev1.Container(nil), pod.InitContainers...), pod.Containers...) {
+		if sc := c.SecurityContext; sc != nil && (sc.Privileged != nil && *sc.Privileged || sc.Capabilities != nil && len(sc.Capabilities.Add) > 0) {
+			return "container " + c.Name + ": privileged or added capabilities"
+		}
+	}
+	return ""
 }

@@ -384,6 +384,15 @@ func TestGates(t *testing.T) {
 			`service.yaml:8: tracks.internal.gates[0].job: not a Job: json: unknown field "tempalte"`},
 		{"a Job without containers", "      - job:\n          apiVersion: batch/v1\n          kind: Job\n          spec: {template: {spec: {}}}\n",
 			"service.yaml:8: tracks.internal.gates[0].job: the Job has no containers"},
+		{"a Job without restartPolicy", "      - job:\n          apiVersion: batch/v1\n          kind: Job\n          spec: {template: {spec: {containers: [{name: t, image: i}]}}}\n",
+			`restartPolicy "": a Job's pods need Never or OnFailure`},
+		{"a Job in another namespace", "      - job:\n          apiVersion: batch/v1\n          kind: Job\n          metadata: {namespace: kube-system}\n          spec: {template: {spec: {restartPolicy: Never, containers: [{name: t, image: i}]}}}\n",
+			`metadata.namespace "kube-system": a gate's Job runs in the spec's namespace`},
+		{"a Job with a ServiceAccount", "      - job:\n          apiVersion: batch/v1\n          kind: Job\n          spec: {template: {spec: {serviceAccountName: admin, restartPolicy: Never, containers: [{name: t, image: i}]}}}\n",
+			"spec.template.spec.serviceAccountName: a gate's Job is created by track-controller"},
+		{"a privileged Job", "      - job:\n          apiVersion: batch/v1\n          kind: Job\n          spec: {template: {spec: {restartPolicy: Never, containers: [{name: t, image: i, securityContext: {privileged: true}}]}}}\n",
+			"container t: privileged or added capabilities"},
+		{"two approvals", "      - approval\n      - approval\n", "service.yaml:8: tracks.internal.gates[1]: a second approval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, tc.gates)))
@@ -445,6 +454,24 @@ func TestTrustedSources(t *testing.T) {
 	if err != nil || len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0].Error(), "trustedSources[0]: 0.0.0.0/0 trusts every IPv4 caller") {
 		t.Errorf("0.0.0.0/0 with another: %v, warnings %v", err, s.Warnings)
 	}
+	// IPv6 ranges that hold the IPv4-mapped addresses trust IPv4 callers
+	// (HAProxy matches them so); mapped forms are written as IPv4;
+	// duplicates are said.
+	for _, tc := range []struct{ value, words, warning string }{
+		{`["::/0"]`, "::/0", "trusts IPv4 callers too"},
+		{`["::/1", 10.0.0.0/8]`, "::/1, 10.0.0.0/8", "trusts IPv4 callers too"},
+		{`["::ffff:10.0.0.1", "::ffff:10.0.0.0/104"]`, "10.0.0.1/32, 10.0.0.0/8", ""},
+		{`[10.0.0.1/32, "10.0.0.1"]`, "10.0.0.1/32, 10.0.0.1/32", "is listed twice"},
+		{`["fd00::/8"]`, "fd00::/8", ""},
+	} {
+		s, err := ParseService(Source{File: "service.yaml"}, []byte(fmt.Sprintf(spec, tc.value)))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.value, err)
+		}
+		if s.TrustedWords() != tc.words || (tc.warning == "") != (len(s.Warnings) == 0) || tc.warning != "" && !strings.Contains(s.Warnings.Error(), tc.warning) {
+			t.Errorf("%s: %q, warnings %v; want %q, %q", tc.value, s.TrustedWords(), s.Warnings, tc.words, tc.warning)
+		}
+	}
 }
 
 // TestReorderIsAChange: the tracks' order is the release's path.
@@ -460,5 +487,12 @@ func TestReorderIsAChange(t *testing.T) {
 	c := SpecChanges(a, b)
 	if len(c) != 1 || c[0].Field != "stages" || !strings.Contains(c[0].String(), "internal -> production -> canary -> paid") {
 		t.Errorf("changes %v", c)
+	}
+}
+
+func TestAnalysisNullIsNone(t *testing.T) {
+	s, err := ParseService(Source{File: "service.yaml"}, []byte("service: a\nport: 80\ntracks:\n  canary: {version: v2, analysis: ~}\n  production: {version: v1}\ndefault: all\nbackends:\n  all: {production: 95, canary: 5}\n"))
+	if err != nil || s.Tracks["canary"].Analysis != nil {
+		t.Errorf("analysis: ~ gave %v, %+v; want no analysis", err, s.Tracks["canary"].Analysis)
 	}
 }

@@ -3,6 +3,7 @@ package weights
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -121,10 +122,21 @@ func (v *validator) lint() {
 // nothing that runs changes on an upgrade (the README says to set it).
 func (v *validator) lintTrust() {
 	s := v.spec
+	mapped := netip.MustParsePrefix("::ffff:0.0.0.0/96")
+	seen := map[netip.Prefix]bool{}
 	for i, p := range s.TrustedSources {
-		if p.Bits() == 0 && len(s.TrustedSources) > 1 {
-			v.warn(fmt.Sprintf("trustedSources[%d]", i), "%s trusts every %s caller: the other entries add nothing; write any if that is meant", p, map[bool]string{true: "IPv4", false: "IPv6"}[p.Addr().Is4()])
+		field := fmt.Sprintf("trustedSources[%d]", i)
+		switch {
+		case seen[p]:
+			v.warn(field, "%s is listed twice", p)
+		case p.Bits() == 0 && p.Addr().Is4():
+			v.warn(field, "%s trusts every IPv4 caller; write any if that is meant", p)
+		case p.Addr().Is6() && p.Overlaps(mapped):
+			// HAProxy matches an IPv4 caller against IPv6 entries in its
+			// IPv4-mapped form (::ffff:a.b.c.d): measured on 2.6.
+			v.warn(field, "%s holds ::ffff:0.0.0.0/96, the IPv4-mapped addresses: HAProxy matches IPv4 callers against it, so it trusts IPv4 callers too (every one, for %s)", p, p)
 		}
+		seen[p] = true
 	}
 }
 
