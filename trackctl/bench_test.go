@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,79 @@ import (
 // requests it makes (5 whatever the number of services).
 // Run: go test ./internal/trackctl -run '^$' -bench Status30 -benchtime 20x -timeout 30m
 func BenchmarkStatus30(b *testing.B) {
+	c, ctx := fleet30(b)
+	var requests atomic.Int64
+	e := &env{name: "trackctl", stdout: io.Discard, stderr: io.Discard}
+	b.ResetTimer()
+	for b.Loop() {
+		o := &statusOptions{output: "table", minEndpoints: 2, requests: &requests, kube: kubeFlags{kubeconfig: c.Kubeconfig, allNamespaces: true}}
+		// No sidecars report here: every service has problems, exit 1.
+		if err := e.runStatus(ctx, o, nil); err != nil && err != errProblems {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
+}
+
+// BenchmarkBoard30 is the board on the 30-service fleet: the whole
+// overview over HTTP from a warm server, its bytes, and the API requests
+// the board sends while 10 pages stay open for a minute (goal: 0 after
+// the first lists; the watches stay open).
+//
+//	go test ./trackctl -run '^$' -bench Board30 -benchtime 20x
+func BenchmarkBoard30(b *testing.B) {
+	c, ctx := fleet30(b)
+	var requests atomic.Int64
+	bctx, cancel := context.WithCancel(ctx)
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		e := &env{name: "trackctl", stdout: io.Discard, stderr: io.Discard}
+		done <- e.runBoard(bctx, &boardOptions{kube: kubeFlags{kubeconfig: c.Kubeconfig, allNamespaces: true}, addr: "127.0.0.1:0",
+			minEndpoints: 2, requests: &requests, ready: func(a string) { addr <- a }})
+	}()
+	defer func() { cancel(); <-done }()
+	url := "http://" + <-addr + "/"
+	get := func() int {
+		resp, err := http.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return int(n)
+	}
+	get() // warm
+	size := 0
+	b.ResetTimer()
+	for b.Loop() {
+		size = get()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(size), "bytes/page")
+	// 10 open pages for a minute.
+	before := requests.Load()
+	vctx, vcancel := context.WithTimeout(ctx, time.Minute)
+	defer vcancel()
+	for i := 0; i < 10; i++ {
+		go func() {
+			req, _ := http.NewRequestWithContext(vctx, http.MethodGet, url+"events", nil)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	<-vctx.Done()
+	perViewer := float64(requests.Load()-before) / 10
+	b.ReportMetric(perViewer, "api-requests/viewer/min")
+	fmt.Printf("board, 30 services: %d bytes per overview; %d API requests in a minute with 10 pages open (%.1f per viewer)\n", size, requests.Load()-before, perViewer)
+}
+
+// fleet30 is the 30-service fleet (150 Deployments, 120 HAProxy pods) on
+// the test cluster, converged, with the controller running until the
+// benchmark ends.
+func fleet30(b *testing.B) (*testcluster.Cluster, context.Context) {
 	c := testcluster.Get(b)
 	if err := c.AddNodes(context.Background(), 8); err != nil { // room for ~720 pods
 		b.Fatal(err)
@@ -71,17 +145,7 @@ func BenchmarkStatus30(b *testing.B) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	var requests atomic.Int64
-	e := &env{name: "trackctl", stdout: io.Discard, stderr: io.Discard}
-	b.ResetTimer()
-	for b.Loop() {
-		o := &statusOptions{output: "table", minEndpoints: 2, requests: &requests, kube: kubeFlags{kubeconfig: c.Kubeconfig, allNamespaces: true}}
-		// No sidecars report here: every service has problems, exit 1.
-		if err := e.runStatus(ctx, o, nil); err != nil && err != errProblems {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
+	return c, ctx
 }
 
 // BenchmarkFleetConvergence: a weight edit of the spec ConfigMap until all

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,6 +49,8 @@ type boardOptions struct {
 	client kubernetes.Interface
 	// ready, when set, is told the address served (tests).
 	ready func(addr string)
+	// requests, when set, counts the API requests (benchmarks).
+	requests *atomic.Int64
 }
 
 func (e *env) boardCommand() *cobra.Command {
@@ -85,7 +88,7 @@ func (e *env) runBoard(ctx context.Context, o *boardOptions) error {
 	client, ns := o.client, o.kube.namespace
 	if client == nil {
 		var err error
-		if client, ns, err = o.kube.client(nil); err != nil {
+		if client, ns, err = o.kube.client(o.requests); err != nil {
 			return err
 		}
 	}
