@@ -351,7 +351,7 @@ func TestPipelineOnCluster(t *testing.T) {
 	t.Logf("the rollback was live on every HAProxy pod (as their reports say) %s after the state recorded it", time.Since(recorded).Round(10*time.Millisecond))
 	r.backends["canary"].failPerMille.Store(0)
 	t.Logf("5%% errors rolled back in %s: %s", took.Round(time.Second), st.Reason)
-	if took > 3*time.Minute || !strings.Contains(st.Reason, "canary errors 5.") {
+	if took > 3*time.Minute || !strings.Contains(st.Reason, "canary errors ") || !strings.Contains(st.Reason, "limit +0.5 points") {
 		t.Errorf("rolled back after %s (want within 3 min): %s", took, st.Reason)
 	}
 	s = specOf(t, r.c, r.ns)
