@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -18,6 +20,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/trackrouter/trackrouter/internal/board"
+	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/internal/health"
 	"github.com/trackrouter/trackrouter/internal/kube"
 )
@@ -41,6 +45,9 @@ type Config struct {
 	Alerts         AlertConfig
 	// Webhook: the admission webhook, on every replica (Addr empty: none).
 	Webhook WebhookConfig
+	// BoardAddr, when set, serves the board (trackctl board's pages),
+	// read-only, on every replica: for a team screen.
+	BoardAddr string
 }
 
 // Execute runs track-controller until ctx ends. With leader election it
@@ -111,6 +118,14 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 			err := health.Serve(ctx, cfg.MetricsAddr, reg, ready, log)
 			serveErr <- err
 			cancel() // without its probes the process must not run on
+		}()
+	}
+	if cfg.BoardAddr != "" {
+		go func() {
+			if err := serveBoard(ctx, client, cfg, log); err != nil {
+				serveErr <- err
+				cancel()
+			}
 		}()
 	}
 	var wh *webhook
@@ -295,3 +310,28 @@ func OwnImage(ctx context.Context, client kubernetes.Interface, namespace, name 
 
 // ownContainer is the controller's container name in examples/install.
 const ownContainer = "track-controller"
+
+// serveBoard serves the board on cfg.BoardAddr until ctx ends.
+func serveBoard(ctx context.Context, client kubernetes.Interface, cfg Config, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", cfg.BoardAddr)
+	if err != nil {
+		return fmt.Errorf("board on %s: %w", cfg.BoardAddr, err)
+	}
+	b := board.New(client, cfg.Namespace, fleet.Options{MinEndpoints: cfg.MinEndpoints})
+	if err := b.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, c := context.WithTimeout(context.Background(), 2*time.Second)
+		defer c()
+		srv.Shutdown(shutdown)
+	}()
+	log.Info("serving the board (read-only)", "addr", ln.Addr().String())
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

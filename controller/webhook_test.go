@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net"
 	"os"
 	"strings"
@@ -210,4 +211,44 @@ func TestWebhookOnCluster(t *testing.T) {
 			t.Errorf("unlabelled, the webhook down: %v", err)
 		}
 	})
+}
+
+// TestBoardFromController: --board-addr serves the board, read-only, from
+// the controller's own caches' client: the example's row is on it.
+func TestBoardFromController(t *testing.T) {
+	c := testcluster.Get(t)
+	_, ns, _ := setup(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Execute(ctx, Config{Kubeconfig: c.Kubeconfig, Namespace: ns, RouterImage: "trackrouter:test", Workers: 1, BoardAddr: addr},
+			slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	poll(t, "the example on the controller's board", func() error {
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(b), `data-service="`+ns+`/account-service"`) {
+			return fmt.Errorf("no row for account-service")
+		}
+		return nil
+	})
+	resp, err := http.Post("http://"+addr+"/", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d, want 405 (the board only reads)", resp.StatusCode)
+	}
 }

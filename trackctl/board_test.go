@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/trackrouter/trackrouter/internal/board"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 )
 
@@ -26,11 +27,11 @@ import (
 func startBoard(t *testing.T, client kubernetes.Interface) *httptest.Server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	b := newBoard(client, "shop", fleet.Options{MinEndpoints: 2})
-	if err := b.start(ctx); err != nil {
+	b := board.New(client, "shop", fleet.Options{MinEndpoints: 2})
+	if err := b.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(b.handler())
+	srv := httptest.NewServer(b.Handler())
 	t.Cleanup(func() { srv.Close(); cancel() })
 	return srv
 }

@@ -3,7 +3,6 @@ package trackctl
 import (
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -58,12 +57,7 @@ func printTable(w io.Writer, hs []*fleet.Health, allNamespaces, wide bool) {
 	}
 }
 
-func healthWord(h *fleet.Health) string {
-	if h.Healthy {
-		return "ok"
-	}
-	return "FAILING"
-}
+func healthWord(h *fleet.Health) string { return h.Word() }
 
 // trackSummary is "internal 1.0.0 2, canary 1.0 4": each track's version
 // in the spec and its ready endpoints.
@@ -188,23 +182,7 @@ func wrap(first, cont, text string) string {
 	return b.String()
 }
 
-// liveWords says which weights the pods run: "5 on 4 pods", or "5 on 3
-// pods, 10 on 1 pod" while they differ.
-func liveWords(live map[int]int) string {
-	if len(live) == 0 {
-		return "unknown (no report)"
-	}
-	ws := make([]int, 0, len(live))
-	for w := range live {
-		ws = append(ws, w)
-	}
-	sort.Ints(ws)
-	parts := make([]string, len(ws))
-	for i, w := range ws {
-		parts[i] = fmt.Sprintf("%d on %d pod%s", w, live[w], pluralS(live[w]))
-	}
-	return strings.Join(parts, ", ")
-}
+func liveWords(live map[int]int) string { return fleet.LiveWords(live) }
 
 func pluralS(n int) string {
 	if n == 1 {

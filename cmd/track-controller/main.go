@@ -45,6 +45,7 @@ func main() {
 	fs.StringSliceVar(&cfg.Alerts.SMTPTo, "alert-smtp-to", nil, "recipients of alert emails (comma-separated)")
 	fs.StringVar(&cfg.Alerts.SMTPUsername, "alert-smtp-username", "", "SMTP user (PLAIN auth, over TLS only); the password is the file smtp-password in --alert-secret-dir")
 	fs.StringVar(&cfg.Alerts.SMTPCAFile, "alert-smtp-ca-file", "", "PEM file of the CAs the SMTP server's certificate is checked against (default: the system's)")
+	fs.StringVar(&cfg.BoardAddr, "board-addr", "", "serve the board (what trackctl board shows), read-only, here on every replica, e.g. 127.0.0.1:8089 for kubectl port-forward; it shows every spec and its history to whoever reaches it; empty disables")
 	fs.StringVar(&cfg.Webhook.Addr, "webhook-addr", "", "serve the admission webhook (specs refused at kubectl apply) here, e.g. :9443; empty disables")
 	fs.StringVar(&cfg.Webhook.Secret, "webhook-secret", "trackrouter-system/track-controller-webhook", "NAMESPACE/NAME of the Secret that holds the webhook's own CA and serving certificate (the leader makes and rotates them)")
 	fs.StringVar(&cfg.Webhook.Configuration, "webhook-configuration", "track-controller", "ValidatingWebhookConfiguration whose caBundle the leader keeps; empty: leave the caBundle to cert-manager or to you")

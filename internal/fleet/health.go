@@ -394,3 +394,33 @@ func (h *Health) release(cm *corev1.ConfigMap, objs Objects, spec *weights.Spec)
 		h.Release = r
 	}
 }
+
+// Word is the service's health in one word: "ok" or "FAILING".
+func (h *Health) Word() string {
+	if h.Healthy {
+		return "ok"
+	}
+	return "FAILING"
+}
+
+// LiveWords says which weights the pods run: "5 on 4 pods", or "5 on 3
+// pods, 10 on 1 pod" while they differ.
+func LiveWords(live map[int]int) string {
+	if len(live) == 0 {
+		return "unknown (no report)"
+	}
+	ws := make([]int, 0, len(live))
+	for w := range live {
+		ws = append(ws, w)
+	}
+	sort.Ints(ws)
+	parts := make([]string, len(ws))
+	for i, w := range ws {
+		s := "s"
+		if live[w] == 1 {
+			s = ""
+		}
+		parts[i] = fmt.Sprintf("%d on %d pod%s", w, live[w], s)
+	}
+	return strings.Join(parts, ", ")
+}

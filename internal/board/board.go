@@ -1,0 +1,385 @@
+// Package board serves every service's health and release at a glance,
+// in a browser: an overview and a page per service, judged (fleet.Evaluate)
+// from informers' caches and pushed to every open page by server-sent
+// events. trackctl board runs it on the user's credentials; track-controller
+// can serve it read-only for a team screen.
+package board
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/release"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+//go:embed web
+var files embed.FS
+
+var templates = template.Must(template.New("").Funcs(template.FuncMap{
+	"share":  func(f float64) string { return fmt.Sprintf("%.1f%%", f) },
+	"utc":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"health": func(h *fleet.Health) string { return h.Word() },
+	"live":   fleet.LiveWords,
+	"now":    time.Now,
+	"add":    func(a, b int) int { return a + b },
+}).ParseFS(files, "web/*.html"))
+
+// Board keeps the fleet's health, judged from informers' caches, and
+// tells every open page when it changes.
+type Board struct {
+	namespace string
+	opt       fleet.Options
+	factories []informers.SharedInformerFactory
+	synced    []cache.InformerSynced
+	objects   func() (fleet.Objects, error)
+	dirty     chan struct{}
+
+	mu      sync.Mutex
+	healths []*fleet.Health
+	specs   map[string]*corev1.ConfigMap // by namespace/service
+	stages  map[string][]string          // by namespace/service: the tracks in the spec's order
+	version uint64                       // bumped at each change
+	apiErr  string                       // the last watch error; "" once the API answers again
+	subs    map[chan struct{}]bool
+}
+
+func New(client kubernetes.Interface, ns string, opt fleet.Options) *Board {
+	b := &Board{namespace: ns, opt: opt, dirty: make(chan struct{}, 1), specs: map[string]*corev1.ConfigMap{}, subs: map[chan struct{}]bool{}}
+	factory := func(sel string) informers.SharedInformerFactory {
+		f := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithNamespace(ns),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
+		b.factories = append(b.factories, f)
+		return f
+	}
+	specInf := factory(weights.ServiceLabel).Core().V1().ConfigMaps()
+	ownedInf := factory("app.kubernetes.io/managed-by=track-controller").Core().V1().ConfigMaps()
+	labelled := factory("app,tier")
+	depInf, sliceInf := labelled.Apps().V1().Deployments(), labelled.Discovery().V1().EndpointSlices()
+	podInf := factory("app,tier=router").Core().V1().Pods()
+	for _, inf := range []cache.SharedIndexInformer{specInf.Informer(), ownedInf.Informer(), depInf.Informer(), sliceInf.Informer(), podInf.Informer()} {
+		inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { b.markDirty() },
+			UpdateFunc: func(any, any) { b.markDirty() },
+			DeleteFunc: func(any) { b.markDirty() },
+		})
+		inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+			b.mu.Lock()
+			b.apiErr = fmt.Sprintf("%s: %v", time.Now().UTC().Format(time.RFC3339), err)
+			b.mu.Unlock()
+			b.markDirty()
+		})
+		b.synced = append(b.synced, inf.HasSynced)
+	}
+	b.objects = func() (fleet.Objects, error) {
+		var objs fleet.Objects
+		var err error
+		if objs.Specs, err = specInf.Lister().List(labels.Everything()); err != nil {
+			return objs, err
+		}
+		if objs.Status, err = ownedInf.Lister().List(labels.Everything()); err != nil {
+			return objs, err
+		}
+		if objs.Deployments, err = depInf.Lister().List(labels.Everything()); err != nil {
+			return objs, err
+		}
+		if objs.EndpointSlices, err = sliceInf.Lister().List(labels.Everything()); err != nil {
+			return objs, err
+		}
+		objs.Pods, err = podInf.Lister().List(labels.Everything())
+		return objs, err
+	}
+	return b
+}
+
+// Start lists and watches, and evaluates at every change (at most every
+// 100 ms) until ctx ends.
+func (b *Board) Start(ctx context.Context) error {
+	for _, f := range b.factories {
+		f.Start(ctx.Done())
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), b.synced...) {
+		return fmt.Errorf("the API did not answer the board's lists (%s)", namespaceWords(b.namespace))
+	}
+	b.evaluate()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				for _, f := range b.factories {
+					f.Shutdown()
+				}
+				return
+			case <-b.dirty:
+			}
+			time.Sleep(100 * time.Millisecond) // a burst of events, one evaluation
+			b.evaluate()
+		}
+	}()
+	return nil
+}
+
+func (b *Board) markDirty() {
+	select {
+	case b.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// evaluate judges the fleet from the caches and tells the pages.
+func (b *Board) evaluate() {
+	objs, err := b.objects()
+	if err != nil {
+		return
+	}
+	hs := fleet.Evaluate(objs, b.opt)
+	specs, stages := map[string]*corev1.ConfigMap{}, map[string][]string{}
+	for _, cm := range objs.Specs {
+		key := cm.Namespace + "/" + cm.Labels[weights.ServiceLabel]
+		specs[key] = cm
+		if s, err := weights.ParseService(weights.Source{}, []byte(cm.Data[weights.DataKey])); err == nil {
+			stages[key] = s.Stages
+		}
+	}
+	b.mu.Lock()
+	b.healths, b.specs, b.stages = hs, specs, stages
+	if b.apiErr != "" && b.allSynced() {
+		b.apiErr = "" // a relist worked
+	}
+	b.version++
+	for ch := range b.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	b.mu.Unlock()
+}
+
+func (b *Board) allSynced() bool {
+	for _, s := range b.synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
+}
+
+// boardState is what a page shows.
+type boardState struct {
+	Namespace string
+	Healths   []*fleet.Health
+	APIError  string
+	Stages    []string // the columns: every stage of every spec, in the specs' order
+}
+
+func (b *Board) state() boardState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := boardState{Namespace: namespaceWords(b.namespace), Healths: b.healths, APIError: b.apiErr}
+	// The columns: each spec's stages in its order, merged (a stage
+	// first seen in a later spec goes after the ones it follows there).
+	seen := map[string]bool{}
+	for _, h := range b.healths {
+		order := b.stages[h.Namespace+"/"+h.Service]
+		for i, t := range order {
+			if seen[t] {
+				continue
+			}
+			seen[t] = true
+			at := len(s.Stages)
+			if i > 0 {
+				if j := slices.Index(s.Stages, order[i-1]); j >= 0 {
+					at = j + 1
+				}
+			}
+			s.Stages = slices.Insert(s.Stages, at, t)
+		}
+	}
+	return s
+}
+
+func (b *Board) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		b.render(w, "overview.html", b.overview())
+	})
+	mux.HandleFunc("GET /fragment/overview", func(w http.ResponseWriter, r *http.Request) {
+		b.render(w, "overview-table", b.overview())
+	})
+	mux.HandleFunc("GET /events", b.events)
+	mux.HandleFunc("GET /service/{namespace}/{service}", func(w http.ResponseWriter, r *http.Request) {
+		page, ok := b.service(r.PathValue("namespace"), r.PathValue("service"))
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			b.render(w, "notfound.html", map[string]string{"Namespace": r.PathValue("namespace"), "Service": r.PathValue("service")})
+			return
+		}
+		b.render(w, "service.html", page)
+	})
+	mux.HandleFunc("GET /fragment/service/{namespace}/{service}", func(w http.ResponseWriter, r *http.Request) {
+		page, ok := b.service(r.PathValue("namespace"), r.PathValue("service"))
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		b.render(w, "service-body", page)
+	})
+	static, _ := fs.Sub(files, "web")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	return securityHeaders(mux)
+}
+
+// securityHeaders: the page runs only its own script and style, and is
+// framed by nobody.
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (b *Board) render(w http.ResponseWriter, name string, data any) {
+	var buf bytes.Buffer
+	if err := templates.ExecuteTemplate(&buf, name, data); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(buf.Bytes())
+}
+
+// overviewPage is the overview's data.
+type overviewPage struct {
+	boardState
+	Rows []overviewRow
+}
+
+type overviewRow struct {
+	H     *fleet.Health
+	Cells []stageCell // one per boardState.Stages
+}
+
+type stageCell struct {
+	Present bool
+	Track   fleet.TrackHealth
+	Shares  []string // "free 5.0%"
+	Bad     bool     // fewer ready endpoints than needed
+}
+
+func (b *Board) overview() overviewPage {
+	s := b.state()
+	p := overviewPage{boardState: s}
+	for _, h := range s.Healths {
+		row := overviewRow{H: h}
+		for _, stage := range s.Stages {
+			cell := stageCell{}
+			for _, t := range h.Tracks {
+				if t.Name == stage {
+					cell.Present, cell.Track = true, t
+					cell.Bad = t.ReadyEndpoints < t.MinEndpoints
+				}
+			}
+			for _, bk := range h.Backends {
+				for _, sv := range bk.Servers {
+					if sv.Track == stage && sv.Weight > 0 {
+						cell.Shares = append(cell.Shares, fmt.Sprintf("%s %.1f%%", bk.Name, sv.Share))
+					}
+				}
+			}
+			row.Cells = append(row.Cells, cell)
+		}
+		p.Rows = append(p.Rows, row)
+	}
+	return p
+}
+
+// servicePage is a service's page.
+type servicePage struct {
+	H        *fleet.Health
+	APIError string
+	History  []release.HistoryEntry // newest first
+	Spec     string
+}
+
+func (b *Board) service(ns, name string) (servicePage, bool) {
+	s := b.state()
+	for _, h := range s.Healths {
+		if h.Namespace == ns && h.Service == name {
+			p := servicePage{H: h, APIError: s.APIError}
+			b.mu.Lock()
+			cm := b.specs[ns+"/"+name]
+			b.mu.Unlock()
+			if cm != nil {
+				hist := release.ReadHistory(cm)
+				for i := len(hist) - 1; i >= 0; i-- {
+					p.History = append(p.History, hist[i])
+				}
+				p.Spec = cm.Data[weights.DataKey]
+			}
+			return p, true
+		}
+	}
+	return servicePage{}, false
+}
+
+// events streams "change" at every evaluation (server-sent events); the
+// page then fetches its fragment. A comment every 15 s keeps proxies from
+// closing the stream.
+func (b *Board) events(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	ch := make(chan struct{}, 1)
+	b.mu.Lock()
+	b.subs[ch] = true
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.subs, ch)
+		b.mu.Unlock()
+	}()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprint(w, "retry: 1000\n\n")
+	flusher.Flush()
+	tick := time.NewTicker(15 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-ch:
+			fmt.Fprint(w, "event: change\ndata: \n\n")
+		case <-tick.C:
+			fmt.Fprint(w, ": alive\n\n")
+		}
+		flusher.Flush()
+	}
+}
+
+func namespaceWords(ns string) string {
+	if ns == "" {
+		return "any namespace"
+	}
+	return "namespace " + ns
+}
