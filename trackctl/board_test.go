@@ -3,6 +3,7 @@ package trackctl
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +19,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/trackrouter/trackrouter/internal/board"
 	"github.com/trackrouter/trackrouter/internal/fleet"
@@ -164,5 +168,31 @@ func TestBoardPushesChanges(t *testing.T) {
 	}
 	if _, body := get(t, srv.URL+"/fragment/overview"); !strings.Contains(body, "2026.12.3") {
 		t.Errorf("the fragment does not show the new version")
+	}
+}
+
+// TestBoardSaysAPILost: a watch the API refuses is said on the page.
+func TestBoardSaysAPILost(t *testing.T) {
+	client := fake.NewClientset(statusObjects(t)...)
+	var failing atomic.Bool
+	client.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
+		if failing.Load() {
+			return true, nil, errors.New("connection refused (the test's API)")
+		}
+		return false, nil, nil
+	})
+	failing.Store(true)
+	srv := startBoard(t, client) // the lists work: the caches sync
+	var body string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		_, body = get(t, srv.URL+"/fragment/overview")
+		if strings.Contains(body, "API connection lost") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(body, "API connection lost") || !strings.Contains(body, "connection refused (the test&#39;s API)") {
+		t.Errorf("the page does not say the API is lost:\n%s", body)
 	}
 }

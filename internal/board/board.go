@@ -56,7 +56,12 @@ type Board struct {
 	specs   map[string]*corev1.ConfigMap // by namespace/service
 	stages  map[string][]string          // by namespace/service: the tracks in the spec's order
 	version uint64                       // bumped at each change
-	apiErr  string                       // the last watch error; "" once the API answers again
+	apiErr  string                       // the last watch error, while recent; "" once the API answers again
+	// lastErr and lastErrAt are the last watch error: a broken watch
+	// retries within 30 s (the reflector's longest backoff), so one
+	// older than apiLost is over.
+	lastErr   string
+	lastErrAt time.Time
 	subs    map[chan struct{}]bool
 }
 
@@ -81,7 +86,7 @@ func New(client kubernetes.Interface, ns string, opt fleet.Options) *Board {
 		})
 		inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
 			b.mu.Lock()
-			b.apiErr = fmt.Sprintf("%s: %v", time.Now().UTC().Format(time.RFC3339), err)
+			b.lastErr, b.lastErrAt = err.Error(), time.Now()
 			b.mu.Unlock()
 			b.markDirty()
 		})
@@ -119,6 +124,8 @@ func (b *Board) Start(ctx context.Context) error {
 	}
 	b.evaluate()
 	go func() {
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
 		for {
 			select {
 			case <-ctx.Done():
@@ -127,6 +134,7 @@ func (b *Board) Start(ctx context.Context) error {
 				}
 				return
 			case <-b.dirty:
+			case <-tick.C: // what depends on time: the API error's age
 			}
 			time.Sleep(100 * time.Millisecond) // a burst of events, one evaluation
 			b.evaluate()
@@ -159,8 +167,9 @@ func (b *Board) evaluate() {
 	}
 	b.mu.Lock()
 	b.healths, b.specs, b.stages = hs, specs, stages
-	if b.apiErr != "" && b.allSynced() {
-		b.apiErr = "" // a relist worked
+	b.apiErr = ""
+	if since := time.Since(b.lastErrAt); b.lastErr != "" && since < apiLost {
+		b.apiErr = fmt.Sprintf("%s (%s ago)", b.lastErr, since.Round(time.Second))
 	}
 	b.version++
 	for ch := range b.subs {
@@ -172,14 +181,9 @@ func (b *Board) evaluate() {
 	b.mu.Unlock()
 }
 
-func (b *Board) allSynced() bool {
-	for _, s := range b.synced {
-		if !s() {
-			return false
-		}
-	}
-	return true
-}
+
+// apiLost is how long a watch error is shown after the last one.
+const apiLost = 45 * time.Second
 
 // boardState is what a page shows.
 type boardState struct {
