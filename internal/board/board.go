@@ -62,7 +62,7 @@ type Board struct {
 	// older than apiLost is over.
 	lastErr   string
 	lastErrAt time.Time
-	subs    map[chan struct{}]bool
+	subs      map[chan struct{}]bool
 }
 
 func New(client kubernetes.Interface, ns string, opt fleet.Options) *Board {
@@ -180,7 +180,6 @@ func (b *Board) evaluate() {
 	}
 	b.mu.Unlock()
 }
-
 
 // apiLost is how long a watch error is shown after the last one.
 const apiLost = 45 * time.Second
