@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 	"unicode"
@@ -138,6 +139,16 @@ when the ReleasePending Event or alert comes.`,
 func (e *env) follow(ctx context.Context, o *releaseOptions, service string) error {
 	if o.file == "" {
 		return usageError{"-f MANIFEST is required: the manifest in git that holds the spec"}
+	}
+	switch o.output {
+	case "text", "json", "yaml":
+	default:
+		return usageError{fmt.Sprintf("-o %q: want one of text, json, yaml", o.output)}
+	}
+	if o.file != "-" {
+		if _, err := os.Stat(o.file); err != nil {
+			return fmt.Errorf("-f %s: %w (nothing read from the cluster)", o.file, err)
+		}
 	}
 	client, ns, err := o.kube.client(nil)
 	if err != nil {

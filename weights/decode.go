@@ -197,12 +197,13 @@ func (d *decoder) gates(f field, path string) []Gate {
 			gates = append(gates, Gate{Approval: true})
 			continue
 		}
-		jf := d.fields(n, p, "job")
-		if n.Kind != yaml.MappingNode || len(jf) != 1 {
-			if n.Kind != yaml.MappingNode || len(n.Content) == 0 {
-				d.fail(n, p, "want approval or job: (a batch/v1 Job), found %s", describe(n))
-			}
+		if n.Kind != yaml.MappingNode || len(n.Content) == 0 {
+			d.fail(n, p, "want approval or job: (a batch/v1 Job), found %s", describe(n))
 			continue
+		}
+		jf := d.fields(n, p, "job")
+		if len(jf) != 1 {
+			continue // an unknown key, said by fields
 		}
 		if job := d.job(jf[0].value, p+".job"); job != nil {
 			gates = append(gates, Gate{Job: job})

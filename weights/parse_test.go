@@ -376,6 +376,7 @@ func TestGates(t *testing.T) {
 		name, gates, want string
 	}{
 		{"an unknown gate", "      - qa\n", `service.yaml:7: tracks.internal.gates[0]: want approval or job: (a batch/v1 Job), found the string "qa"`},
+		{"approvals, misspelt", "      - approvals\n", `service.yaml:7: tracks.internal.gates[0]: want approval or job: (a batch/v1 Job), found the string "approvals"`},
 		{"an unknown kind of gate", "      - test: {}\n", "service.yaml:7: tracks.internal.gates[0].test: unknown field"},
 		{"not a list", "      approval: true\n", "service.yaml:7: tracks.internal.gates: want a list of gates"},
 		{"a Job template that is not a Job", "      - job:\n          apiVersion: apps/v1\n          kind: Deployment\n          spec: {}\n",
