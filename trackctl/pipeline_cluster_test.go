@@ -77,6 +77,9 @@ func newPipelineRig(t *testing.T) *pipelineRig {
 	for _, tr := range []string{"internal", "canary", "paid", "production"} {
 		r.backends[tr] = newBackend(t)
 	}
+	// The canary's bake is long enough for its baseline to reach the 400
+	// requests a p95 test needs even while a slow build holds workers.
+	canaryAnalysis := "analysis: {bake: 12s, interval: 1s, minRequests: 30}"
 	analysis := "analysis: {bake: 8s, interval: 1s, minRequests: 30}"
 	spec := fmt.Sprintf(`service: account-service
 port: 8080
@@ -94,7 +97,7 @@ backends:
   free:     {canary: 50, production: 50}
   paid:     {paid: 20, production: 80}
   all:      {production: 100}
-`, r.backends["internal"].addr(), r.backends["canary"].addr(), analysis, r.backends["paid"].addr(), analysis, r.backends["production"].addr())
+`, r.backends["internal"].addr(), r.backends["canary"].addr(), canaryAnalysis, r.backends["paid"].addr(), analysis, r.backends["production"].addr())
 	ctx := context.Background()
 	cm, err := c.Client.CoreV1().ConfigMaps(ns).Get(ctx, "account-service", metav1.GetOptions{})
 	if err != nil {
@@ -142,7 +145,7 @@ backends:
 	return r
 }
 
-// traffic sends about 400 requests a second through the first HAProxy,
+// traffic sends about 600 requests a second through the first HAProxy,
 // to every group in turn (half of them FREE: the canary's baseline needs
 // 400 requests in a bake for a p95), until the test ends.
 func (r *pipelineRig) traffic() {
@@ -154,7 +157,7 @@ func (r *pipelineRig) traffic() {
 	var wg sync.WaitGroup
 	groups := []string{"FREE", "PAID", "FREE", "INTERNAL", "FREE", ""}
 	client := &http.Client{Timeout: 2 * time.Second}
-	for w := 0; w < 8; w++ {
+	for w := 0; w < 12; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
