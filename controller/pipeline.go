@@ -152,16 +152,8 @@ func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weight
 		obs.Verdict = p.judge(ctx, cm.Namespace, spec, st, now)
 	}
 	next, d := pipeline.Step(st, spec, obs)
-	gitops := cm.Annotations[AnnotationPipeline] == PipelineGitOps
-	if gitops && st.Pending != nil && (d == nil || len(d.Edits) == 0) {
-		// Between two judgements no decision comes: a pending one stays
-		// until git brings its edits (then Step follows them).
-		if edits, err := pipeline.ParseEdits(st.Pending.Edits); err == nil && !inEffect(cm, edits) {
-			next.Pending = st.Pending
-		}
-	}
 	if d != nil && len(d.Edits) > 0 && !inEffect(cm, d.Edits) {
-		if gitops {
+		if cm.Annotations[AnnotationPipeline] == PipelineGitOps {
 			return p.pend(ctx, cm, spec, st, d, now)
 		}
 		if err := p.editSpec(ctx, cm, spec, d); err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -322,16 +321,6 @@ func serveBoard(ctx context.Context, client kubernetes.Interface, cfg Config, lo
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		shutdown, c := context.WithTimeout(context.Background(), 2*time.Second)
-		defer c()
-		srv.Shutdown(shutdown)
-	}()
 	log.Info("serving the board (read-only)", "addr", ln.Addr().String())
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return b.Serve(ctx, ln)
 }

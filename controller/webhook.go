@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/health"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -136,17 +137,8 @@ func (w *webhook) serve(ctx context.Context) error {
 			return nil, errors.New("no certificate yet: the leader makes it in Secret " + w.cfg.Secret)
 		},
 	}}
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(shutdown)
-	}()
 	w.log.Info("serving the admission webhook", "addr", ln.Addr().String(), "path", webhookPath)
-	if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return health.ServeUntil(ctx, srv, ln, true)
 }
 
 // load reads the serving certificate from the Secret.

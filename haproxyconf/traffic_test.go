@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
+	"github.com/trackrouter/trackrouter/weights"
 )
 
 // TestTraffic renders the account-service example with its tracks pointing
@@ -25,12 +26,7 @@ func TestTraffic(t *testing.T) {
 		t.Skip("sends 12,000 requests through a real haproxy")
 	}
 	bin := haproxytest.Binary(t)
-	spec := readSpec(t, "../examples/account-service/account-service.yaml")
-	backends := haproxytest.StartBackends(t, spec.TrackNames()...)
-	for name, tr := range spec.Tracks {
-		tr.Address = backends[name].Addr
-		spec.Tracks[name] = tr
-	}
+	spec := localExample(t)
 	port := haproxytest.FreePort(t)
 	r, err := Render(spec, Options{Bind: fmt.Sprintf("127.0.0.1:%d", port)})
 	if err != nil {
@@ -105,12 +101,7 @@ func TestTrustedSourcesTraffic(t *testing.T) {
 		t.Skip("sends 20,000 requests through a real haproxy")
 	}
 	bin := haproxytest.Binary(t)
-	spec := readSpec(t, "../examples/account-service/account-service.yaml")
-	backends := haproxytest.StartBackends(t, spec.TrackNames()...)
-	for name, tr := range spec.Tracks {
-		tr.Address = backends[name].Addr
-		spec.Tracks[name] = tr
-	}
+	spec := localExample(t)
 	spec.TrustAny, spec.TrustedSources = false, []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
 	from := func(ip string) *http.Client {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
@@ -181,12 +172,7 @@ func TestTrustedSourcesTraffic(t *testing.T) {
 //	go test ./haproxyconf -run '^$' -bench TrustedSourcesCost -benchtime 1x
 func BenchmarkTrustedSourcesCost(b *testing.B) {
 	bin := haproxytest.Binary(b)
-	spec := readSpec(b, "../examples/account-service/account-service.yaml")
-	backends := haproxytest.StartBackends(b, spec.TrackNames()...)
-	for name, tr := range spec.Tracks {
-		tr.Address = backends[name].Addr
-		spec.Tracks[name] = tr
-	}
+	spec := localExample(b)
 	var ranges []netip.Prefix
 	for i := 0; i < 7; i++ {
 		ranges = append(ranges, netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", i)))
@@ -224,14 +210,19 @@ func BenchmarkTrustedSourcesCost(b *testing.B) {
 		b.ReportMetric(100*(without-with)/without, "%-fewer")
 		b.ReportMetric(cc-cw, "cpu-us/req-added")
 		fmt.Printf("trustedSources cost: HAProxy CPU per request, median %.1f µs without, %.1f µs with (%+.1f%%)\n", cw, cc, 100*(cc-cw)/cw)
-		fmt.Printf("trustedSources cost: median %.0f requests/s without, %.0f with (%.1f%% fewer); rounds without %v, with %v\n", without, with, 100*(without-with)/without, rounded(rate[false]), rounded(rate[true]))
+		fmt.Printf("trustedSources cost: median %.0f requests/s without, %.0f with (%.1f%% fewer); rounds without %v, with %v\n", without, with, 100*(without-with)/without, haproxytest.Rounded(rate[false]), haproxytest.Rounded(rate[true]))
 	}
 }
 
-func rounded(v []float64) []int {
-	out := make([]int, len(v))
-	for i, x := range v {
-		out[i] = int(x)
+// localExample is the account-service example with each track answering
+// on a local echo backend (its body names the track), stopped at cleanup.
+func localExample(tb testing.TB) *weights.Spec {
+	tb.Helper()
+	spec := readSpec(tb, "../examples/account-service/account-service.yaml")
+	backends := haproxytest.StartBackends(tb, spec.TrackNames()...)
+	for name, tr := range spec.Tracks {
+		tr.Address = backends[name].Addr
+		spec.Tracks[name] = tr
 	}
-	return out
+	return spec
 }

@@ -2,12 +2,9 @@ package trackctl
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
@@ -88,15 +85,5 @@ func (e *env) runBoard(ctx context.Context, o *boardOptions) error {
 	if o.ready != nil {
 		o.ready(ln.Addr().String())
 	}
-	srv := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		shutdown, c := context.WithTimeout(context.Background(), 2*time.Second)
-		defer c()
-		srv.Shutdown(shutdown)
-	}()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return b.Serve(ctx, ln)
 }

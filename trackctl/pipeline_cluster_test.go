@@ -72,7 +72,7 @@ func newPipelineRig(t *testing.T) *pipelineRig {
 	haproxytest.Binary(t)
 	c := testcluster.Get(t)
 	ns := specNamespace(t, c, "pipe")
-	r := &pipelineRig{fleetRig: &fleetRig{t: t, root: t, c: c, ns: ns, client: c.Client, sidecars: map[string]func(){}, binds: map[string]string{}},
+	r := &pipelineRig{fleetRig: bareFleet(t, c, ns),
 		backends: map[string]*backend{}}
 	for _, tr := range []string{"internal", "canary", "paid", "production"} {
 		r.backends[tr] = newBackend(t)
@@ -99,14 +99,7 @@ backends:
   all:      {production: 100}
 `, r.backends["internal"].addr(), r.backends["canary"].addr(), canaryAnalysis, r.backends["paid"].addr(), analysis, r.backends["production"].addr())
 	ctx := context.Background()
-	cm, err := c.Client.CoreV1().ConfigMaps(ns).Get(ctx, "account-service", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm.Data[weights.DataKey] = spec
-	if _, err := c.Client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	r.setSpec(spec)
 	r.asSA = c.Kubeconfig
 	// Health every second: its pruning of gone pods' reports must leave
 	// the release ConfigMap's keys alone.
@@ -401,7 +394,7 @@ func TestPipelineOnCluster(t *testing.T) {
 func TestJobGateOnCluster(t *testing.T) {
 	c := testcluster.Get(t)
 	ns := specNamespace(t, c, "jobs")
-	r := &fleetRig{t: t, root: t, c: c, ns: ns, client: c.Client, sidecars: map[string]func(){}, binds: map[string]string{}}
+	r := bareFleet(t, c, ns)
 	ctx := context.Background()
 	job := func(extra string) string {
 		deadline := ""
@@ -439,23 +432,13 @@ backends:
   all: {production: 100}
 `
 	}
-	write := func(text string) {
-		cm, err := c.Client.CoreV1().ConfigMaps(ns).Get(ctx, "account-service", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cm.Data[weights.DataKey] = text
-		if _, err := c.Client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(spec("1.0", ""))
+	r.setSpec(spec("1.0", ""))
 	r.startController()
 	t.Cleanup(func() { r.stopCtrl() })
 	p := &pipelineRig{fleetRig: r}
 	p.waitRelease("", pipeline.Idle, "")
 
-	write(spec("1.1", ""))
+	r.setSpec(spec("1.1", ""))
 	p.waitRelease("1.1", pipeline.Manual, "canary")
 	name := p.state().JobName("account-service", "internal", 0)
 	j, err := c.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
@@ -471,7 +454,7 @@ backends:
 	}
 
 	// A failing suite on the next build: the release stops on internal.
-	write(spec("1.2", "\n                nodeSelector: {no-such-node: x}"))
+	r.setSpec(spec("1.2", "\n                nodeSelector: {no-such-node: x}"))
 	// The new build supersedes 1.1 (waiting on canary): canary goes back.
 	p.waitRelease("1.2", pipeline.Gates, "internal")
 	st := p.waitRelease("1.2", pipeline.Stopped, "internal")
@@ -490,7 +473,7 @@ backends:
 func TestGitOpsFollowOnCluster(t *testing.T) {
 	c := testcluster.Get(t)
 	ns := specNamespace(t, c, "gitops")
-	r := &fleetRig{t: t, root: t, c: c, ns: ns, client: c.Client, sidecars: map[string]func(){}, binds: map[string]string{}}
+	r := bareFleet(t, c, ns)
 	ctx := context.Background()
 	manifest := filepath.Join(t.TempDir(), "account-service.yaml")
 	text := func(version string) string {
@@ -621,13 +604,8 @@ func eventWith(c *testcluster.Cluster, ns, reason, text string) error {
 func TestLowTrafficWaitsOnCluster(t *testing.T) {
 	c := testcluster.Get(t)
 	ns := specNamespace(t, c, "low")
-	r := &fleetRig{t: t, root: t, c: c, ns: ns, client: c.Client, sidecars: map[string]func(){}, binds: map[string]string{}}
-	ctx := context.Background()
-	cm, err := c.Client.CoreV1().ConfigMaps(ns).Get(ctx, "account-service", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm.Data[weights.DataKey] = `service: account-service
+	r := bareFleet(t, c, ns)
+	r.setSpec(`service: account-service
 port: 8080
 template: account-service
 router: {replicas: 1}
@@ -641,10 +619,7 @@ backends:
   internal: {internal: 100}
   free: {canary: 5, production: 95}
   all: {production: 100}
-`
-	if _, err := c.Client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+`)
 	r.startController()
 	t.Cleanup(func() { r.stopCtrl() })
 	p := &pipelineRig{fleetRig: r}
@@ -664,5 +639,25 @@ backends:
 	}
 	if _, out := p.status(); !strings.Contains(strings.Join(strings.Fields(out), " "), "bake over (waiting for enough traffic)") {
 		t.Errorf("status does not say why the release waits:\n%s", out)
+	}
+}
+
+// bareFleet is a rig on namespace ns with no controller and no sidecar
+// started yet.
+func bareFleet(t *testing.T, c *testcluster.Cluster, ns string) *fleetRig {
+	return &fleetRig{t: t, root: t, c: c, ns: ns, client: c.Client, sidecars: map[string]func(){}, binds: map[string]string{}}
+}
+
+// setSpec replaces the spec ConfigMap's service.yaml with text.
+func (r *fleetRig) setSpec(text string) {
+	r.t.Helper()
+	ctx := context.Background()
+	cm, err := r.client.CoreV1().ConfigMaps(r.ns).Get(ctx, "account-service", metav1.GetOptions{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	cm.Data[weights.DataKey] = text
+	if _, err := r.client.CoreV1().ConfigMaps(r.ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		r.t.Fatal(err)
 	}
 }

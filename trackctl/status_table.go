@@ -31,7 +31,7 @@ func printTable(w io.Writer, hs []*fleet.Health, allNamespaces, wide bool) {
 		if allNamespaces {
 			fmt.Fprintf(tw, "%s\t", h.Namespace)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d/%d\t%s\n", h.Service, healthWord(h), h.HAProxy.Ready, h.HAProxy.Desired,
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d/%d\t%s\n", h.Service, h.Word(), h.HAProxy.Ready, h.HAProxy.Desired,
 			h.HAProxy.OnCurrentSpec, len(h.HAProxy.Pods), trackSummary(h))
 	}
 	tw.Flush()
@@ -56,8 +56,6 @@ func printTable(w io.Writer, hs []*fleet.Health, allNamespaces, wide bool) {
 		}
 	}
 }
-
-func healthWord(h *fleet.Health) string { return h.Word() }
 
 // trackSummary is "internal 1.0.0 2, canary 1.0 4": each track's version
 // in the spec and its ready endpoints.
@@ -85,7 +83,7 @@ func clipLine(s string) string {
 // run, backends with the spec's and the live weights, pods with their
 // reports, and the problems.
 func printDetail(w io.Writer, h *fleet.Health) {
-	fmt.Fprintf(w, "%s/%s  %s  (ConfigMap %s, resourceVersion %s)\n", h.Namespace, h.Service, healthWord(h), h.ConfigMap, h.ResourceVersion)
+	fmt.Fprintf(w, "%s/%s  %s  (ConfigMap %s, resourceVersion %s)\n", h.Namespace, h.Service, h.Word(), h.ConfigMap, h.ResourceVersion)
 	if r := h.Release; r != nil {
 		fmt.Fprint(w, wrap("  ", "    ", r.Words(time.Now())))
 		fmt.Fprint(w, wrap("    last decision: ", "      ", r.Reason))
@@ -133,7 +131,7 @@ func printDetail(w io.Writer, h *fleet.Health) {
 		fmt.Fprintln(tw, "  BACKEND\tTRACK\tSPEC WEIGHT\tLIVE ON HAPROXY PODS")
 		for _, b := range h.Backends {
 			for _, s := range b.Servers {
-				fmt.Fprintf(tw, "  %s\t%s\t%d (%s)\t%s\n", b.Name, s.Track, s.Weight, weights.Percent(s.Share), liveWords(s.Live))
+				fmt.Fprintf(tw, "  %s\t%s\t%d (%s)\t%s\n", b.Name, s.Track, s.Weight, weights.Percent(s.Share), fleet.LiveWords(s.Live))
 			}
 		}
 		tw.Flush()
@@ -181,8 +179,6 @@ func wrap(first, cont, text string) string {
 	b.WriteString(clipLine(line) + "\n")
 	return b.String()
 }
-
-func liveWords(live map[int]int) string { return fleet.LiveWords(live) }
 
 func pluralS(n int) string {
 	if n == 1 {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/health"
 	"github.com/trackrouter/trackrouter/internal/release"
 	"github.com/trackrouter/trackrouter/weights"
 )
@@ -179,6 +181,11 @@ func (b *Board) evaluate() {
 		}
 	}
 	b.mu.Unlock()
+}
+
+// Serve serves the board's pages on ln until ctx ends (Start first).
+func (b *Board) Serve(ctx context.Context, ln net.Listener) error {
+	return health.ServeUntil(ctx, &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second}, ln, false)
 }
 
 // apiLost is how long a watch error is shown after the last one.

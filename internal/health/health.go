@@ -43,16 +43,28 @@ func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready fun
 	if err != nil {
 		return fmt.Errorf("metrics and health on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("serving metrics and health", "addr", ln.Addr().String())
+	return ServeUntil(ctx, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, false)
+}
+
+// ServeUntil serves srv on ln until ctx ends, then shuts it down, giving
+// requests in flight 2 s; with useTLS, over TLS by srv.TLSConfig. Only an
+// error other than the shutdown is returned.
+func ServeUntil(ctx context.Context, srv *http.Server, ln net.Listener, useTLS bool) error {
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		srv.Shutdown(shutdown)
 	}()
-	log.Info("serving metrics and health", "addr", ln.Addr().String())
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
+	var err error
+	if useTLS {
+		err = srv.ServeTLS(ln, "", "")
+	} else {
+		err = srv.Serve(ln)
 	}
-	return nil
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }

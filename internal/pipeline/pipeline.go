@@ -10,6 +10,8 @@ package pipeline
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,7 +89,7 @@ func PendingOf(d *Decision, now time.Time) *Pending {
 
 // Same reports whether p and o ask for the same edits.
 func (p *Pending) Same(o *Pending) bool {
-	return p != nil && o != nil && p.Kind == o.Kind && p.Version == o.Version && strings.Join(p.Edits, "\n") == strings.Join(o.Edits, "\n")
+	return p != nil && o != nil && p.Kind == o.Kind && p.Version == o.Version && slices.Equal(p.Edits, o.Edits)
 }
 
 // ParseEdits reads Pending.Edits back.
@@ -199,7 +201,13 @@ func Step(st State, spec *weights.Spec, obs Observed) (State, *Decision) {
 		}
 	}
 	next.Seen = versions
-	next.Pending = nil // the controller sets it, in GitOps mode, for edits not made
+	if d != nil {
+		// A decision ends what was pending (its edits arrived, or another
+		// decision replaces it); in GitOps mode the controller sets it
+		// again for edits the spec does not hold yet. Between two
+		// judgements a pending decision stays.
+		next.Pending = nil
+	}
 	return next, d
 }
 
@@ -226,7 +234,7 @@ func step(st State, spec *weights.Spec, versions map[string]string, obs Observed
 	if _, ok := spec.Tracks[st.Stage]; !ok {
 		return st.end(obs.Now, Aborted, Abort, fmt.Sprintf("stage %s is no longer in the spec", st.Stage), nil)
 	}
-	i := indexOf(spec.Stages, st.Stage)
+	i := slices.Index(spec.Stages, st.Stage)
 	if i == len(spec.Stages)-1 {
 		// The tracks were reordered (the stages are their order in the
 		// spec): nothing comes after this stage now.
@@ -359,13 +367,13 @@ func (st State) gates(spec *weights.Spec, obs Observed) (State, *Decision) {
 // promote moves the build to the next stage, putting back the weights a
 // rollback of it had set to 0.
 func (st State) promote(spec *weights.Spec, now time.Time, reason string) (State, *Decision) {
-	i := indexOf(spec.Stages, st.Stage)
+	i := slices.Index(spec.Stages, st.Stage)
 	if i < 0 || i+1 >= len(spec.Stages) {
 		return st.end(now, Done, Finish, fmt.Sprintf("%s has no stage after it: the release ends there", st.Stage), nil)
 	}
 	next := spec.Stages[i+1]
 	edits := []release.Edit{{Path: []string{"tracks", next, "version"}, Value: st.Version}}
-	for _, b := range sortedKeys(st.Zeroed[next]) {
+	for _, b := range slices.Sorted(maps.Keys(st.Zeroed[next])) {
 		if _, ok := spec.Backends[b][next]; ok && spec.Backends[b][next] == 0 {
 			edits = append(edits, release.Edit{Path: []string{"backends", b, next}, Value: fmt.Sprint(st.Zeroed[next][b])})
 		}
@@ -470,12 +478,12 @@ func fnv32(s string) uint32 {
 
 func (st State) clone() State {
 	c := st
-	c.Before = copyMap(st.Before)
-	c.Seen = copyMap(st.Seen)
+	c.Before = maps.Clone(st.Before)
+	c.Seen = maps.Clone(st.Seen)
 	if st.Zeroed != nil {
 		c.Zeroed = make(map[string]map[string]int, len(st.Zeroed))
 		for k, v := range st.Zeroed {
-			c.Zeroed[k] = copyMap(v)
+			c.Zeroed[k] = maps.Clone(v)
 		}
 	}
 	c.Decisions = append([]Decision(nil), st.Decisions...)
@@ -484,39 +492,6 @@ func (st State) clone() State {
 		c.Pending = &p
 	}
 	return c
-}
-
-func copyMap[V any](m map[string]V) map[string]V {
-	if m == nil {
-		return nil
-	}
-	c := make(map[string]V, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
-}
-
-func indexOf(s []string, v string) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return -1
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
 }
 
 func orNone(v string) string {

@@ -323,3 +323,19 @@ func TestPauseHoldsDeploy(t *testing.T) {
 	}
 	r.want(r.step(Observed{}), Supersede, Gates, "internal", "1.2 deployed on internal", "release 1.1 superseded: canary back to 1.0")
 }
+
+// TestPendingStaysBetweenJudgements: a pending decision (GitOps) stays
+// while no decision comes, and goes with the next one.
+func TestPendingStaysBetweenJudgements(t *testing.T) {
+	r := newRig(t)
+	r.walkToCanary("1.1")
+	r.st.Pending = &Pending{Kind: Promote, Version: "1.1", Stage: "paid", Edits: []string{"tracks.paid.version=1.1"}}
+	r.none(Observed{})
+	if r.st.Pending == nil {
+		t.Fatal("the pending decision went between two judgements")
+	}
+	r.step(verdict(analysis.Promote, "ok"))
+	if r.st.Pending != nil {
+		t.Errorf("the pending decision outlived the next decision: %+v", r.st.Pending)
+	}
+}

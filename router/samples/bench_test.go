@@ -87,16 +87,8 @@ func BenchmarkMeasuringCost(b *testing.B) {
 		b.ReportMetric(100*(without-with)/without, "%-fewer")
 		b.ReportMetric(100*float64(lines)/float64(max(sent, 1)), "%-lines-read")
 		fmt.Printf("measuring cost: median %.0f requests/s without, %.0f with (%.1f%% fewer); rounds without %v, with %v; %.1f%% of the requests' log lines read\n",
-			without, with, 100*(without-with)/without, rounded(rate[false]), rounded(rate[true]), 100*float64(lines)/float64(max(sent, 1)))
+			without, with, 100*(without-with)/without, haproxytest.Rounded(rate[false]), haproxytest.Rounded(rate[true]), 100*float64(lines)/float64(max(sent, 1)))
 	}
-}
-
-func rounded(v []float64) []int {
-	out := make([]int, len(v))
-	for i, x := range v {
-		out[i] = int(x)
-	}
-	return out
 }
 
 // benchSample is the latency log's sampling in BenchmarkMeasuringCost

@@ -273,6 +273,15 @@ func Load(url string, clients int, d time.Duration) int64 {
 	return n.Load()
 }
 
+// Rounded is v as whole numbers, for printing rates.
+func Rounded(v []float64) []int {
+	out := make([]int, len(v))
+	for i, x := range v {
+		out[i] = int(x)
+	}
+	return out
+}
+
 // Median is the median of v (the upper one of an even count).
 func Median(v []float64) float64 {
 	s := append([]float64(nil), v...)
