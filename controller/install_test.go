@@ -69,18 +69,52 @@ images:
 	const ns = "shop-install"
 	writeTestFile(t, filepath.Join(dir, "app", "kustomization.yaml"), fmt.Sprintf("resources: [%s]\nnamespace: %s\n", app, ns))
 	run("apply", "-k", filepath.Join(dir, "install"))
+	run("create", "namespace", ns)
+	convergeExample(t, c, installed{ns: "trackrouter-system", name: "track-controller", image: image}, filepath.Join(dir, "app"), ns)
+	if _, err := c.Client.AppsV1().Deployments("trackrouter-system").Get(ctx, "track-controller", metav1.GetOptions{}); err != nil {
+		t.Errorf("deleting the example took the install with it: %v", err)
+	}
+}
+
+// installed is track-controller as an install put it on the test cluster:
+// its namespace, the name of its objects, and its image.
+type installed struct{ ns, name, image string }
+
+// convergeExample runs the controller here as the install's ServiceAccount
+// (impersonated, so that its RBAC is the one under test), in one of the
+// install's Pods, without --router-image; the install's webhook is pointed
+// at it (removed when the test ends). The example (the kustomization in
+// app, into appNS) goes in through the webhook, a bad spec is refused at
+// kubectl, every track Deployment becomes available and the HAProxy tier
+// runs the install's image; the example is then deleted.
+func convergeExample(t *testing.T, c *testcluster.Cluster, in installed, app, appNS string) {
+	t.Helper()
+	ctx := context.Background()
+	kubectl, err := testcluster.Kubectl()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	ns, image := appNS, in.image
+	dir := t.TempDir()
 	// The shipped webhook is called through its Service, which reaches no
 	// real pod here: point it at the controller this test runs on loopback.
 	// Cluster-wide, with failurePolicy Fail: removed when the test ends.
 	webhookAddr := fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
-	defer c.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), "track-controller", metav1.DeleteOptions{})
-	run("patch", "validatingwebhookconfiguration", "track-controller", "--type=json",
+	defer c.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), in.name, metav1.DeleteOptions{})
+	run("patch", "validatingwebhookconfiguration", in.name, "--type=json",
 		"-p", `[{"op":"replace","path":"/webhooks/0/clientConfig","value":{"url":"https://`+webhookAddr+`/validate"}}]`)
-	run("create", "namespace", ns)
 
 	// The install's Deployment runs (kwok plays its pods).
-	poll(t, "track-controller Deployment", readyDeployment(c.Client, "trackrouter-system", "track-controller", 2))
-	pods, err := c.Client.CoreV1().Pods("trackrouter-system").List(ctx, metav1.ListOptions{LabelSelector: "app=track-controller"})
+	poll(t, in.name+" Deployment", readyDeployment(c.Client, in.ns, in.name, 2))
+	pods, err := c.Client.CoreV1().Pods(in.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + in.name})
 	if err != nil || len(pods.Items) == 0 {
 		t.Fatalf("controller pods: %v, %v", pods, err)
 	}
@@ -94,14 +128,14 @@ images:
 		t.Fatal(err)
 	}
 	for _, ai := range kc.AuthInfos {
-		ai.Impersonate = "system:serviceaccount:trackrouter-system:track-controller"
-		ai.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:trackrouter-system", "system:authenticated"}
+		ai.Impersonate = "system:serviceaccount:" + in.ns + ":" + in.name
+		ai.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + in.ns, "system:authenticated"}
 	}
 	asSA := filepath.Join(dir, "kubeconfig")
 	if err := clientcmd.WriteToFile(*kc, asSA); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("POD_NAMESPACE", "trackrouter-system")
+	t.Setenv("POD_NAMESPACE", in.ns)
 	t.Setenv("POD_NAME", pods.Items[0].Name)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -111,8 +145,8 @@ images:
 	}
 	go func() {
 		done <- Execute(runCtx, Config{Kubeconfig: asSA, Namespace: ns, Workers: 2, LeaderElect: true,
-			LeaseNamespace: "trackrouter-system", LeaseName: "track-controller-install-test", QPS: 50, Burst: 100,
-			Webhook: WebhookConfig{Addr: webhookAddr, Secret: "trackrouter-system/track-controller-webhook", Configuration: "track-controller",
+			LeaseNamespace: in.ns, LeaseName: in.name + "-install-test", QPS: 50, Burst: 100,
+			Webhook: WebhookConfig{Addr: webhookAddr, Secret: in.ns + "/" + in.name + "-webhook", Configuration: in.name,
 				IPs: []net.IP{net.ParseIP("127.0.0.1")}, Refresh: time.Second}}, log)
 	}()
 	defer func() {
@@ -131,13 +165,13 @@ images:
 	// certificate and sets its caBundle; then the example goes in through
 	// the webhook, and a bad spec is refused at kubectl apply.
 	poll(t, "the webhook admits the example", func() error {
-		out, err := exec.Command(kubectl, "--kubeconfig", c.Kubeconfig, "apply", "-k", filepath.Join(dir, "app"), "--dry-run=server").CombinedOutput()
+		out, err := exec.Command(kubectl, "--kubeconfig", c.Kubeconfig, "apply", "-k", app, "--dry-run=server").CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)
 		}
 		return nil
 	})
-	run("apply", "-k", filepath.Join(dir, "app"))
+	run("apply", "-k", app)
 	bad, err := exec.Command(kubectl, "--kubeconfig", c.Kubeconfig, "-n", ns, "patch", "configmap", "account-service", "--type=merge", "--dry-run=server",
 		"-p", `{"data":{"service.yaml":"service: account-service\nport: 70000\n"}}`).CombinedOutput()
 	if err == nil || !strings.Contains(string(bad), "specs.trackrouter.dev") || !strings.Contains(string(bad), ":2: port: port 70000 is out of range 1-65535") {
@@ -161,10 +195,7 @@ images:
 		return nil
 	})
 
-	run("delete", "-k", filepath.Join(dir, "app"))
-	if _, err := c.Client.AppsV1().Deployments("trackrouter-system").Get(ctx, "track-controller", metav1.GetOptions{}); err != nil {
-		t.Errorf("deleting the example took the install with it: %v", err)
-	}
+	run("delete", "-k", app)
 }
 
 func writeTestFile(t *testing.T, path, data string) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
@@ -18,6 +20,8 @@ type boardOptions struct {
 	kube         kubeFlags
 	addr         string
 	minEndpoints int
+	samples      string
+	every        time.Duration
 	// client replaces the kubeconfig (tests).
 	client kubernetes.Interface
 	// ready, when set, is told the address served (tests).
@@ -36,7 +40,16 @@ spec's order: the version each track runs, its ready endpoints, the share of
 each group's traffic it gets, health in colour and in words (the problems
 trackctl status finds), leftovers, how many HAProxy pods run the current spec,
 and the release in flight. A page per service shows its tracks, backends with
-the live weights on every HAProxy pod, the pods' reports and the spec's history.
+the live weights on every HAProxy pod, the pods' reports and the spec's history,
+and plots each track's requests/s, 5xx/s and p95 latency of the last minutes.
+
+The plots come from each HAProxy pod's sidecar (its /samples, the numbers the
+canary analysis judges), read every --samples-every while a page of the service
+is open, whatever the number of viewers; none while no service page is open.
+--samples=proxy (the default) reads them through the API server's pod proxy on
+your credentials (it needs get on pods/proxy: one request per HAProxy pod per
+read); --samples=direct reads the address each pod reports, for a board that
+runs where pod addresses answer; --samples=off draws no plot.
 
 The board runs on your credentials (kubeconfig, --context, -n or -A), listens on
 127.0.0.1 by default, prints its URL and opens nothing by itself. It watches the
@@ -54,6 +67,8 @@ shown on the page. It only reads: it offers no action.`,
 	o.kube.add(fs)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8089", "listen here (host:port); port 0 picks a free one")
 	fs.IntVar(&o.minEndpoints, "min-endpoints", 2, "ready endpoints each track needs to be healthy")
+	fs.StringVar(&o.samples, "samples", "proxy", "how the service pages read the sidecars' measurements for their plots: proxy (the API server's pod proxy), direct (the pods' addresses) or off")
+	fs.DurationVar(&o.every, "samples-every", 5*time.Second, "read an open service page's sidecars this often (at least 1s)")
 	return cmd
 }
 
@@ -70,6 +85,23 @@ func (e *env) runBoard(ctx context.Context, o *boardOptions) error {
 	} else if ns == "" {
 		ns = "default"
 	}
+	var fetch board.Fetcher
+	switch o.samples {
+	case "proxy", "":
+		fetch = board.ProxyFetcher(client)
+	case "direct":
+		fetch = board.DirectFetcher(&http.Client{Timeout: 3 * time.Second})
+	case "off":
+	default:
+		return usageError{fmt.Sprintf("--samples %q: want proxy, direct or off", o.samples)}
+	}
+	every := o.every
+	if every == 0 {
+		every = 5 * time.Second
+	}
+	if every < time.Second {
+		return usageError{fmt.Sprintf("--samples-every %s: want at least 1s (each read is a request to every HAProxy pod)", o.every)}
+	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return usageError{fmt.Sprintf("--addr %s: %v", o.addr, err)}
@@ -77,6 +109,9 @@ func (e *env) runBoard(ctx context.Context, o *boardOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b := board.New(client, ns, fleet.Options{MinEndpoints: o.minEndpoints})
+	if fetch != nil {
+		b.Plot(fetch, every)
+	}
 	if err := b.Start(ctx); err != nil {
 		ln.Close()
 		return apiError{err}

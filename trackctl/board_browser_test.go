@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,7 +55,7 @@ func TestBoardInBrowser(t *testing.T) {
 	go func() {
 		e := &env{name: "trackctl", stdout: &strings.Builder{}, stderr: &strings.Builder{}}
 		done <- e.runBoard(ctx, &boardOptions{client: r.client, kube: kubeFlags{namespace: r.ns}, addr: "127.0.0.1:0", minEndpoints: 2,
-			ready: func(a string) { addr <- a }})
+			samples: "direct", every: time.Second, ready: func(a string) { addr <- a }})
 	}()
 	var url string
 	select {
@@ -118,6 +119,47 @@ func TestBoardInBrowser(t *testing.T) {
 	if got := row("account-service"); !strings.Contains(got, "canary 5.0%") {
 		t.Errorf("the canary's share: %q", got)
 	}
+	if worst := eval[string](t, bctx, contrastJS); !strings.HasPrefix(worst, "ok") {
+		t.Errorf("overview: text below WCAG AA contrast (4.5:1): %s", worst)
+	}
+
+	// The keyboard alone: Tab reaches the service's link, and keeps it
+	// across a live update; Enter opens the service's page.
+	link := "/service/" + r.ns + "/account-service"
+	focusedHref := func() string {
+		return eval[string](t, bctx, `document.activeElement && document.activeElement.getAttribute('href') || ''`)
+	}
+	for i := 0; i < 20 && focusedHref() != link; i++ {
+		if _, err := chromedp.Run(bctx, chromedp.KeyEvent(kb.Tab)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := focusedHref(); got != link {
+		t.Fatalf("20 Tabs never reached the service's link (focus on %q)", got)
+	}
+	updated := eval[string](t, bctx, `document.body.getAttribute('data-updated') || ''`)
+	r.scale("account-service-internal-1.0.0", 3)
+	r.poll("a live update", func() error {
+		if eval[string](t, bctx, `document.body.getAttribute('data-updated') || ''`) == updated {
+			return fmt.Errorf("no update yet")
+		}
+		return nil
+	})
+	if got := focusedHref(); got != link {
+		t.Errorf("a live update took the focus from the service's link (now on %q)", got)
+	}
+	r.scale("account-service-internal-1.0.0", 2)
+	if _, err := chromedp.Run(bctx, chromedp.KeyEvent(kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	waitText("service-page", "Traffic")
+	if worst := eval[string](t, bctx, contrastJS); !strings.HasPrefix(worst, "ok") {
+		t.Errorf("service page: text below WCAG AA contrast (4.5:1): %s", worst)
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	waitText("healthy-overview", "account-service "+r.ns+" ok")
 
 	// The controller would repair what follows: stop it.
 	r.stopCtrl()
@@ -150,3 +192,42 @@ func TestBoardInBrowser(t *testing.T) {
 	r.startSidecar(pods[0])
 	waitText("healthy-at-last", "account-service "+r.ns+" ok")
 }
+
+// eval evaluates a JavaScript expression in the page.
+func eval[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		t.Fatalf("%s: %v", js, err)
+	}
+	return v
+}
+
+// contrastJS finds the text with the lowest contrast against its
+// background (WCAG 2's relative luminance): "ok" and the lowest ratio
+// when every text reaches 4.5:1, else the ratio and the text.
+const contrastJS = `(() => {
+  const rgb = s => (s.match(/[\d.]+/g) || []).map(Number);
+  const lum = c => {
+    const a = c.slice(0, 3).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * a[0] + 0.7152 * a[1] + 0.0722 * a[2];
+  };
+  const bg = el => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) { return c; }
+    }
+    return [255, 255, 255];
+  };
+  let worst = {ratio: 99, text: ''};
+  const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (w.nextNode()) {
+    const n = w.currentNode, text = n.textContent.trim();
+    if (!text) { continue; }
+    const el = n.parentElement;
+    const a = lum(rgb(getComputedStyle(el).color)), b = lum(bg(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < worst.ratio) { worst = {ratio: ratio, text: text.slice(0, 60)}; }
+  }
+  return (worst.ratio >= 4.5 ? 'ok ' : '') + worst.ratio.toFixed(2) + ': ' + worst.text;
+})()`

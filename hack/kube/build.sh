@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # build.sh builds the binaries of the test control plane (kube-apiserver,
-# kube-controller-manager, kube-scheduler, etcd, kwok, kwokctl) from Go modules
+# kube-controller-manager, kube-scheduler, etcd, kwok, kwokctl) and helm from Go modules
 # into a cache outside the repository, keyed by version. A second run builds
 # nothing. Usage: hack/kube/build.sh  (prints the bin directory on the last line)
 set -euo pipefail
@@ -50,6 +50,15 @@ if [ ! -x "$bin/kwok" ] || [ ! -x "$bin/kwokctl" ]; then
   module "$dir" "sigs.k8s.io/kwok@$KWOK_VERSION"
   [ -x "$bin/kwok" ] || build "$dir" sigs.k8s.io/kwok/cmd/kwok kwok
   [ -x "$bin/kwokctl" ] || build "$dir" sigs.k8s.io/kwok/cmd/kwokctl kwokctl
+fi
+# helm, for the chart's tests (examples/helm): its own cache directory, so
+# that a new helm version rebuilds only helm.
+hbin="$cache/helm-$HELM_VERSION"
+if [ ! -x "$hbin/helm" ]; then
+  mkdir -p "$hbin"
+  dir="$cache/src/helm-$HELM_VERSION"
+  module "$dir" "helm.sh/helm/v4@$HELM_VERSION"
+  bin=$hbin build "$dir" helm.sh/helm/v4/cmd/helm helm
 fi
 if [ ! -f "$bin/kwok-stages.yaml" ]; then
   # kwok's stage configs ship in its module: nodes become Ready and keep a

@@ -41,6 +41,9 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"live":   fleet.LiveWords,
 	"now":    time.Now,
 	"add":    func(a, b int) int { return a + b },
+	"plotMinutes": func(every time.Duration) string {
+		return fmt.Sprintf("%.0f", (every * plotPoints).Minutes())
+	},
 }).ParseFS(files, "web/*.html"))
 
 // Board keeps the fleet's health, judged from informers' caches, and
@@ -64,11 +67,17 @@ type Board struct {
 	// older than apiLost is over.
 	lastErr   string
 	lastErrAt time.Time
-	subs      map[chan struct{}]bool
+	subs      map[chan event]bool
+
+	plots *plots // nil: no plots (Plot)
 }
 
+// event is what the board tells open pages: "change" when the fleet's
+// state changed, "samples" with a service's key when its plots did.
+type event struct{ name, data string }
+
 func New(client kubernetes.Interface, ns string, opt fleet.Options) *Board {
-	b := &Board{namespace: ns, opt: opt, dirty: make(chan struct{}, 1), specs: map[string]*corev1.ConfigMap{}, subs: map[chan struct{}]bool{}}
+	b := &Board{namespace: ns, opt: opt, dirty: make(chan struct{}, 1), specs: map[string]*corev1.ConfigMap{}, subs: map[chan event]bool{}}
 	factory := func(sel string) informers.SharedInformerFactory {
 		f := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithNamespace(ns),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
@@ -125,6 +134,9 @@ func (b *Board) Start(ctx context.Context) error {
 		return fmt.Errorf("the API did not answer the board's lists (%s)", namespaceWords(b.namespace))
 	}
 	b.evaluate()
+	if b.plots != nil {
+		go b.runPlots(ctx)
+	}
 	go func() {
 		tick := time.NewTicker(10 * time.Second)
 		defer tick.Stop()
@@ -174,13 +186,33 @@ func (b *Board) evaluate() {
 		b.apiErr = fmt.Sprintf("%s (%s ago)", b.lastErr, since.Round(time.Second))
 	}
 	b.version++
+	b.mu.Unlock()
+	b.tell("change", "")
+}
+
+// tell sends an event to every open page; a page that has not taken the
+// last ones (its connection is stuck) misses it.
+func (b *Board) tell(name, data string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for ch := range b.subs {
 		select {
-		case ch <- struct{}{}:
+		case ch <- event{name, data}:
 		default:
 		}
 	}
-	b.mu.Unlock()
+}
+
+// health is the service's health, nil when it has no spec.
+func (b *Board) health(key string) *fleet.Health {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, h := range b.healths {
+		if h.Namespace+"/"+h.Service == key {
+			return h
+		}
+	}
+	return nil
 }
 
 // Serve serves the board's pages on ln until ctx ends (Start first).
@@ -327,6 +359,12 @@ type servicePage struct {
 	APIError string
 	History  []release.HistoryEntry // newest first
 	Spec     string
+	// Plots are each track's requests, errors and latency of the last
+	// minutes; Plotting is false when the board does not plot.
+	Plots     []Plot
+	PlotError string
+	Plotting  bool
+	Every     time.Duration
 }
 
 func (b *Board) service(ns, name string) (servicePage, bool) {
@@ -334,6 +372,10 @@ func (b *Board) service(ns, name string) (servicePage, bool) {
 	for _, h := range s.Healths {
 		if h.Namespace == ns && h.Service == name {
 			p := servicePage{H: h, APIError: s.APIError}
+			p.Plots, p.PlotError, p.Plotting = b.plotsOf(ns+"/"+name, h.Tracks)
+			if p.Plotting {
+				p.Every = b.plots.every
+			}
 			b.mu.Lock()
 			cm := b.specs[ns+"/"+name]
 			b.mu.Unlock()
@@ -350,8 +392,9 @@ func (b *Board) service(ns, name string) (servicePage, bool) {
 	return servicePage{}, false
 }
 
-// events streams "change" at every evaluation (server-sent events); the
-// page then fetches its fragment. A comment every 15 s keeps proxies from
+// events streams "change" at every evaluation and "samples" (with the
+// service's key) at every read of a service's plots, as server-sent
+// events; a page then fetches its fragment. A comment every 15 s keeps proxies from
 // closing the stream.
 func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
@@ -359,7 +402,7 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
-	ch := make(chan struct{}, 1)
+	ch := make(chan event, 16)
 	b.mu.Lock()
 	b.subs[ch] = true
 	b.mu.Unlock()
@@ -378,8 +421,8 @@ func (b *Board) events(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
-		case <-ch:
-			fmt.Fprint(w, "event: change\ndata: \n\n")
+		case ev := <-ch:
+			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.name, ev.data)
 		case <-tick.C:
 			fmt.Fprint(w, ": alive\n\n")
 		}

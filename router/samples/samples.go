@@ -241,9 +241,18 @@ func Fetch(ctx context.Context, client *http.Client, url string) (*Report, error
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
 	}
+	rep, err := Decode(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", url, err)
+	}
+	return rep, nil
+}
+
+// Decode reads a Report from what GET /samples answered.
+func Decode(body []byte) (*Report, error) {
 	var rep Report
 	if err := json.Unmarshal(body, &rep); err != nil {
-		return nil, fmt.Errorf("%s: %w", url, err)
+		return nil, fmt.Errorf("not a samples report: %w", err)
 	}
 	return &rep, nil
 }

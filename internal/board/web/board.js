@@ -12,7 +12,15 @@
       if (!r.ok) { throw new Error(r.status + ' ' + r.statusText); }
       return r.text();
     }).then(function (html) {
+      // Keep the keyboard's place: the link that had the focus gets it
+      // back in the new content.
+      var focused = document.activeElement;
+      var href = focused && live.contains(focused) ? focused.getAttribute('href') : null;
       live.innerHTML = html;
+      if (href) {
+        var again = live.querySelector('a[href="' + CSS.escape(href) + '"]');
+        if (again) { again.focus(); }
+      }
       document.body.setAttribute('data-updated', String(Date.now()));
     }).catch(function (e) {
       live.insertAdjacentHTML('afterbegin', '<p class="api-lost">The board does not answer: ' + String(e).replace(/[<>&]/g, '') + '</p>');
@@ -20,6 +28,11 @@
   }
   var es = new EventSource('/events');
   es.addEventListener('change', refresh);
+  // A service page's plots: new points for this service only.
+  var service = document.body.getAttribute('data-service');
+  es.addEventListener('samples', function (e) {
+    if (service && e.data === service) { refresh(); }
+  });
   es.onerror = function () {
     if (!document.querySelector('.board-lost')) {
       live.insertAdjacentHTML('afterbegin', '<p class="api-lost board-lost">The board does not answer (it stopped?): this page shows the last state it read.</p>');

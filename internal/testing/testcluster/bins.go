@@ -49,20 +49,57 @@ func BinDir() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cache := os.Getenv("TRACKROUTER_KUBE_CACHE")
-	if cache == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return "", err
-			}
-			base = filepath.Join(home, ".cache")
-		}
-		cache = filepath.Join(base, "trackrouter", "kube")
+	cache, err := cacheDir()
+	if err != nil {
+		return "", err
 	}
 	return filepath.Join(cache, fmt.Sprintf("bin-k8s-%s-etcd-%s-kwok-%s",
 		v["KUBERNETES_VERSION"], v["ETCD_VERSION"], v["KWOK_VERSION"])), nil
+}
+
+// cacheDir is where hack/kube/build.sh keeps what it builds.
+func cacheDir() (string, error) {
+	if cache := os.Getenv("TRACKROUTER_KUBE_CACHE"); cache != "" {
+		return cache, nil
+	}
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", err
+		}
+		base = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(base, "trackrouter", "kube"), nil
+}
+
+// Helm is the helm binary of hack/kube/versions.env's HELM_VERSION, built
+// by hack/kube/build.sh (make kube-bins); under CI a missing one is built.
+func Helm() (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	v, err := readVersions(filepath.Join(root, "hack", "kube", "versions.env"))
+	if err != nil {
+		return "", err
+	}
+	cache, err := cacheDir()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(cache, "helm-"+v["HELM_VERSION"], "helm")
+	if _, err := os.Stat(path); err != nil && os.Getenv("CI") != "" {
+		cmd := exec.Command(filepath.Join(root, "hack", "kube", "build.sh"))
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("hack/kube/build.sh: %w", err)
+		}
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("%w (run make kube-bins)", err)
+	}
+	return path, nil
 }
 
 func readVersions(path string) (map[string]string, error) {
@@ -79,7 +116,7 @@ func readVersions(path string) (map[string]string, error) {
 			v[k] = val
 		}
 	}
-	for _, k := range []string{"KUBERNETES_VERSION", "ETCD_VERSION", "KWOK_VERSION"} {
+	for _, k := range []string{"KUBERNETES_VERSION", "ETCD_VERSION", "KWOK_VERSION", "HELM_VERSION"} {
 		if v[k] == "" {
 			return nil, fmt.Errorf("%s: %s is not set", path, k)
 		}
