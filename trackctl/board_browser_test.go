@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 )
 
@@ -68,20 +69,7 @@ func TestBoardInBrowser(t *testing.T) {
 	}
 	defer func() { cancel(); <-done }()
 
-	artifacts := os.Getenv("TRACKROUTER_ARTIFACTS")
-	if artifacts == "" {
-		artifacts = filepath.Join(os.TempDir(), "trackrouter-board-artifacts")
-	}
-	os.MkdirAll(artifacts, 0o755)
-	t.Logf("screenshots in %s", artifacts)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1400, 900))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
+	bctx, artifacts := browser(t, ctx, bin)
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(url)); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +126,12 @@ func TestBoardInBrowser(t *testing.T) {
 		t.Fatalf("20 Tabs never reached the service's link (focus on %q)", got)
 	}
 	updated := eval[string](t, bctx, `document.body.getAttribute('data-updated') || ''`)
-	r.scale("account-service-internal-1.0.0", 3)
+	// An annotation on a track's Deployment: an informer event (a patch,
+	// which the controller leaves alone), so a live update of the page.
+	if _, err := r.client.AppsV1().Deployments(r.ns).Patch(context.Background(), "account-service-internal-1.0.0", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"example.com/poked":"yes"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	r.poll("a live update", func() error {
 		if eval[string](t, bctx, `document.body.getAttribute('data-updated') || ''`) == updated {
 			return fmt.Errorf("no update yet")
@@ -148,11 +141,11 @@ func TestBoardInBrowser(t *testing.T) {
 	if got := focusedHref(); got != link {
 		t.Errorf("a live update took the focus from the service's link (now on %q)", got)
 	}
-	r.scale("account-service-internal-1.0.0", 2)
 	if _, err := chromedp.Run(bctx, chromedp.KeyEvent(kb.Enter)); err != nil {
 		t.Fatal(err)
 	}
 	waitText("service-page", "Traffic")
+	waitText("service-page-plotted", "(top of the scale")
 	if worst := eval[string](t, bctx, contrastJS); !strings.HasPrefix(worst, "ok") {
 		t.Errorf("service page: text below WCAG AA contrast (4.5:1): %s", worst)
 	}
@@ -231,3 +224,24 @@ const contrastJS = `(() => {
   }
   return (worst.ratio >= 4.5 ? 'ok ' : '') + worst.ratio.toFixed(2) + ': ' + worst.text;
 })()`
+
+// browser starts headless Chromium for the test, and names the directory
+// of its screenshots ($TRACKROUTER_ARTIFACTS, or a temporary one).
+func browser(t *testing.T, ctx context.Context, bin string) (context.Context, string) {
+	t.Helper()
+	artifacts := os.Getenv("TRACKROUTER_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join(os.TempDir(), "trackrouter-board-artifacts")
+	}
+	os.MkdirAll(artifacts, 0o755)
+	t.Logf("screenshots in %s", artifacts)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 900))
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(acancel)
+	bctx, bcancel := chromedp.NewContext(actx)
+	t.Cleanup(bcancel)
+	return bctx, artifacts
+}

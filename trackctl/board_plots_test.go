@@ -2,11 +2,15 @@ package trackctl
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // TestBoardPlotsTraffic: a service page plots what real HAProxy pods
@@ -79,4 +83,16 @@ func TestBoardPlotsTraffic(t *testing.T) {
 	if !strings.Contains(body, "<polyline points=") || strings.Contains(body, "Not read") {
 		t.Errorf("no plot drawn, or a pod not read:\n%s", body)
 	}
+
+	// What it looks like, with traffic: a screenshot in the artifacts.
+	bctx, artifacts := browser(t, ctx, chromium(t))
+	if _, err := chromedp.Run(bctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second) // a few more points
+	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(artifacts, "plots.png"), png, 0o644)
 }

@@ -41,8 +41,15 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"live":   fleet.LiveWords,
 	"now":    time.Now,
 	"add":    func(a, b int) int { return a + b },
-	"plotMinutes": func(every time.Duration) string {
-		return fmt.Sprintf("%.0f", (every * plotPoints).Minutes())
+	"plotSpan": func(every time.Duration) string {
+		switch span := every * plotPoints; {
+		case span == time.Minute:
+			return "minute"
+		case span%time.Minute == 0:
+			return fmt.Sprintf("%d minutes", span/time.Minute)
+		default:
+			return span.String()
+		}
 	},
 }).ParseFS(files, "web/*.html"))
 
