@@ -73,6 +73,19 @@ shown on the page. It only reads: it offers no action.`,
 }
 
 func (e *env) runBoard(ctx context.Context, o *boardOptions) error {
+	// The flags first: a usage error before any API request.
+	switch o.samples {
+	case "proxy", "", "direct", "off":
+	default:
+		return usageError{fmt.Sprintf("--samples %q: want proxy, direct or off", o.samples)}
+	}
+	every := o.every
+	if every == 0 {
+		every = 5 * time.Second
+	}
+	if every < time.Second {
+		return usageError{fmt.Sprintf("--samples-every %s: want at least 1s (each read is a request to every HAProxy pod)", o.every)}
+	}
 	client, ns := o.client, o.kube.namespace
 	if client == nil {
 		var err error
@@ -91,16 +104,6 @@ func (e *env) runBoard(ctx context.Context, o *boardOptions) error {
 		fetch = board.ProxyFetcher(client)
 	case "direct":
 		fetch = board.DirectFetcher(&http.Client{Timeout: 3 * time.Second})
-	case "off":
-	default:
-		return usageError{fmt.Sprintf("--samples %q: want proxy, direct or off", o.samples)}
-	}
-	every := o.every
-	if every == 0 {
-		every = 5 * time.Second
-	}
-	if every < time.Second {
-		return usageError{fmt.Sprintf("--samples-every %s: want at least 1s (each read is a request to every HAProxy pod)", o.every)}
 	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {

@@ -196,3 +196,19 @@ func TestBoardSaysAPILost(t *testing.T) {
 		t.Errorf("the page does not say the API is lost:\n%s", body)
 	}
 }
+
+// TestBoardFlagsRefused: odd flags are usage errors, said before any
+// API request (no kubeconfig needed to hear them).
+func TestBoardFlagsRefused(t *testing.T) {
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none"))
+	for args, want := range map[string]string{
+		"--samples bogus":       `--samples "bogus": want proxy, direct or off`,
+		"--samples-every 100ms": "--samples-every 100ms: want at least 1s",
+		"--samples-every -5s":   "--samples-every -5s: want at least 1s",
+	} {
+		code, _, stderr := run(t, append([]string{"board"}, strings.Fields(args)...)...)
+		if code != ExitUsage || !strings.Contains(stderr, want) {
+			t.Errorf("board %s: exit %d, %q; want exit %d and %q", args, code, stderr, ExitUsage, want)
+		}
+	}
+}
