@@ -109,6 +109,8 @@ func TestBoardInBrowser(t *testing.T) {
 	}
 	if worst := eval[string](t, bctx, contrastJS); !strings.HasPrefix(worst, "ok") {
 		t.Errorf("overview: text below WCAG AA contrast (4.5:1): %s", worst)
+	} else {
+		t.Logf("overview: the lowest contrast %s", worst)
 	}
 
 	// The keyboard alone: Tab reaches the service's link, and keeps it
@@ -148,6 +150,8 @@ func TestBoardInBrowser(t *testing.T) {
 	waitText("service-page-plotted", "(top of the scale")
 	if worst := eval[string](t, bctx, contrastJS); !strings.HasPrefix(worst, "ok") {
 		t.Errorf("service page: text below WCAG AA contrast (4.5:1): %s", worst)
+	} else {
+		t.Logf("service page: the lowest contrast %s", worst)
 	}
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(url)); err != nil {
 		t.Fatal(err)
