@@ -59,6 +59,12 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	kube.SetRate(rc, cfg.QPS, cfg.Burst)
+	// What the controller costs the API server, request by request (the
+	// Lease's renewals included): the fleet benchmark reads it.
+	apiRequests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "trackcontroller_api_requests_total",
+		Help: "Requests sent to the API server, by verb (GET, LIST, WATCH, POST, PUT, PATCH, DELETE) and resource, the Lease's included."},
+		[]string{"verb", "resource"})
+	kube.CountRequests(rc, func(verb, resource string) { apiRequests.WithLabelValues(verb, resource).Inc() })
 	// Deployment names carry versions with dots; say so once, not per write.
 	rc.WarningHandler = rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true})
 	client, err := kubernetes.NewForConfig(rc)
@@ -111,7 +117,7 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 				return nil
 			}
 			reg := registry(&current, &base, &leading)
-			reg.MustRegister(alerter.Sent, alerter.Failed, healthCollector{current: current.Load}, releaseCollector{current: current.Load})
+			reg.MustRegister(alerter.Sent, alerter.Failed, healthCollector{current: current.Load}, releaseCollector{current: current.Load}, apiRequests)
 			if lease.errors != nil {
 				reg.MustRegister(lease.errors)
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"slices"
 	"sort"
@@ -59,20 +58,10 @@ func (k *kubeFlags) client(requests *atomic.Int64) (kubernetes.Interface, string
 	}
 	kube.SetRate(rc, k.qps, k.burst)
 	if requests != nil {
-		rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{rt, requests} })
+		kube.CountRequests(rc, func(string, string) { requests.Add(1) })
 	}
 	c, err := kubernetes.NewForConfig(rc)
 	return c, ns, err
-}
-
-type countingTransport struct {
-	rt http.RoundTripper
-	n  *atomic.Int64
-}
-
-func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	t.n.Add(1)
-	return t.rt.RoundTrip(r)
 }
 
 // statusOptions are status's flags.

@@ -1,0 +1,536 @@
+package trackctl
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
+	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// scaleSpec is the seed's preferred shape: 2/4/4/10 replicas and 4
+// HAProxy pods, 24 pods and 5 Services per service.
+const scaleSpec = `service: SERVICE
+port: 8080
+router: {replicas: 4}
+tracks:
+  internal:   {version: 1.0.0, replicas: 2}
+  canary:     {version: "1.0", replicas: 4}
+  paid:       {version: 0.2.3, replicas: 4}
+  production: {version: 0.2.3, replicas: 10}
+groups: {INTERNAL: internal, FREE: canary, ENTERPRISE: enterprise}
+default: paid
+backends:
+  internal:   {internal: 100}
+  canary:     {canary: 5, production: 95}
+  paid:       {paid: 5, production: 95}
+  enterprise: {production: 100}
+`
+
+// scaleRun is the shipped track-controller binary, run on a fleet of
+// services on the test cluster, and what it measured.
+type scaleRun struct {
+	tb         testing.TB
+	c          *testcluster.Cluster
+	bin, dir   string
+	namespaces []string
+	onlyNS     string // --namespace, when the fleet has one namespace
+	services   int
+	metrics    string
+	cmd        *exec.Cmd
+	exited     chan struct{}
+}
+
+// controllerMetrics are the counters of the controller's /metrics that
+// the run reads.
+type controllerMetrics struct {
+	writes      float64            // trackcontroller_writes_total: owned objects
+	requests    map[string]float64 // trackcontroller_api_requests_total by "VERB resource"
+	cpu, rssMiB float64
+}
+
+func (m controllerMetrics) apiWrites(leases bool) float64 {
+	n := 0.0
+	for k, v := range m.requests {
+		verb, resource, _ := strings.Cut(k, " ")
+		if (verb == "POST" || verb == "PUT" || verb == "PATCH" || verb == "DELETE") && (leases || resource != "leases") {
+			n += v
+		}
+	}
+	return n
+}
+
+func (m controllerMetrics) total() float64 {
+	n := 0.0
+	for _, v := range m.requests {
+		n += v
+	}
+	return n
+}
+
+// minus is what was counted between two reads, by "VERB resource".
+func (m controllerMetrics) minus(o controllerMetrics) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m.requests {
+		if d := v - o.requests[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// newScaleRun builds the shipped binary and makes the namespaces of a
+// fleet of n services (one namespace: the controller runs with
+// --namespace; several: on every namespace, as shipped).
+func newScaleRun(tb testing.TB, n, namespaces int) *scaleRun {
+	tb.Helper()
+	c := testcluster.Get(tb)
+	r := &scaleRun{tb: tb, c: c, dir: tb.TempDir(), services: n}
+	r.bin = filepath.Join(r.dir, "track-controller")
+	if out, err := exec.Command("go", "build", "-o", r.bin, "../cmd/track-controller").CombinedOutput(); err != nil {
+		tb.Fatalf("go build: %v\n%s", err, out)
+	}
+	if err := c.AddNodes(context.Background(), n/10+2); err != nil {
+		tb.Fatal(err)
+	}
+	for i := 0; i < namespaces; i++ {
+		ns := fmt.Sprintf("scale-%d-%02d", n, i)
+		c.Namespace(tb, ns)
+		r.namespaces = append(r.namespaces, ns)
+	}
+	if namespaces == 1 {
+		r.onlyNS = r.namespaces[0]
+	}
+	if _, err := c.Client.CoreV1().Namespaces().Get(context.Background(), "trackrouter-system", metav1.GetOptions{}); err != nil {
+		c.Namespace(tb, "trackrouter-system")
+	}
+	tb.Cleanup(r.stop)
+	return r
+}
+
+// start runs the shipped binary with the install's flags (but the
+// webhook, which nothing calls here, and alerts) and its client limits,
+// and waits until /readyz answers 200; it returns how long that took.
+func (r *scaleRun) start() time.Duration {
+	r.tb.Helper()
+	r.metrics = fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(r.tb))
+	args := []string{"--kubeconfig", r.c.Kubeconfig, "--router-image", "ghcr.io/trackrouter/trackrouter:0.1.0",
+		"--lease-namespace=trackrouter-system", fmt.Sprintf("--lease-name=scale-%d", r.services), "--metrics-addr", r.metrics}
+	if r.onlyNS != "" {
+		args = append(args, "--namespace", r.onlyNS)
+	}
+	log, err := os.OpenFile(filepath.Join(r.dir, "controller.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	r.cmd = exec.Command(r.bin, args...)
+	r.cmd.Stdout, r.cmd.Stderr = log, log
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	if err := r.cmd.Start(); err != nil {
+		r.tb.Fatal(err)
+	}
+	r.exited = make(chan struct{})
+	go func() { r.cmd.Wait(); log.Close(); close(r.exited) }()
+	for {
+		resp, err := http.Get("http://" + r.metrics + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Since(start)
+			}
+		}
+		select {
+		case <-r.exited:
+			out, _ := os.ReadFile(filepath.Join(r.dir, "controller.log"))
+			r.tb.Fatalf("track-controller exited:\n%s", out)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Since(start) > 5*time.Minute {
+			r.tb.Fatal("track-controller not ready after 5 minutes")
+		}
+	}
+}
+
+// stop stops the binary by its PID (SIGTERM, as the kubelet does).
+func (r *scaleRun) stop() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.exited:
+	case <-time.After(30 * time.Second):
+		r.cmd.Process.Kill()
+		<-r.exited
+	}
+	r.cmd = nil
+}
+
+func (r *scaleRun) read() controllerMetrics {
+	r.tb.Helper()
+	resp, err := http.Get("http://" + r.metrics + "/metrics")
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m := controllerMetrics{requests: map[string]float64{}}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		name, rest, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, _ := strconv.ParseFloat(rest, 64)
+		switch {
+		case name == "trackcontroller_writes_total":
+			m.writes = v
+		case name == "process_cpu_seconds_total":
+			m.cpu = v
+		case name == "process_resident_memory_bytes":
+			m.rssMiB = v / (1 << 20)
+		case strings.HasPrefix(name, "trackcontroller_api_requests_total{"):
+			labels := map[string]string{}
+			for _, kv := range strings.Split(strings.Trim(strings.TrimPrefix(name, "trackcontroller_api_requests_total"), "{}"), ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				labels[k] = strings.Trim(v, `"`)
+			}
+			m.requests[labels["verb"]+" "+labels["resource"]] = v
+		}
+	}
+	return m
+}
+
+// create writes every service's PodTemplate and spec, 8 at a time.
+func (r *scaleRun) create() {
+	r.tb.Helper()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	next := atomic.Int64{}
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= r.services {
+					return
+				}
+				ns, name := r.namespaces[i%len(r.namespaces)], fmt.Sprintf("svc-%03d", i)
+				tmpl := &corev1.PodTemplate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: "example.com/" + name + ":latest"}}},
+				}}
+				if _, err := r.c.Client.CoreV1().PodTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
+					failed.Store(&err)
+					return
+				}
+				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{weights.ServiceLabel: name}},
+					Data: map[string]string{weights.DataKey: strings.ReplaceAll(scaleSpec, "SERVICE", name)}}
+				if _, err := r.c.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+					failed.Store(&err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		r.tb.Fatal(*err)
+	}
+}
+
+// count is the fleet's Deployments and Services, and the Deployments
+// available, from the API server's watch cache.
+func (r *scaleRun) count() (deployments, services, available int) {
+	r.tb.Helper()
+	ctx := context.Background()
+	ours := func(ns string) bool { return slices.Contains(r.namespaces, ns) }
+	deps, err := r.c.Client.AppsV1().Deployments("").List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	for i := range deps.Items {
+		d := &deps.Items[i]
+		if !ours(d.Namespace) {
+			continue
+		}
+		deployments++
+		if d.Spec.Replicas != nil && d.Status.AvailableReplicas == *d.Spec.Replicas && d.Status.ObservedGeneration == d.Generation {
+			available++
+		}
+	}
+	svcs, err := r.c.Client.CoreV1().Services("").List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	for _, s := range svcs.Items {
+		if ours(s.Namespace) {
+			services++
+		}
+	}
+	return deployments, services, available
+}
+
+// edits bumps the canary's version of k services, one at a time, and
+// times each from the spec's update to the new canary Deployment written
+// (the first object the edit makes), while the others are at rest.
+func (r *scaleRun) edits(k int) []time.Duration {
+	r.tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seen := map[string]chan time.Time{}
+	var mu sync.Mutex
+	var names []string
+	for i := 0; i < k; i++ {
+		idx := i * r.services / k
+		name := fmt.Sprintf("svc-%03d-canary-1.%d", idx, i+1)
+		seen[name] = make(chan time.Time, 1)
+		names = append(names, name)
+	}
+	w, err := r.c.Client.AppsV1().Deployments("").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	go func() {
+		for ev := range w.ResultChan() {
+			if d, ok := ev.Object.(*appsv1.Deployment); ok && ev.Type == watch.Added {
+				mu.Lock()
+				if ch := seen[d.Name]; ch != nil {
+					select {
+					case ch <- time.Now():
+					default:
+					}
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	var out []time.Duration
+	for i := 0; i < k; i++ {
+		idx := i * r.services / k
+		ns, svc := r.namespaces[idx%len(r.namespaces)], fmt.Sprintf("svc-%03d", idx)
+		cm, err := r.c.Client.CoreV1().ConfigMaps(ns).Get(ctx, svc, metav1.GetOptions{})
+		if err != nil {
+			r.tb.Fatal(err)
+		}
+		cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], `canary:     {version: "1.0"`, fmt.Sprintf(`canary:     {version: "1.%d"`, i+1), 1)
+		if _, err := r.c.Client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			r.tb.Fatal(err)
+		}
+		edited := time.Now()
+		select {
+		case at := <-seen[names[i]]:
+			out = append(out, at.Sub(edited))
+		case <-time.After(2 * time.Minute):
+			r.tb.Fatalf("%s: no new canary Deployment %s 2 minutes after the edit", svc, names[i])
+		}
+		time.Sleep(time.Second)
+	}
+	return out
+}
+
+// status runs trackctl status -A and returns how long it took and how
+// many API requests it sent.
+func (r *scaleRun) status() (time.Duration, int64) {
+	var requests atomic.Int64
+	e := &env{name: "trackctl", stdout: io.Discard, stderr: io.Discard}
+	o := &statusOptions{output: "table", minEndpoints: 2, requests: &requests, kube: kubeFlags{kubeconfig: r.c.Kubeconfig, allNamespaces: true}}
+	start := time.Now()
+	// No sidecar reports here: every service has problems, exit 1.
+	if err := e.runStatus(context.Background(), o, nil); err != nil && err != errProblems {
+		r.tb.Fatal(err)
+	}
+	return time.Since(start), requests.Load()
+}
+
+// scaleResult is what a run measured.
+type scaleResult struct {
+	written, available           time.Duration
+	pods                         int
+	convergeWrites               float64
+	steady                       time.Duration
+	steadyWrites                 map[string]float64 // API writes at rest but the Lease's, by verb and resource
+	steadyRequests, leaseWrites  float64
+	rssMiB, cpuShare             float64
+	editTimes                    []time.Duration
+	statusTime                   time.Duration
+	statusRequests               int64
+	restartReady                 time.Duration
+	restartWrites, restartWindow float64
+}
+
+// run measures a fleet of r.services: empty -> every object written ->
+// every Deployment available; a window at rest; spec edits; trackctl
+// status -A; a restart of the controller on the full fleet.
+func (r *scaleRun) run(steady time.Duration, edits int) scaleResult {
+	r.tb.Helper()
+	var res scaleResult
+	r.start()
+	start := time.Now()
+	r.create()
+	want := r.services * 5
+	for {
+		d, s, a := r.count()
+		if res.written == 0 && d == want && s == want {
+			res.written = time.Since(start)
+		}
+		if res.written != 0 && a == want {
+			res.available = time.Since(start)
+			break
+		}
+		if time.Since(start) > 20*time.Minute {
+			r.tb.Fatalf("after 20 minutes: %d of %d Deployments (%d available), %d of %d Services", d, want, a, s, want)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	res.convergeWrites = r.read().writes
+	pods, err := r.c.Client.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if slices.Contains(r.namespaces, p.Namespace) {
+			res.pods++
+		}
+	}
+	// At rest: after a health interval for the last changes to settle.
+	time.Sleep(15 * time.Second)
+	before, t0 := r.read(), time.Now()
+	var rss []float64
+	for time.Since(t0) < steady {
+		time.Sleep(min(5*time.Second, steady))
+		rss = append(rss, r.read().rssMiB)
+	}
+	after := r.read()
+	res.steady = time.Since(t0)
+	res.steadyWrites = map[string]float64{}
+	for k, v := range after.minus(before) {
+		verb, resource, _ := strings.Cut(k, " ")
+		if verb == "POST" || verb == "PUT" || verb == "PATCH" || verb == "DELETE" {
+			if resource == "leases" {
+				res.leaseWrites += v
+			} else {
+				res.steadyWrites[k] = v
+			}
+		}
+	}
+	res.steadyRequests = after.total() - before.total()
+	res.rssMiB = slices.Max(rss)
+	res.cpuShare = (after.cpu - before.cpu) / res.steady.Seconds()
+
+	res.editTimes = r.edits(edits)
+	slices.Sort(res.editTimes)
+
+	res.statusTime, res.statusRequests = r.status()
+
+	// A restart on the full fleet: ready in how long, and its writes.
+	time.Sleep(5 * time.Second)
+	r.stop()
+	res.restartReady = r.start()
+	base := r.read()
+	window := min(steady, time.Minute)
+	time.Sleep(window)
+	res.restartWrites = r.read().apiWrites(false) - base.apiWrites(false)
+	res.restartWindow = window.Seconds()
+	return res
+}
+
+func (res scaleResult) report(tb testing.TB, n int) {
+	tb.Helper()
+	q := func(p float64) time.Duration {
+		return res.editTimes[min(len(res.editTimes)-1, int(p*float64(len(res.editTimes))))]
+	}
+	tb.Logf("%d services, %d pods: every object written in %.1f s, every Deployment available in %.1f s, %.0f writes",
+		n, res.pods, res.written.Seconds(), res.available.Seconds(), res.convergeWrites)
+	tb.Logf("at rest for %s: %.0f API requests (%.2f/s), writes but the Lease's %v, Lease writes %.0f; RSS up to %.0f MiB, CPU %.1f%% of a core",
+		res.steady.Round(time.Second), res.steadyRequests, res.steadyRequests/res.steady.Seconds(), res.steadyWrites, res.leaseWrites, res.rssMiB, 100*res.cpuShare)
+	tb.Logf("spec edit -> new canary Deployment written, %d edits: p50 %s, p99 %s, max %s",
+		len(res.editTimes), q(0.5).Round(time.Millisecond), q(0.99).Round(time.Millisecond), res.editTimes[len(res.editTimes)-1].Round(time.Millisecond))
+	tb.Logf("trackctl status -A: %s, %d API requests", res.statusTime.Round(time.Millisecond), res.statusRequests)
+	tb.Logf("restart on the full fleet: ready in %s, %.0f writes (but the Lease's) in the next %.0f s",
+		res.restartReady.Round(time.Millisecond), res.restartWrites, res.restartWindow)
+}
+
+// BenchmarkFleetScale runs the shipped track-controller binary, with its
+// own flags and client limits, on TRACKROUTER_SERVICES services (default
+// 300: 7,200 pods and 1,500 Services, spread over 10 namespaces; the
+// controller watches every namespace, as shipped), measures what
+// scaleRun.run says, and prints it. TRACKROUTER_STEADY (default 5m) is
+// the window at rest.
+//
+//	go test ./trackctl -run '^$' -bench FleetScale -benchtime 1x -timeout 60m
+func BenchmarkFleetScale(b *testing.B) {
+	n, steady := 300, 5*time.Minute
+	if s := os.Getenv("TRACKROUTER_SERVICES"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = v
+	}
+	if s := os.Getenv("TRACKROUTER_STEADY"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		steady = d
+	}
+	for i := 0; i < b.N; i++ {
+		r := newScaleRun(b, n, 10)
+		res := r.run(steady, 50)
+		res.report(b, n)
+		b.ReportMetric(res.written.Seconds(), "s-to-written")
+		b.ReportMetric(res.available.Seconds(), "s-to-available")
+		b.ReportMetric(res.rssMiB, "MiB-rss")
+		b.ReportMetric(100*res.cpuShare, "%cpu-at-rest")
+		b.ReportMetric(res.statusTime.Seconds(), "s-status")
+	}
+}
+
+// TestFleetScale30 is the same code on 30 services in one namespace
+// (the binary with --namespace), with short windows: at rest the
+// controller writes nothing but its Lease, each spec edit writes its
+// new Deployment, trackctl status -A sends a bounded number of
+// requests, and a restart on the full fleet writes nothing. Its numbers
+// are logged; the 300-service ones are BenchmarkFleetScale's.
+func TestFleetScale30(t *testing.T) {
+	r := newScaleRun(t, 30, 1)
+	res := r.run(15*time.Second, 5)
+	res.report(t, 30)
+	if res.pods != 30*24 {
+		t.Errorf("%d pods, want %d", res.pods, 30*24)
+	}
+	if len(res.steadyWrites) != 0 {
+		t.Errorf("writes at rest (but the Lease's): %v", res.steadyWrites)
+	}
+	if res.restartWrites != 0 {
+		t.Errorf("a restart on a converged fleet wrote %.0f times", res.restartWrites)
+	}
+	// One list per kind, whatever the number of services.
+	if res.statusRequests > 10 {
+		t.Errorf("trackctl status -A sent %d requests", res.statusRequests)
+	}
+}
