@@ -95,17 +95,25 @@ func TestBoardInBrowser(t *testing.T) {
 		}
 		t.Fatalf("%s: the page does not say %q; it says:\n%s", state, want, text)
 	}
-	row := func(service string) string {
-		text, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(fmt.Sprintf(`tr[data-service="%s/%s"]`, r.ns, service))))
-		if err != nil {
-			t.Fatal(err)
+	// rowSays waits until the service's row says want: a read can fall
+	// on a live update replacing the row.
+	rowSays := func(service, want string) bool {
+		var text string
+		for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(100 * time.Millisecond) {
+			tctx, c := context.WithTimeout(bctx, 5*time.Second)
+			text, _ = chromedp.Run(tctx, chromedp.Text(chromedp.CSS(fmt.Sprintf(`tr[data-service="%s/%s"]`, r.ns, service))))
+			c()
+			if strings.Contains(text, want) {
+				return true
+			}
 		}
-		return text
+		t.Logf("the row of %s says %q", service, text)
+		return false
 	}
 
 	waitText("healthy", "account-service "+r.ns+" ok")
-	if got := row("account-service"); !strings.Contains(got, "canary 5.0%") {
-		t.Errorf("the canary's share: %q", got)
+	if !rowSays("account-service", "canary 5.0%") {
+		t.Errorf("the canary's share is not shown")
 	}
 	if worst := eval[string](t, bctx, contrastJS); !strings.HasPrefix(worst, "ok") {
 		t.Errorf("overview: text below WCAG AA contrast (4.5:1): %s", worst)
@@ -183,8 +191,8 @@ func TestBoardInBrowser(t *testing.T) {
 	r.sidecars[pods[0]]()
 	r.editSpec("{canary: 5, production: 95}", "{canary: 10, production: 90}")
 	waitText("older-spec", "HAProxy pod "+pods[0]+" runs an older spec")
-	if got := row("account-service"); !strings.Contains(got, "canary 10.0%") {
-		t.Errorf("the weight edit did not move the share shown: %q", got)
+	if !rowSays("account-service", "canary 10.0%") {
+		t.Errorf("the weight edit did not move the share shown")
 	}
 	r.startSidecar(pods[0])
 	waitText("healthy-at-last", "account-service "+r.ns+" ok")

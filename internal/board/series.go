@@ -3,6 +3,7 @@ package board
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -24,23 +25,58 @@ import (
 type Fetcher func(ctx context.Context, namespace, pod, url string) (*samples.Report, error)
 
 // DirectFetcher reads the URL the report names: for a board that runs in
-// the cluster (track-controller's), where pod addresses answer.
+// the cluster (track-controller's), where pod addresses answer. A report
+// is written by a sidecar, so the URL is held to what a sidecar serves
+// (http, the path /samples), redirects are not followed, and only the
+// status of a refusal is shown, never its body.
 func DirectFetcher(client *http.Client) Fetcher {
-	return func(ctx context.Context, _, _, u string) (*samples.Report, error) {
-		return samples.Fetch(ctx, client, u)
-	}
-}
-
-// ProxyFetcher reads it through the API server's pod proxy (GET
-// pods/proxy), on the caller's credentials: for trackctl board, which runs
-// outside the cluster. The port and path are the report's URL's.
-func ProxyFetcher(client kubernetes.Interface) Fetcher {
-	return func(ctx context.Context, ns, pod, u string) (*samples.Report, error) {
-		port, path, err := proxyTarget(u)
+	c := *client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return func(ctx context.Context, _, _, raw string) (*samples.Report, error) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "http" || u.Path != samples.Path || u.RawQuery != "" || u.User != nil {
+			return nil, fmt.Errorf("samples URL %q: want http://host:port%s", raw, samples.Path)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 		if err != nil {
 			return nil, err
 		}
-		body, err := client.CoreV1().Pods(ns).ProxyGet("http", pod, port, path, nil).DoRaw(ctx)
+		resp, err := c.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("%s: %s", u.Host, resp.Status)
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxReport))
+		if err != nil {
+			return nil, err
+		}
+		return samples.Decode(body)
+	}
+}
+
+// maxReport bounds what a sidecar's answer may cost the board.
+const maxReport = 4 << 20
+
+// ProxyFetcher reads it through the API server's pod proxy (GET
+// pods/proxy), on the caller's credentials: for trackctl board, which runs
+// outside the cluster. Only the port comes from the report; the path is
+// always /samples (a report is written by a sidecar: it must not choose
+// what the caller's credentials read).
+func ProxyFetcher(client kubernetes.Interface) Fetcher {
+	return func(ctx context.Context, ns, pod, u string) (*samples.Report, error) {
+		port, err := proxyPort(u)
+		if err != nil {
+			return nil, err
+		}
+		rc, err := client.CoreV1().Pods(ns).ProxyGet("http", pod, port, strings.TrimPrefix(samples.Path, "/"), nil).Stream(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("pod %s/%s through the API server's proxy: %w", ns, pod, err)
+		}
+		defer rc.Close()
+		body, err := io.ReadAll(io.LimitReader(rc, maxReport))
 		if err != nil {
 			return nil, fmt.Errorf("pod %s/%s through the API server's proxy: %w", ns, pod, err)
 		}
@@ -48,17 +84,16 @@ func ProxyFetcher(client kubernetes.Interface) Fetcher {
 	}
 }
 
-// proxyTarget is the port and path of a sidecar's samples URL.
-func proxyTarget(raw string) (port, path string, err error) {
+// proxyPort is the port of a sidecar's samples URL.
+func proxyPort(raw string) (string, error) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "http" || u.Port() == "" {
-		return "", "", fmt.Errorf("samples URL %q: want http://host:port/path", raw)
+	if err != nil || u.Scheme != "http" || u.Port() == "" || u.Path != samples.Path {
+		return "", fmt.Errorf("samples URL %q: want http://host:port%s", raw, samples.Path)
 	}
 	if _, err := strconv.ParseUint(u.Port(), 10, 16); err != nil {
-		return "", "", fmt.Errorf("samples URL %q: port: %v", raw, err)
+		return "", fmt.Errorf("samples URL %q: port: %v", raw, err)
 	}
-	path = strings.TrimPrefix(u.EscapedPath(), "/")
-	return u.Port(), path, nil
+	return u.Port(), nil
 }
 
 // Plot settings: a point every interval (Plot's argument), the last
@@ -136,10 +171,18 @@ func (b *Board) runPlots(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
+			// Every service at once (each read is bounded by its
+			// timeout): one slow service delays no other's point.
+			var wg sync.WaitGroup
 			for _, key := range b.plots.due(now) {
-				b.readService(ctx, key, now)
-				b.tell("samples", key)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					b.readService(ctx, key)
+					b.tell("samples", key)
+				}()
 			}
+			wg.Wait()
 		}
 	}
 }
@@ -162,7 +205,7 @@ func (p *plots) due(now time.Time) []string {
 
 // readService reads every pod of the service that names a samples URL,
 // at once, and adds a point to each of its tracks.
-func (b *Board) readService(ctx context.Context, key string, now time.Time) {
+func (b *Board) readService(ctx context.Context, key string) {
 	h := b.health(key)
 	if h == nil {
 		return
@@ -195,6 +238,7 @@ func (b *Board) readService(ctx context.Context, key string, now time.Time) {
 		}()
 	}
 	wg.Wait()
+	now := time.Now() // the counts' time: after every read answered
 
 	counts := map[string][]analysis.PodCounts{} // by track
 	var failed []string
@@ -217,6 +261,20 @@ func (b *Board) readService(ctx context.Context, key string, now time.Time) {
 		return
 	}
 	s.pods, s.err = ok, strings.Join(failed, "; ")
+	switch {
+	case len(reads) == 0:
+		s.err = "no HAProxy pod's report names a samples URL (a sidecar serves one with --metrics-addr)"
+		return
+	case len(failed) > 0:
+		// A point without a pod's counts would dip, and the next one
+		// would count them twice: no point, and the next covers both.
+		return
+	}
+	for name := range s.tracks {
+		if !slices.ContainsFunc(h.Tracks, func(t fleet.TrackHealth) bool { return t.Name == name }) {
+			delete(s.tracks, name) // a track gone from the spec
+		}
+	}
 	for _, t := range h.Tracks {
 		ts := s.tracks[t.Name]
 		if ts == nil {
@@ -292,7 +350,8 @@ func (b *Board) plotsOf(key string, tracks []fleet.TrackHealth) ([]Plot, string,
 	if p == nil {
 		return nil, "", false
 	}
-	p.want(key, time.Now())
+	now := time.Now()
+	p.want(key, now)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.services[key]
@@ -306,34 +365,35 @@ func (b *Board) plotsOf(key string, tracks []fleet.TrackHealth) ([]Plot, string,
 					pl.Resets++
 				}
 			}
-			pl.Requests = spark(ts.points, func(p point) float64 { return p.Requests }, "%.1f/s")
-			pl.Errors = spark(ts.points, func(p point) float64 { return p.Errors }, "%.1f/s")
-			pl.P95 = spark(ts.points, func(p point) float64 { return p.P95 }, "%.0f ms")
+			span := p.every * plotPoints
+			pl.Requests = spark(ts.points, now, span, func(p point) float64 { return p.Requests }, "%.1f/s")
+			pl.Errors = spark(ts.points, now, span, func(p point) float64 { return p.Errors }, "%.1f/s")
+			pl.P95 = spark(ts.points, now, span, func(p point) float64 { return p.P95 }, "%.0f ms")
 		}
 		out = append(out, pl)
 	}
 	return out, s.err, true
 }
 
-// spark draws the points' values on a scale from 0 to their largest;
-// a point without a value (no response: no latency) is left out.
-func spark(points []point, value func(point) float64, format string) Spark {
-	top := 0.0
+// spark draws the points' values on a scale from 0 to their largest,
+// at their time in the span that ends now (a gap in the reads is a gap in
+// the line); a point without a value (no response: no latency) is left
+// out.
+func spark(points []point, now time.Time, span time.Duration, value func(point) float64, format string) Spark {
+	top, seen := 0.0, false
 	for _, p := range points {
 		if v := value(p); !math.IsNaN(v) {
-			top = max(top, v)
+			top, seen = max(top, v), true
 		}
 	}
 	var sb strings.Builder
-	for i, p := range points {
+	for _, p := range points {
 		v := value(p)
 		if math.IsNaN(v) {
 			continue
 		}
-		x := float64(sparkW)
-		if len(points) > 1 {
-			x = float64(i) * sparkW / float64(len(points)-1)
-		}
+		age := min(max(now.Sub(p.At), 0), span)
+		x := sparkW * (1 - float64(age)/float64(span))
 		y := float64(sparkH)
 		if top > 0 {
 			y = sparkH - v/top*sparkH
@@ -344,6 +404,9 @@ func spark(points []point, value func(point) float64, format string) Spark {
 		fmt.Fprintf(&sb, "%.1f,%.1f", x, y)
 	}
 	s := Spark{Points: sb.String(), Max: fmt.Sprintf(format, top), Now: "no response yet"}
+	if !seen {
+		s.Max = "no response"
+	}
 	if n := len(points); n > 0 {
 		if v := value(points[n-1]); !math.IsNaN(v) {
 			s.Now = fmt.Sprintf(format, v)

@@ -3,10 +3,13 @@ package board
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/trackrouter/trackrouter/internal/analysis"
+	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/router/samples"
 )
 
@@ -58,33 +62,41 @@ func TestSeriesRates(t *testing.T) {
 }
 
 func TestSpark(t *testing.T) {
-	pts := []point{{Requests: 0, P95: math.NaN()}, {Requests: 5, P95: 20}, {Requests: 10, P95: 40}}
-	s := spark(pts, func(p point) float64 { return p.Requests }, "%.1f/s")
+	now := time.Unix(1000, 0)
+	span := 10 * time.Second
+	pts := []point{{At: now.Add(-10 * time.Second), Requests: 0, P95: math.NaN()}, {At: now.Add(-5 * time.Second), Requests: 5, P95: 20}, {At: now, Requests: 10, P95: 40}}
+	s := spark(pts, now, span, func(p point) float64 { return p.Requests }, "%.1f/s")
 	if s.Points != "0.0,40.0 120.0,20.0 240.0,0.0" || s.Now != "10.0/s" || s.Max != "10.0/s" {
 		t.Errorf("requests: %+v", s)
 	}
-	s = spark(pts, func(p point) float64 { return p.P95 }, "%.0f ms")
+	s = spark(pts, now, span, func(p point) float64 { return p.P95 }, "%.0f ms")
 	if s.Points != "120.0,20.0 240.0,0.0" || s.Now != "40 ms" {
 		t.Errorf("a point without latency is left out: %+v", s)
 	}
-	s = spark(pts[:1], func(p point) float64 { return p.P95 }, "%.0f ms")
-	if s.Points != "" || s.Now != "no response yet" {
+	s = spark(pts[:1], now, span, func(p point) float64 { return p.P95 }, "%.0f ms")
+	if s.Points != "" || s.Now != "no response yet" || s.Max != "no response" {
 		t.Errorf("no latency at all: %+v", s)
+	}
+	// Points by time: a gap in the reads is a gap on the axis, and a
+	// point older than the span sits at its left edge.
+	s = spark([]point{{At: now.Add(-time.Minute), Requests: 1}, {At: now.Add(-2500 * time.Millisecond), Requests: 1}}, now, span, func(p point) float64 { return p.Requests }, "%.1f/s")
+	if s.Points != "0.0,0.0 180.0,0.0" {
+		t.Errorf("by time: %+v", s)
 	}
 }
 
-func TestProxyTarget(t *testing.T) {
+func TestProxyPort(t *testing.T) {
 	for raw, want := range map[string]string{
-		"http://10.0.0.7:9101/samples": "9101 samples",
-		"http://[fd00::7]:9101/samples": "9101 samples",
+		"http://10.0.0.7:9101/samples":  "9101",
+		"http://[fd00::7]:9101/samples": "9101",
 	} {
-		port, path, err := proxyTarget(raw)
-		if err != nil || port+" "+path != want {
-			t.Errorf("%s: %q %q %v, want %s", raw, port, path, err, want)
+		if port, err := proxyPort(raw); err != nil || port != want {
+			t.Errorf("%s: %q %v, want %s", raw, port, err, want)
 		}
 	}
-	for _, raw := range []string{"", "https://10.0.0.7:9101/samples", "http://10.0.0.7/samples", "http://10.0.0.7:99999/samples", "::"} {
-		if _, _, err := proxyTarget(raw); err == nil {
+	for _, raw := range []string{"", "https://10.0.0.7:9101/samples", "http://10.0.0.7/samples", "http://10.0.0.7:99999/samples", "::",
+		"http://x:9000/../../../../secrets", "http://x:9000/samples/../../secrets", "http://x:9000/metrics"} {
+		if _, err := proxyPort(raw); err == nil {
 			t.Errorf("%q: no error", raw)
 		}
 	}
@@ -115,29 +127,85 @@ func TestProxyFetcher(t *testing.T) {
 	if rep.Worker != "42" || len(rep.Servers) != 1 || rep.Servers[0].Requests != 7 {
 		t.Errorf("report: %+v", rep)
 	}
-	if _, err := ProxyFetcher(client)(context.Background(), "shop", "p", "http://10.0.0.7:9101/other"); err == nil ||
-		!strings.Contains(err.Error(), "pod shop/p through the API server's proxy") {
-		t.Errorf("a refusal: %v", err)
+	if _, err := ProxyFetcher(client)(context.Background(), "shop", "p", "http://10.0.0.7:9101/../../secrets"); err == nil ||
+		!strings.Contains(err.Error(), "want http://host:port/samples") {
+		t.Errorf("a path out of the pod's proxy: %v", err)
 	}
 }
 
-// TestPlotsReadOnlyWhatIsWanted: a service is read while a page of it
-// asked within plotWanted, then forgotten with its points.
-func TestPlotsReadOnlyWhatIsWanted(t *testing.T) {
-	p := &plots{services: map[string]*serviceSeries{}}
-	t0 := time.Unix(1000, 0)
-	if due := p.due(t0); len(due) != 0 {
-		t.Fatalf("nothing wanted, due: %v", due)
+// TestDirectFetcher: a report's URL reaches only what a sidecar serves:
+// http, the path /samples, no redirect followed, no body of a refusal
+// shown.
+func TestDirectFetcher(t *testing.T) {
+	var hits []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits = append(hits, r.URL.Path)
+		switch r.URL.Path {
+		case "/samples":
+			if r.URL.Query().Get("x") != "" {
+				http.Redirect(w, r, "/secret", http.StatusFound)
+				return
+			}
+			json.NewEncoder(w).Encode(samples.Report{Worker: "7"})
+		default:
+			http.Error(w, "the secret body", http.StatusForbidden)
+		}
+	}))
+	defer srv.Close()
+	fetch := DirectFetcher(srv.Client())
+	if rep, err := fetch(context.Background(), "shop", "p", srv.URL+"/samples"); err != nil || rep.Worker != "7" {
+		t.Fatalf("%+v, %v", rep, err)
 	}
-	p.want("shop/a", t0)
-	p.want("shop/b", t0.Add(time.Minute))
-	if due := p.due(t0.Add(plotWanted)); strings.Join(due, ",") != "shop/a,shop/b" {
-		t.Errorf("due: %v", due)
+	for _, u := range []string{srv.URL + "/secret", srv.URL + "/samples?x=1", strings.Replace(srv.URL, "http:", "file:", 1) + "/samples", srv.URL + "/samples/../secret"} {
+		_, err := fetch(context.Background(), "shop", "p", u)
+		if err == nil || strings.Contains(err.Error(), "the secret body") {
+			t.Errorf("%s: %v", u, err)
+		}
 	}
-	if due := p.due(t0.Add(plotWanted + time.Second)); strings.Join(due, ",") != "shop/b" {
-		t.Errorf("due after a's pages closed: %v", due)
+	if slices.Contains(hits, "/secret") {
+		t.Errorf("requests sent: %v", hits)
 	}
-	if _, ok := p.services["shop/a"]; ok {
-		t.Error("a's points are kept")
+}
+
+// TestReadServiceSkipsPartialReads: a read where a pod did not answer
+// makes no point (it would dip, and the next would count the pod twice);
+// the next full read covers both intervals. No samples URL at all is said.
+func TestReadServiceSkipsPartialReads(t *testing.T) {
+	h := &fleet.Health{Namespace: "shop", Service: "a", Tracks: []fleet.TrackHealth{{Name: "canary"}}}
+	for _, p := range []string{"p1", "p2"} {
+		h.HAProxy.Pods = append(h.HAProxy.Pods, fleet.PodState{Name: p, Report: &fleet.Report{Samples: "http://" + p + ":9101/samples"}})
+	}
+	b := &Board{healths: []*fleet.Health{h}, subs: map[chan event]bool{}}
+	var requests atomic.Int64 // per pod, growing 100 a read
+	down := atomic.Bool{}
+	b.Plot(func(_ context.Context, _, pod, _ string) (*samples.Report, error) {
+		if pod == "p2" && down.Load() {
+			return nil, errors.New("timeout")
+		}
+		n := requests.Add(50)
+		return &samples.Report{Worker: "1", Servers: []samples.Server{{Backend: "free", Server: "canary", Requests: n}}}, nil
+	}, time.Second)
+	b.plots.want("shop/a", time.Now())
+	read := func() []point {
+		b.readService(context.Background(), "shop/a")
+		return b.plots.services["shop/a"].tracks["canary"].points
+	}
+	read()
+	if pts := read(); len(pts) != 1 {
+		t.Fatalf("points after two reads: %+v", pts)
+	}
+	down.Store(true)
+	if pts := read(); len(pts) != 1 || !strings.Contains(b.plots.services["shop/a"].err, "p2: timeout") {
+		t.Fatalf("a partial read made a point, or was not said: %+v %q", pts, b.plots.services["shop/a"].err)
+	}
+	down.Store(false)
+	if pts := read(); len(pts) != 2 || pts[1].Requests <= 0 || pts[1].Reset {
+		t.Fatalf("the read after: %+v", pts)
+	}
+
+	h.HAProxy.Pods = []fleet.PodState{{Name: "p1"}}
+	read()
+	if err := b.plots.services["shop/a"].err; !strings.Contains(err, "no HAProxy pod's report names a samples URL") {
+		t.Errorf("no samples URL: %q", err)
 	}
 }

@@ -239,6 +239,9 @@ func Fetch(ctx context.Context, client *http.Client, url string) (*Report, error
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
+		if len(body) > 200 {
+			body = body[:200] // a log line, not a copy of the answer
+		}
 		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
 	}
 	rep, err := Decode(body)
