@@ -3,12 +3,19 @@
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: demo all build test test-short vet fmt-check render kube-bins golden cluster-up cluster-down
+.PHONY: demo all build test test-short vet fmt-check render kube-bins golden cluster-up cluster-down dist
 
 all: build
 
 build:
 	$(GO) build -buildvcs=auto -o $(BIN)/ ./cmd/...
+
+# dist builds the release archives (the three binaries, and trackctl as the
+# kubectl plugin kubectl-track) for linux and darwin, amd64 and arm64, with
+# VERSION stamped, and the krew manifest dist/track.yaml with their sha256.
+VERSION ?= v0.1.0
+dist:
+	VERSION=$(VERSION) GO=$(GO) hack/dist/dist.sh
 
 render:
 	$(GO) run ./cmd/trackctl render examples/account-service/account-service.yaml

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -103,6 +105,9 @@ type Controller struct {
 	events   record.EventBroadcaster
 
 	mem *memory // what was said and done, by object, between syncs
+
+	notesMu sync.Mutex
+	notes   map[cache.ObjectName]*writeNote // what the current sync of each spec wrote
 
 	// Writes counts create, update and delete calls; Syncs counts finished
 	// syncs. For metrics and tests.
@@ -201,6 +206,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		opt:    opt,
 		log:    opt.Log,
 		mem:    newMemory(),
+		notes:  map[cache.ObjectName]*writeNote{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "specs"}),
@@ -227,9 +233,20 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 
 	// A spec's change or deletion can unblock another spec of the same
 	// service (a duplicate): enqueue those too.
+	// The informers' periodic resync (an update where nothing changed)
+	// syncs each spec once more, spread over resyncSpread: at 300
+	// services it queued them all at once, and an edit arriving then
+	// waited ~1.8 s behind them. The other informers' resyncs would only
+	// queue the same specs again: they are dropped.
 	inf.ConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueueService,
-		UpdateFunc: func(_, obj any) { c.enqueueService(obj) },
+		AddFunc: c.enqueueService,
+		UpdateFunc: func(old, obj any) {
+			if resynced(old, obj) {
+				c.enqueueSpread(obj)
+				return
+			}
+			c.enqueueService(obj)
+		},
 		DeleteFunc: func(obj any) {
 			if o, ok := unwrap(obj).(metav1.Object); ok {
 				c.mem.forgetSpec(o.GetUID())
@@ -240,8 +257,12 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	// A PodTemplate change re-syncs every spec of its namespace: there are
 	// few, and only the sync knows which spec names which template.
 	inf.PodTemplates.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueueNamespace,
-		UpdateFunc: func(_, obj any) { c.enqueueNamespace(obj) },
+		AddFunc: c.enqueueNamespace,
+		UpdateFunc: func(old, obj any) {
+			if !resynced(old, obj) {
+				c.enqueueNamespace(obj)
+			}
+		},
 		DeleteFunc: c.enqueueNamespace,
 	})
 	// Deployments with a track's labels, ours or not: one appearing or going
@@ -252,13 +273,21 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		}
 	}
 	inf.Labeled.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    byApp,
-		UpdateFunc: func(_, obj any) { byApp(obj) },
+		AddFunc: byApp,
+		UpdateFunc: func(old, obj any) {
+			if !resynced(old, obj) {
+				byApp(obj)
+			}
+		},
 		DeleteFunc: byApp,
 	})
 	owned := cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueueOwner,
-		UpdateFunc: func(_, obj any) { c.enqueueOwner(obj) },
+		AddFunc: c.enqueueOwner,
+		UpdateFunc: func(old, obj any) {
+			if !resynced(old, obj) {
+				c.enqueueOwner(obj)
+			}
+		},
 		DeleteFunc: func(obj any) {
 			if o, ok := unwrap(obj).(metav1.Object); ok {
 				c.mem.forgetObject(o.GetUID())
@@ -283,6 +312,26 @@ func unwrap(obj any) any {
 		return tomb.Obj
 	}
 	return obj
+}
+
+// resyncSpread is the time over which a periodic resync's specs are synced.
+const resyncSpread = time.Minute
+
+// resynced: an update that is an informer's periodic resync, not a change.
+func resynced(old, obj any) bool {
+	o, ok1 := old.(metav1.Object)
+	n, ok2 := obj.(metav1.Object)
+	return ok1 && ok2 && o.GetResourceVersion() == n.GetResourceVersion()
+}
+
+// enqueueSpread enqueues a spec at a random time within resyncSpread.
+func (c *Controller) enqueueSpread(obj any) {
+	name, err := cache.ObjectToName(unwrap(obj))
+	if err != nil {
+		utilruntime.HandleError(err)
+		return
+	}
+	c.queue.AddAfter(name, rand.N(resyncSpread))
 }
 
 func (c *Controller) enqueue(obj any) {
@@ -398,7 +447,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		return false
 	}
 	defer c.queue.Done(key)
-	if err := c.syncHandler(ctx, key); err != nil {
+	err := c.syncHandler(ctx, key)
+	c.flushWrites(key)
+	if err != nil {
 		c.log.Warn("sync failed; retrying with backoff", "configmap", key.String(), "err", err)
 		c.queue.AddRateLimited(key)
 		return true

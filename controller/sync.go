@@ -406,17 +406,76 @@ func (c *Controller) warn(cm *corev1.ConfigMap, reason, msg string) {
 	c.recorder.Event(cm, corev1.EventTypeWarning, reason, msg)
 }
 
-// wrote records a write: a counter, a log line and a Normal Event; changed
-// names the fields an update put back or changed.
+// wrote records a write: a counter and a log line now, and a line of the
+// Normal Event its sync says at its end (flushWrites): one Event per verb
+// and sync, not one per object (a service's first sync writes 14 objects;
+// at 300 services per-object Events were as many API writes as the
+// objects themselves). changed names the fields an update put back or
+// changed.
 func (c *Controller) wrote(cm *corev1.ConfigMap, verb, kind, name, changed string) {
 	c.Writes.Add(1)
+	line := kind + " " + name
 	if changed == "" {
 		c.log.Info(verb, "kind", kind, "name", cm.Namespace+"/"+name, "configmap", cm.Name)
-		c.recorder.Eventf(cm, corev1.EventTypeNormal, verb, "%s %s %s", verb, kind, name)
+	} else {
+		c.log.Info(verb, "kind", kind, "name", cm.Namespace+"/"+name, "configmap", cm.Name, "fields", changed)
+		line += " (" + changed + ")"
+	}
+	key := cache.MetaObjectToName(cm)
+	c.notesMu.Lock()
+	defer c.notesMu.Unlock()
+	n := c.notes[key]
+	if n == nil {
+		n = &writeNote{cm: cm, lines: map[string][]string{}}
+		c.notes[key] = n
+	}
+	if _, ok := n.lines[verb]; !ok {
+		n.verbs = append(n.verbs, verb)
+	}
+	n.lines[verb] = append(n.lines[verb], line)
+}
+
+// writeNote is what one sync of a spec wrote, by verb in order.
+type writeNote struct {
+	cm    *corev1.ConfigMap
+	verbs []string
+	lines map[string][]string
+}
+
+// maxNote bounds an Event's message (the API server refuses past 1 KiB in
+// events.k8s.io/v1).
+const maxNote = 900
+
+// flushWrites says what the sync of key wrote: one Normal Event per verb
+// ("Created 14 objects: Deployment a, Service b, ...").
+func (c *Controller) flushWrites(key cache.ObjectName) {
+	c.notesMu.Lock()
+	n := c.notes[key]
+	delete(c.notes, key)
+	c.notesMu.Unlock()
+	if n == nil {
 		return
 	}
-	c.log.Info(verb, "kind", kind, "name", cm.Namespace+"/"+name, "configmap", cm.Name, "fields", changed)
-	c.recorder.Eventf(cm, corev1.EventTypeNormal, verb, "%s %s %s: %s", verb, kind, name, changed)
+	for _, verb := range n.verbs {
+		lines := n.lines[verb]
+		var msg string
+		if len(lines) == 1 {
+			msg = verb + " " + lines[0]
+		} else {
+			msg = fmt.Sprintf("%s %d objects: ", verb, len(lines))
+			for i, l := range lines {
+				if len(msg)+len(l) > maxNote {
+					msg += fmt.Sprintf("… and %d more (the controller's log names each)", len(lines)-i)
+					break
+				}
+				if i > 0 {
+					msg += ", "
+				}
+				msg += l
+			}
+		}
+		c.recorder.Event(n.cm, corev1.EventTypeNormal, verb, msg)
+	}
 }
 
 // notOwned reports, once per object, an object that has a name the spec

@@ -369,6 +369,9 @@ func (r *scaleRun) status() (time.Duration, int64) {
 // scaleResult is what a run measured.
 type scaleResult struct {
 	written, available           time.Duration
+	deployments, services        time.Duration // every Deployment, every Service written
+	convergeCPU                  float64       // the controller's CPU seconds until every Deployment was available
+	convergeAPIWrites            float64       // its API writes until then, Events and the Lease included
 	pods                         int
 	convergeWrites               float64
 	steady                       time.Duration
@@ -392,10 +395,23 @@ func (r *scaleRun) run(steady time.Duration, edits int) scaleResult {
 	start := time.Now()
 	r.create()
 	want := r.services * 5
+	lastLog := time.Now()
 	for {
 		d, s, a := r.count()
+		if res.deployments == 0 && d == want {
+			res.deployments = time.Since(start)
+		}
+		if res.services == 0 && s == want {
+			res.services = time.Since(start)
+		}
 		if res.written == 0 && d == want && s == want {
 			res.written = time.Since(start)
+		}
+		if time.Since(lastLog) > 15*time.Second {
+			m := r.read()
+			r.tb.Logf("%5.0f s: %d/%d Deployments (%d available), %d/%d Services; controller: %.0f writes, %.0f API requests, %.1f s CPU",
+				time.Since(start).Seconds(), d, want, a, s, want, m.writes, m.total(), m.cpu)
+			lastLog = time.Now()
 		}
 		if res.written != 0 && a == want {
 			res.available = time.Since(start)
@@ -406,7 +422,9 @@ func (r *scaleRun) run(steady time.Duration, edits int) scaleResult {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	res.convergeWrites = r.read().writes
+	m := r.read()
+	res.convergeWrites, res.convergeCPU = m.writes, m.cpu
+	res.convergeAPIWrites = m.apiWrites(true)
 	pods, err := r.c.Client.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{ResourceVersion: "0"})
 	if err != nil {
 		r.tb.Fatal(err)
@@ -463,8 +481,8 @@ func (res scaleResult) report(tb testing.TB, n int) {
 	q := func(p float64) time.Duration {
 		return res.editTimes[min(len(res.editTimes)-1, int(p*float64(len(res.editTimes))))]
 	}
-	tb.Logf("%d services, %d pods: every object written in %.1f s, every Deployment available in %.1f s, %.0f writes",
-		n, res.pods, res.written.Seconds(), res.available.Seconds(), res.convergeWrites)
+	tb.Logf("%d services, %d pods: every Deployment written in %.1f s, every Service in %.1f s, every Deployment available in %.1f s; %.0f objects written, %.0f API writes (Events, Lease), %.1f s of the controller's CPU",
+		n, res.pods, res.deployments.Seconds(), res.services.Seconds(), res.available.Seconds(), res.convergeWrites, res.convergeAPIWrites, res.convergeCPU)
 	tb.Logf("at rest for %s: %.0f API requests (%.2f/s), writes but the Lease's %v, Lease writes %.0f; RSS up to %.0f MiB, CPU %.1f%% of a core",
 		res.steady.Round(time.Second), res.steadyRequests, res.steadyRequests/res.steady.Seconds(), res.steadyWrites, res.leaseWrites, res.rssMiB, 100*res.cpuShare)
 	tb.Logf("spec edit -> new canary Deployment written, %d edits: p50 %s, p99 %s, max %s",

@@ -7,6 +7,11 @@ import (
 	"runtime/debug"
 )
 
+// Version is the release's version, stamped by make dist
+// (-ldflags "-X github.com/trackrouter/trackrouter/internal/version.Version=v0.2.0");
+// empty, the module's version from the build info is said.
+var Version string
+
 // String is "<binary> <version> (<revision>[, modified], <go version>)".
 func String(binary string) string {
 	info, ok := debug.ReadBuildInfo()
@@ -34,5 +39,9 @@ func String(binary string) string {
 	if modified {
 		rev += ", modified"
 	}
-	return fmt.Sprintf("%s %s (%s, %s)", binary, info.Main.Version, rev, info.GoVersion)
+	v := info.Main.Version
+	if Version != "" {
+		v = Version
+	}
+	return fmt.Sprintf("%s %s (%s, %s)", binary, v, rev, info.GoVersion)
 }
