@@ -366,11 +366,10 @@ func (r *renderer) backend(name string) {
 			Address: s.TrackAddress(track, ns, domain),
 			// init-addr last,libc,none lets haproxy -c and start-up pass where
 			// the cluster's names do not resolve; the resolvers fill them in.
-			Params: params.ParseServerOptions(append([]string{
-				"weight", strconv.Itoa(w),
-				"check", "inter", "2s", "fall", "3", "rise", "2",
-				"resolvers", ResolversName, "init-addr", "last,libc,none",
-			}, cookieParam(s, track)...)),
+			// Built, not parsed: params.ParseServerOptions tries every
+			// option's parser on each word, and took half of the render of a
+			// 50-backend spec.
+			Params: serverParams(w, cookieParam(s, track)),
 		}))
 	}
 }
@@ -448,11 +447,29 @@ func (r *renderer) cookie(backend string, a *weights.Affinity) {
 }
 
 // cookieParam is a server's cookie value under cookie affinity: its track.
-func cookieParam(s *weights.Spec, track string) []string {
+func cookieParam(s *weights.Spec, track string) string {
 	if s.Affinity == nil || s.Affinity.Cookie == "" {
-		return nil
+		return ""
 	}
-	return []string{"cookie", track}
+	return track
+}
+
+// serverParams are a track server's options: "weight W check inter 2s fall
+// 3 rise 2 resolvers R init-addr last,libc,none [cookie C]".
+func serverParams(w int, cookie string) []params.ServerOption {
+	opts := []params.ServerOption{
+		&params.ServerOptionValue{Name: "weight", Value: strconv.Itoa(w)},
+		&params.ServerOptionWord{Name: "check"},
+		&params.ServerOptionValue{Name: "inter", Value: "2s"},
+		&params.ServerOptionValue{Name: "fall", Value: "3"},
+		&params.ServerOptionValue{Name: "rise", Value: "2"},
+		&params.ServerOptionValue{Name: "resolvers", Value: ResolversName},
+		&params.ServerOptionValue{Name: "init-addr", Value: "last,libc,none"},
+	}
+	if cookie != "" {
+		opts = append(opts, &params.ServerOptionValue{Name: "cookie", Value: cookie})
+	}
+	return opts
 }
 
 // port is the port of a [host]:port; portNumber is it as a number (so

@@ -87,6 +87,73 @@ func measure(b *testing.B, h *harness, how string, edit func(string)) {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// largeSpec is a service with 200 groups over 50 backends (each a canary
+// and production pair), b00's canary at weight w, and extra groups
+// X0..X(extra-1) (each one more ACL: a structural change, a reload).
+func (h *harness) largeSpec(w, extra int) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "service: account-service\nport: 8080\ntracks:\n")
+	for _, t := range []string{"internal", "canary", "paid", "production"} {
+		fmt.Fprintf(&sb, "  %s: {version: v1.0.0, address: %q}\n", t, h.backends[t].Addr)
+	}
+	sb.WriteString("groups:\n")
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&sb, "  G%03d: b%02d\n", i, i%50)
+	}
+	for i := 0; i < extra; i++ {
+		fmt.Fprintf(&sb, "  X%d: b01\n", i)
+	}
+	sb.WriteString("default: b00\nbackends:\n")
+	for i := 0; i < 50; i++ {
+		canary := 5
+		if i == 0 {
+			canary = w
+		}
+		fmt.Fprintf(&sb, "  b%02d: {canary: %d, production: 95}\n", i, canary)
+	}
+	return sb.String()
+}
+
+// BenchmarkLargeSpec: a service with 200 groups and 50 backends. A weight
+// edit (runtime API, no reload) and a new group (render, haproxy -c, a
+// reload confirmed by show proc) from the spec file's write to live.
+// Run: go test ./router -run '^$' -bench LargeSpec -benchtime 100x
+func BenchmarkLargeSpec(b *testing.B) {
+	for _, how := range []string{"runtime", "reload"} {
+		b.Run(how, func(b *testing.B) {
+			extra := 0
+			h := startHarness(b, func(h *harness) string { return h.largeSpec(5, extra) })
+			h.waitFor("the large spec applied", func() bool { return strings.Contains(string(h.router.Applied()), "G199") })
+			var times []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				w := 10 + i%200
+				marker := fmt.Sprintf(" weight %d ", w)
+				if how == "reload" {
+					w, extra = 5, extra+1
+					marker = fmt.Sprintf("-i X%d }", extra-1)
+				}
+				start := time.Now()
+				h.writeSpec(h.largeSpec(w, extra))
+				for !strings.Contains(string(h.router.Applied()), marker) {
+					if time.Since(start) > 10*time.Second {
+						b.Fatalf("edit %d not applied within 10s", i)
+					}
+					time.Sleep(200 * time.Microsecond)
+				}
+				times = append(times, time.Since(start))
+				time.Sleep(60 * time.Millisecond)
+			}
+			b.StopTimer()
+			slices.Sort(times)
+			b.ReportMetric(ms(times[len(times)/2]), "p50-ms")
+			b.ReportMetric(ms(times[len(times)*99/100]), "p99-ms")
+			b.ReportMetric(ms(times[len(times)-1]), "max-ms")
+			b.ReportMetric(float64(len(h.router.Applied())), "bytes-applied")
+		})
+	}
+}
+
 // BenchmarkReloadsUnderLoad reloads b.N times while 4 clients (2 keep-alive,
 // 2 one connection per request) send requests, and reports the failures.
 // Run: go test ./router -run '^$' -bench ReloadsUnderLoad -benchtime 100x
