@@ -7,11 +7,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	parser "github.com/haproxytech/config-parser/v5"
 	"github.com/haproxytech/config-parser/v5/common"
@@ -119,22 +121,68 @@ type Rendered struct {
 // StampPrefix starts every stamp.
 const StampPrefix = "trackrouter:"
 
+// stampPlaceholder is the description while the stamp is computed.
+const stampPlaceholder = StampPrefix + "000000000000"
+
+// setWeights is cfg with the weight of every track server of s's backends
+// set to weight(backend, track): the stamp hashes cfg with every one 1.
+// A server of the user's base config keeps its weight (a change of it
+// needs a reload).
+func setWeights(cfg []byte, s *weights.Spec, weight func(backend, track string) int) []byte {
+	out := make([]byte, 0, len(cfg))
+	backend := ""
+	for _, line := range bytes.SplitAfter(cfg, []byte("\n")) {
+		trimmed := bytes.TrimSpace(line)
+		if len(line) > 0 && line[0] != ' ' && line[0] != '\t' && len(trimmed) > 0 {
+			// A section header: "backend NAME [from DEFAULTS]" of one of the
+			// spec's backends, or another section.
+			backend = ""
+			if f := bytes.Fields(trimmed); len(f) >= 2 && string(f[0]) == "backend" {
+				if _, ok := s.Backends[string(f[1])]; ok {
+					backend = string(f[1])
+				}
+			}
+		}
+		if backend != "" {
+			if f := bytes.Fields(trimmed); len(f) >= 5 && string(f[0]) == "server" && string(f[3]) == "weight" {
+				if _, track := s.Backends[backend][string(f[1])]; track {
+					old := " weight " + string(f[4]) + " "
+					if i := bytes.Index(line, []byte(old)); i >= 0 {
+						out = append(out, line[:i]...)
+						out = append(out, " weight "+strconv.Itoa(weight(backend, string(f[1])))+" "...)
+						out = append(out, line[i+len(old):]...)
+						continue
+					}
+				}
+			}
+		}
+		out = append(out, line...)
+	}
+	return out
+}
+
 // Render returns haproxy.cfg for s: the base config, a resolvers section,
 // one frontend routing on the header, and one backend per spec backend with
 // one weighted server per track. The same spec and options give the same bytes.
 func Render(s *weights.Spec, opt Options) (*Rendered, error) {
-	// The stamp hashes a rendering with every weight 1, so that a weight
-	// edit keeps it; the description line is then set to it.
-	structure, err := render(s, opt, "", true)
+	// One rendering (config-parser is most of a render's cost: a second
+	// one for the stamp doubled a weight edit's time on a large spec). The
+	// stamp hashes it with the track servers' weights set to 1 and the
+	// description left as a placeholder of the stamp's length, so that a
+	// weight edit keeps it; the placeholder is then replaced.
+	key, keyErr := structureKey(s)
+	if keyErr == nil {
+		if r := reweighted(s, opt, key); r != nil {
+			return r, nil
+		}
+	}
+	cfg, err := render(s, opt, stampPlaceholder)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(structure)
+	sum := sha256.Sum256(setWeights(cfg, s, func(string, string) int { return 1 }))
 	stamp := StampPrefix + hex.EncodeToString(sum[:6])
-	cfg, err := render(s, opt, stamp, false)
-	if err != nil {
-		return nil, err
-	}
+	cfg = bytes.Replace(cfg, []byte(stampPlaceholder), []byte(stamp), 1)
 	out := &Rendered{Config: cfg, Stamp: stamp, Weights: make(map[ServerKey]int)}
 	for name, b := range s.Backends {
 		for track, w := range b {
@@ -145,7 +193,70 @@ func Render(s *weights.Spec, opt Options) (*Rendered, error) {
 		out.Map = GroupsMap(s)
 		out.Groups = ParseGroupsMap(out.Map)
 	}
+	if keyErr == nil {
+		reuse.Lock()
+		if len(reuse.last) >= 64 {
+			clear(reuse.last)
+		}
+		reuse.last[s.Service] = &reusable{opt: opt, key: key, r: out}
+		reuse.Unlock()
+	}
 	return out, nil
+}
+
+// reuse keeps each service's last full rendering. A spec that differs from
+// it only in weights is rendered by setting the new weights in its text:
+// config-parser made a weight edit of a 50-backend spec take ~10 ms of
+// CPU, and a weight edit is the change the sidecar must make fastest.
+// TestReweightedIsRendered checks that both ways give the same bytes.
+var reuse = struct {
+	sync.Mutex
+	last map[string]*reusable // by service
+}{last: map[string]*reusable{}}
+
+// reweights counts renderings made the fast way (tests).
+var reweights atomic.Int64
+
+type reusable struct {
+	opt Options
+	key []byte // structureKey of the spec
+	r   *Rendered
+}
+
+// structureKey is s without its weights (and warnings, which do not
+// render), canonically: equal keys render equal configs but for weights.
+func structureKey(s *weights.Spec) ([]byte, error) {
+	c := *s
+	c.Warnings = nil
+	c.Backends = make(map[string]weights.Backend, len(s.Backends))
+	for name, b := range s.Backends {
+		zero := make(weights.Backend, len(b))
+		for track := range b {
+			zero[track] = 0
+		}
+		c.Backends[name] = zero
+	}
+	return json.Marshal(&c)
+}
+
+// reweighted is the last rendering of s's service with s's weights, when
+// only weights changed since; nil otherwise.
+func reweighted(s *weights.Spec, opt Options, key []byte) *Rendered {
+	reuse.Lock()
+	l := reuse.last[s.Service]
+	reuse.Unlock()
+	if l == nil || l.opt != opt || !bytes.Equal(l.key, key) {
+		return nil
+	}
+	out := &Rendered{Stamp: l.r.Stamp, Map: l.r.Map, Groups: l.r.Groups, Weights: make(map[ServerKey]int)}
+	for name, b := range s.Backends {
+		for track, w := range b {
+			out.Weights[ServerKey{name, track}] = w
+		}
+	}
+	out.Config = setWeights(l.r.Config, s, func(backend, track string) int { return s.Backends[backend][track] })
+	reweights.Add(1)
+	return out
 }
 
 // parserMu serializes config-parser: v5.1.6 writes a package variable
@@ -155,7 +266,7 @@ func Render(s *weights.Spec, opt Options) (*Rendered, error) {
 // test binary).
 var parserMu sync.Mutex
 
-func render(s *weights.Spec, opt Options, stamp string, unitWeights bool) ([]byte, error) {
+func render(s *weights.Spec, opt Options, stamp string) ([]byte, error) {
 	parserMu.Lock()
 	defer parserMu.Unlock()
 	base := opt.Base
@@ -166,7 +277,7 @@ func render(s *weights.Spec, opt Options, stamp string, unitWeights bool) ([]byt
 	if err != nil {
 		return nil, fmt.Errorf("parse base config: %w", err)
 	}
-	r := renderer{p: p, spec: s, opt: opt, unitWeights: unitWeights}
+	r := renderer{p: p, spec: s, opt: opt}
 	if stamp != "" {
 		// The description of the user's base config, if any, gives way.
 		r.set(p.Set(parser.Global, parser.GlobalSectionName, "description", &types.StringC{Value: stamp}))
@@ -187,11 +298,10 @@ func header(s *weights.Spec) string {
 }
 
 type renderer struct {
-	p           parser.Parser
-	spec        *weights.Spec
-	opt         Options
-	unitWeights bool // every server weight 1: the stamp's input
-	err         error
+	p    parser.Parser
+	spec *weights.Spec
+	opt  Options
+	err  error
 }
 
 // set records the first error of a sequence of parser calls.
@@ -358,9 +468,6 @@ func (r *renderer) backend(name string) {
 	b := s.Backends[name]
 	for _, track := range b.Tracks() {
 		w := b[track]
-		if r.unitWeights {
-			w = 1
-		}
 		r.set(r.p.Insert(parser.Backends, name, "server", types.Server{
 			Name:    track,
 			Address: s.TrackAddress(track, ns, domain),

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -248,5 +250,88 @@ func TestCheckTimeout(t *testing.T) {
 	var ce *CheckError
 	if err == nil || errors.As(err, &ce) {
 		t.Errorf("want an error that is not a verdict, got %v", err)
+	}
+}
+
+// TestStampKeepsBaseServers: the stamp leaves out the weights of the
+// spec's track servers only; a server of the user's base config keeps
+// its weight in it (changing it needs a reload, not the Runtime API).
+func TestStampKeepsBaseServers(t *testing.T) {
+	spec := readSpec(t, "../examples/account-service/account-service.yaml")
+	base := func(w int) string {
+		return DefaultBase + fmt.Sprintf("\nbackend stats_local\n  server canary 127.0.0.1:9000 weight %d\n", w)
+	}
+	a, err := Render(spec, Options{Base: base(10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Render(spec, Options{Base: base(20)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Stamp == b.Stamp {
+		t.Errorf("a base server's weight edit kept the stamp %s", a.Stamp)
+	}
+	if strings.Count(string(a.Config), stampPlaceholder) != 0 || strings.Count(string(a.Config), a.Stamp) != 1 {
+		t.Errorf("the placeholder was not replaced by the stamp once:\n%s", a.Config)
+	}
+}
+
+// TestReweightedIsRendered: a weight edit rendered from the last
+// rendering's text (the fast way) gives the bytes, stamp, weights and map
+// a full rendering gives, for every golden input, with and without the
+// groups map and a base config, for random weights from 0 to 256.
+func TestReweightedIsRendered(t *testing.T) {
+	inputs, err := filepath.Glob("../testdata/render/*.input.yaml")
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("inputs: %v %v", inputs, err)
+	}
+	base, err := os.ReadFile("../testdata/render/base-config.base.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	before := reweights.Load()
+	defer func() {
+		if n := reweights.Load() - before; n < int64(len(inputs)*3*20) {
+			t.Errorf("%d renderings the fast way, want %d", n, len(inputs)*3*20)
+		}
+	}()
+	for _, in := range inputs {
+		for _, opt := range []Options{{}, {GroupsMap: "/run/groups.map"}, {Base: string(base), LatencyLog: "/run/log.sock"}} {
+			spec := readSpec(t, in)
+			if _, err := Render(spec, opt); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 20; i++ {
+				for _, b := range spec.Backends {
+					for track := range b {
+						b[track] = rng.IntN(weights.MaxWeight + 1)
+					}
+				}
+				fast, err := Render(spec, opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				reuse.Lock()
+				clear(reuse.last)
+				reuse.Unlock()
+				full, err := Render(spec, opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(full, fast); diff != "" {
+					t.Fatalf("%s %+v: the fast way differs (-full +fast):\n%s", in, opt, diff)
+				}
+			}
+		}
+	}
+	// A structural edit is rendered in full.
+	spec := readSpec(t, "../examples/account-service/account-service.yaml")
+	a, _ := Render(spec, Options{})
+	spec.Groups["BETA"] = "canary"
+	b, _ := Render(spec, Options{})
+	if a.Stamp == b.Stamp || !strings.Contains(string(b.Config), "BETA") {
+		t.Errorf("a new group kept the stamp or is not in the config")
 	}
 }
