@@ -26,7 +26,10 @@ type krewPlugin struct {
 	} `json:"metadata"`
 	Spec struct {
 		Version          string `json:"version"`
+		Homepage         string `json:"homepage"`
 		ShortDescription string `json:"shortDescription"`
+		Description      string `json:"description"`
+		Caveats          string `json:"caveats"`
 		Platforms        []struct {
 			Selector struct {
 				MatchLabels map[string]string `json:"matchLabels"`
@@ -50,7 +53,15 @@ type krewPlugin struct {
 func TestDistAndKrewManifest(t *testing.T) {
 	dist := t.TempDir()
 	cmd := exec.Command("../../hack/dist/dist.sh")
-	cmd.Env = append(os.Environ(), "VERSION=v9.8.7", "DIST="+dist, "PLATFORMS="+runtime.GOOS+"/"+runtime.GOARCH)
+	// The release's -trimpath and CGO_ENABLED=0 would compile every
+	// package again (minutes, beside the other tests); the layout and the
+	// manifest do not depend on them.
+	cgo, err := exec.Command("go", "env", "CGO_ENABLED").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Env = append(os.Environ(), "VERSION=v9.8.7", "DIST="+dist, "PLATFORMS="+runtime.GOOS+"/"+runtime.GOARCH,
+		"DIST_FLAGS=", "CGO_ENABLED="+strings.TrimSpace(string(cgo)))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("dist.sh: %v\n%s", err, out)
 	}
@@ -63,7 +74,7 @@ func TestDistAndKrewManifest(t *testing.T) {
 		t.Fatalf("track.yaml: %v\n%s", err, raw)
 	}
 	if p.APIVersion != "krew.googlecontainertools.github.com/v1alpha2" || p.Kind != "Plugin" || p.Metadata.Name != "track" ||
-		p.Spec.Version != "v9.8.7" || p.Spec.ShortDescription == "" || len(p.Spec.Platforms) != 1 {
+		p.Spec.Version != "v9.8.7" || p.Spec.ShortDescription == "" || p.Spec.Homepage == "" || len(p.Spec.Platforms) != 1 {
 		t.Fatalf("manifest:\n%s", raw)
 	}
 	pl := p.Spec.Platforms[0]

@@ -7,6 +7,8 @@
 # then the krew plugin manifest (DIST/track.yaml, from hack/dist/krew.yaml)
 # with each archive's URL and sha256, and DIST/SHA256SUMS.
 # Usage: VERSION=v0.2.0 hack/dist/dist.sh
+# (DIST_FLAGS, default -trimpath, and CGO_ENABLED, default 0, are the build's;
+# the test sets them to the go command's defaults to reuse the build cache.)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -28,7 +30,8 @@ for p in $PLATFORMS; do
   full="trackrouter_${VERSION}_${os}_${arch}"
   plugin="kubectl-track_${VERSION}_${os}_${arch}"
   mkdir -p "$work/$full" "$work/$plugin"
-  (cd "$root" && CGO_ENABLED=0 GOOS=$os GOARCH=$arch $GO build -trimpath -buildvcs=false \
+  # shellcheck disable=SC2086 # DIST_FLAGS is words
+  (cd "$root" && CGO_ENABLED=${CGO_ENABLED:-0} GOOS=$os GOARCH=$arch $GO build ${DIST_FLAGS--trimpath} -buildvcs=false \
     -ldflags "-s -X github.com/trackrouter/trackrouter/internal/version.Version=$VERSION" -o "$work/$full/" ./cmd/...)
   cp "$root/README.md" "$work/$full/"
   cp "$work/$full/trackctl" "$work/$plugin/kubectl-track"
