@@ -121,6 +121,15 @@ type Rendered struct {
 // StampPrefix starts every stamp.
 const StampPrefix = "trackrouter:"
 
+// baseHasDescription: the base config may set a description of its own.
+func baseHasDescription(opt Options) bool {
+	base := opt.Base
+	if base == "" {
+		base = DefaultBase
+	}
+	return strings.Contains(base, "description")
+}
+
 // stampPlaceholder is the description while the stamp is computed.
 const stampPlaceholder = StampPrefix + "000000000000"
 
@@ -180,7 +189,18 @@ func Render(s *weights.Spec, opt Options) (*Rendered, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(setWeights(cfg, s, func(string, string) int { return 1 }))
+	// The stamp's input is the rendering without the description and with
+	// every track server's weight 1, as it has been since stamps exist (a
+	// new formula would reload every HAProxy on upgrade and fail every
+	// user's golden files). A base config with a description of its own
+	// is rendered a second time without the stamp, as before.
+	var structure []byte
+	if line := []byte("  description " + stampPlaceholder + "\n"); !baseHasDescription(opt) && bytes.Count(cfg, line) == 1 {
+		structure = bytes.Replace(cfg, line, nil, 1)
+	} else if structure, err = render(s, opt, ""); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(setWeights(structure, s, func(string, string) int { return 1 }))
 	stamp := StampPrefix + hex.EncodeToString(sum[:6])
 	cfg = bytes.Replace(cfg, []byte(stampPlaceholder), []byte(stamp), 1)
 	out := &Rendered{Config: cfg, Stamp: stamp, Weights: make(map[ServerKey]int)}
@@ -198,7 +218,7 @@ func Render(s *weights.Spec, opt Options) (*Rendered, error) {
 		if len(reuse.last) >= 64 {
 			clear(reuse.last)
 		}
-		reuse.last[s.Service] = &reusable{opt: opt, key: key, r: out}
+		reuse.last[reuseKey{s.Service, opt}] = &reusable{key: key, r: out}
 		reuse.Unlock()
 	}
 	return out, nil
@@ -211,14 +231,20 @@ func Render(s *weights.Spec, opt Options) (*Rendered, error) {
 // TestReweightedIsRendered checks that both ways give the same bytes.
 var reuse = struct {
 	sync.Mutex
-	last map[string]*reusable // by service
-}{last: map[string]*reusable{}}
+	last map[reuseKey]*reusable
+}{last: map[reuseKey]*reusable{}}
+
+// reuseKey: a service rendered with some options (the sidecar's loop and
+// its background check render with their own).
+type reuseKey struct {
+	service string
+	opt     Options
+}
 
 // reweights counts renderings made the fast way (tests).
 var reweights atomic.Int64
 
 type reusable struct {
-	opt Options
 	key []byte // structureKey of the spec
 	r   *Rendered
 }
@@ -243,9 +269,9 @@ func structureKey(s *weights.Spec) ([]byte, error) {
 // only weights changed since; nil otherwise.
 func reweighted(s *weights.Spec, opt Options, key []byte) *Rendered {
 	reuse.Lock()
-	l := reuse.last[s.Service]
+	l := reuse.last[reuseKey{s.Service, opt}]
 	reuse.Unlock()
-	if l == nil || l.opt != opt || !bytes.Equal(l.key, key) {
+	if l == nil || !bytes.Equal(l.key, key) {
 		return nil
 	}
 	out := &Rendered{Stamp: l.r.Stamp, Map: l.r.Map, Groups: l.r.Groups, Weights: make(map[ServerKey]int)}
