@@ -13,7 +13,8 @@ build:
 # dist builds the release archives (the three binaries, and trackctl as the
 # kubectl plugin kubectl-track) for linux and darwin, amd64 and arm64, with
 # VERSION stamped, and the krew manifest dist/track.yaml with their sha256.
-VERSION ?= v0.1.0
+# VERSION: make dist VERSION=v0.2.0, or the tag HEAD is at.
+VERSION ?= $(shell git describe --tags --exact-match 2>/dev/null)
 dist:
 	VERSION=$(VERSION) GO=$(GO) hack/dist/dist.sh
 

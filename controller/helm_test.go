@@ -89,7 +89,7 @@ func TestHelmChartIsTheInstall(t *testing.T) {
 
 	// Values change what they say, and only that.
 	out, err = helm(t, "template", "tc", chart, "--namespace", "ops", "--set", "image.tag=0.2.0,replicas=3,kubeAPI.qps=20,webhook.enabled=false",
-		"--set", "alerts.webhookURL=https://hooks.example.com/x,board.addr=:8089")
+		"--set", "alerts.webhookURL=https://hooks.example.com/x,board.addr=:8089", "--set-string", "alerts.smtp.from=Ops: team <ops@example.com>")
 	if err != nil {
 		t.Fatalf("helm template with values: %v\n%s", err, out)
 	}
@@ -99,7 +99,8 @@ func TestHelmChartIsTheInstall(t *testing.T) {
 		t.Fatalf("no Deployment ops/tc in:\n%s", out)
 	}
 	js := fmt.Sprint(d)
-	for _, want := range []string{"ghcr.io/trackrouter/trackrouter:0.2.0", "replicas:3", "--kube-api-qps=20", "--board-addr=:8089", "--lease-namespace=ops", "--lease-name=tc"} {
+	for _, want := range []string{"ghcr.io/trackrouter/trackrouter:0.2.0", "replicas:3", "--kube-api-qps=20", "--board-addr=:8089", "--lease-namespace=ops", "--lease-name=tc",
+		"--alert-smtp-from=Ops: team <ops@example.com>"} {
 		if !strings.Contains(js, want) {
 			t.Errorf("the Deployment does not say %q: %s", want, js)
 		}
@@ -107,7 +108,7 @@ func TestHelmChartIsTheInstall(t *testing.T) {
 	if strings.Contains(js, "--webhook-addr") || got["ValidatingWebhookConfiguration <nil>/tc"] != nil {
 		t.Errorf("webhook.enabled=false still serves a webhook:\n%s", out)
 	}
-	if s := got["Secret ops/track-controller-alerts"]; s == nil || !strings.Contains(fmt.Sprint(s), "https://hooks.example.com/x") {
+	if s := got["Secret ops/tc-alerts"]; s == nil || !strings.Contains(fmt.Sprint(s), "https://hooks.example.com/x") {
 		t.Errorf("alerts.webhookURL made no Secret:\n%s", out)
 	}
 }
@@ -128,6 +129,7 @@ func TestHelmValuesRefused(t *testing.T) {
 		{"healthInterval=10", "/healthInterval"},
 		{"replica=3", "replica"},
 		{"webhook.failurePolicy=fail", "/webhook/failurePolicy"},
+		{"healthInterval=0s", "/healthInterval"},
 	} {
 		out, err := helm(t, "template", "track-controller", chart, "--set", tc.set)
 		if err == nil {
@@ -137,6 +139,10 @@ func TestHelmValuesRefused(t *testing.T) {
 		if !strings.Contains(out, "schema") || !strings.Contains(out, tc.field) {
 			t.Errorf("--set %s: the error does not name %s:\n%s", tc.set, tc.field, out)
 		}
+	}
+	// A release name that cannot name a Service.
+	if out, err := helm(t, "template", "tc.v1", chart); err == nil || !strings.Contains(out, `release name "tc.v1": want a DNS-1035 label`) {
+		t.Errorf("release tc.v1: %v\n%s", err, out)
 	}
 }
 

@@ -13,15 +13,17 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 VERSION=${VERSION:?set VERSION, e.g. VERSION=v0.2.0}
-case "$VERSION" in
-  v[0-9]*.[0-9]*.[0-9]*) ;;
-  *) echo "dist.sh: VERSION $VERSION: want vMAJOR.MINOR.PATCH (krew needs a semantic version)" >&2; exit 2 ;;
-esac
+if ! [[ $VERSION =~ ^v(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*)){2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$ ]]; then
+  echo "dist.sh: VERSION $VERSION: want vMAJOR.MINOR.PATCH (krew needs a semantic version)" >&2
+  exit 2
+fi
+tar --version 2>/dev/null | grep -q "GNU tar" || { echo "dist.sh: needs GNU tar (reproducible archives: --sort, --mtime)" >&2; exit 2; }
 DIST=${DIST:-$root/dist}
 PLATFORMS=${PLATFORMS:-linux/amd64 linux/arm64 darwin/amd64 darwin/arm64}
 URL=${URL:-https://github.com/trackrouter/trackrouter/releases/download/$VERSION}
 GO=${GO:-go}
 mkdir -p "$DIST"
+rm -f "$DIST"/trackrouter_*.tar.gz "$DIST"/kubectl-track_*.tar.gz # SHA256SUMS lists this run's only
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 platforms_yaml=""
@@ -38,7 +40,7 @@ for p in $PLATFORMS; do
   cp "$root/README.md" "$work/$plugin/"
   # Reproducible archives: sorted names, fixed owner and time.
   for a in "$full" "$plugin"; do
-    tar -C "$work" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf - "$a" | gzip -n > "$DIST/$a.tar.gz"
+    tar -C "$work" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --mode=u+rwX,go=rX -cf - "$a" | gzip -n > "$DIST/$a.tar.gz"
   done
   sum=$(sha256sum "$DIST/$plugin.tar.gz" | cut -d' ' -f1)
   platforms_yaml+="  - selector:
