@@ -51,23 +51,7 @@ func TestBoardInBrowser(t *testing.T) {
 	r.waitHealthy()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		e := &env{name: "trackctl", stdout: &strings.Builder{}, stderr: &strings.Builder{}}
-		done <- e.runBoard(ctx, &boardOptions{client: r.client, kube: kubeFlags{namespace: r.ns}, addr: "127.0.0.1:0", minEndpoints: 2,
-			samples: "direct", every: time.Second, ready: func(a string) { addr <- a }})
-	}()
-	var url string
-	select {
-	case a := <-addr:
-		url = "http://" + a + "/"
-	case err := <-done:
-		t.Fatalf("board: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the board did not start")
-	}
-	defer func() { cancel(); <-done }()
+	url := runBoardFor(t, ctx, &boardOptions{client: r.client, kube: kubeFlags{namespace: r.ns}, minEndpoints: 2}) + "/"
 
 	bctx, artifacts := browser(t, ctx, bin)
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(url)); err != nil {
@@ -256,4 +240,31 @@ func browser(t *testing.T, ctx context.Context, bin string) (context.Context, st
 	bctx, bcancel := chromedp.NewContext(actx)
 	t.Cleanup(bcancel)
 	return bctx, artifacts
+}
+
+// runBoardFor runs trackctl board with o on a free loopback port (its
+// plots read directly, every second) until ctx or the test ends, and
+// returns its base URL once it serves.
+func runBoardFor(t *testing.T, ctx context.Context, o *boardOptions) string {
+	t.Helper()
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	o.addr, o.samples, o.every = "127.0.0.1:0", "direct", time.Second
+	o.ready = func(a string) { addr <- a }
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		e := &env{name: "trackctl", stdout: &strings.Builder{}, stderr: &strings.Builder{}}
+		done <- e.runBoard(ctx, o)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-addr:
+		return "http://" + a
+	case err := <-done:
+		done <- err
+		t.Fatalf("board: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the board did not start")
+	}
+	return ""
 }

@@ -22,23 +22,7 @@ func TestBoardPlotsTraffic(t *testing.T) {
 	r.backends["canary"].failPerMille.Store(100)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		e := &env{name: "trackctl", stdout: &strings.Builder{}, stderr: &strings.Builder{}}
-		done <- e.runBoard(ctx, &boardOptions{client: r.client, kube: kubeFlags{namespace: r.ns}, addr: "127.0.0.1:0", minEndpoints: 1,
-			samples: "direct", every: time.Second, ready: func(a string) { addr <- a }})
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("board: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the board did not start")
-	}
-	defer func() { cancel(); <-done }()
+	base := runBoardFor(t, ctx, &boardOptions{client: r.client, kube: kubeFlags{namespace: r.ns}, minEndpoints: 1})
 
 	page := base + "/service/" + r.ns + "/account-service"
 	if code, body := get(t, page); code != 200 || !strings.Contains(body, `id="traffic"`) {

@@ -28,25 +28,6 @@ import (
 	"github.com/trackrouter/trackrouter/weights"
 )
 
-// scaleSpec is the seed's preferred shape: 2/4/4/10 replicas and 4
-// HAProxy pods, 24 pods and 5 Services per service.
-const scaleSpec = `service: SERVICE
-port: 8080
-router: {replicas: 4}
-tracks:
-  internal:   {version: 1.0.0, replicas: 2}
-  canary:     {version: "1.0", replicas: 4}
-  paid:       {version: 0.2.3, replicas: 4}
-  production: {version: 0.2.3, replicas: 10}
-groups: {INTERNAL: internal, FREE: canary, ENTERPRISE: enterprise}
-default: paid
-backends:
-  internal:   {internal: 100}
-  canary:     {canary: 5, production: 95}
-  paid:       {paid: 5, production: 95}
-  enterprise: {production: 100}
-`
-
 // scaleRun is the shipped track-controller binary, run on a fleet of
 // services on the test cluster, and what it measured.
 type scaleRun struct {
@@ -73,11 +54,15 @@ func (m controllerMetrics) apiWrites(leases bool) float64 {
 	n := 0.0
 	for k, v := range m.requests {
 		verb, resource, _ := strings.Cut(k, " ")
-		if (verb == "POST" || verb == "PUT" || verb == "PATCH" || verb == "DELETE") && (leases || resource != "leases") {
+		if isWrite(verb) && (leases || resource != "leases") {
 			n += v
 		}
 	}
 	return n
+}
+
+func isWrite(verb string) bool {
+	return verb == "POST" || verb == "PUT" || verb == "PATCH" || verb == "DELETE"
 }
 
 func (m controllerMetrics) total() float64 {
@@ -98,6 +83,9 @@ func (m controllerMetrics) minus(o controllerMetrics) map[string]float64 {
 	}
 	return out
 }
+
+// The fleet's services are benchSpec: the seed's preferred 2/4/4/10
+// replicas and the default 4 HAProxy pods, 24 pods and 5 Services each.
 
 // newScaleRun builds the shipped binary and makes the namespaces of a
 // fleet of n services (one namespace: the controller runs with
@@ -248,7 +236,7 @@ func (r *scaleRun) create() {
 					return
 				}
 				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{weights.ServiceLabel: name}},
-					Data: map[string]string{weights.DataKey: strings.ReplaceAll(scaleSpec, "SERVICE", name)}}
+					Data: map[string]string{weights.DataKey: strings.ReplaceAll(benchSpec, "SERVICE", name)}}
 				if _, err := r.c.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 					failed.Store(&err)
 					return
@@ -447,7 +435,7 @@ func (r *scaleRun) run(steady time.Duration, edits int) scaleResult {
 	res.steadyWrites = map[string]float64{}
 	for k, v := range after.minus(before) {
 		verb, resource, _ := strings.Cut(k, " ")
-		if verb == "POST" || verb == "PUT" || verb == "PATCH" || verb == "DELETE" {
+		if isWrite(verb) {
 			if resource == "leases" {
 				res.leaseWrites += v
 			} else {

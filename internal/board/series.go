@@ -27,8 +27,8 @@ type Fetcher func(ctx context.Context, namespace, pod, url string) (*samples.Rep
 // DirectFetcher reads the URL the report names: for a board that runs in
 // the cluster (track-controller's), where pod addresses answer. A report
 // is written by a sidecar, so the URL is held to what a sidecar serves
-// (http, the path /samples), redirects are not followed, and only the
-// status of a refusal is shown, never its body.
+// (http, the path /samples) and redirects are not followed; a refusal is
+// its status only (samples.Fetch).
 func DirectFetcher(client *http.Client) Fetcher {
 	c := *client
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -37,27 +37,12 @@ func DirectFetcher(client *http.Client) Fetcher {
 		if err != nil || u.Scheme != "http" || u.Path != samples.Path || u.RawQuery != "" || u.User != nil {
 			return nil, fmt.Errorf("samples URL %q: want http://host:port%s", raw, samples.Path)
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("%s: %s", u.Host, resp.Status)
-		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, maxReport))
-		if err != nil {
-			return nil, err
-		}
-		return samples.Decode(body)
+		return samples.Fetch(ctx, &c, u.String())
 	}
 }
 
-// maxReport bounds what a sidecar's answer may cost the board.
+// maxReport bounds what a sidecar's answer may cost the board through the
+// proxy (samples.Fetch bounds it alike).
 const maxReport = 4 << 20
 
 // ProxyFetcher reads it through the API server's pod proxy (GET
@@ -211,14 +196,14 @@ func (b *Board) readService(ctx context.Context, key string) {
 		return
 	}
 	type read struct {
-		pod string
-		rep *samples.Report
-		err error
+		pod, url string
+		rep      *samples.Report
+		err      error
 	}
 	var reads []read
 	for _, p := range h.HAProxy.Pods {
 		if p.Report != nil && p.Report.Samples != "" {
-			reads = append(reads, read{pod: p.Name})
+			reads = append(reads, read{pod: p.Name, url: p.Report.Samples})
 		}
 	}
 	var wg sync.WaitGroup
@@ -228,13 +213,7 @@ func (b *Board) readService(ctx context.Context, key string) {
 			defer wg.Done()
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			u := ""
-			for _, p := range h.HAProxy.Pods {
-				if p.Name == reads[i].pod {
-					u = p.Report.Samples
-				}
-			}
-			reads[i].rep, reads[i].err = b.plots.fetch(rctx, h.Namespace, reads[i].pod, u)
+			reads[i].rep, reads[i].err = b.plots.fetch(rctx, h.Namespace, reads[i].pod, reads[i].url)
 		}()
 	}
 	wg.Wait()

@@ -239,10 +239,10 @@ func Fetch(ctx context.Context, client *http.Client, url string) (*Report, error
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		if len(body) > 200 {
-			body = body[:200] // a log line, not a copy of the answer
-		}
-		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
+		// The status only: whatever answered at a URL a report named is
+		// not copied into logs or the board's page (the sidecar logs its
+		// own reasons).
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	rep, err := Decode(body)
 	if err != nil {

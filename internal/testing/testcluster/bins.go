@@ -41,15 +41,7 @@ func BinDir() (string, error) {
 	if d := os.Getenv("TRACKROUTER_KUBE_BIN"); d != "" {
 		return d, nil
 	}
-	root, err := repoRoot()
-	if err != nil {
-		return "", err
-	}
-	v, err := readVersions(filepath.Join(root, "hack", "kube", "versions.env"))
-	if err != nil {
-		return "", err
-	}
-	cache, err := cacheDir()
+	_, v, cache, err := layout()
 	if err != nil {
 		return "", err
 	}
@@ -57,43 +49,50 @@ func BinDir() (string, error) {
 		v["KUBERNETES_VERSION"], v["ETCD_VERSION"], v["KWOK_VERSION"])), nil
 }
 
-// cacheDir is where hack/kube/build.sh keeps what it builds.
-func cacheDir() (string, error) {
-	if cache := os.Getenv("TRACKROUTER_KUBE_CACHE"); cache != "" {
-		return cache, nil
+// layout is the repository's root, hack/kube/versions.env's versions, and
+// the cache where hack/kube/build.sh keeps what it builds.
+func layout() (root string, versions map[string]string, cache string, err error) {
+	if root, err = repoRoot(); err != nil {
+		return "", nil, "", err
+	}
+	if versions, err = readVersions(filepath.Join(root, "hack", "kube", "versions.env")); err != nil {
+		return "", nil, "", err
+	}
+	if cache = os.Getenv("TRACKROUTER_KUBE_CACHE"); cache != "" {
+		return root, versions, cache, nil
 	}
 	base := os.Getenv("XDG_CACHE_HOME")
 	if base == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
-			return "", err
+			return "", nil, "", err
 		}
 		base = filepath.Join(home, ".cache")
 	}
-	return filepath.Join(base, "trackrouter", "kube"), nil
+	return root, versions, filepath.Join(base, "trackrouter", "kube"), nil
+}
+
+// runBuild runs hack/kube/build.sh, its output on stderr.
+func runBuild(ctx context.Context, root string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "kube", "build.sh"))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("hack/kube/build.sh: %w", err)
+	}
+	return nil
 }
 
 // Helm is the helm binary of hack/kube/versions.env's HELM_VERSION, built
 // by hack/kube/build.sh (make kube-bins); under CI a missing one is built.
 func Helm() (string, error) {
-	root, err := repoRoot()
-	if err != nil {
-		return "", err
-	}
-	v, err := readVersions(filepath.Join(root, "hack", "kube", "versions.env"))
-	if err != nil {
-		return "", err
-	}
-	cache, err := cacheDir()
+	root, v, cache, err := layout()
 	if err != nil {
 		return "", err
 	}
 	path := filepath.Join(cache, "helm-"+v["HELM_VERSION"], "helm")
 	if _, err := os.Stat(path); err != nil && os.Getenv("CI") != "" {
-		cmd := exec.Command(filepath.Join(root, "hack", "kube", "build.sh"))
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return "", fmt.Errorf("hack/kube/build.sh: %w", err)
+		if err := runBuild(context.Background(), root); err != nil {
+			return "", err
 		}
 	}
 	if _, err := os.Stat(path); err != nil {
@@ -141,10 +140,8 @@ func EnsureBinaries(ctx context.Context, build bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "kube", "build.sh"))
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("hack/kube/build.sh: %w", err)
+	if err := runBuild(ctx, root); err != nil {
+		return "", err
 	}
 	if m := missing(dir); m != "" {
 		return "", fmt.Errorf("hack/kube/build.sh did not produce %s", filepath.Join(dir, m))
