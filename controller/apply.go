@@ -280,19 +280,14 @@ func reconcile[T object, AC any](ctx context.Context, c *Controller, cm *corev1.
 	}
 	live, err := k.cached(cm.Namespace, want.GetName())
 	if apierrors.IsNotFound(err) {
-		// Not in the cache: it may still exist (cache lag, or someone
-		// else's object); an apply would take it over.
-		live, err = k.get(ctx, cm.Namespace, want.GetName())
-		if apierrors.IsNotFound(err) {
-			if err := c.fence(); err != nil {
-				return err
-			}
-			if err := k.apply(ctx, cm.Namespace, desired); err != nil {
-				return fmt.Errorf("create %s %s: %w", k.name, want.GetName(), err)
-			}
-			c.wrote(cm, "Created", k.name, want.GetName(), "")
-			return nil
+		// Not in the cache, yet it may exist (cache lag, or someone else's
+		// object, which a plain apply would take over): create it only if
+		// no object has that name, and read the one that has.
+		var created bool
+		if created, err = createOnly(ctx, c, cm, k, want); err != nil || created {
+			return err
 		}
+		live, err = k.get(ctx, cm.Namespace, want.GetName())
 	}
 	if err != nil {
 		return err
@@ -327,6 +322,35 @@ func reconcile[T object, AC any](ctx context.Context, c *Controller, cm *corev1.
 	}
 	c.wrote(cm, "Updated", k.name, want.GetName(), diff)
 	return nil
+}
+
+// noObjectHas is a resourceVersion no stored object has (etcd's first
+// write is revision 2). An apply that carries it creates the object when
+// there is none, and fails with a Conflict when there is one: a create that
+// cannot take over someone else's object, in one request instead of a GET
+// and an apply. The object is then owned exactly as by any apply.
+const noObjectHas = "1"
+
+// createOnly creates want by Server-Side Apply unless an object of its name
+// exists; it reports whether it created it (false, nil: one exists).
+func createOnly[T object, AC any](ctx context.Context, c *Controller, cm *corev1.ConfigMap, k kind[T, AC], want T) (bool, error) {
+	obj := want.DeepCopyObject().(T)
+	obj.SetResourceVersion(noObjectHas)
+	desired, err := toApply[AC](obj, k.apiVersion, k.name)
+	if err != nil {
+		return false, fmt.Errorf("%s %s: %w", k.name, want.GetName(), err)
+	}
+	if err := c.fence(); err != nil {
+		return false, err
+	}
+	switch err := k.apply(ctx, cm.Namespace, desired); {
+	case apierrors.IsConflict(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("create %s %s: %w", k.name, want.GetName(), err)
+	}
+	c.wrote(cm, "Created", k.name, want.GetName(), "")
+	return true, nil
 }
 
 // toApply turns a typed object into its apply configuration: the JSON of

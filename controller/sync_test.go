@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -41,6 +43,9 @@ type rig struct {
 	client *fake.Clientset
 	ctrl   *Controller
 	cm     *corev1.ConfigMap
+	// refused: applies the resourceVersion precondition refused, which
+	// wrote nothing ("services: apply NAME").
+	refused []string
 }
 
 // exampleObjects reads the ConfigMap and PodTemplate of examples/account-service.yaml.
@@ -58,6 +63,8 @@ func newRig(t *testing.T, objects ...runtime.Object) *rig {
 	t.Helper()
 	cm, tmpl := exampleObjects(t)
 	client := fake.NewClientset(append([]runtime.Object{cm, tmpl}, objects...)...)
+	r := &rig{t: t, client: client, cm: cm}
+	client.PrependReactor("patch", "*", r.applyPrecondition)
 	f := NewFactories(client, "shop", 0)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -70,7 +77,35 @@ func newRig(t *testing.T, objects ...runtime.Object) *rig {
 	if !cache.WaitForCacheSync(ctx.Done(), ctrl.synced...) {
 		t.Fatal("caches did not sync")
 	}
-	return &rig{t: t, client: client, ctrl: ctrl, cm: cm}
+	r.ctrl = ctrl
+	return r
+}
+
+// applyPrecondition does what the API server does and the fake does not: an
+// apply that carries a resourceVersion fails with a Conflict when an object
+// of that name exists with another one.
+func (r *rig) applyPrecondition(a k8stesting.Action) (bool, runtime.Object, error) {
+	p := a.(k8stesting.PatchAction)
+	if p.GetPatchType() != "application/apply-patch+yaml" {
+		return false, nil, nil
+	}
+	var body struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(p.GetPatch(), &body); err != nil || body.Metadata.ResourceVersion == "" {
+		return false, nil, nil
+	}
+	live, err := r.client.Tracker().Get(p.GetResource(), p.GetNamespace(), p.GetName())
+	if err != nil {
+		return false, nil, nil // none: the apply creates it
+	}
+	if live.(metav1.Object).GetResourceVersion() == body.Metadata.ResourceVersion {
+		return false, nil, nil
+	}
+	r.refused = append(r.refused, p.GetResource().Resource+": apply "+p.GetName())
+	return true, nil, apierrors.NewConflict(p.GetResource().GroupResource(), p.GetName(), errors.New("the object has been modified"))
 }
 
 // sync runs one sync of the spec once the caches hold what the fake API
@@ -89,6 +124,7 @@ func (r *rig) syncKey(name string) ([]string, error) {
 	r.t.Helper()
 	r.settle()
 	r.client.ClearActions()
+	r.refused = nil
 	err := r.ctrl.syncHandler(context.Background(), cache.ObjectName{Namespace: "shop", Name: name})
 	var out []string
 	for _, a := range r.client.Actions() {
@@ -115,6 +151,11 @@ func (r *rig) syncKey(name string) ([]string, error) {
 			continue // get, list, watch
 		}
 		out = append(out, a.GetResource().Resource+": "+name)
+	}
+	for _, x := range r.refused {
+		if i := slices.Index(out, x); i >= 0 {
+			out = slices.Delete(out, i, i+1)
+		}
 	}
 	return out, err
 }
