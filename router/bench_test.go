@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -69,7 +70,7 @@ func measure(b *testing.B, h *harness, how string, edit func(string)) {
 		}
 		start := time.Now()
 		edit(spec)
-		for !strings.Contains(string(h.router.Applied()), marker) {
+		for !bytes.Contains(h.router.Applied(), []byte(marker)) {
 			if time.Since(start) > 10*time.Second {
 				b.Fatalf("edit %d not applied within 10s", i)
 			}
@@ -135,7 +136,7 @@ func BenchmarkLargeSpec(b *testing.B) {
 				}
 				start := time.Now()
 				h.writeSpec(h.largeSpec(w, extra))
-				for !strings.Contains(string(h.router.Applied()), marker) {
+				for !bytes.Contains(h.router.Applied(), []byte(marker)) {
 					if time.Since(start) > 10*time.Second {
 						b.Fatalf("edit %d not applied within 10s", i)
 					}

@@ -53,6 +53,7 @@ type fakeHAProxy struct {
 	reloads     int
 	setWeights  int
 	mapReplaces int
+	observes    int
 }
 
 func newFake(files *fakeFiles, cfgPath, mapPath string) *fakeHAProxy {
@@ -76,6 +77,7 @@ func (f *fakeHAProxy) Observe(ctx context.Context, mapPath string) (haproxy.Obse
 		}
 		return haproxy.Observed{}, fmt.Errorf("%w: the master re-executes: %w", haproxy.ErrUnavailable, syscall.ECONNREFUSED)
 	}
+	f.observes++
 	o := haproxy.Observed{Proc: f.proc, Stamp: f.stamp, Weights: maps.Clone(f.weights), Forced: maps.Clone(f.forced)}
 	o.Proc.Workers = []int{f.proc.MasterPID + f.proc.Reloads + 1}
 	if mapPath != "" {

@@ -77,8 +77,26 @@ func (r *Router) step(ctx context.Context) time.Duration {
 		if err := r.runtime(ctx, p); err != nil {
 			return r.failed("runtime", err)
 		}
+		if len(p.Ready) == 0 {
+			// HAProxy read back each weight (get weight) and the map
+			// (show map): its own answers confirm the change, and the
+			// files hold it for a worker that starts meanwhile.
+			r.synced(t, confirmed(obs, p))
+			return r.pollInterval()
+		}
 	}
 	return time.Millisecond // observe again: what HAProxy reports is what counts
+}
+
+// confirmed is obs after a runtime plan that HAProxy confirmed in full.
+func confirmed(obs haproxy.Observed, p Plan) *haproxy.Observed {
+	o := obs
+	o.Weights = maps.Clone(obs.Weights)
+	maps.Copy(o.Weights, p.Weights)
+	if p.Groups != nil {
+		o.Groups = maps.Clone(p.Groups)
+	}
+	return &o
 }
 
 // reload asks HAProxy to load t; the next steps confirm it by its stamp.

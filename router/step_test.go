@@ -106,6 +106,40 @@ func TestStepsRefusedSpecStays(t *testing.T) {
 	}
 }
 
+// TestStepsWeightEditOneLook: a weight edit is applied and confirmed in one
+// step with one look at HAProxy (its answers to get weight confirm it); a
+// server forced to maintenance by hand is set ready and confirmed by a
+// second look, since "set server state" answers nothing to check.
+func TestStepsWeightEditOneLook(t *testing.T) {
+	g := newStepRig(t)
+	g.submit(fmt.Sprintf(fakeSpec, 5, 95))
+	g.run(time.Second)
+	observes := func() int { return g.hap.count(func(f *fakeHAProxy) int { return f.observes }) }
+
+	g.submit(fmt.Sprintf(fakeSpec, 30, 70))
+	before := observes()
+	g.r.step(context.Background())
+	if g.canary() != 30 || !strings.Contains(string(g.r.Applied()), "weight 30") || metric(&fakeRig{r: g.r}, "in_sync") != 1 {
+		t.Errorf("after one step: canary %d, in sync %v, applied has weight 30: %v", g.canary(),
+			metric(&fakeRig{r: g.r}, "in_sync"), strings.Contains(string(g.r.Applied()), "weight 30"))
+	}
+	if n := observes() - before; n != 1 {
+		t.Errorf("%d looks at HAProxy for a weight edit, want 1", n)
+	}
+
+	production := haproxyconf.ServerKey{Backend: "free", Server: "production"}
+	g.hap.set(func(f *fakeHAProxy) { f.forced = map[haproxyconf.ServerKey]bool{production: true} })
+	g.submit(fmt.Sprintf(fakeSpec, 40, 60))
+	g.r.step(context.Background())
+	if metric(&fakeRig{r: g.r}, "in_sync") != 0 {
+		t.Error("in sync before a look confirmed the forced server ready")
+	}
+	g.r.step(context.Background())
+	if g.canary() != 40 || metric(&fakeRig{r: g.r}, "in_sync") != 1 {
+		t.Errorf("after the second look: canary %d, in sync %v", g.canary(), metric(&fakeRig{r: g.r}, "in_sync"))
+	}
+}
+
 // TestStepsBackoff: a reload the master keeps refusing is retried at 1 s,
 // 2 s, 4 s, ... up to 30 s apart, not in a busy loop, and lands once the
 // master accepts.

@@ -20,8 +20,11 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
@@ -539,4 +542,122 @@ func TestFleetScale30(t *testing.T) {
 	if res.statusRequests > 10 {
 		t.Errorf("trackctl status -A sent %d requests", res.statusRequests)
 	}
+}
+
+// BenchmarkFleetFloor is what the test cluster alone can do: the 14
+// objects per service the controller writes (5 Deployments of 2/4/4/10/4
+// pods, 5 Services, a ServiceAccount, Role, RoleBinding and ConfigMap)
+// created by a bare client with the controller's client limits (100
+// requests/s, burst 200) and 8 workers, one create each and no reads. The
+// time to every Deployment available is the floor under
+// BenchmarkFleetScale's on the same machine.
+//
+//	go test ./trackctl -run '^$' -bench FleetFloor -benchtime 1x -timeout 60m
+func BenchmarkFleetFloor(b *testing.B) {
+	n := 300
+	if s := os.Getenv("TRACKROUTER_SERVICES"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = v
+	}
+	for i := 0; i < b.N; i++ {
+		r := newScaleRun(b, n, 10)
+		cfg := rest.CopyConfig(r.c.Config)
+		cfg.QPS, cfg.Burst = 100, 200
+		client := kubernetes.NewForConfigOrDie(cfg)
+		start := time.Now()
+		var wg sync.WaitGroup
+		next := atomic.Int64{}
+		var failed atomic.Pointer[error]
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= n {
+						return
+					}
+					ns, name := r.namespaces[i%len(r.namespaces)], fmt.Sprintf("svc-%03d", i)
+					if err := floorObjects(context.Background(), client, ns, name); err != nil {
+						failed.Store(&err)
+						return
+					}
+				}
+			}()
+		}
+		created := make(chan struct{})
+		go func() { wg.Wait(); close(created) }()
+		var written, available time.Duration
+		want, lastLog := n*5, time.Now()
+		for available == 0 {
+			select {
+			case <-created:
+				created = nil
+				if err := failed.Load(); err != nil {
+					b.Fatal(*err)
+				}
+			case <-time.After(500 * time.Millisecond):
+			}
+			d, s, a := r.count()
+			if written == 0 && d == want && s == want {
+				written = time.Since(start)
+			}
+			if written != 0 && a == want {
+				available = time.Since(start)
+			}
+			if time.Since(lastLog) > 15*time.Second {
+				b.Logf("%5.0f s: %d/%d Deployments (%d available), %d/%d Services", time.Since(start).Seconds(), d, want, a, s, want)
+				lastLog = time.Now()
+			}
+			if time.Since(start) > 20*time.Minute {
+				b.Fatalf("after 20 minutes: %d of %d Deployments (%d available), %d of %d Services", d, want, a, s, want)
+			}
+		}
+		b.Logf("%d services by a bare client: every object written in %.1f s, every Deployment available in %.1f s", n, written.Seconds(), available.Seconds())
+		b.ReportMetric(written.Seconds(), "s-to-written")
+		b.ReportMetric(available.Seconds(), "s-to-available")
+	}
+}
+
+// floorObjects creates one service's 14 objects, as the controller would
+// for benchSpec, one create each.
+func floorObjects(ctx context.Context, client kubernetes.Interface, ns, name string) error {
+	tracks := []struct {
+		track    string
+		replicas int32
+	}{{"internal", 2}, {"canary", 4}, {"paid", 4}, {"production", 10}, {"haproxy", 4}}
+	for _, t := range tracks {
+		labels := map[string]string{"app": name, "track": t.track, "app.kubernetes.io/managed-by": "floor"}
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name + "-" + t.track, Namespace: ns, Labels: labels},
+			Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}}}
+		if _, err := client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name + "-" + t.track, Namespace: ns, Labels: labels},
+			Spec: appsv1.DeploymentSpec{Replicas: &t.replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: "example.com/" + name + ":latest"}}}}}}
+		if _, err := client.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	}
+	meta := metav1.ObjectMeta{Name: name + "-haproxy", Namespace: ns}
+	if _, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: meta}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	role := &rbacv1.Role{ObjectMeta: meta, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch"}}}}
+	if _, err := client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	binding := &rbacv1.RoleBinding{ObjectMeta: meta, RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: meta.Name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: meta.Name, Namespace: ns}}}
+	if _, err := client.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	status := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name + "-haproxy-status", Namespace: ns}}
+	_, err := client.CoreV1().ConfigMaps(ns).Create(ctx, status, metav1.CreateOptions{})
+	return err
 }
