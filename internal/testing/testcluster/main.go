@@ -6,18 +6,24 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
 
-// The cluster of the running test binary, started by Main.
+// The cluster of the running test binary, started by the first Get under
+// Main.
 var (
-	current  *Cluster
-	startErr = errNotStarted
+	current   *Cluster
+	startErr  = errNotStarted
+	dir       string
+	underMain bool
+	once      sync.Once
 )
 
-// Main starts one cluster for a test package, runs its tests and stops the
-// cluster. Use it from TestMain:
+// Main runs a test package's tests with one cluster, started by the first
+// test that calls Get (tests and benchmarks that do not need it run on a
+// quiet machine), and stops it at the end. Use it from TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(testcluster.Main(m)) }
 //
@@ -32,26 +38,13 @@ func Main(m *testing.M) int {
 		startErr = errors.New("-short: no control plane started")
 		return m.Run()
 	}
-	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "trackrouter-testcluster-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "testcluster:", err)
-		return 1
-	}
-	if bin, err := EnsureBinaries(ctx, os.Getenv("CI") != ""); err != nil {
-		startErr = err
-	} else {
-		start := time.Now()
-		current, err = Start(ctx, Options{BinDir: bin, Dir: dir})
-		if err != nil {
-			startErr = err
-		} else {
-			fmt.Fprintf(os.Stderr, "testcluster: control plane with 2 nodes ready in %.1fs (%s)\n", time.Since(start).Seconds(), dir)
-		}
-	}
+	underMain = true
 	code := m.Run()
 	if current != nil {
 		current.Stop()
+	}
+	if dir == "" {
+		return code
 	}
 	if code == 0 {
 		os.RemoveAll(dir)
@@ -61,10 +54,34 @@ func Main(m *testing.M) int {
 	return code
 }
 
+// startOnce starts the package's cluster.
+func startOnce() {
+	ctx := context.Background()
+	var err error
+	if dir, err = os.MkdirTemp("", "trackrouter-testcluster-"); err != nil {
+		startErr = err
+		return
+	}
+	bin, err := EnsureBinaries(ctx, os.Getenv("CI") != "")
+	if err != nil {
+		startErr = err
+		return
+	}
+	start := time.Now()
+	if current, err = Start(ctx, Options{BinDir: bin, Dir: dir}); err != nil {
+		current, startErr = nil, err
+		return
+	}
+	fmt.Fprintf(os.Stderr, "testcluster: control plane with 2 nodes ready in %.1fs (%s)\n", time.Since(start).Seconds(), dir)
+}
+
 // Get returns the package's cluster. When it did not start, the test fails
 // in CI and is skipped elsewhere, with the reason.
 func Get(tb testing.TB) *Cluster {
 	tb.Helper()
+	if underMain {
+		once.Do(startOnce)
+	}
 	if current != nil {
 		return current
 	}
