@@ -400,7 +400,7 @@ func (r *scaleRun) run(steady time.Duration, edits int) scaleResult {
 		}
 		if time.Since(lastLog) > 15*time.Second {
 			m := r.read()
-			r.tb.Logf("%5.0f s: %d/%d Deployments (%d available), %d/%d Services; controller: %.0f writes, %.0f API requests, %.1f s CPU",
+			progress("%5.0f s: %d/%d Deployments (%d available), %d/%d Services; controller: %.0f writes, %.0f API requests, %.1f s CPU",
 				time.Since(start).Seconds(), d, want, a, s, want, m.writes, m.total(), m.cpu)
 			lastLog = time.Now()
 		}
@@ -481,6 +481,12 @@ func (res scaleResult) report(tb testing.TB, n int) {
 	tb.Logf("trackctl status -A: %s, %d API requests", res.statusTime.Round(time.Millisecond), res.statusRequests)
 	tb.Logf("restart on the full fleet: ready in %s, %.0f writes (but the Lease's) in the next %.0f s",
 		res.restartReady.Round(time.Millisecond), res.restartWrites, res.restartWindow)
+}
+
+// progress prints a run's timeline to stderr as it goes: a benchmark's log
+// keeps only its first 10 lines, and the report must be among them.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "fleet: "+format+"\n", args...)
 }
 
 // BenchmarkFleetScale runs the shipped track-controller binary, with its
@@ -609,7 +615,7 @@ func BenchmarkFleetFloor(b *testing.B) {
 				available = time.Since(start)
 			}
 			if time.Since(lastLog) > 15*time.Second {
-				b.Logf("%5.0f s: %d/%d Deployments (%d available), %d/%d Services", time.Since(start).Seconds(), d, want, a, s, want)
+				progress("%5.0f s: %d/%d Deployments (%d available), %d/%d Services", time.Since(start).Seconds(), d, want, a, s, want)
 				lastLog = time.Now()
 			}
 			if time.Since(start) > 20*time.Minute {
