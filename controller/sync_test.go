@@ -680,3 +680,53 @@ func TestSyncOlderDraftDoesNotTakeOver(t *testing.T) {
 		}
 	}
 }
+
+// TestDeploymentUpdatesThatSync: of a Deployment's updates, the status-only
+// ones sync its spec only when they change whether it is Available or
+// stuck; any other change does.
+func TestDeploymentUpdatesThatSync(t *testing.T) {
+	base := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "d", Namespace: "shop", UID: "u", Generation: 2, Labels: map[string]string{"app": "a"},
+			ManagedFields: []metav1.ManagedFieldsEntry{
+				{Manager: FieldManager, Operation: metav1.ManagedFieldsOperationApply},
+				{Manager: "kube-controller-manager", Subresource: "status", Time: &metav1.Time{Time: time.Unix(1, 0)}},
+			}},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](4)},
+		Status: appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 4, UpdatedReplicas: 4, AvailableReplicas: 1,
+			Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionFalse}}},
+	}
+	tests := []struct {
+		name   string
+		change func(d *appsv1.Deployment)
+		sync   bool
+	}{
+		{"one more pod available", func(d *appsv1.Deployment) {
+			d.Status.AvailableReplicas = 2
+			d.ManagedFields[1].Time = &metav1.Time{Time: time.Unix(2, 0)}
+		}, false},
+		{"every pod available", func(d *appsv1.Deployment) {
+			d.Status.AvailableReplicas = 4
+			d.Status.Conditions[0].Status = corev1.ConditionTrue
+		}, true},
+		{"past its progress deadline", func(d *appsv1.Deployment) {
+			d.Status.Conditions = append(d.Status.Conditions, appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing,
+				Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded"})
+		}, true},
+		{"scaled by hand", func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To[int32](9); d.Generation = 3 }, true},
+		{"a label edited", func(d *appsv1.Deployment) { d.Labels = map[string]string{"app": "b"} }, true},
+		{"an annotation added", func(d *appsv1.Deployment) { d.Annotations = map[string]string{"x": "y"} }, true},
+		{"co-owned by another apply", func(d *appsv1.Deployment) {
+			d.ManagedFields = append(d.ManagedFields, metav1.ManagedFieldsEntry{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply})
+		}, true},
+		{"being deleted", func(d *appsv1.Deployment) { d.DeletionTimestamp = &metav1.Time{Time: time.Unix(3, 0)} }, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := base.DeepCopy()
+			tc.change(n)
+			if got := !statusOnly(base, n) || availabilityChanged(base, n); got != tc.sync {
+				t.Errorf("syncs: %v, want %v", got, tc.sync)
+			}
+		})
+	}
+}
