@@ -284,10 +284,19 @@ func reconcile[T object, AC any](ctx context.Context, c *Controller, cm *corev1.
 		// object, which a plain apply would take over): create it only if
 		// no object has that name, and read the one that has.
 		var created bool
-		if created, err = createOnly(ctx, c, cm, k, want); err != nil || created {
+		var refused error
+		if created, refused, err = createOnly(ctx, c, cm, k, want); err != nil || created {
 			return err
 		}
+		// Refused: by an object that holds the name (a Conflict), or for
+		// another reason, which someone else's object can also cause (the
+		// apply is merged with it before the versions are compared).
 		live, err = k.get(ctx, cm.Namespace, want.GetName())
+		if apierrors.IsNotFound(err) {
+			// No object: the refusal in the API's words (a webhook's, a
+			// quota update's Conflict), or it went away since; retried.
+			return refused
+		}
 	}
 	if err != nil {
 		return err
@@ -332,25 +341,23 @@ func reconcile[T object, AC any](ctx context.Context, c *Controller, cm *corev1.
 const noObjectHas = "1"
 
 // createOnly creates want by Server-Side Apply unless an object of its name
-// exists; it reports whether it created it (false, nil: one exists).
-func createOnly[T object, AC any](ctx context.Context, c *Controller, cm *corev1.ConfigMap, k kind[T, AC], want T) (bool, error) {
+// exists. created: it did; refused: the API server's answer otherwise (a
+// Conflict when an object holds the name); err: it could not ask.
+func createOnly[T object, AC any](ctx context.Context, c *Controller, cm *corev1.ConfigMap, k kind[T, AC], want T) (created bool, refused, err error) {
 	obj := want.DeepCopyObject().(T)
 	obj.SetResourceVersion(noObjectHas)
 	desired, err := toApply[AC](obj, k.apiVersion, k.name)
 	if err != nil {
-		return false, fmt.Errorf("%s %s: %w", k.name, want.GetName(), err)
+		return false, nil, fmt.Errorf("%s %s: %w", k.name, want.GetName(), err)
 	}
 	if err := c.fence(); err != nil {
-		return false, err
+		return false, nil, err
 	}
-	switch err := k.apply(ctx, cm.Namespace, desired); {
-	case apierrors.IsConflict(err):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("create %s %s: %w", k.name, want.GetName(), err)
+	if err := k.apply(ctx, cm.Namespace, desired); err != nil {
+		return false, fmt.Errorf("create %s %s: %w", k.name, want.GetName(), err), nil
 	}
 	c.wrote(cm, "Created", k.name, want.GetName(), "")
-	return true, nil
+	return true, nil, nil
 }
 
 // toApply turns a typed object into its apply configuration: the JSON of

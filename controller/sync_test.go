@@ -730,3 +730,27 @@ func TestDeploymentUpdatesThatSync(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncCreateRefusedWithoutObject: a create refused with a Conflict that
+// no object of that name explains (the quota admission's own update lost a
+// race) is retried with the API's words, not "not found", and is not
+// counted as a failed apply (a Conflict is a stale read, retried).
+func TestSyncCreateRefusedWithoutObject(t *testing.T) {
+	r := newRig(t)
+	r.client.PrependReactor("patch", "services", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.(k8stesting.PatchAction).GetName() == "account-service-paid" {
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "resourcequotas"}, "quota", errors.New("the object has been modified"))
+		}
+		return false, nil, nil
+	})
+	got, err := r.syncKey(r.cm.Name)
+	if !apierrors.IsConflict(err) || !strings.Contains(err.Error(), "create Service account-service-paid") || !strings.Contains(err.Error(), "resourcequotas") {
+		t.Errorf("want the quota's Conflict, named, got %v", err)
+	}
+	if n := r.ctrl.ApplyErrors.Load(); n != 0 {
+		t.Errorf("ApplyErrors = %d, want 0", n)
+	}
+	if len(got) != len(created) {
+		t.Errorf("want every object tried, got %v", got)
+	}
+}
