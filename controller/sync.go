@@ -198,6 +198,11 @@ func (c *Controller) autoscaled(ctx context.Context, cm *corev1.ConfigMap, track
 			return err
 		}
 		if current > 1 {
+			// The name may be someone else's Deployment, left alone
+			// (reported NotOwned): its replicas are not ours to set.
+			if got, err := c.deploymentKind().get(ctx, want.Namespace, want.Name); err != nil || !metav1.IsControlledBy(got, cm) {
+				return err
+			}
 			if err := c.handOver(ctx, want.Namespace, want.Name, current); err != nil {
 				return err
 			}

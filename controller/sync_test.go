@@ -531,7 +531,10 @@ func TestSyncApplyFailureDoesNotStopOthers(t *testing.T) {
 // TestSyncAutoscaledTrack: with replicas: auto the controller writes no
 // replicas, and a scale by an autoscaler is never taken back.
 func TestSyncAutoscaledTrack(t *testing.T) {
-	r := newRig(t)
+	// Someone else's Deployment, with the name of a version to come.
+	foreign := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "account-service-canary-1.0.1", Namespace: "shop"},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1)}}
+	r := newRig(t, foreign)
 	r.sync() // canary at 4 replicas, set by the controller
 	r.editSpec("canary:     {version: 1.0, replicas: 4}", "canary:     {version: 1.0, replicas: auto}")
 	r.sync()
@@ -563,6 +566,16 @@ func TestSyncAutoscaledTrack(t *testing.T) {
 		t.Errorf("the new version of an autoscaled track: %v, %v; want 7 replicas", d.Spec.Replicas, err)
 	}
 	r.event("AutoscaledSwitch", "point it at account-service-canary-1.0.0")
+
+	// A new version whose name is someone else's Deployment: left alone,
+	// its replicas too.
+	r.editSpec("canary:     {version: 1.0.0, replicas: auto}", "canary:     {version: 1.0.1, replicas: auto}")
+	r.sync()
+	d, err = deps.Get(ctx, "account-service-canary-1.0.1", metav1.GetOptions{})
+	if err != nil || *d.Spec.Replicas != 1 || len(d.OwnerReferences) != 0 {
+		t.Errorf("someone else's Deployment: replicas %v, owners %v, %v; want 1 and none", d.Spec.Replicas, d.OwnerReferences, err)
+	}
+	r.event("NotOwned", "account-service-canary-1.0.1")
 }
 
 // TestSyncStuckSwitch: a new version that passed its progress deadline is
