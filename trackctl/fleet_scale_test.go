@@ -213,10 +213,10 @@ func (r *scaleRun) read() controllerMetrics {
 	return m
 }
 
-// create writes every service's PodTemplate and spec, 8 at a time.
-func (r *scaleRun) create() {
+// each runs write for every service of the fleet (its namespace and name),
+// 8 at a time, and fails the run on the first error.
+func (r *scaleRun) each(write func(ns, name string) error) {
 	r.tb.Helper()
-	ctx := context.Background()
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
 	next := atomic.Int64{}
@@ -229,18 +229,7 @@ func (r *scaleRun) create() {
 				if i >= r.services {
 					return
 				}
-				ns, name := r.namespaces[i%len(r.namespaces)], fmt.Sprintf("svc-%03d", i)
-				tmpl := &corev1.PodTemplate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Template: corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
-					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: "example.com/" + name + ":latest"}}},
-				}}
-				if _, err := r.c.Client.CoreV1().PodTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
-					failed.Store(&err)
-					return
-				}
-				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{weights.ServiceLabel: name}},
-					Data: map[string]string{weights.DataKey: strings.ReplaceAll(benchSpec, "SERVICE", name)}}
-				if _, err := r.c.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+				if err := write(r.namespaces[i%len(r.namespaces)], fmt.Sprintf("svc-%03d", i)); err != nil {
 					failed.Store(&err)
 					return
 				}
@@ -250,6 +239,63 @@ func (r *scaleRun) create() {
 	wg.Wait()
 	if err := failed.Load(); err != nil {
 		r.tb.Fatal(*err)
+	}
+}
+
+// create writes every service's PodTemplate and spec.
+func (r *scaleRun) create() {
+	r.tb.Helper()
+	ctx := context.Background()
+	r.each(func(ns, name string) error {
+		tmpl := &corev1.PodTemplate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: "example.com/" + name + ":latest"}}},
+		}}
+		if _, err := r.c.Client.CoreV1().PodTemplates(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{weights.ServiceLabel: name}},
+			Data: map[string]string{weights.DataKey: strings.ReplaceAll(benchSpec, "SERVICE", name)}}
+		_, err := r.c.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{})
+		return err
+	})
+}
+
+// converged is when, since a run's start, every Deployment, every Service,
+// both, and every Deployment available were there.
+type converged struct {
+	deployments, services, written, available time.Duration
+}
+
+// converge polls the fleet until every Deployment is available; status
+// adds to the timeline it prints every 15 s.
+func (r *scaleRun) converge(start time.Time, status func() string) converged {
+	r.tb.Helper()
+	var c converged
+	want, lastLog := r.services*5, time.Now()
+	for {
+		d, s, a := r.count()
+		if c.deployments == 0 && d == want {
+			c.deployments = time.Since(start)
+		}
+		if c.services == 0 && s == want {
+			c.services = time.Since(start)
+		}
+		if c.written == 0 && d == want && s == want {
+			c.written = time.Since(start)
+		}
+		if time.Since(lastLog) > 15*time.Second {
+			progress("%5.0f s: %d/%d Deployments (%d available), %d/%d Services%s", time.Since(start).Seconds(), d, want, a, s, want, status())
+			lastLog = time.Now()
+		}
+		if c.written != 0 && a == want {
+			c.available = time.Since(start)
+			return c
+		}
+		if time.Since(start) > 20*time.Minute {
+			r.tb.Fatalf("after 20 minutes: %d of %d Deployments (%d available), %d of %d Services", d, want, a, s, want)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
@@ -385,34 +431,11 @@ func (r *scaleRun) run(steady time.Duration, edits int) scaleResult {
 	r.start()
 	start := time.Now()
 	r.create()
-	want := r.services * 5
-	lastLog := time.Now()
-	for {
-		d, s, a := r.count()
-		if res.deployments == 0 && d == want {
-			res.deployments = time.Since(start)
-		}
-		if res.services == 0 && s == want {
-			res.services = time.Since(start)
-		}
-		if res.written == 0 && d == want && s == want {
-			res.written = time.Since(start)
-		}
-		if time.Since(lastLog) > 15*time.Second {
-			m := r.read()
-			progress("%5.0f s: %d/%d Deployments (%d available), %d/%d Services; controller: %.0f writes, %.0f API requests, %.1f s CPU",
-				time.Since(start).Seconds(), d, want, a, s, want, m.writes, m.total(), m.cpu)
-			lastLog = time.Now()
-		}
-		if res.written != 0 && a == want {
-			res.available = time.Since(start)
-			break
-		}
-		if time.Since(start) > 20*time.Minute {
-			r.tb.Fatalf("after 20 minutes: %d of %d Deployments (%d available), %d of %d Services", d, want, a, s, want)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	c := r.converge(start, func() string {
+		m := r.read()
+		return fmt.Sprintf("; controller: %.0f writes, %.0f API requests, %.1f s CPU", m.writes, m.total(), m.cpu)
+	})
+	res.deployments, res.services, res.written, res.available = c.deployments, c.services, c.written, c.available
 	m := r.read()
 	res.convergeWrites, res.convergeCPU = m.writes, m.cpu
 	res.convergeAPIWrites = m.apiWrites(true)
@@ -483,6 +506,19 @@ func (res scaleResult) report(tb testing.TB, n int) {
 		res.restartReady.Round(time.Millisecond), res.restartWrites, res.restartWindow)
 }
 
+// fleetServices is TRACKROUTER_SERVICES, 300 when unset.
+func fleetServices(b *testing.B) int {
+	s := os.Getenv("TRACKROUTER_SERVICES")
+	if s == "" {
+		return 300
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		b.Fatalf("TRACKROUTER_SERVICES=%q: a number of services, 1 or more", s)
+	}
+	return n
+}
+
 // progress prints a run's timeline to stderr as it goes: a benchmark's log
 // keeps only its first 10 lines, and the report must be among them.
 func progress(format string, args ...any) {
@@ -498,14 +534,7 @@ func progress(format string, args ...any) {
 //
 //	go test ./trackctl -run '^$' -bench FleetScale -benchtime 1x -timeout 60m
 func BenchmarkFleetScale(b *testing.B) {
-	n, steady := 300, 5*time.Minute
-	if s := os.Getenv("TRACKROUTER_SERVICES"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n = v
-	}
+	n, steady := fleetServices(b), 5*time.Minute
 	if s := os.Getenv("TRACKROUTER_STEADY"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
@@ -560,68 +589,16 @@ func TestFleetScale30(t *testing.T) {
 //
 //	go test ./trackctl -run '^$' -bench FleetFloor -benchtime 1x -timeout 60m
 func BenchmarkFleetFloor(b *testing.B) {
-	n := 300
-	if s := os.Getenv("TRACKROUTER_SERVICES"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n = v
-	}
+	n := fleetServices(b)
 	for i := 0; i < b.N; i++ {
 		r := newScaleRun(b, n, 10)
 		cfg := rest.CopyConfig(r.c.Config)
 		cfg.QPS, cfg.Burst = 100, 200
 		client := kubernetes.NewForConfigOrDie(cfg)
 		start := time.Now()
-		var wg sync.WaitGroup
-		next := atomic.Int64{}
-		var failed atomic.Pointer[error]
-		for w := 0; w < 8; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= n {
-						return
-					}
-					ns, name := r.namespaces[i%len(r.namespaces)], fmt.Sprintf("svc-%03d", i)
-					if err := floorObjects(context.Background(), client, ns, name); err != nil {
-						failed.Store(&err)
-						return
-					}
-				}
-			}()
-		}
-		created := make(chan struct{})
-		go func() { wg.Wait(); close(created) }()
-		var written, available time.Duration
-		want, lastLog := n*5, time.Now()
-		for available == 0 {
-			select {
-			case <-created:
-				created = nil
-				if err := failed.Load(); err != nil {
-					b.Fatal(*err)
-				}
-			case <-time.After(500 * time.Millisecond):
-			}
-			d, s, a := r.count()
-			if written == 0 && d == want && s == want {
-				written = time.Since(start)
-			}
-			if written != 0 && a == want {
-				available = time.Since(start)
-			}
-			if time.Since(lastLog) > 15*time.Second {
-				progress("%5.0f s: %d/%d Deployments (%d available), %d/%d Services", time.Since(start).Seconds(), d, want, a, s, want)
-				lastLog = time.Now()
-			}
-			if time.Since(start) > 20*time.Minute {
-				b.Fatalf("after 20 minutes: %d of %d Deployments (%d available), %d of %d Services", d, want, a, s, want)
-			}
-		}
+		r.each(func(ns, name string) error { return floorObjects(context.Background(), client, ns, name) })
+		c := r.converge(start, func() string { return "" })
+		written, available := c.written, c.available
 		b.Logf("%d services by a bare client: every object written in %.1f s, every Deployment available in %.1f s", n, written.Seconds(), available.Seconds())
 		b.ReportMetric(written.Seconds(), "s-to-written")
 		b.ReportMetric(available.Seconds(), "s-to-available")
