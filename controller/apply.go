@@ -274,10 +274,6 @@ var applyOptions = metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
 // difference between the desired fields and the fields the controller's
 // field manager owns on the live object, nothing is sent.
 func reconcile[T object, AC any](ctx context.Context, c *Controller, cm *corev1.ConfigMap, k kind[T, AC], want T) error {
-	desired, err := toApply[AC](want, k.apiVersion, k.name)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", k.name, want.GetName(), err)
-	}
 	live, err := k.cached(cm.Namespace, want.GetName())
 	if apierrors.IsNotFound(err) {
 		// Not in the cache, yet it may exist (cache lag, or someone else's
@@ -314,6 +310,10 @@ func reconcile[T object, AC any](ctx context.Context, c *Controller, cm *corev1.
 		}
 		c.wrote(cm, "Updated", k.name, want.GetName(), "spec.template (edited by another field manager)")
 		return nil
+	}
+	desired, err := toApply[AC](want, k.apiVersion, k.name)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", k.name, want.GetName(), err)
 	}
 	have, err := k.extract(live)
 	if err != nil {
