@@ -3,7 +3,7 @@
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: demo all build test test-short vet fmt-check render kube-bins golden cluster-up cluster-down dist
+.PHONY: demo all build test test-short vet fmt-check render kube-bins golden cluster-up cluster-down dist image node-up node-down e2e
 
 all: build
 
@@ -45,8 +45,23 @@ fmt-check:
 golden:
 	$(GO) test ./haproxyconf -run TestGolden -update
 
-# kube-bins builds the test control plane into ~/.cache/trackrouter/kube
-# (versions in hack/kube/versions.env); a second run builds nothing.
+# image builds the images from the Dockerfiles with buildah (no daemon, no
+# registry: the bases are assembled locally) into dist/images as OCI
+# archives: trackrouter.tar (IMAGE, by default the name examples/install
+# uses), echo.tar (the examples' app), pause.tar (the real node's sandbox).
+# With Docker: docker build -t ghcr.io/trackrouter/trackrouter:0.1.0 .
+image:
+	@start=$$(date +%s); hack/image/build.sh dist/images; echo "image: $$(( $$(date +%s) - start )) s"
+
+# e2e walks a whole release on a real node (make node-up's parts), under
+# steady traffic, counting every failed request. make test runs it too.
+e2e: kube-bins
+	$(GO) test -race -count=1 -v -timeout 45m ./internal/e2e
+
+# kube-bins builds the test control plane and the real node's binaries
+# (kubelet, kube-proxy, CoreDNS, the CNI plugins) into
+# ~/.cache/trackrouter/kube (versions in hack/kube/versions.env); a second
+# run builds nothing.
 kube-bins:
 	@start=$$(date +%s); hack/kube/build.sh; echo "kube-bins: $$(( $$(date +%s) - start )) s"
 
@@ -58,10 +73,21 @@ cluster-up: kube-bins
 	$(GO) build -o $(BIN)/cluster ./hack/cluster
 	@if [ -f $(CLUSTER_DIR)/launcher.pid ] && kill -0 $$(cat $(CLUSTER_DIR)/launcher.pid) 2>/dev/null; then \
 	  echo "a cluster is already running (make cluster-down)"; exit 1; fi
-	@nohup $(BIN)/cluster --dir $(CLUSTER_DIR) > $(CLUSTER_DIR)/launcher.log 2>&1 & echo $$! > $(CLUSTER_DIR)/launcher.pid
-	@for i in $$(seq 1 600); do [ -f $(CLUSTER_DIR)/ready ] && break; \
+	@nohup $(BIN)/cluster --dir $(CLUSTER_DIR) $(CLUSTER_ARGS) > $(CLUSTER_DIR)/launcher.log 2>&1 & echo $$! > $(CLUSTER_DIR)/launcher.pid
+	@for i in $$(seq 1 1800); do [ -f $(CLUSTER_DIR)/ready ] && break; \
 	  kill -0 $$(cat $(CLUSTER_DIR)/launcher.pid) 2>/dev/null || break; sleep 0.1; done
 	@cat $(CLUSTER_DIR)/launcher.log; [ -f $(CLUSTER_DIR)/ready ]
+
+# node-up starts the control plane with a real node instead of fake ones
+# (root; Debian's containerd, runc, iptables, conntrack) and imports the
+# images of make image; node-down stops it and undoes what it changed on
+# the host. kubectl: the one make kube-bins built (the server's version),
+# see the kubeconfig line it prints.
+node-up: kube-bins image
+	@$(MAKE) --no-print-directory cluster-up CLUSTER_ARGS="--node --images dist/images/pause.tar,dist/images/trackrouter.tar,dist/images/echo.tar"
+
+node-down: cluster-down
+	@$(GO) run ./hack/cluster --dir $(CLUSTER_DIR) --clean
 
 cluster-down:
 	@if [ -f $(CLUSTER_DIR)/launcher.pid ]; then pid=$$(cat $(CLUSTER_DIR)/launcher.pid); \

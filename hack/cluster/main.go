@@ -1,6 +1,9 @@
 // Command cluster runs the test control plane for people: `make cluster-up`
-// starts it in the background, `make cluster-down` stops it. It stays in the
-// foreground until SIGINT or SIGTERM, then stops every component.
+// starts it in the background, `make cluster-down` stops it. With --node it
+// also runs a real node (containerd, kubelet, kube-proxy, CoreDNS: `make
+// node-up`), whose pods are real containers, instead of kwok's fake nodes.
+// It stays in the foreground until SIGINT or SIGTERM, then stops every
+// component and undoes what the node changed on the host.
 package main
 
 import (
@@ -15,25 +18,40 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
+	"github.com/trackrouter/trackrouter/internal/testing/testnode"
 )
 
 func main() {
 	dir := pflag.String("dir", filepath.Join(os.TempDir(), "trackrouter-cluster"), "state, certificates, logs and the kubeconfig")
-	nodes := pflag.Int("nodes", 2, "fake nodes")
+	nodes := pflag.Int("nodes", 2, "fake nodes (kwok); with --node, none unless given")
+	node := pflag.Bool("node", false, "run a real node too (needs root, containerd, runc, iptables: see make node-up)")
+	images := pflag.StringSlice("images", nil, "OCI image archives to import into the real node (make image writes them to dist/images)")
+	clean := pflag.Bool("clean", false, "only undo what a node under --dir left on the host (after a crash), then exit")
 	pflag.Parse()
-	if err := run(*dir, *nodes); err != nil {
+	if !pflag.CommandLine.Changed("nodes") && *node {
+		*nodes = -1
+	}
+	var err error
+	if *clean {
+		testnode.Clean(filepath.Join(*dir, "node"), "")
+	} else {
+		err = run(*dir, *nodes, *node, *images)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir string, nodes int) error {
+func run(dir string, nodes int, realNode bool, images []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ready := filepath.Join(dir, "ready")
 	os.Remove(ready)
-	if err := os.RemoveAll(filepath.Join(dir, "etcd")); err != nil {
-		return err
+	for _, d := range []string{"etcd", "node"} {
+		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -43,12 +61,35 @@ func run(dir string, nodes int) error {
 		return err
 	}
 	start := time.Now()
-	c, err := testcluster.Start(ctx, testcluster.Options{BinDir: bin, Dir: dir, Nodes: nodes})
+	opt := testcluster.Options{BinDir: bin, Dir: dir, Nodes: nodes}
+	var n *testnode.Node
+	if realNode {
+		nbin, err := testcluster.NodeBinaries(ctx, false)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "node"), 0o700); err != nil {
+			return err
+		}
+		if n, err = testnode.New(testnode.Options{Dir: filepath.Join(dir, "node"), BinDir: nbin}); err != nil {
+			return err
+		}
+		defer n.Stop()
+		opt.BindAddress = testnode.Address
+	}
+	c, err := testcluster.Start(ctx, opt)
 	if err != nil {
 		return err
 	}
 	defer c.Stop()
-	fmt.Printf("cluster ready in %.1fs with %d fake nodes; logs in %s/logs\n", time.Since(start).Seconds(), nodes, dir)
+	what := fmt.Sprintf("%d fake nodes", max(nodes, 0))
+	if n != nil {
+		if err := n.Start(ctx, c, images...); err != nil {
+			return fmt.Errorf("%w (logs in %s)", err, filepath.Join(n.Dir, "logs"))
+		}
+		what = fmt.Sprintf("the real node %s (pods on %s, logs in %s)", n.Name, testnode.PodCIDR, filepath.Join(n.Dir, "logs"))
+	}
+	fmt.Printf("cluster ready in %.1fs with %s; logs in %s/logs\n", time.Since(start).Seconds(), what, dir)
 	fmt.Printf("export KUBECONFIG=%s\n", c.Kubeconfig)
 	if err := os.WriteFile(ready, []byte(c.Kubeconfig+"\n"), 0o600); err != nil {
 		return err

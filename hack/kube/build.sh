@@ -20,24 +20,35 @@ module() {
   (cd "$dir" && go mod init trackrouter-kube-tools >/dev/null 2>&1 && for r in "$@"; do go mod edit -require="$r"; done)
 }
 
-build() { # build DIR PACKAGE NAME
+build() { # build DIR PACKAGE NAME [LDFLAGS]
   local start=$SECONDS
-  (cd "$1" && go build -trimpath -ldflags=-s -o "$bin/$3.tmp" "$2")
+  (cd "$1" && go build -trimpath -ldflags="-s ${4:-}" -o "$bin/$3.tmp" "$2")
   mv "$bin/$3.tmp" "$bin/$3"
   echo "built $3 in $((SECONDS - start)) s" >&2
 }
 
-if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kube-controller-manager" ] || [ ! -x "$bin/kube-scheduler" ] || [ ! -x "$bin/kubectl" ]; then
-  dir="$cache/src/kubernetes-$KUBERNETES_VERSION"
+# kubeversion is the ldflags that stamp the Kubernetes version: without them a
+# binary built from modules reports v0.0.0-master and a node no version.
+kubeversion() {
+  local v=${KUBERNETES_VERSION#v} p=k8s.io/component-base/version
+  echo "-X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=${v%%.*} -X $p.gitMinor=$(echo "$v" | cut -d. -f2) -X $p.gitTreeState=clean"
+}
+# kubemodule writes the module that builds k8s.io/kubernetes's commands.
+kubemodule() {
+  local dir=$1 staging=${KUBERNETES_VERSION/v1./v0.} modfile m
   module "$dir" "k8s.io/kubernetes@$KUBERNETES_VERSION"
-  staging=${KUBERNETES_VERSION/v1./v0.}
   # k8s.io/kubernetes points its staging modules at ./staging; point them at the published copies.
   modfile=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   for m in $(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$modfile"); do
     (cd "$dir" && go mod edit -replace="$m=$m@$staging")
   done
+}
+
+if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kube-controller-manager" ] || [ ! -x "$bin/kube-scheduler" ] || [ ! -x "$bin/kubectl" ]; then
+  dir="$cache/src/kubernetes-$KUBERNETES_VERSION"
+  kubemodule "$dir"
   for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    [ -x "$bin/$c" ] || build "$dir" "k8s.io/kubernetes/cmd/$c" "$c"
+    [ -x "$bin/$c" ] || build "$dir" "k8s.io/kubernetes/cmd/$c" "$c" "$(kubeversion)"
   done
 fi
 if [ ! -x "$bin/etcd" ]; then
@@ -69,5 +80,55 @@ if [ ! -f "$bin/kwok-stages.yaml" ]; then
     echo "---"; cat "$kwokdir/kustomize/stage/$f"
   done > "$bin/kwok-stages.yaml.tmp"
   mv "$bin/kwok-stages.yaml.tmp" "$bin/kwok-stages.yaml"
+fi
+# The real node's binaries (make node-up, make e2e): kubelet and kube-proxy
+# from the same module as the control plane, the CNI plugins, and a CoreDNS
+# with only the plugins a cluster's DNS needs (its own main, so the cloud
+# providers' SDKs are not built: the way CoreDNS documents for a smaller build).
+nbin="$cache/node-k8s-$KUBERNETES_VERSION-cni-$CNI_PLUGINS_VERSION-coredns-$COREDNS_VERSION"
+mkdir -p "$nbin"
+if [ ! -x "$nbin/kubelet" ] || [ ! -x "$nbin/kube-proxy" ]; then
+  dir="$cache/src/kubernetes-$KUBERNETES_VERSION"
+  [ -f "$dir/go.mod" ] || kubemodule "$dir"
+  for c in kubelet kube-proxy; do
+    [ -x "$nbin/$c" ] || bin=$nbin build "$dir" "k8s.io/kubernetes/cmd/$c" "$c" "$(kubeversion)"
+  done
+fi
+if [ ! -x "$nbin/cni/bridge" ]; then
+  dir="$cache/src/cni-$CNI_PLUGINS_VERSION"
+  module "$dir" "github.com/containernetworking/plugins@$CNI_PLUGINS_VERSION"
+  mkdir -p "$nbin/cni"
+  for p in bridge host-local loopback portmap; do
+    t=main; [ "$p" = host-local ] && t=ipam
+    bin=$nbin/cni build "$dir" "github.com/containernetworking/plugins/plugins/$t/$p" "$p"
+  done
+fi
+if [ ! -x "$nbin/coredns" ]; then
+  dir="$cache/src/coredns-$COREDNS_VERSION"
+  module "$dir" "github.com/coredns/coredns@$COREDNS_VERSION"
+  cat > "$dir/main.go" <<'GO'
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/forward"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/loop"
+	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/reload"
+	_ "github.com/coredns/coredns/plugin/whoami"
+	"github.com/coredns/coredns/coremain"
+)
+
+var _ = dnsserver.Directives
+
+func main() { coremain.Run() }
+GO
+  (cd "$dir" && go mod tidy >/dev/null 2>&1 || true)
+  bin=$nbin build "$dir" . coredns
 fi
 echo "$bin"

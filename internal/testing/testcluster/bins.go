@@ -171,3 +171,45 @@ func Kubectl() (string, error) {
 	}
 	return path, nil
 }
+
+// nodeBinaries are the files hack/kube/build.sh puts in the real node's
+// bin directory.
+var nodeBinaries = []string{"kubelet", "kube-proxy", "coredns", "cni/bridge", "cni/host-local", "cni/loopback", "cni/portmap"}
+
+// NodeBinaries returns the real node's bin directory (kubelet, kube-proxy,
+// coredns, cni/), built by hack/kube/build.sh; with build true (CI) missing
+// ones are built, otherwise they are an error naming the file and make
+// kube-bins.
+func NodeBinaries(ctx context.Context, build bool) (string, error) {
+	root, v, cache, err := layout()
+	if err != nil {
+		return "", err
+	}
+	for _, k := range []string{"CNI_PLUGINS_VERSION", "COREDNS_VERSION"} {
+		if v[k] == "" {
+			return "", fmt.Errorf("hack/kube/versions.env: %s is not set", k)
+		}
+	}
+	dir := filepath.Join(cache, fmt.Sprintf("node-k8s-%s-cni-%s-coredns-%s",
+		v["KUBERNETES_VERSION"], v["CNI_PLUGINS_VERSION"], v["COREDNS_VERSION"]))
+	miss := func() string {
+		for _, b := range nodeBinaries {
+			if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+				return b
+			}
+		}
+		return ""
+	}
+	if m := miss(); m != "" {
+		if !build {
+			return "", fmt.Errorf("the real node's binaries are missing (%s): run `make kube-bins`", filepath.Join(dir, m))
+		}
+		if err := runBuild(ctx, root); err != nil {
+			return "", err
+		}
+		if m := miss(); m != "" {
+			return "", fmt.Errorf("hack/kube/build.sh did not produce %s", filepath.Join(dir, m))
+		}
+	}
+	return dir, nil
+}

@@ -37,7 +37,11 @@ const FakeNodeAnnotation = "kwok.x-k8s.io/node"
 type Options struct {
 	BinDir string // from EnsureBinaries
 	Dir    string // state, certificates and logs; must exist
-	Nodes  int    // fake nodes to add; default 2
+	Nodes  int    // fake nodes to add; default 2, -1 for none
+	// BindAddress is where the API server listens and what it advertises
+	// (the kubernetes Service's endpoint): 127.0.0.1 by default; a real
+	// node's address (testnode.Address) when its pods must reach the API.
+	BindAddress string
 }
 
 // Cluster is a running control plane.
@@ -48,6 +52,7 @@ type Cluster struct {
 	Client     kubernetes.Interface
 
 	bin   string
+	host  string // the API server's address
 	pki   *pki
 	ports map[string]int
 	mu    sync.Mutex
@@ -67,7 +72,10 @@ func Start(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	if opt.Nodes == 0 {
 		opt.Nodes = 2
 	}
-	c := &Cluster{Dir: opt.Dir, bin: opt.BinDir, ports: make(map[string]int), procs: make(map[string]*proc)}
+	if opt.BindAddress == "" {
+		opt.BindAddress = "127.0.0.1"
+	}
+	c := &Cluster{Dir: opt.Dir, bin: opt.BinDir, host: opt.BindAddress, ports: make(map[string]int), procs: make(map[string]*proc)}
 	defer func() {
 		if err != nil {
 			c.Stop()
@@ -78,7 +86,7 @@ func Start(ctx context.Context, opt Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	if c.pki, err = writePKI(filepath.Join(c.Dir, "pki")); err != nil {
+	if c.pki, err = writePKI(filepath.Join(c.Dir, "pki"), net.ParseIP(c.host)); err != nil {
 		return nil, fmt.Errorf("write certificates: %w", err)
 	}
 	for _, name := range []string{"etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"} {
@@ -101,8 +109,10 @@ func Start(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	if err := c.waitServiceAccount(ctx); err != nil {
 		return nil, err
 	}
-	if err := c.AddNodes(ctx, opt.Nodes); err != nil {
-		return nil, err
+	if opt.Nodes > 0 {
+		if err := c.AddNodes(ctx, opt.Nodes); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -152,8 +162,14 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 // same port and waits until /readyz answers ok.
 func (c *Cluster) StartAPIServer(ctx context.Context) error {
 	p := c.pki
+	// On loopback no pod reaches the API server and the kubernetes
+	// Service has no endpoint; on a real node's address it has one.
+	reconciler := "--endpoint-reconciler-type=none"
+	if c.host != "127.0.0.1" {
+		reconciler = "--advertise-address=" + c.host
+	}
 	if err := c.start("kube-apiserver",
-		"--bind-address=127.0.0.1",
+		"--bind-address="+c.host,
 		"--secure-port="+strconv.Itoa(c.ports["apiserver"]),
 		"--etcd-servers="+c.url("etcd"),
 		"--cert-dir="+filepath.Join(c.Dir, "pki"),
@@ -170,7 +186,11 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 		"--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
 		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false",
-		"--endpoint-reconciler-type=none",
+		reconciler,
+		// kubectl logs, exec and port-forward on a real node's pods.
+		"--kubelet-preferred-address-types=InternalIP",
+		"--kubelet-client-certificate="+p.cert,
+		"--kubelet-client-key="+p.key,
 	); err != nil {
 		return err
 	}
@@ -195,7 +215,7 @@ func (c *Cluster) StopAPIServer() { c.stop("kube-apiserver") }
 
 func (c *Cluster) restConfig() *rest.Config {
 	return &rest.Config{
-		Host: fmt.Sprintf("https://127.0.0.1:%d", c.ports["apiserver"]),
+		Host: "https://" + net.JoinHostPort(c.host, strconv.Itoa(c.ports["apiserver"])),
 		TLSClientConfig: rest.TLSClientConfig{
 			CAFile: c.pki.caCert, CertFile: c.pki.cert, KeyFile: c.pki.key,
 		},
@@ -375,6 +395,26 @@ func (c *Cluster) Stop() {
 }
 
 var errNotStarted = errors.New("the test cluster did not start")
+
+// ClientCert writes a client key pair for the user cn in groups orgs,
+// signed by the cluster's CA (a real node's kubelet is
+// system:node:NAME in system:nodes), and returns the files' paths.
+func (c *Cluster) ClientCert(cn string, orgs ...string) (cert, key string, err error) {
+	return c.pki.clientCert(cn, orgs...)
+}
+
+// WriteKubeconfig writes a kubeconfig for a client certificate to path.
+func (c *Cluster) WriteKubeconfig(path, cert, key string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["testcluster"] = &clientcmdapi.Cluster{Server: c.Config.Host, CertificateAuthority: c.pki.caCert}
+	cfg.AuthInfos["user"] = &clientcmdapi.AuthInfo{ClientCertificate: cert, ClientKey: key}
+	cfg.Contexts["testcluster"] = &clientcmdapi.Context{Cluster: "testcluster", AuthInfo: "user"}
+	cfg.CurrentContext = "testcluster"
+	return clientcmd.WriteToFile(*cfg, path)
+}
+
+// CAFile is the path of the cluster's CA certificate.
+func (c *Cluster) CAFile() string { return c.pki.caCert }
 
 // Namespace creates namespace name and waits until its default
 // ServiceAccount exists (pods need it).

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -20,9 +21,14 @@ import (
 // A throwaway test cluster needs no more separation than that.
 type pki struct {
 	caCert, cert, key string // file paths
+	dir               string
+	ca                *x509.Certificate
+	caKey             *ecdsa.PrivateKey
 }
 
-func writePKI(dir string) (*pki, error) {
+// writePKI writes the CA and the shared key pair to dir; ips are more
+// addresses the API server serves on (a real node's).
+func writePKI(dir string, ips ...net.IP) (*pki, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -53,7 +59,7 @@ func writePKI(dir string) (*pki, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
+		IPAddresses:  append([]net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")}, ips...),
 	}
 	caParsed, err := x509.ParseCertificate(caDER)
 	if err != nil {
@@ -68,6 +74,7 @@ func writePKI(dir string) (*pki, error) {
 		return nil, err
 	}
 	p := &pki{
+		dir: dir, ca: caParsed, caKey: caKey,
 		caCert: filepath.Join(dir, "ca.crt"),
 		cert:   filepath.Join(dir, "admin.crt"),
 		key:    filepath.Join(dir, "admin.key"),
@@ -82,4 +89,43 @@ func writePKI(dir string) (*pki, error) {
 		}
 	}
 	return p, nil
+}
+
+// clientCert writes a key pair for a client named cn in groups orgs, signed
+// by the cluster's CA, and returns the paths of the certificate and the key.
+func (p *pki) clientCert(cn string, orgs ...string) (cert, key string, err error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return "", "", err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: cn, Organization: orgs},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(7 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &k.PublicKey, p.caKey)
+	if err != nil {
+		return "", "", err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		return "", "", err
+	}
+	base := filepath.Join(p.dir, strings.NewReplacer(":", "-", "/", "-").Replace(cn))
+	cert, key = base+".crt", base+".key"
+	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return "", "", err
+	}
+	return cert, key, nil
 }
