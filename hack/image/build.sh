@@ -12,6 +12,7 @@
 # Usage: hack/image/build.sh [OUT_DIR]   (default dist/images)
 # Environment:
 #   IMAGE       the product's name:tag (default: the one examples/install names)
+#   IMAGE_ALSO  more names for the same image, in the same archive
 #   BASES       local (default): debian:bookworm-slim assembled by debootstrap
 #               from Debian's archive and golang:1.26-bookworm as that plus this
 #               machine's Go, for machines that reach no container registry;
@@ -106,7 +107,9 @@ archive() { # archive FILE NAME...
 # mounted cache.
 (cd "$root" && go mod download)
 bud "$IMAGE" "$root/Dockerfile"
-archive "$out/trackrouter.tar" "$IMAGE"
+also=()
+for t in ${IMAGE_ALSO:-}; do b tag "$IMAGE" "$t"; also+=("$t"); done
+archive "$out/trackrouter.tar" "$IMAGE" "${also[@]}"
 echo_tags=()
 bud trackrouter.local/echo:build "$root/examples/echo/Dockerfile"
 for t in $ECHO_TAGS; do b tag trackrouter.local/echo:build "trackrouter.local/echo:$t"; echo_tags+=("trackrouter.local/echo:$t"); done

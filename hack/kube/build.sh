@@ -99,7 +99,7 @@ if [ ! -x "$nbin/cni/bridge" ]; then
   module "$dir" "github.com/containernetworking/plugins@$CNI_PLUGINS_VERSION"
   mkdir -p "$nbin/cni"
   for p in bridge host-local loopback portmap; do
-    t=main; [ "$p" = host-local ] && t=ipam
+    t=main; [ "$p" = host-local ] && t=ipam; [ "$p" = portmap ] && t=meta
     bin=$nbin/cni build "$dir" "github.com/containernetworking/plugins/plugins/$t/$p" "$p"
   done
 fi
@@ -111,6 +111,7 @@ package main
 
 import (
 	"github.com/coredns/coredns/core/dnsserver"
+	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/forward"

@@ -581,3 +581,15 @@ func (n *Node) removeContainers(ctx context.Context) {
 		}
 	}
 }
+
+// KillContainer SIGKILLs a container's main process, as the kernel's OOM
+// killer or a crash would: id is a pod status's containerID
+// (containerd://ID). The kubelet then restarts it.
+func (n *Node) KillContainer(ctx context.Context, id string) error {
+	id = strings.TrimPrefix(id, "containerd://")
+	if id == "" {
+		return errors.New("kill: no container ID")
+	}
+	_, err := n.ctr(ctx, "tasks", "kill", "--signal", "SIGKILL", id)
+	return err
+}

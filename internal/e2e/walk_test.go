@@ -1,0 +1,574 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/pipeline"
+	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+const (
+	ns      = "default"
+	service = "account-service"
+)
+
+// walk is one run of TestWalk: the tools and the report.
+type walk struct {
+	t        *testing.T
+	c        *testcluster.Cluster
+	kubectl  string
+	trackctl string
+	report   []string
+}
+
+func (w *walk) logf(format string, args ...any) {
+	w.t.Helper()
+	s := fmt.Sprintf(format, args...)
+	w.report = append(w.report, s)
+	w.t.Log(s)
+}
+
+// run runs a command and returns its output; a failure fails the test.
+func (w *walk) run(name string, args ...string) string {
+	w.t.Helper()
+	out, err := w.try(name, args...)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return out
+}
+
+func (w *walk) try(name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+w.c.Kubeconfig)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// poll calls check until it returns nil or timeout, then fails the test
+// with what check said last.
+func (w *walk) poll(what string, timeout time.Duration, check func(ctx context.Context) error) time.Duration {
+	w.t.Helper()
+	start := time.Now()
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		last = check(ctx)
+		return last == nil, nil
+	})
+	if err != nil {
+		w.t.Fatalf("wait for %s: %v (last: %v)", what, err, last)
+	}
+	return time.Since(start)
+}
+
+// TestWalk is the walk of issue 32 on a real node, under steady traffic
+// the whole time: the install as shipped, the example, each group's share,
+// a weight edit, a structural edit, a healthy build through every stage, a
+// bad build rolled back at the canary, the HAProxy tier rolled to a new
+// image, a track pod killed, the node's DNS restarted. Every request that
+// fails is counted by cause; the goal is none but the bad build's own.
+func TestWalk(t *testing.T) {
+	c, node := need(t)
+	ctx := context.Background()
+	kubectl, err := testcluster.Kubectl()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &walk{t: t, c: c, kubectl: kubectl, trackctl: filepath.Join(t.TempDir(), "trackctl")}
+	w.run("go", "build", "-o", w.trackctl, filepath.Join(env.root, "cmd", "trackctl"))
+	for _, s := range env.timings {
+		w.logf("%s", s)
+	}
+	defer func() {
+		t.Log("the walk's report:\n  " + strings.Join(w.report, "\n  "))
+	}()
+
+	// The install as shipped: the image is loaded under the name it uses.
+	start := time.Now()
+	w.run(kubectl, "apply", "-k", filepath.Join(env.root, "examples", "install"))
+	w.waitDeployment("trackrouter-system", "track-controller", 3*time.Minute)
+	// The example, with one images: entry for its app (hashicorp/http-echo
+	// is not reachable here; the echo image takes the same flags).
+	overlay := t.TempDir()
+	writeFile(t, filepath.Join(overlay, "kustomization.yaml"), fmt.Sprintf(`resources: [%s]
+images:
+  - name: hashicorp/http-echo
+    newName: %s
+`, filepath.Join(env.root, "examples", "account-service"), echoImage))
+	// The webhook answers once the leader has made its certificate.
+	w.poll("kubectl apply -k of the example (the admission webhook ready)", 2*time.Minute, func(context.Context) error {
+		_, err := w.try(kubectl, "apply", "-k", overlay)
+		return err
+	})
+	spec := w.spec(ctx)
+	w.waitServing(ctx, spec, 4*time.Minute)
+	w.logf("install and example serving in %s (track-controller, 4 HAProxy pods, 20 track pods, all real)", time.Since(start).Round(time.Second))
+
+	svc, err := c.Client.CoreV1().Services(ns).Get(ctx, service, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("http://%s:%d/", svc.Spec.ClusterIP, spec.Port)
+	tr := startTraffic(url, []string{"INTERNAL", "FREE", "ENTERPRISE", ""}, 8, 40*time.Millisecond)
+	var total *tally
+	defer func() {
+		if total == nil {
+			total = tr.Stop()
+		}
+		w.logf("the whole walk: %s", total)
+		for _, s := range total.samples {
+			w.logf("  failure: %s", s)
+		}
+	}()
+	var problems []string
+	step := func(name string, wt *tally) {
+		w.logf("%s: %s", name, wt)
+		if n := wt.failures(); n > 0 {
+			problems = append(problems, fmt.Sprintf("%s: %d failed requests: %v", name, n, wt.samples))
+		}
+	}
+	checkShare := func(wt *tally, group, track string, want, tol float64) {
+		got, n := wt.share(group, track)
+		w.logf("  group %q: %.1f%% %s of %d (want %.0f%% ± %.0f): %s", group, got, track, n, want, tol, wt.versions(group))
+		if n < 100 || got < want-tol || got > want+tol {
+			problems = append(problems, fmt.Sprintf("group %q: %.1f%% to %s of %d, want %.0f%% ± %.0f", group, got, track, n, want, tol))
+		}
+	}
+
+	// 1. Each group's share, as the spec says.
+	time.Sleep(20 * time.Second)
+	wt := tr.take()
+	step("steady traffic", wt)
+	checkShare(wt, "INTERNAL", "internal", 100, 0)
+	checkShare(wt, "ENTERPRISE", "production", 100, 0)
+	checkShare(wt, "FREE", "canary", 5, 3)
+	checkShare(wt, "", "paid", 5, 3)
+
+	// 2. A weight edit: live by the Runtime API, no reload.
+	w.run(w.trackctl, "set-weight", service, "canary", "canary=50", "production=50", "-n", ns, "--reason", "e2e: more canary traffic")
+	took := w.waitReports(ctx, 30*time.Second, func(r *fleet.Report) error {
+		if r.Weights["canary"]["canary"] != 50 {
+			return fmt.Errorf("%s: canary/canary %d", r.Pod, r.Weights["canary"]["canary"])
+		}
+		return nil
+	})
+	w.logf("weight edit canary 5 -> 50 live on every HAProxy pod %s after trackctl set-weight returned", took.Round(10*time.Millisecond))
+	tr.take()
+	time.Sleep(15 * time.Second)
+	wt = tr.take()
+	step("after the weight edit", wt)
+	checkShare(wt, "FREE", "canary", 50, 8)
+
+	// 3. A structural edit: a new group, a reload of every HAProxy.
+	stamps := w.stamps(ctx)
+	w.editSpec(ctx, func(s string) string {
+		return strings.Replace(s, "  ENTERPRISE: enterprise\n", "  ENTERPRISE: enterprise\n  BETA: canary\n", 1)
+	})
+	took = w.waitReports(ctx, time.Minute, func(r *fleet.Report) error {
+		if r.Stamp == stamps[r.Pod] || !r.InSync {
+			return fmt.Errorf("%s: stamp %s in sync %v", r.Pod, r.Stamp, r.InSync)
+		}
+		return nil
+	})
+	w.logf("structural edit (group BETA) reloaded on every HAProxy pod in %s", took.Round(10*time.Millisecond))
+	time.Sleep(5 * time.Second)
+	step("around the reload", tr.take())
+
+	// 4. The pipeline: approval on internal, analysis on canary and paid.
+	w.editSpec(ctx, func(s string) string {
+		s = strings.Replace(s, "internal:   {version: 1.0.0, replicas: 2}", "internal:   {version: 1.0.0, replicas: 2, gates: [approval]}", 1)
+		s = strings.Replace(s, "canary:     {version: 1.0, replicas: 4}", "canary:     {version: 1.0, replicas: 4, analysis: {bake: 20s, interval: 5s, minRequests: 20}}", 1)
+		return strings.Replace(s, "paid:       {version: 0.2.3, replicas: 4}", "paid:       {version: 0.2.3, replicas: 4, analysis: {bake: 20s, interval: 5s, minRequests: 20}}", 1)
+	})
+	if s := w.spec(ctx); !pipeline.Uses(s) {
+		t.Fatalf("the spec has no pipeline after the edit:\n%s", w.specText(ctx))
+	}
+	tr.take()
+
+	// 5. A healthy build, internal -> canary -> paid -> production.
+	start = time.Now()
+	w.run(w.trackctl, "deploy", service, goodVersion, "-n", ns, "--reason", "e2e: a healthy build")
+	w.waitRelease(goodVersion, pipeline.Gates, "internal", 3*time.Minute)
+	w.run(w.trackctl, "approve", service, "-n", ns, "--reason", "e2e: QA ok")
+	st := w.waitRelease(goodVersion, pipeline.Done, "production", 10*time.Minute)
+	w.logf("healthy build %s: trackctl deploy to production in %s (with the approval): %s", goodVersion, time.Since(start).Round(time.Second), st.Reason)
+	took = w.poll("the old versions cleaned up", 3*time.Minute, func(ctx context.Context) error {
+		return w.onlyVersion(ctx, goodVersion)
+	})
+	w.logf("old versions' Deployments and pods gone %s after production", took.Round(time.Second))
+	step("the healthy release", tr.take())
+
+	// 6. A build that fails 5% of requests: rolled back on the canary.
+	w.run(w.trackctl, "deploy", service, badVersion, "-n", ns, "--reason", "e2e: a bad build")
+	w.waitRelease(badVersion, pipeline.Gates, "internal", 3*time.Minute)
+	w.run(w.trackctl, "approve", service, "-n", ns)
+	st = w.waitRelease(badVersion, pipeline.RolledBack, "canary", 5*time.Minute)
+	decided := time.Now()
+	w.waitReports(ctx, 30*time.Second, func(r *fleet.Report) error {
+		for _, b := range []string{"canary", "paid"} {
+			if wgt, ok := r.Weights[b]["canary"]; ok && wgt != 0 {
+				return fmt.Errorf("%s: %s/canary weight %d", r.Pod, b, wgt)
+			}
+		}
+		return nil
+	})
+	tr.mu.Lock()
+	firstBad := tr.firstBad
+	tr.mu.Unlock()
+	w.logf("bad build %s rolled back on the canary: %s", badVersion, st.Reason)
+	if !firstBad.IsZero() {
+		w.logf("  first answer of the bad build to the rollback live on every HAProxy pod: %s (the decision was recorded %s before it was live everywhere)",
+			time.Since(firstBad).Round(100*time.Millisecond), time.Since(decided).Round(10*time.Millisecond))
+	}
+	wt = tr.take()
+	step("the bad build's release", wt)
+	if s := w.spec(ctx); s.Tracks["canary"].Version != goodVersion || s.Tracks["paid"].Version != goodVersion || s.Tracks["production"].Version != goodVersion {
+		problems = append(problems, fmt.Sprintf("after the rollback: canary %s, paid %s, production %s", s.Tracks["canary"].Version, s.Tracks["paid"].Version, s.Tracks["production"].Version))
+	}
+
+	// 7. The HAProxy tier rolls to a new router image: the controller's
+	// own image changes, and with it the tier's.
+	start = time.Now()
+	w.run(kubectl, "-n", "trackrouter-system", "set", "image", "deployment/track-controller", "track-controller="+nextRouterImage)
+	w.poll("the HAProxy tier on the new image", 5*time.Minute, func(ctx context.Context) error {
+		return w.tierOn(ctx, nextRouterImage)
+	})
+	w.waitServing(ctx, w.spec(ctx), 2*time.Minute)
+	w.logf("HAProxy tier rolled to %s in %s", nextRouterImage, time.Since(start).Round(time.Second))
+	step("the HAProxy tier's roll", tr.take())
+
+	// 8. A track pod killed: its main process SIGKILLed (the container
+	// restarts), then a pod deleted (a graceful stop, and a new pod).
+	pod := w.pod(ctx, "production")
+	if err := node.KillContainer(ctx, pod.Status.ContainerStatuses[0].ContainerID); err != nil {
+		t.Fatal(err)
+	}
+	w.poll("the killed container restarted and Ready", 2*time.Minute, func(ctx context.Context) error {
+		p, err := c.Client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.ContainerStatuses[0].RestartCount == 0 || !podReady(p) {
+			return fmt.Errorf("restarts %d, ready %v", p.Status.ContainerStatuses[0].RestartCount, podReady(p))
+		}
+		return nil
+	})
+	step("a production container killed (SIGKILL)", tr.take())
+	pod = w.pod(ctx, "production")
+	w.run(kubectl, "-n", ns, "delete", "pod", pod.Name)
+	w.waitServing(ctx, w.spec(ctx), 2*time.Minute)
+	step("a production pod deleted", tr.take())
+
+	// 9. The node's DNS restarts.
+	if err := node.RestartDNS(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Second)
+	step("the node's DNS restarted", tr.take())
+
+	total = tr.Stop()
+	bad := 0
+	for group, n := range total.badBuild {
+		bad += n
+		if group != "INTERNAL" && group != "FREE" {
+			problems = append(problems, fmt.Sprintf("the bad build answered %d requests of group %q, whose backend has no stage it ran on", n, group))
+		}
+	}
+	if bad == 0 {
+		problems = append(problems, "the bad build answered no request: the rollback was not caused by it")
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
+
+// spec reads and parses the service's spec.
+func (w *walk) spec(ctx context.Context) *weights.Spec {
+	w.t.Helper()
+	s, err := weights.ParseService(weights.Source{File: "ConfigMap " + service}, []byte(w.specText(ctx)))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return s
+}
+
+func (w *walk) specText(ctx context.Context) string {
+	w.t.Helper()
+	cm, err := w.c.Client.CoreV1().ConfigMaps(ns).Get(ctx, service, metav1.GetOptions{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return cm.Data["service.yaml"]
+}
+
+// editSpec edits the spec's text as a person would (an update of the
+// ConfigMap), failing the test when the edit changed nothing.
+func (w *walk) editSpec(ctx context.Context, edit func(string) string) {
+	w.t.Helper()
+	cm, err := w.c.Client.CoreV1().ConfigMaps(ns).Get(ctx, service, metav1.GetOptions{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	before := cm.Data["service.yaml"]
+	cm.Data["service.yaml"] = edit(before)
+	if cm.Data["service.yaml"] == before {
+		w.t.Fatalf("the edit changed nothing in:\n%s", before)
+	}
+	if _, err := w.c.Client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// waitDeployment waits until a Deployment has all its replicas available
+// and updated.
+func (w *walk) waitDeployment(namespace, name string, timeout time.Duration) {
+	w.t.Helper()
+	w.poll("Deployment "+namespace+"/"+name, timeout, func(ctx context.Context) error {
+		d, err := w.c.Client.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		want := int32(1)
+		if d.Spec.Replicas != nil {
+			want = *d.Spec.Replicas
+		}
+		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas != want || d.Status.AvailableReplicas != want || d.Status.Replicas != want {
+			return fmt.Errorf("%d/%d updated, %d available, %d in all%s", d.Status.UpdatedReplicas, want, d.Status.AvailableReplicas, d.Status.Replicas, w.podProblems(ctx, namespace))
+		}
+		return nil
+	})
+}
+
+// podProblems says why pods in namespace are not running, for a timeout's
+// message: a pull, a crash, a pending schedule.
+func (w *walk) podProblems(ctx context.Context, namespace string) string {
+	pods, err := w.c.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, p := range pods.Items {
+		for _, s := range p.Status.ContainerStatuses {
+			if s.State.Waiting != nil && s.State.Waiting.Reason != "ContainerCreating" {
+				out = append(out, fmt.Sprintf("%s: %s %s", p.Name, s.State.Waiting.Reason, s.State.Waiting.Message))
+			}
+		}
+		if p.Status.Phase == corev1.PodPending && len(p.Status.ContainerStatuses) == 0 {
+			for _, c := range p.Status.Conditions {
+				if c.Status != corev1.ConditionTrue && c.Message != "" {
+					out = append(out, fmt.Sprintf("%s: %s", p.Name, c.Message))
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	if len(out) > 5 {
+		out = out[:5]
+	}
+	return "; " + strings.Join(out, "; ")
+}
+
+// waitServing waits until every Deployment of the service is available
+// and every HAProxy pod reports the latest spec in sync.
+func (w *walk) waitServing(ctx context.Context, s *weights.Spec, timeout time.Duration) {
+	w.t.Helper()
+	w.poll("the service's Deployments", timeout, func(ctx context.Context) error {
+		deps, err := w.c.Client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: weights.ServiceLabel + "=" + service})
+		if err != nil {
+			return err
+		}
+		if len(deps.Items) < len(s.Tracks)+1 {
+			return fmt.Errorf("%d Deployments%s", len(deps.Items), w.podProblems(ctx, ns))
+		}
+		for _, d := range deps.Items {
+			want := *d.Spec.Replicas
+			if d.Status.ObservedGeneration < d.Generation || d.Status.AvailableReplicas != want || d.Status.UpdatedReplicas != want || d.Status.Replicas != want {
+				return fmt.Errorf("%s: %d/%d available%s", d.Name, d.Status.AvailableReplicas, want, w.podProblems(ctx, ns))
+			}
+		}
+		return nil
+	})
+	w.waitReports(ctx, timeout, func(r *fleet.Report) error {
+		if !r.InSync || r.HAProxy != "running" {
+			return fmt.Errorf("%s: in sync %v, haproxy %s", r.Pod, r.InSync, r.HAProxy)
+		}
+		return nil
+	})
+}
+
+// waitReports waits until every running HAProxy pod has a report that
+// passes check, and returns how long that took.
+func (w *walk) waitReports(ctx context.Context, timeout time.Duration, check func(*fleet.Report) error) time.Duration {
+	w.t.Helper()
+	return w.poll("the HAProxy pods' reports", timeout, func(ctx context.Context) error {
+		reports, err := w.reports(ctx)
+		if err != nil {
+			return err
+		}
+		pods, err := w.c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + service + ",tier=router"})
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil || !podReady(&p) {
+				continue
+			}
+			n++
+			r := reports[p.Name]
+			if r == nil {
+				return fmt.Errorf("%s: no report", p.Name)
+			}
+			if err := check(r); err != nil {
+				return err
+			}
+		}
+		if n == 0 {
+			return fmt.Errorf("no HAProxy pod Ready%s", w.podProblems(ctx, ns))
+		}
+		return nil
+	})
+}
+
+func (w *walk) reports(ctx context.Context) (map[string]*fleet.Report, error) {
+	cm, err := w.c.Client.CoreV1().ConfigMaps(ns).Get(ctx, fleet.StatusName(service+"-haproxy"), metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	reports, _ := fleet.Parse(cm.Data)
+	return reports, nil
+}
+
+// stamps are the config stamps each HAProxy pod runs.
+func (w *walk) stamps(ctx context.Context) map[string]string {
+	w.t.Helper()
+	reports, err := w.reports(ctx)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	s := make(map[string]string)
+	for pod, r := range reports {
+		s[pod] = r.Stamp
+	}
+	return s
+}
+
+// waitRelease waits until the release of version is in phase on stage.
+func (w *walk) waitRelease(version string, phase pipeline.Phase, stage string, timeout time.Duration) pipeline.State {
+	w.t.Helper()
+	var st pipeline.State
+	w.poll(fmt.Sprintf("release %s %s on %s", version, phase, stage), timeout, func(ctx context.Context) error {
+		cm, err := w.c.Client.CoreV1().ConfigMaps(ns).Get(ctx, pipeline.ConfigMapName(service), metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if st, _, err = pipeline.Read(cm.Data); err != nil {
+			return err
+		}
+		if st.Version != version || st.Phase != phase || st.Stage != stage {
+			var ds []string
+			for _, d := range st.Decisions {
+				ds = append(ds, fmt.Sprintf("%s %s %s: %s", d.Kind, d.Version, d.Stage, d.Reason))
+			}
+			return fmt.Errorf("release %s %s on %s (%s); decisions: %s", st.Version, st.Phase, st.Stage, st.Reason, strings.Join(ds, " | "))
+		}
+		return nil
+	})
+	return st
+}
+
+// onlyVersion says whether every track's Deployment and pods run version
+// only (the old versions cleaned up).
+func (w *walk) onlyVersion(ctx context.Context, version string) error {
+	deps, err := w.c.Client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + service + ",tier!=router"})
+	if err != nil {
+		return err
+	}
+	for _, d := range deps.Items {
+		if d.Labels["version"] != version {
+			return fmt.Errorf("Deployment %s runs %s", d.Name, d.Labels["version"])
+		}
+	}
+	pods, err := w.c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + service + ",tier!=router"})
+	if err != nil {
+		return err
+	}
+	for _, p := range pods.Items {
+		if p.Labels["version"] != version {
+			return fmt.Errorf("pod %s runs %s", p.Name, p.Labels["version"])
+		}
+	}
+	return nil
+}
+
+// tierOn says whether every HAProxy pod runs image, Ready, none other left.
+func (w *walk) tierOn(ctx context.Context, image string) error {
+	pods, err := w.c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + service + ",tier=router"})
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, p := range pods.Items {
+		if p.Spec.Containers[0].Image != image {
+			return fmt.Errorf("%s runs %s", p.Name, p.Spec.Containers[0].Image)
+		}
+		if !podReady(&p) {
+			return fmt.Errorf("%s not Ready", p.Name)
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("no HAProxy pod")
+	}
+	return nil
+}
+
+// pod returns a Ready pod of track.
+func (w *walk) pod(ctx context.Context, track string) *corev1.Pod {
+	w.t.Helper()
+	pods, err := w.c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + service + ",track=" + track})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for i := range pods.Items {
+		if p := &pods.Items[i]; podReady(p) && p.DeletionTimestamp == nil && len(p.Status.ContainerStatuses) > 0 {
+			return p
+		}
+	}
+	w.t.Fatalf("no Ready pod of track %s", track)
+	return nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
