@@ -52,15 +52,27 @@ type Checker struct {
 	// Timeout bounds one check (name resolution at load time can hang it);
 	// zero means no bound but the context's.
 	Timeout time.Duration
+	// Dir is where the config to check is written (in a directory of its
+	// own, removed after); empty means the system's temporary directory.
+	// The sidecar uses its config's directory: in a pod with a read-only
+	// root filesystem /tmp cannot be written.
+	Dir string
 }
 
 // Check writes cfg to a temporary file and runs haproxy -c on it. A nil error
 // means haproxy accepted it; a *CheckError means it did not; any other error
 // means the check could not run.
 func (c Checker) Check(ctx context.Context, cfg []byte) error {
-	dir, err := os.MkdirTemp("", "trackrouter-check-")
+	dir, err := os.MkdirTemp(c.Dir, "trackrouter-check-")
+	if err != nil && c.Dir != "" {
+		// Dir not writable (a dry run's): the system's, if that is.
+		var err2 error
+		if dir, err2 = os.MkdirTemp("", "trackrouter-check-"); err2 == nil {
+			err = nil
+		}
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("a directory for the config to check: %w", err)
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "haproxy.cfg")

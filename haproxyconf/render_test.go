@@ -151,6 +151,28 @@ func TestCheckReportsLines(t *testing.T) {
 	}
 }
 
+// TestCheckDir: the config to check is written under Dir, so a pod whose
+// root filesystem (and /tmp) is read-only can still check (found on the
+// real node: every HAProxy pod stayed unready with "mkdir /tmp/...:
+// read-only file system"). With no usable temporary directory at all but
+// Dir, the check runs; with neither, the error says what it needed.
+func TestCheckDir(t *testing.T) {
+	bin := haproxytest.Binary(t)
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", "/nonexistent-tmp")
+	cfg := []byte("global\n  maxconn 10\n\ndefaults\n  mode http\n\nfrontend f\n  bind 127.0.0.1:18080\n")
+	if err := (Checker{Binary: bin, Dir: dir}).Check(context.Background(), cfg); err != nil {
+		t.Fatalf("check with Dir %s: %v", dir, err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("the check left %d files in Dir", len(left))
+	}
+	err := (Checker{Binary: bin}).Check(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "a directory for the config to check") {
+		t.Errorf("no writable directory: want an error saying so, got %v", err)
+	}
+}
+
 // TestStamp checks the typed data beside the bytes: the weights, and a stamp
 // that a weight edit keeps and any other edit changes.
 func TestStamp(t *testing.T) {

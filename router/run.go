@@ -236,7 +236,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if rejecter != nil {
 		defer rejecter.Stop()
 	}
-	checker := haproxyconf.Checker{Binary: cfg.HAProxyBin, Timeout: cfg.ReloadTimeout}
+	// The check's file goes beside the config: that directory is writable
+	// wherever the sidecar runs (/tmp is not in a read-only pod).
+	checker := haproxyconf.Checker{Binary: cfg.HAProxyBin, Timeout: cfg.ReloadTimeout, Dir: filepath.Dir(cfg.HAProxyConfig)}
 	if cfg.Once {
 		return once(ctx, src, opts, checker, cfg)
 	}

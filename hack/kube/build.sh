@@ -94,7 +94,7 @@ if [ ! -x "$nbin/kubelet" ] || [ ! -x "$nbin/kube-proxy" ]; then
     [ -x "$nbin/$c" ] || bin=$nbin build "$dir" "k8s.io/kubernetes/cmd/$c" "$c" "$(kubeversion)"
   done
 fi
-if [ ! -x "$nbin/cni/bridge" ]; then
+if [ ! -x "$nbin/cni/bridge" ] || [ ! -x "$nbin/cni/host-local" ] || [ ! -x "$nbin/cni/loopback" ] || [ ! -x "$nbin/cni/portmap" ]; then
   dir="$cache/src/cni-$CNI_PLUGINS_VERSION"
   module "$dir" "github.com/containernetworking/plugins@$CNI_PLUGINS_VERSION"
   mkdir -p "$nbin/cni"
