@@ -106,11 +106,16 @@ func TestWalk(t *testing.T) {
 	// The example, with one images: entry for its app (hashicorp/http-echo
 	// is not reachable here; the echo image takes the same flags).
 	overlay := t.TempDir()
+	example, err := filepath.Rel(overlay, filepath.Join(env.root, "examples", "account-service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// kustomize takes a relative path only.
 	writeFile(t, filepath.Join(overlay, "kustomization.yaml"), fmt.Sprintf(`resources: [%s]
 images:
   - name: hashicorp/http-echo
     newName: %s
-`, filepath.Join(env.root, "examples", "account-service"), echoImage))
+`, example, echoImage))
 	// The webhook answers once the leader has made its certificate.
 	w.poll("kubectl apply -k of the example (the admission webhook ready)", 2*time.Minute, func(context.Context) error {
 		_, err := w.try(kubectl, "apply", "-k", overlay)

@@ -19,7 +19,7 @@ import (
 // kills every process in the node's cgroups (containers and shims), unmounts
 // what is mounted under dir and the pods' network namespaces, removes
 // kube-proxy's and kubelet's iptables chains, the bridge, the cgroups and
-// containerd's runtime state. bin is the node's bin directory (for
+// containerd's runtime state, and puts back the sysctls it changed. bin is the node's bin directory (for
 // kube-proxy --cleanup); it may be "". Errors are ignored: it does what it
 // can.
 func Clean(dir, bin string) {
@@ -53,6 +53,14 @@ func Clean(dir, bin string) {
 	if ents, err := filepath.Glob("/var/lib/cni/results/trackrouter-node-*"); err == nil {
 		for _, e := range ents {
 			os.Remove(e)
+		}
+	}
+	// The sysctls as they were before the node set them (recorded in dir).
+	if b, err := os.ReadFile(filepath.Join(dir, "sysctls")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok && !strings.Contains(k, "..") {
+				os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644)
+			}
 		}
 	}
 	if ents, err := filepath.Glob("/var/log/containers/*"); err == nil {
