@@ -27,9 +27,12 @@ demo:
 	  { echo "make demo: haproxy is not installed: apt-get install -y haproxy (Debian, Ubuntu) or brew install haproxy (macOS)"; exit 1; }
 	$(GO) run ./cmd/trackrouter --demo
 
-# test runs every test, with the race detector, against a real haproxy.
+# test runs every test, with the race detector, against a real haproxy; the
+# end-to-end walk on a real node (internal/e2e) last and alone, so that
+# what it measures is not the other packages' load.
 test: fmt-check vet
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /internal/e2e$$)
+	$(GO) test -race -count=1 -v -timeout 45m ./internal/e2e
 
 test-short:
 	$(GO) test -short ./...

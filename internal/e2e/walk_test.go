@@ -180,10 +180,12 @@ images:
 	step("after the weight edit", wt)
 	checkShare(wt, "FREE", "canary", 50, 8)
 
-	// 3. A structural edit: a new group, a reload of every HAProxy.
+	// 3. A structural edit: a new backend (a group alone is a runtime map
+	// edit), a reload of every HAProxy.
 	stamps := w.stamps(ctx)
 	w.editSpec(ctx, func(s string) string {
-		return strings.Replace(s, "  ENTERPRISE: enterprise\n", "  ENTERPRISE: enterprise\n  BETA: canary\n", 1)
+		s = strings.Replace(s, "  ENTERPRISE: enterprise\n", "  ENTERPRISE: enterprise\n  BETA: beta\n", 1)
+		return strings.Replace(s, "  enterprise: {production: 100}\n", "  enterprise: {production: 100}\n  beta:       {canary: 50, production: 50}\n", 1)
 	})
 	took = w.waitReports(ctx, time.Minute, func(r *fleet.Report) error {
 		if r.Stamp == stamps[r.Pod] || !r.InSync {
@@ -191,9 +193,13 @@ images:
 		}
 		return nil
 	})
-	w.logf("structural edit (group BETA) reloaded on every HAProxy pod in %s", took.Round(10*time.Millisecond))
+	w.logf("structural edit (backend beta, group BETA) reloaded on every HAProxy pod in %s", took.Round(10*time.Millisecond))
+	beta := startTraffic(url, []string{"BETA"}, 2, 20*time.Millisecond)
 	time.Sleep(5 * time.Second)
+	bt := beta.Stop()
 	step("around the reload", tr.take())
+	step("group BETA after the reload", bt)
+	checkShare(bt, "BETA", "canary", 50, 12)
 
 	// 4. The pipeline: approval on internal, analysis on canary and paid.
 	w.editSpec(ctx, func(s string) string {
@@ -204,6 +210,23 @@ images:
 	if s := w.spec(ctx); !pipeline.Uses(s) {
 		t.Fatalf("the spec has no pipeline after the edit:\n%s", w.specText(ctx))
 	}
+	// The pipeline's first look at the spec is its starting point: a
+	// deploy before it would be taken for where things stand, not a
+	// release (seen here when trackctl deploy ran right after the edit).
+	w.poll("the pipeline's first look at the spec", time.Minute, func(ctx context.Context) error {
+		cm, err := w.c.Client.CoreV1().ConfigMaps(ns).Get(ctx, pipeline.ConfigMapName(service), metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		st, _, err := pipeline.Read(cm.Data)
+		if err != nil {
+			return err
+		}
+		if st.Phase != pipeline.Idle || st.Seen["internal"] != "1.0.0" {
+			return fmt.Errorf("release %s %s, seen %v", st.Version, st.Phase, st.Seen)
+		}
+		return nil
+	})
 	tr.take()
 
 	// 5. A healthy build, internal -> canary -> paid -> production.
