@@ -6,7 +6,7 @@
 #   trackrouter.tar   the product: ./Dockerfile (the three binaries and HAProxy)
 #   echo.tar          the examples' app (examples/echo/Dockerfile), tagged
 #                     with every version in ECHO_TAGS; ECHO_BAD_TAGS are the
-#                     same app built with ECHO_FAIL_PERCENT=5 (a bad build)
+#                     same app with ECHO_FAIL_PERCENT=5 set (a bad build)
 #   pause.tar         the real node's sandbox image (hack/node/pause)
 #
 # Usage: hack/image/build.sh [OUT_DIR]   (default dist/images)
@@ -114,7 +114,13 @@ echo_tags=()
 bud trackrouter.local/echo:build "$root/examples/echo/Dockerfile"
 for t in $ECHO_TAGS; do b tag trackrouter.local/echo:build "trackrouter.local/echo:$t"; echo_tags+=("trackrouter.local/echo:$t"); done
 if [ -n "$ECHO_BAD_TAGS" ]; then
-  bud trackrouter.local/echo:bad "$root/examples/echo/Dockerfile" --build-arg FAIL_PERCENT=5
+  # The same build with ECHO_FAIL_PERCENT=5 in its config (a --build-arg
+  # would do, but buildah's layer cache ignored it: the "bad" image failed
+  # nothing).
+  c=$(b from trackrouter.local/echo:build)
+  b config --env ECHO_FAIL_PERCENT=5 "$c"
+  b commit -q "$c" trackrouter.local/echo:bad >/dev/null
+  b rm "$c" >/dev/null
   for t in $ECHO_BAD_TAGS; do b tag trackrouter.local/echo:bad "trackrouter.local/echo:$t"; echo_tags+=("trackrouter.local/echo:$t"); done
 fi
 archive "$out/echo.tar" "${echo_tags[@]}"

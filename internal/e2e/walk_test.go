@@ -502,7 +502,10 @@ func (w *walk) stamps(ctx context.Context) map[string]string {
 // waitRelease waits until the release of version is in phase on stage.
 func (w *walk) waitRelease(version string, phase pipeline.Phase, stage string, timeout time.Duration) pipeline.State {
 	w.t.Helper()
-	var st pipeline.State
+	var (
+		st    pipeline.State
+		ended error
+	)
 	w.poll(fmt.Sprintf("release %s %s on %s", version, phase, stage), timeout, func(ctx context.Context) error {
 		cm, err := w.c.Client.CoreV1().ConfigMaps(ns).Get(ctx, pipeline.ConfigMapName(service), metav1.GetOptions{})
 		if err != nil {
@@ -516,10 +519,18 @@ func (w *walk) waitRelease(version string, phase pipeline.Phase, stage string, t
 			for _, d := range st.Decisions {
 				ds = append(ds, fmt.Sprintf("%s %s %s: %s", d.Kind, d.Version, d.Stage, d.Reason))
 			}
-			return fmt.Errorf("release %s %s on %s (%s); decisions: %s", st.Version, st.Phase, st.Stage, st.Reason, strings.Join(ds, " | "))
+			err := fmt.Errorf("release %s %s on %s (%s); decisions: %s", st.Version, st.Phase, st.Stage, st.Reason, strings.Join(ds, " | "))
+			if st.Version == version && (st.Phase == pipeline.Done || st.Phase == pipeline.RolledBack) {
+				ended = err // it ended elsewhere: no use waiting
+				return nil
+			}
+			return err
 		}
 		return nil
 	})
+	if ended != nil {
+		w.t.Fatalf("release %s ended, not %s on %s: %v", version, phase, stage, ended)
+	}
 	return st
 }
 
