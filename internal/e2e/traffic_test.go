@@ -28,8 +28,9 @@ type traffic struct {
 	mu     sync.Mutex
 	window *tally // since the last take
 	total  *tally
-	// firstBad is when the first answer of badVersion came (a 500 or not).
-	firstBad time.Time
+	// firstBad is when the first answer of badVersion came (a 500 or not),
+	// by group.
+	firstBad map[string]time.Time
 }
 
 // tally counts answers and failures.
@@ -49,7 +50,7 @@ func newTally() *tally {
 // startTraffic starts clients workers, each sending a request every
 // interval.
 func startTraffic(url string, groups []string, clients int, interval time.Duration) *traffic {
-	tr := &traffic{url: url, groups: groups, stop: make(chan struct{}), window: newTally(), total: newTally()}
+	tr := &traffic{url: url, groups: groups, stop: make(chan struct{}), window: newTally(), total: newTally(), firstBad: map[string]time.Time{}}
 	for i := 0; i < clients; i++ {
 		tr.wg.Add(1)
 		go tr.client(interval)
@@ -107,8 +108,8 @@ func send(client *http.Client, url, group string) answer {
 func (tr *traffic) record(group string, a answer) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	if strings.Contains(a.body, "version="+badVersion) && tr.firstBad.IsZero() {
-		tr.firstBad = a.at
+	if _, ok := tr.firstBad[group]; !ok && strings.Contains(a.body, "version="+badVersion) {
+		tr.firstBad[group] = a.at
 	}
 	for _, t := range []*tally{tr.window, tr.total} {
 		t.sent++

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,10 +100,8 @@ func TestWalk(t *testing.T) {
 		t.Log("the walk's report:\n  " + strings.Join(w.report, "\n  "))
 	}()
 
-	// The install as shipped: the image is loaded under the name it uses.
 	start := time.Now()
-	w.run(kubectl, "apply", "-k", filepath.Join(env.root, "examples", "install"))
-	w.waitDeployment("trackrouter-system", "track-controller", 3*time.Minute)
+	w.install(ctx)
 	// The example, with one images: entry for its app (hashicorp/http-echo
 	// is not reachable here; the echo image takes the same flags).
 	overlay := t.TempDir()
@@ -257,11 +256,13 @@ images:
 		return nil
 	})
 	tr.mu.Lock()
-	firstBad := tr.firstBad
+	firstBad := tr.firstBad["FREE"] // the canary's users
 	tr.mu.Unlock()
 	w.logf("bad build %s rolled back on the canary: %s", badVersion, st.Reason)
-	if !firstBad.IsZero() {
-		w.logf("  first answer of the bad build to the rollback live on every HAProxy pod: %s (the decision was recorded %s before it was live everywhere)",
+	if firstBad.IsZero() {
+		problems = append(problems, "no FREE request was answered by the bad build on the canary")
+	} else {
+		w.logf("  the canary's first answer from the bad build to the rollback live on every HAProxy pod: %s (the decision was live everywhere %s after it was recorded)",
 			time.Since(firstBad).Round(100*time.Millisecond), time.Since(decided).Round(10*time.Millisecond))
 	}
 	wt = tr.take()
@@ -297,7 +298,8 @@ images:
 		}
 		return nil
 	})
-	step("a production container killed (SIGKILL)", tr.take())
+	time.Sleep(5 * time.Second)
+	step("a production container killed (SIGKILL), until 5 s after it is Ready again", tr.take())
 	pod = w.pod(ctx, "production")
 	w.run(kubectl, "-n", ns, "delete", "pod", pod.Name)
 	w.waitServing(ctx, w.spec(ctx), 2*time.Minute)
@@ -323,6 +325,122 @@ images:
 	}
 	for _, p := range problems {
 		t.Error(p)
+	}
+}
+
+// install applies the install as shipped (the image is loaded under the
+// name it uses) and waits until track-controller runs.
+func (w *walk) install(ctx context.Context) {
+	w.t.Helper()
+	w.run(w.kubectl, "apply", "-k", filepath.Join(env.root, "examples", "install"))
+	w.waitDeployment("trackrouter-system", "track-controller", 3*time.Minute)
+}
+
+// TestPort80: a spec whose port is 80 binds in the HAProxy tier's pod as
+// the controller makes it (user 10001, all capabilities dropped but
+// NET_BIND_SERVICE, no privilege escalation), and serves. Its one track is
+// an address: the example's production Service, or a Service of its own.
+func TestPort80(t *testing.T) {
+	c, _ := need(t)
+	ctx := context.Background()
+	kubectl, err := testcluster.Kubectl()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &walk{t: t, c: c, kubectl: kubectl}
+	w.install(ctx)
+	c.Namespace(t, "web")
+	manifest := filepath.Join(t.TempDir(), "web.yaml")
+	writeFile(t, manifest, `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web
+  namespace: web
+  labels: {trackrouter.dev/service: web}
+data:
+  service.yaml: |
+    service: web
+    port: 80
+    template: web
+    router: {replicas: 1}
+    tracks:
+      production: {version: 1.0.0, replicas: 0, address: "web-echo.web.svc.cluster.local:8080"}
+    groups: {}
+    default: main
+    backends:
+      main: {production: 100}
+---
+apiVersion: v1
+kind: PodTemplate
+metadata: {name: web, namespace: web}
+template:
+  spec:
+    containers:
+      - {name: web, image: `+echoImage+`, imagePullPolicy: IfNotPresent, args: ["-listen=:8080", "-text=web"]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-echo, namespace: web}
+spec:
+  selector: {matchLabels: {app: web-echo}}
+  template:
+    metadata: {labels: {app: web-echo}}
+    spec:
+      containers:
+        - {name: echo, image: `+echoImage+`:1.0.0, args: ["-listen=:8080", "-text=web"]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-echo, namespace: web}
+spec:
+  selector: {app: web-echo}
+  ports: [{port: 8080}]
+`)
+	w.poll("kubectl apply of a spec with port 80", 2*time.Minute, func(context.Context) error {
+		_, err := w.try(kubectl, "apply", "-f", manifest)
+		return err
+	})
+	var why string
+	w.poll("the port-80 HAProxy pod Ready", 3*time.Minute, func(ctx context.Context) error {
+		pods, err := c.Client.CoreV1().Pods("web").List(ctx, metav1.ListOptions{LabelSelector: "app=web,tier=router"})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			if podReady(&p) {
+				return nil
+			}
+		}
+		why = w.podProblems(ctx, "web")
+		if cm, err := c.Client.CoreV1().ConfigMaps("web").Get(ctx, fleet.StatusName("web-haproxy"), metav1.GetOptions{}); err == nil {
+			why += fmt.Sprintf("; reports: %v", cm.Data)
+		}
+		return fmt.Errorf("no HAProxy pod Ready%s", why)
+	})
+	svc, err := c.Client.CoreV1().Services("web").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	w.poll("an answer on port 80", time.Minute, func(context.Context) error {
+		a := send(client, "http://"+svc.Spec.ClusterIP+":80/", "")
+		if a.err != nil || a.status != http.StatusOK || a.body != "web" {
+			return fmt.Errorf("status %d %q %v", a.status, a.body, a.err)
+		}
+		return nil
+	})
+}
+
+// TestImageNotLoaded: an image the node does not have is an error that
+// names it and says how to load it.
+func TestImageNotLoaded(t *testing.T) {
+	_, node := need(t)
+	if err := node.HasImages(context.Background(), echoImage+":1.0.0"); err != nil {
+		t.Fatalf("the echo image is loaded, but: %v", err)
+	}
+	err := node.HasImages(context.Background(), echoImage+":9.9.9")
+	if err == nil || !strings.Contains(err.Error(), echoImage+":9.9.9 is not loaded") || !strings.Contains(err.Error(), "make image") {
+		t.Errorf("want an error naming %s:9.9.9 and make image, got %v", echoImage, err)
 	}
 }
 
