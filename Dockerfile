@@ -15,7 +15,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ /usr/local/bin/
 # A numeric user, so that a pod's runAsNonRoot can be verified. haproxy keeps
-# the file capability to bind ports below 1024 (a spec's port: 80) as this user.
+# the file capability to bind ports below 1024 as this user where privilege
+# escalation is allowed (docker run); in the HAProxy tier's pods it is not,
+# and track-controller sets net.ipv4.ip_unprivileged_port_start instead.
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin trackrouter \
  && mkdir -p /var/run/haproxy && chown 10001:10001 /var/run/haproxy
 USER 10001:10001

@@ -337,9 +337,12 @@ func (w *walk) install(ctx context.Context) {
 }
 
 // TestPort80: a spec whose port is 80 binds in the HAProxy tier's pod as
-// the controller makes it (user 10001, all capabilities dropped but
-// NET_BIND_SERVICE, no privilege escalation), and serves. Its one track is
-// an address: the example's production Service, or a Service of its own.
+// the controller makes it (user 10001, every capability dropped, no
+// privilege escalation, the restricted Pod Security level enforced on its
+// namespace), and serves. Its one track is an address: a Service of its
+// own. (It did not bind before: the capability the pod added and haproxy's
+// file capability are both lost to a non-root user without privilege
+// escalation; the pod now sets net.ipv4.ip_unprivileged_port_start.)
 func TestPort80(t *testing.T) {
 	c, _ := need(t)
 	ctx := context.Background()
@@ -350,6 +353,7 @@ func TestPort80(t *testing.T) {
 	w := &walk{t: t, c: c, kubectl: kubectl}
 	w.install(ctx)
 	c.Namespace(t, "web")
+	w.run(kubectl, "label", "namespace", "web", "pod-security.kubernetes.io/enforce=restricted")
 	manifest := filepath.Join(t.TempDir(), "web.yaml")
 	writeFile(t, manifest, `apiVersion: v1
 kind: ConfigMap
@@ -386,8 +390,12 @@ spec:
   template:
     metadata: {labels: {app: web-echo}}
     spec:
+      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
       containers:
-        - {name: echo, image: `+echoImage+`:1.0.0, args: ["-listen=:8080", "-text=web"]}
+        - name: echo
+          image: `+echoImage+`:1.0.0
+          args: ["-listen=:8080", "-text=web"]
+          securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
 ---
 apiVersion: v1
 kind: Service
