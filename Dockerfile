@@ -9,15 +9,15 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/ ./cmd/...
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends haproxy ca-certificates libcap2-bin \
- && setcap cap_net_bind_service=+ep /usr/sbin/haproxy \
- && apt-get purge -y libcap2-bin && apt-get autoremove -y \
+ && apt-get install -y --no-install-recommends haproxy ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ /usr/local/bin/
-# A numeric user, so that a pod's runAsNonRoot can be verified. haproxy keeps
-# the file capability to bind ports below 1024 as this user where privilege
-# escalation is allowed (docker run); in the HAProxy tier's pods it is not,
-# and track-controller sets net.ipv4.ip_unprivileged_port_start instead.
+# A numeric user, so that a pod's runAsNonRoot can be verified. haproxy has
+# no file capability: in a pod that drops every capability the kernel refuses
+# to run a binary that has one ("operation not permitted", seen on a real
+# node). A port below 1024 is bound through the sysctl
+# net.ipv4.ip_unprivileged_port_start, which track-controller sets in the
+# HAProxy tier's pods and Docker sets to 0 in every container.
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin trackrouter \
  && mkdir -p /var/run/haproxy && chown 10001:10001 /var/run/haproxy
 USER 10001:10001

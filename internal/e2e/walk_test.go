@@ -439,6 +439,61 @@ spec:
 	})
 }
 
+// TestHelmTakesOver: the install moves from kubectl apply -k to the Helm
+// chart under traffic, as a platform team would: the kustomize install
+// deleted, the chart installed (its default image is the install's), and
+// the HAProxy tier, which runs the controller's image, rolls back from
+// the walk's next image to it, with nothing lost; then the chart's
+// controller moves a weight. It runs after TestWalk, on its service.
+func TestHelmTakesOver(t *testing.T) {
+	c, _ := need(t)
+	ctx := context.Background()
+	kubectl, err := testcluster.Kubectl()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helm, err := testcluster.Helm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &walk{t: t, c: c, kubectl: kubectl, trackctl: filepath.Join(t.TempDir(), "trackctl")}
+	w.run("go", "build", "-o", w.trackctl, filepath.Join(env.root, "cmd", "trackctl"))
+	svc, err := c.Client.CoreV1().Services(ns).Get(ctx, service, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the walk's service is not there (TestWalk failed?): %v", err)
+	}
+	tr := startTraffic(fmt.Sprintf("http://%s:%d/", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port), []string{"INTERNAL", "FREE", "ENTERPRISE", ""}, 8, 40*time.Millisecond)
+	defer func() {
+		total := tr.Stop()
+		w.logf("the install's move to Helm: %s", total)
+		if n := total.failures(); n > 0 {
+			t.Errorf("%d failed requests: %v", n, total.samples)
+		}
+		t.Log("report:\n  " + strings.Join(w.report, "\n  "))
+	}()
+	start := time.Now()
+	w.run(kubectl, "delete", "-k", filepath.Join(env.root, "examples", "install"), "--wait=false")
+	w.run(helm, "install", "track-controller", filepath.Join(env.root, "examples", "helm", "track-controller"),
+		"--kubeconfig", c.Kubeconfig, "--namespace", "trackrouter-helm", "--create-namespace")
+	w.waitDeployment("trackrouter-helm", "track-controller", 3*time.Minute)
+	w.poll("the HAProxy tier on the chart's image", 5*time.Minute, func(ctx context.Context) error {
+		return w.tierOn(ctx, routerImage)
+	})
+	w.waitServing(ctx, w.spec(ctx), 2*time.Minute)
+	w.logf("the chart's controller running and the HAProxy tier rolled to its image in %s", time.Since(start).Round(time.Second))
+	// The chart's webhook serves too: a spec edit goes through it.
+	w.poll("trackctl set-weight through the chart's webhook", 2*time.Minute, func(context.Context) error {
+		_, err := w.try(w.trackctl, "set-weight", service, "canary", "canary=10", "production=90", "-n", ns)
+		return err
+	})
+	w.waitReports(ctx, 30*time.Second, func(r *fleet.Report) error {
+		if r.Weights["canary"]["canary"] != 10 {
+			return fmt.Errorf("%s: canary/canary %d", r.Pod, r.Weights["canary"]["canary"])
+		}
+		return nil
+	})
+}
+
 // TestImageNotLoaded: an image the node does not have is an error that
 // names it and says how to load it.
 func TestImageNotLoaded(t *testing.T) {
