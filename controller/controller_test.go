@@ -555,3 +555,37 @@ func newController(client kubernetes.Interface, ns string, resync time.Duration,
 	f := NewFactories(client, ns, resync)
 	return New(client, f.Informers(), Options{RouterImage: "trackrouter:test", Log: log, ServiceGrace: testServiceGrace}), f
 }
+
+// TestEventsEveryDecision: one controller process records every decision
+// on one spec as an Event, past client-go's defaults (25 per object, then
+// one per 5 minutes; more than 10 alike in 10 minutes folded into one): 100
+// decisions of each type, 100 Events each, on the real API server.
+func TestEventsEveryDecision(t *testing.T) {
+	client, ns, cm := setup(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctrl, _ := newController(client, ns, time.Minute, log)
+	t.Cleanup(ctrl.events.Shutdown)
+	const n = 100
+	for i := 0; i < n; i++ {
+		ctrl.recorder.Eventf(cm, corev1.EventTypeNormal, "ReleasePromote", "1.%d promoted from canary to paid", i)
+		ctrl.recorder.Eventf(cm, corev1.EventTypeWarning, "ReleaseRollback", "1.%d rolled back on canary", i)
+	}
+	poll(t, fmt.Sprintf("%d Events of each reason", n), func() error {
+		evs, err := client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + cm.Name})
+		if err != nil {
+			return err
+		}
+		seen := map[string]map[string]bool{}
+		for _, e := range evs.Items {
+			if seen[e.Reason] == nil {
+				seen[e.Reason] = map[string]bool{}
+			}
+			seen[e.Reason][e.Message] = true
+		}
+		if len(seen["ReleasePromote"]) != n || len(seen["ReleaseRollback"]) != n {
+			return fmt.Errorf("%d ReleasePromote and %d ReleaseRollback Events with distinct messages, want %d each",
+				len(seen["ReleasePromote"]), len(seen["ReleaseRollback"]), n)
+		}
+		return nil
+	})
+}
