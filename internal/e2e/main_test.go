@@ -104,8 +104,13 @@ func setUp() error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("hack/image/build.sh: %v\n%s", err, out)
 	} else {
-		env.timings = append(env.timings, fmt.Sprintf("images built in %s: %s", time.Since(start).Round(time.Second),
-			strings.Join(strings.Fields(strings.ReplaceAll(string(out), "\n", "; ")), " ")))
+		var steps []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "built ") || strings.HasPrefix(line, "base ") {
+				steps = append(steps, line)
+			}
+		}
+		env.timings = append(env.timings, fmt.Sprintf("images built in %s: %s", time.Since(start).Round(time.Second), strings.Join(steps, "; ")))
 	}
 	start = time.Now()
 	nodeDir := filepath.Join(env.dir, "node")

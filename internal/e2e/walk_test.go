@@ -129,6 +129,15 @@ images:
 		t.Fatal(err)
 	}
 	url := fmt.Sprintf("http://%s:%d/", svc.Spec.ClusterIP, spec.Port)
+	// kube-proxy's rules follow the Service's endpoints by a second or so:
+	// the walk starts once a fresh connection gets an answer from a track.
+	w.poll("the Service's ClusterIP answering through kube-proxy", time.Minute, func(context.Context) error {
+		client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		if a := send(client, url, ""); a.err != nil || a.status != http.StatusOK || !strings.HasPrefix(a.body, "track=") {
+			return fmt.Errorf("status %d %q %v", a.status, a.body, a.err)
+		}
+		return nil
+	})
 	tr := startTraffic(url, []string{"INTERNAL", "FREE", "ENTERPRISE", ""}, 8, 40*time.Millisecond)
 	var total *tally
 	defer func() {
@@ -203,7 +212,7 @@ images:
 	// 4. The pipeline: approval on internal, analysis on canary and paid.
 	w.editSpec(ctx, func(s string) string {
 		s = strings.Replace(s, "internal:   {version: 1.0.0, replicas: 2}", "internal:   {version: 1.0.0, replicas: 2, gates: [approval]}", 1)
-		s = strings.Replace(s, "canary:     {version: 1.0, replicas: 4}", "canary:     {version: 1.0, replicas: 4, analysis: {bake: 20s, interval: 5s, minRequests: 20}}", 1)
+		s = strings.Replace(s, "canary:     {version: 1.0, replicas: 4}", "canary:     {version: 1.0, replicas: 4, analysis: {bake: 45s, interval: 5s, minRequests: 20}}", 1)
 		return strings.Replace(s, "paid:       {version: 0.2.3, replicas: 4}", "paid:       {version: 0.2.3, replicas: 4, analysis: {bake: 20s, interval: 5s, minRequests: 20}}", 1)
 	})
 	if s := w.spec(ctx); !pipeline.Uses(s) {

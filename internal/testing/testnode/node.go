@@ -36,6 +36,8 @@ import (
 const (
 	Address = "10.244.0.1" // the node's InternalIP, the pods' gateway and nameserver
 	PodCIDR = "10.244.0.0/24"
+	// ServiceCIDR is the test control plane's --service-cluster-ip-range.
+	ServiceCIDR = "10.96.0.0/16"
 	Bridge  = "trnode0"
 	// SandboxImage is containerd's pause image, built by hack/image/build.sh.
 	SandboxImage = "trackrouter.local/pause:1"
@@ -202,6 +204,14 @@ func (n *Node) network() error {
 		return err
 	}
 	if err := ip("link", "set", Bridge, "up"); err != nil {
+		return err
+	}
+	// Service IPs through the bridge too: a packet to one that kube-proxy
+	// has not translated yet (its rules lag a new Service by a second or
+	// so) then goes nowhere, instead of out through the default route to
+	// whatever answers there (on this VM a proxy answered 404, and the
+	// keep-alive connection stayed with it). Removed with the bridge.
+	if err := ip("route", "add", ServiceCIDR, "dev", Bridge, "src", Address); err != nil {
 		return err
 	}
 	// The CNI configuration: the bridge, host-local addresses from the
