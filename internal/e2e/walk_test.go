@@ -450,10 +450,10 @@ spec:
 
 // TestHelmTakesOver: the install moves from kubectl apply -k to the Helm
 // chart under traffic, as a platform team would: the kustomize install
-// deleted, the chart installed (its default image is the install's), and
-// the HAProxy tier, which runs the controller's image, rolls back from
-// the walk's next image to it, with nothing lost; then the chart's
-// controller moves a weight. It runs after TestWalk, on its service.
+// deleted, the chart installed with the image the HAProxy tier does not
+// run now, and the tier, which runs the controller's image, rolls to it
+// with nothing lost; then a weight edit goes through the chart's webhook
+// and controller. It runs after TestWalk, on its service.
 func TestHelmTakesOver(t *testing.T) {
 	c, _ := need(t)
 	ctx := context.Background()
@@ -480,13 +480,19 @@ func TestHelmTakesOver(t *testing.T) {
 		}
 		t.Log("report:\n  " + strings.Join(w.report, "\n  "))
 	}()
+	// The chart runs the image the tier does not run now: the tier rolls.
+	target := nextRouterImage
+	if w.tierOn(ctx, nextRouterImage) == nil {
+		target = routerImage
+	}
+	tag := target[strings.LastIndex(target, ":")+1:]
 	start := time.Now()
 	w.run(kubectl, "delete", "-k", filepath.Join(env.root, "examples", "install"), "--wait=false")
 	w.run(helm, "install", "track-controller", filepath.Join(env.root, "examples", "helm", "track-controller"),
-		"--kubeconfig", c.Kubeconfig, "--namespace", "trackrouter-helm", "--create-namespace")
+		"--kubeconfig", c.Kubeconfig, "--namespace", "trackrouter-helm", "--create-namespace", "--set", "image.tag="+tag)
 	w.waitDeployment("trackrouter-helm", "track-controller", 3*time.Minute)
 	w.poll("the HAProxy tier on the chart's image", 5*time.Minute, func(ctx context.Context) error {
-		return w.tierOn(ctx, routerImage)
+		return w.tierOn(ctx, target)
 	})
 	w.waitServing(ctx, w.spec(ctx), 2*time.Minute)
 	w.logf("the chart's controller running and the HAProxy tier rolled to its image in %s", time.Since(start).Round(time.Second))
