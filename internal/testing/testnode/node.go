@@ -38,7 +38,7 @@ const (
 	PodCIDR = "10.244.0.0/24"
 	// ServiceCIDR is the test control plane's --service-cluster-ip-range.
 	ServiceCIDR = "10.96.0.0/16"
-	Bridge  = "trnode0"
+	Bridge      = "trnode0"
 	// SandboxImage is containerd's pause image, built by hack/image/build.sh.
 	SandboxImage = "trackrouter.local/pause:1"
 	// cgroupRoot is where the node's pods' cgroups live in every hierarchy.
