@@ -3,7 +3,7 @@
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: demo all build test test-short vet fmt-check render kube-bins golden cluster-up cluster-down dist image node-up node-down e2e
+.PHONY: demo all build test test-short vet fmt-check render kube-bins golden cluster-up cluster-down dist image node-up node-down e2e not-running
 
 all: build
 
@@ -75,7 +75,7 @@ cluster-up: kube-bins
 	@mkdir -p $(CLUSTER_DIR)
 	$(GO) build -o $(BIN)/cluster ./hack/cluster
 	@if [ -f $(CLUSTER_DIR)/launcher.pid ] && kill -0 $$(cat $(CLUSTER_DIR)/launcher.pid) 2>/dev/null; then \
-	  echo "a cluster is already running (make cluster-down)"; exit 1; fi
+	  echo "a cluster is already running in $(CLUSTER_DIR) (make node-down, or make cluster-down)"; exit 1; fi
 	@nohup $(BIN)/cluster --dir $(CLUSTER_DIR) $(CLUSTER_ARGS) > $(CLUSTER_DIR)/launcher.log 2>&1 & echo $$! > $(CLUSTER_DIR)/launcher.pid
 	@for i in $$(seq 1 1800); do [ -f $(CLUSTER_DIR)/ready ] && break; \
 	  kill -0 $$(cat $(CLUSTER_DIR)/launcher.pid) 2>/dev/null || break; sleep 0.1; done
@@ -86,8 +86,14 @@ cluster-up: kube-bins
 # images of make image; node-down stops it and undoes what it changed on
 # the host. kubectl: the one make kube-bins built (the server's version),
 # see the kubeconfig line it prints.
-node-up: kube-bins image
+node-up: not-running kube-bins image
 	@$(MAKE) --no-print-directory cluster-up CLUSTER_ARGS="--node --images dist/images/pause.tar,dist/images/trackrouter.tar,dist/images/echo.tar"
+
+# not-running refuses at once when a cluster of CLUSTER_DIR runs (before
+# anything is built or overwritten).
+not-running:
+	@if [ -f $(CLUSTER_DIR)/launcher.pid ] && kill -0 $$(cat $(CLUSTER_DIR)/launcher.pid) 2>/dev/null; then \
+	  echo "a cluster is already running in $(CLUSTER_DIR) (make node-down, or make cluster-down)"; exit 1; fi
 
 node-down: cluster-down
 	@$(GO) run ./hack/cluster --dir $(CLUSTER_DIR) --clean
@@ -95,4 +101,4 @@ node-down: cluster-down
 cluster-down:
 	@if [ -f $(CLUSTER_DIR)/launcher.pid ]; then pid=$$(cat $(CLUSTER_DIR)/launcher.pid); \
 	  kill $$pid 2>/dev/null; while kill -0 $$pid 2>/dev/null; do sleep 0.1; done; \
-	  rm -f $(CLUSTER_DIR)/launcher.pid; echo "cluster stopped"; else echo "no cluster running"; fi
+	  rm -f $(CLUSTER_DIR)/launcher.pid $(CLUSTER_DIR)/ready; echo "cluster stopped"; else echo "no cluster running"; fi

@@ -34,6 +34,8 @@ func main() {
 	var err error
 	if *clean {
 		testnode.Clean(filepath.Join(*dir, "node"), "")
+		os.Remove(filepath.Join(*dir, "ready"))
+		fmt.Printf("cleaned up what a node under %s left on this machine (its state and logs stay there)\n", *dir)
 	} else {
 		err = run(*dir, *nodes, *node, *images)
 	}
@@ -47,7 +49,20 @@ func run(dir string, nodes int, realNode bool, images []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ready := filepath.Join(dir, "ready")
-	os.Remove(ready)
+	// Nothing of a running cluster is touched: its state dir, its node.
+	if _, err := os.Stat(ready); err == nil {
+		return fmt.Errorf("a cluster runs with --dir %s (its ready file is there): stop it first (make node-down or make cluster-down); after a crash, --clean", dir)
+	}
+	if realNode {
+		if err := testnode.Busy(); err != nil {
+			return err
+		}
+		for _, a := range images {
+			if _, err := os.Stat(a); err != nil {
+				return fmt.Errorf("--images %s: %w (make image writes dist/images/pause.tar, trackrouter.tar and echo.tar)", a, err)
+			}
+		}
+	}
 	for _, d := range []string{"etcd", "node"} {
 		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
 			return err
@@ -91,6 +106,7 @@ func run(dir string, nodes int, realNode bool, images []string) error {
 	}
 	fmt.Printf("cluster ready in %.1fs with %s; logs in %s/logs\n", time.Since(start).Seconds(), what, dir)
 	fmt.Printf("export KUBECONFIG=%s\n", c.Kubeconfig)
+	fmt.Printf("export PATH=%s:$PATH   # kubectl of the server's version\n", bin)
 	if err := os.WriteFile(ready, []byte(c.Kubeconfig+"\n"), 0o600); err != nil {
 		return err
 	}

@@ -36,8 +36,20 @@ BASES=${BASES:-local}
 need() { command -v "$1" >/dev/null 2>&1 || { echo "hack/image/build.sh: $1 is not installed: $2" >&2; exit 1; }; }
 need buildah "apt-get install -y buildah (Debian, Ubuntu)"
 [ -n "$IMAGE" ] || { echo "hack/image/build.sh: no image name: set IMAGE=NAME:TAG" >&2; exit 1; }
+for t in $IMAGE ${IMAGE_ALSO:-}; do
+  case "${t##*/}" in
+    *:?*) ;;
+    *) echo "hack/image/build.sh: image $t has no tag: want NAME:TAG (a tag is required: every HAProxy pod must run the controller's build)" >&2; exit 1 ;;
+  esac
+done
+installed=$(sed -n 's/^ *image: *\(ghcr.io\/trackrouter\/trackrouter:[^ ]*\).*/\1/p' "$root/examples/install/track-controller.yaml" | head -n1)
+if [ "$IMAGE" != "$installed" ]; then
+  echo "hack/image/build.sh: note: $IMAGE is not the image examples/install runs ($installed): set it with an images: entry in an overlay" >&2
+fi
 mkdir -p "$cache" "$out"
 b() { buildah --root "$cache/storage" --runroot "$cache/run" --storage-driver overlay "$@"; }
+# Working containers a failed or interrupted run left behind.
+b rm --all >/dev/null 2>&1 || true
 has() { b inspect --type image "$1" >/dev/null 2>&1; }
 
 if [ "$BASES" = local ]; then

@@ -18,6 +18,7 @@ import (
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/internal/pipeline"
 	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
+	"github.com/trackrouter/trackrouter/internal/testing/testnode"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -805,5 +806,35 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSecondNodeRefused: a second node started on the machine while this
+// one runs is refused, naming the bridge, and changes nothing: before, its
+// error path cleaned up the machine's node state (the bridge, the pods'
+// cgroups and network namespaces, kube-proxy's chains) and took the running
+// node down with it. The running node's pods still answer through their
+// Service afterwards.
+func TestSecondNodeRefused(t *testing.T) {
+	c, _ := need(t)
+	ctx := context.Background()
+	svc, err := c.Client.CoreV1().Services(ns).Get(ctx, service, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the walk's service is not there (TestWalk failed?): %v", err)
+	}
+	nbin, err := testcluster.NodeBinaries(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = testnode.New(testnode.Options{Dir: t.TempDir(), BinDir: nbin})
+	if err == nil || !strings.Contains(err.Error(), "the bridge "+testnode.Bridge+" exists") {
+		t.Fatalf("a second node: want an error naming the bridge, got %v", err)
+	}
+	url := fmt.Sprintf("http://%s:%d/", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
+	tr := startTraffic(url, []string{"INTERNAL", "ENTERPRISE"}, 4, 20*time.Millisecond)
+	time.Sleep(3 * time.Second)
+	total := tr.Stop()
+	if n := total.failures(); n > 0 || total.sent < 100 {
+		t.Errorf("after the refused second node: %s: %v", total, total.samples)
 	}
 }

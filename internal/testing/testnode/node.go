@@ -75,6 +75,9 @@ type proc struct {
 // bridge with Address, the CNI configuration and the sysctls. Start the
 // control plane next with testcluster.Options.BindAddress Address (its pods
 // reach the API server there), then Start the node. Stop undoes New too.
+// When another node runs on the machine (Busy), New changes nothing: the
+// bridge is the node's claim, made before anything else and undone only by
+// the node that made it.
 func New(opt Options) (_ *Node, err error) {
 	if opt.Name == "" {
 		opt.Name = "node-1"
@@ -82,19 +85,37 @@ func New(opt Options) (_ *Node, err error) {
 	if err := Preflight(); err != nil {
 		return nil, err
 	}
+	if err := Busy(); err != nil {
+		return nil, err
+	}
 	n := &Node{Name: opt.Name, Dir: opt.Dir, bin: opt.BinDir, procs: make(map[string]*proc), sysctls: make(map[string]string), ports: make(map[string]int)}
 	n.sock = filepath.Join(n.Dir, "containerd", "containerd.sock")
-	defer func() {
-		if err != nil {
-			n.Stop()
-		}
-	}()
 	for _, d := range []string{"logs", "containerd", "cni", "manifests", "pod-logs", "kubelet", "pki"} {
 		if err := os.MkdirAll(filepath.Join(n.Dir, d), 0o700); err != nil {
 			return nil, err
 		}
 	}
+	if out, err := exec.Command("ip", "link", "add", Bridge, "type", "bridge").CombinedOutput(); err != nil {
+		if Busy() != nil {
+			return nil, Busy()
+		}
+		return nil, fmt.Errorf("ip link add %s type bridge: %v: %s", Bridge, err, bytes.TrimSpace(out))
+	}
+	defer func() {
+		if err != nil {
+			n.Stop()
+		}
+	}()
 	return n, n.network()
+}
+
+// Busy says whether a node runs on this machine (or one was left by a
+// crash): its bridge exists.
+func Busy() error {
+	if _, err := net.InterfaceByName(Bridge); err == nil {
+		return fmt.Errorf("the bridge %s exists: another node runs on this machine (make node-down stops it), or one crashed (make node-down cleans up after it)", Bridge)
+	}
+	return nil
 }
 
 // Start starts containerd, imports the image archives (the sandbox image,
@@ -171,7 +192,7 @@ func Preflight() error {
 	return nil
 }
 
-// network makes the bridge with the node's address and sets the sysctls a
+// network gives the bridge the node's address and sets the sysctls a
 // node needs: forwarding, and bridged traffic through iptables (a pod's
 // answer to another pod that reached it through a Service IP is bridged, and
 // must be translated back).
@@ -193,12 +214,6 @@ func (n *Node) network() error {
 			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
 		}
 		return nil
-	}
-	if _, err := net.InterfaceByName(Bridge); err == nil {
-		return fmt.Errorf("the bridge %s exists: another node runs on this machine, or one was not cleaned up (make node-down)", Bridge)
-	}
-	if err := ip("link", "add", Bridge, "type", "bridge"); err != nil {
-		return err
 	}
 	if err := ip("addr", "add", Address+"/24", "dev", Bridge); err != nil {
 		return err
