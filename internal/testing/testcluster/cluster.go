@@ -12,22 +12,20 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/trackrouter/trackrouter/internal/testing/procs"
 )
 
 // FakeNodeAnnotation marks the nodes kwok manages.
@@ -55,14 +53,7 @@ type Cluster struct {
 	host  string // the API server's address
 	pki   *pki
 	ports map[string]int
-	mu    sync.Mutex
-	procs map[string]*proc
-}
-
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
+	procs *procs.Group
 }
 
 // Start starts every component, waits until the API server is ready, the
@@ -75,7 +66,8 @@ func Start(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	if opt.BindAddress == "" {
 		opt.BindAddress = "127.0.0.1"
 	}
-	c := &Cluster{Dir: opt.Dir, bin: opt.BinDir, host: opt.BindAddress, ports: make(map[string]int), procs: make(map[string]*proc)}
+	c := &Cluster{Dir: opt.Dir, bin: opt.BinDir, host: opt.BindAddress, ports: make(map[string]int),
+		procs: &procs.Group{LogDir: filepath.Join(opt.Dir, "logs"), Grace: 3 * time.Second}}
 	defer func() {
 		if err != nil {
 			c.Stop()
@@ -224,13 +216,8 @@ func (c *Cluster) restConfig() *rest.Config {
 }
 
 func (c *Cluster) writeKubeconfig() error {
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["testcluster"] = &clientcmdapi.Cluster{Server: c.Config.Host, CertificateAuthority: c.pki.caCert}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificate: c.pki.cert, ClientKey: c.pki.key}
-	cfg.Contexts["testcluster"] = &clientcmdapi.Context{Cluster: "testcluster", AuthInfo: "admin"}
-	cfg.CurrentContext = "testcluster"
 	c.Kubeconfig = filepath.Join(c.Dir, "kubeconfig")
-	return clientcmd.WriteToFile(*cfg, c.Kubeconfig)
+	return c.WriteKubeconfig(c.Kubeconfig, c.pki.cert, c.pki.key)
 }
 
 func (c *Cluster) startControllers() error {
@@ -315,77 +302,17 @@ func (c *Cluster) AddNodes(ctx context.Context, n int) error {
 
 // poll calls check until it returns nil, a component exits, or timeout.
 func (c *Cluster) poll(ctx context.Context, what string, timeout time.Duration, check func(context.Context) error) error {
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		if name := c.exited(); name != "" {
-			return false, fmt.Errorf("%s exited; see %s", name, c.logPath(name))
-		}
-		last = check(ctx)
-		return last == nil, nil
-	})
-	if err != nil {
-		return fmt.Errorf("wait for %s: %w (last: %v)", what, err, last)
-	}
-	return nil
+	return c.procs.Poll(ctx, what, 100*time.Millisecond, timeout, check)
 }
 
-func (c *Cluster) logPath(name string) string { return filepath.Join(c.Dir, "logs", name+".log") }
-
-// start runs a component as a child process that the kernel kills when the
-// test binary dies, even on a panic or a test timeout.
+// start runs a component from the bin directory.
 func (c *Cluster) start(name string, args ...string) error {
-	log, err := os.OpenFile(c.logPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer log.Close()
-	cmd := exec.Command(filepath.Join(c.bin, name), args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.done) }()
-	c.mu.Lock()
-	c.procs[name] = p
-	c.mu.Unlock()
-	return nil
+	return c.procs.Start(name, filepath.Join(c.bin, name), args...)
 }
 
-// exited names a component that has exited by itself, or returns "".
-func (c *Cluster) exited() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for name, p := range c.procs {
-		select {
-		case <-p.done:
-			return name
-		default:
-		}
-	}
-	return ""
-}
-
-// stop stops one component by PID: SIGTERM, then SIGKILL after 3s
-// (kube-apiserver may ignore SIGTERM for a while; a test cluster need not
-// wait for a graceful shutdown).
-func (c *Cluster) stop(name string) {
-	c.mu.Lock()
-	p := c.procs[name]
-	delete(c.procs, name)
-	c.mu.Unlock()
-	if p == nil {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(3 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+// stop stops one component (kube-apiserver may ignore SIGTERM for a while;
+// a test cluster need not wait for a graceful shutdown: 3 s, then SIGKILL).
+func (c *Cluster) stop(name string) { c.procs.Stop(name) }
 
 // Stop stops every component, the API server's clients first.
 func (c *Cluster) Stop() {

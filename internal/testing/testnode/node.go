@@ -22,13 +22,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/trackrouter/trackrouter/internal/testing/procs"
 	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
 )
 
@@ -60,15 +59,10 @@ type Node struct {
 	bin     string
 	cluster *testcluster.Cluster
 	sock    string // containerd's socket
+	procs   *procs.Group
 	mu      sync.Mutex
-	procs   map[string]*proc
 	sysctls map[string]string // values before the node changed them
 	ports   map[string]int
-}
-
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
 }
 
 // New checks the machine (Preflight) and makes the node's network: the
@@ -88,7 +82,8 @@ func New(opt Options) (_ *Node, err error) {
 	if err := Busy(); err != nil {
 		return nil, err
 	}
-	n := &Node{Name: opt.Name, Dir: opt.Dir, bin: opt.BinDir, procs: make(map[string]*proc), sysctls: make(map[string]string), ports: make(map[string]int)}
+	n := &Node{Name: opt.Name, Dir: opt.Dir, bin: opt.BinDir, sysctls: make(map[string]string), ports: make(map[string]int),
+		procs: &procs.Group{LogDir: filepath.Join(opt.Dir, "logs"), Grace: 5 * time.Second}}
 	n.sock = filepath.Join(n.Dir, "containerd", "containerd.sock")
 	for _, d := range []string{"logs", "containerd", "cni", "manifests", "pod-logs", "kubelet", "pki"} {
 		if err := os.MkdirAll(filepath.Join(n.Dir, d), 0o700); err != nil {
@@ -493,79 +488,19 @@ func (n *Node) port(name string) int {
 
 // LogPath is the log file of one of the node's processes (containerd,
 // coredns, kube-proxy, kubelet).
-func (n *Node) LogPath(name string) string { return filepath.Join(n.Dir, "logs", name+".log") }
+func (n *Node) LogPath(name string) string { return n.procs.LogPath(name) }
 
 // PodLogs is the directory of the containers' logs, one directory per pod.
 func (n *Node) PodLogs() string { return filepath.Join(n.Dir, "pod-logs") }
 
-// start runs one of the node's processes; the kernel kills it when the
-// test binary dies.
 func (n *Node) start(name, path string, args ...string) error {
-	log, err := os.OpenFile(n.LogPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer log.Close()
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.done) }()
-	n.mu.Lock()
-	n.procs[name] = p
-	n.mu.Unlock()
-	return nil
+	return n.procs.Start(name, path, args...)
 }
 
-// stop stops one process by PID: SIGTERM, then SIGKILL after 5 s.
-func (n *Node) stop(name string) {
-	n.mu.Lock()
-	p := n.procs[name]
-	delete(n.procs, name)
-	n.mu.Unlock()
-	if p == nil {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (n *Node) stop(name string) { n.procs.Stop(name) }
 
-// exited names a process of the node that has exited, or returns "".
-func (n *Node) exited() string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for name, p := range n.procs {
-		select {
-		case <-p.done:
-			return name
-		default:
-		}
-	}
-	return ""
-}
-
-// poll calls check until it returns nil, a process exits, or timeout.
 func (n *Node) poll(ctx context.Context, what string, timeout time.Duration, check func(context.Context) error) error {
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		if name := n.exited(); name != "" {
-			return false, fmt.Errorf("%s exited; see %s", name, n.LogPath(name))
-		}
-		last = check(ctx)
-		return last == nil, nil
-	})
-	if err != nil {
-		return fmt.Errorf("wait for %s: %w (last: %v)", what, err, last)
-	}
-	return nil
+	return n.procs.Poll(ctx, what, 200*time.Millisecond, timeout, check)
 }
 
 // Stop stops the node's processes and its pods' containers, and undoes
