@@ -66,6 +66,10 @@ type Options struct {
 	Alerter *Alerter
 	// PipelineTick is how often every release is stepped; default 1s.
 	PipelineTick time.Duration
+	// SamplesURL is where an HAProxy pod's /samples are read; default
+	// PodSamplesURL (the Pod's IP). Tests on a cluster whose pods are not
+	// real (kwok) name where they run the pod's sidecar.
+	SamplesURL func(*corev1.Pod) (string, error)
 }
 
 // errNotLeading stops a sync whose replica may have lost the lease.

@@ -34,6 +34,8 @@ const (
 
 	TierService = "service"
 	TierRouter  = "router"
+	// routerContainer is the sidecar's container in the HAProxy tier.
+	routerContainer = "trackrouter"
 
 	routerMetricsPort = 9101
 	// haproxyMetricsPort is HAProxy's Prometheus exporter.
@@ -219,7 +221,7 @@ func routerPod(spec *weights.Spec, cm *corev1.ConfigMap, account string, labels 
 			// a sysctl that every Pod Security level allows.
 			SecurityContext: routerSecurity(spec.Port),
 			Containers: []corev1.Container{{
-				Name:  "trackrouter",
+				Name:  routerContainer,
 				Image: image,
 				SecurityContext: &corev1.SecurityContext{
 					AllowPrivilegeEscalation: ptr.To(false),

@@ -3,10 +3,13 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +25,6 @@ import (
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/analysis"
-	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/internal/pipeline"
 	"github.com/trackrouter/trackrouter/internal/release"
 	"github.com/trackrouter/trackrouter/router/samples"
@@ -39,9 +41,10 @@ type pipelines struct {
 	c    *Controller
 	http *http.Client
 
-	mu     sync.Mutex
-	bakes  map[string]*bake // by namespace/service
-	parsed map[string]parsedSpec
+	mu       sync.Mutex
+	bakes    map[string]*bake // by namespace/service
+	parsed   map[string]parsedSpec
+	readErrs map[string]string // by namespace/pod: the last failed samples read
 }
 
 type parsedSpec struct {
@@ -64,7 +67,8 @@ type bake struct {
 }
 
 func newPipelines(c *Controller) *pipelines {
-	return &pipelines{c: c, http: &http.Client{Timeout: 3 * time.Second}, bakes: map[string]*bake{}, parsed: map[string]parsedSpec{}}
+	noRedirect := func(*http.Request, []*http.Request) error { return errors.New("a samples read follows no redirect") }
+	return &pipelines{c: c, http: &http.Client{Timeout: 3 * time.Second, CheckRedirect: noRedirect}, bakes: map[string]*bake{}, parsed: map[string]parsedSpec{}, readErrs: map[string]string{}}
 }
 
 // run steps every release once.
@@ -135,6 +139,13 @@ func (p *pipelines) safeStep(ctx context.Context, cm *corev1.ConfigMap, spec *we
 // why that order loses nothing).
 func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec) error {
 	rel, _ := p.c.statusMaps.ConfigMaps(cm.Namespace).Get(pipeline.ConfigMapName(spec.Service))
+	if rel != nil && rel.Labels[pipeline.LabelReleaseOf] != spec.Service {
+		// Not a release ConfigMap (examples/install's policy guards only
+		// those labelled): its keys are not read, the state is written
+		// over them.
+		p.c.log.Warn("a ConfigMap named as the service's release ConfigMap is not labelled as one: not read", "configmap", cm.Namespace+"/"+rel.Name, "label", pipeline.LabelReleaseOf)
+		rel = nil
+	}
 	var st pipeline.State
 	var obs pipeline.Observed
 	if rel != nil {
@@ -149,7 +160,7 @@ func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weight
 		obs.Jobs, obs.JobMessage = p.jobs(cm.Namespace, spec, st)
 	}
 	if st.Phase == pipeline.Baking && !obs.Paused {
-		obs.Verdict = p.judge(ctx, cm.Namespace, spec, st, now)
+		obs.Verdict, obs.Measured = p.judge(ctx, cm.Namespace, spec, st, now)
 	}
 	next, d := pipeline.Step(st, spec, obs)
 	if d != nil && len(d.Edits) > 0 && !inEffect(cm, d.Edits) {
@@ -225,10 +236,10 @@ func sameState(a, b pipeline.State) bool {
 
 // judge measures the stage being baked when its interval has come, and
 // returns the analysis' verdict; nil between two judgements.
-func (p *pipelines) judge(ctx context.Context, ns string, spec *weights.Spec, st pipeline.State, now time.Time) *analysis.Verdict {
+func (p *pipelines) judge(ctx context.Context, ns string, spec *weights.Spec, st pipeline.State, now time.Time) (*analysis.Verdict, *pipeline.Measurement) {
 	a := spec.Tracks[st.Stage].Analysis
 	if a == nil {
-		return nil
+		return nil, nil
 	}
 	key := ns + "/" + spec.Service
 	id := st.Version + "/" + st.Stage + "/" + st.Since.String()
@@ -241,22 +252,23 @@ func (p *pipelines) judge(ctx context.Context, ns string, spec *weights.Spec, st
 	p.mu.Unlock()
 	first := b.next.IsZero()
 	if !first && now.Before(b.next) {
-		return nil
+		return nil, nil
 	}
 	cfg := analysis.ConfigOf(a)
 	b.next = now.Add(cfg.Interval)
 	canaryKeys, baselineKeys := comparedServers(spec, st.Stage)
-	canary, baseline := p.collect(ctx, ns, spec, canaryKeys, baselineKeys)
+	canary, baseline, unmeasured := p.collect(ctx, ns, spec, canaryKeys, baselineKeys)
 	cs, bs := b.canary.Observe(canary), b.baseline.Observe(baseline)
-	if first {
-		return nil // the counts at the start: nothing to judge yet
+	m := &pipeline.Measurement{Requests: cs.Requests, Need: cfg.MinRequests, Unmeasured: unmeasured}
+	v := analysis.Verdict{Action: analysis.Wait, Reason: "the bake's first reading: its counts start here"}
+	if !first {
+		v = analysis.Decide(cfg, cs, bs, now.Sub(st.Since))
 	}
-	v := analysis.Decide(cfg, cs, bs, now.Sub(st.Since))
 	p.mu.Lock()
 	b.last, b.canarySample, b.baselineSample = v, cs, bs
 	p.mu.Unlock()
-	p.c.log.Info("analysis", "service", key, "stage", st.Stage, "version", st.Version, "verdict", string(v.Action), "reason", v.Reason)
-	return &v
+	p.c.log.Info("analysis", "service", key, "stage", st.Stage, "version", st.Version, "verdict", string(v.Action), "reason", v.Reason, "unmeasured", len(unmeasured))
+	return &v, m
 }
 
 // comparedServers are the servers of the stage's track, and of the last
@@ -283,23 +295,34 @@ func comparedServers(spec *weights.Spec, stage string) (canary, baseline []hapro
 	return canary, baseline
 }
 
-// collect reads every HAProxy pod's /samples (as its report names it) and
-// sums each pod's counts of the canary's servers and of the baseline's.
-// A pod that does not answer is left out of this read (analysis.Tally
-// keeps what it counted before).
-func (p *pipelines) collect(ctx context.Context, ns string, spec *weights.Spec, canaryKeys, baselineKeys []haproxyconf.ServerKey) (canary, baseline []analysis.PodCounts) {
-	status, err := p.c.statusMaps.ConfigMaps(ns).Get(fleet.StatusName(spec.Service + "-haproxy"))
+// collect reads the /samples of every HAProxy pod of the service (its
+// tier's pods, as the API server lists them: the address is the Pod's IP
+// and its sidecar's metrics port, never what a report says) and sums each
+// pod's counts of the canary's servers and of the baseline's. A pod that
+// cannot be read is named in unmeasured with the reason (analysis.Tally
+// keeps what it counted of it before); a failed read is a WARN once per
+// pod and error.
+func (p *pipelines) collect(ctx context.Context, ns string, spec *weights.Spec, canaryKeys, baselineKeys []haproxyconf.ServerKey) (canary, baseline []analysis.PodCounts, unmeasured []string) {
+	all, err := p.c.routerPods.Pods(ns).List(labels.SelectorFromSet(labels.Set{LabelApp: spec.Service, LabelTier: TierRouter}))
 	if err != nil {
-		return nil, nil
+		return nil, nil, []string{"the HAProxy pods cannot be listed: " + err.Error()}
 	}
-	reports, _ := fleet.Parse(status.Data)
-	pods := make([]string, 0, len(reports))
-	for pod, r := range reports {
-		if r.Samples != "" {
-			pods = append(pods, pod)
+	tier := spec.Service + "-haproxy-"
+	var pods []*corev1.Pod
+	for _, pod := range all {
+		owner := metav1.GetControllerOf(pod)
+		if owner == nil || owner.Kind != "ReplicaSet" || !strings.HasPrefix(owner.Name, tier) {
+			continue // not the tier's: a pod with its labels is not counted
 		}
+		if pod.Status.Phase == corev1.PodPending || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			continue // has served nothing, or serves no more
+		}
+		pods = append(pods, pod)
 	}
-	sort.Strings(pods)
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	if len(pods) == 0 {
+		return nil, nil, []string{fmt.Sprintf("no running HAProxy pod of %s (Deployment %s-haproxy)", spec.Service, spec.Service)}
+	}
 	type result struct {
 		rep *samples.Report
 		err error
@@ -310,9 +333,14 @@ func (p *pipelines) collect(ctx context.Context, ns string, spec *weights.Spec, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			url, err := p.samplesURL(pod)
+			if err != nil {
+				results[i] = result{nil, err}
+				return
+			}
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			rep, err := samples.Fetch(rctx, p.http, reports[pod].Samples)
+			rep, err := samples.Fetch(rctx, p.http, url)
 			results[i] = result{rep, err}
 		}()
 	}
@@ -329,14 +357,63 @@ func (p *pipelines) collect(ctx context.Context, ns string, spec *weights.Spec, 
 		return out
 	}
 	for i, pod := range pods {
+		p.readWarn(ns, pod.Name, results[i].err)
 		if results[i].err != nil {
-			p.c.log.Debug("samples", "pod", pod, "err", results[i].err)
+			unmeasured = append(unmeasured, fmt.Sprintf("pod %s: %v", pod.Name, results[i].err))
 			continue
 		}
-		canary = append(canary, sum(pod, results[i].rep, canaryKeys))
-		baseline = append(baseline, sum(pod, results[i].rep, baselineKeys))
+		canary = append(canary, sum(pod.Name, results[i].rep, canaryKeys))
+		baseline = append(baseline, sum(pod.Name, results[i].rep, baselineKeys))
 	}
-	return canary, baseline
+	return canary, baseline, unmeasured
+}
+
+// readWarn logs a pod's failed samples read once per error, and its
+// recovery.
+func (p *pipelines) readWarn(ns, pod string, err error) {
+	key := ns + "/" + pod
+	p.mu.Lock()
+	last, seen := p.readErrs[key]
+	if err == nil {
+		delete(p.readErrs, key)
+	} else {
+		p.readErrs[key] = err.Error()
+	}
+	p.mu.Unlock()
+	switch {
+	case err != nil && (!seen || last != err.Error()):
+		p.c.log.Warn("cannot read an HAProxy pod's samples: its stage cannot be promoted until it is read", "pod", key, "err", err)
+	case err == nil && seen:
+		p.c.log.Info("samples read again", "pod", key)
+	}
+}
+
+// samplesURL is where pod's sidecar serves /samples: Options.SamplesURL,
+// by default the Pod's IP and the port named "metrics" of its container
+// named "trackrouter" (as the controller makes the tier).
+func (p *pipelines) samplesURL(pod *corev1.Pod) (string, error) {
+	if f := p.c.opt.SamplesURL; f != nil {
+		return f(pod)
+	}
+	return PodSamplesURL(pod)
+}
+
+// PodSamplesURL is the default of Options.SamplesURL.
+func PodSamplesURL(pod *corev1.Pod) (string, error) {
+	if pod.Status.PodIP == "" {
+		return "", errors.New("the Pod has no IP yet")
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name != routerContainer {
+			continue
+		}
+		for _, port := range c.Ports {
+			if port.Name == "metrics" {
+				return "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(port.ContainerPort))) + samples.Path, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("the Pod's container %s declares no port named metrics", routerContainer)
 }
 
 // jobs is what became of the stage's Job gates.

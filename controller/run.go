@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -48,6 +49,8 @@ type Config struct {
 	// BoardAddr, when set, serves the board (trackctl board's pages),
 	// read-only, on every replica: for a team screen.
 	BoardAddr string
+	// SamplesURL: see Options (no flag: for tests whose pods are kwok's).
+	SamplesURL func(*corev1.Pod) (string, error)
 }
 
 // Execute runs track-controller until ctx ends. With leader election it
@@ -158,7 +161,7 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}, wh.cfg.Refresh)
 		}
 		factories := NewFactories(client, cfg.Namespace, 0)
-		ctrl := New(client, factories.Informers(), Options{RouterImage: cfg.RouterImage, Log: log, Leading: isLeading,
+		ctrl := New(client, factories.Informers(), Options{RouterImage: cfg.RouterImage, Log: log, Leading: isLeading, SamplesURL: cfg.SamplesURL,
 			HealthInterval: cfg.HealthInterval, MinEndpoints: cfg.MinEndpoints, Alerter: alerter})
 		current.Store(ctrl)
 		leading.Store(true)

@@ -296,6 +296,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		routes = append(routes, health.Route{Path: samples.Path, Handler: samples.Handler(&haproxy.MasterCLI{Socket: cfg.MasterSocket, Timeout: 2 * time.Second}, c)})
 		r.SamplesURL = cfg.samplesURL()
+		if r.SamplesURL == "" && cfg.ReportConfigMap != "" {
+			log.Warn("this pod's report names no samples URL, so trackctl board cannot show its samples: --metrics-addr "+cfg.MetricsAddr+
+				" has no host and neither --advertise-host nor $POD_IP is set (set POD_IP from the field status.podIP, as the tier track-controller makes does)",
+				"metrics-addr", cfg.MetricsAddr)
+		}
 	}
 	if cm, ok := src.(*source.ConfigMapSource); ok && cfg.ReportConfigMap != "" {
 		rep := &report.StatusReporter{Client: cm.Client, Namespace: cm.Namespace, Name: cfg.ReportConfigMap, Pod: cfg.PodName, Log: log, Failed: r.Metrics.ReportErrors.Inc, Refresh: cfg.ReportRefresh}

@@ -525,9 +525,20 @@ data:
 	}
 	sync()
 	r.startController()
-	t.Cleanup(func() { r.stopCtrl() })
+	t.Cleanup(func() {
+		for _, stop := range r.sidecars {
+			stop()
+		}
+		r.stopCtrl()
+	})
 	p := &pipelineRig{fleetRig: r}
 	p.waitRelease("", pipeline.Idle, "")
+	// The HAProxy pod's sidecar: the bake is measured (no traffic), so that
+	// lowTraffic: promote promotes.
+	haproxytest.Binary(t)
+	r.asSA = c.Kubeconfig
+	r.poll("HAProxy tier 1/1", func() error { return r.ready("account-service-haproxy", 1) })
+	r.startSidecar(r.routerPods()[0])
 
 	// CI deploys in git; the GitOps tool syncs.
 	if code, out := p.run("deploy", "account-service", "1.1", "-f", manifest); code != ExitOK {
@@ -600,18 +611,74 @@ func eventWith(c *testcluster.Cluster, ns, reason, text string) error {
 
 // TestLowTrafficWaitsOnCluster: a stage whose canary gets no traffic is
 // neither promoted nor rolled back at the end of its bake: it waits
-// (lowTraffic: wait, the default) and status says why.
+// (lowTraffic: wait, the default) and status says for how many requests.
 func TestLowTrafficWaitsOnCluster(t *testing.T) {
+	p := lowTrafficRig(t, "wait")
+	p.startSidecar(p.routerPods()[0])
+	p.run("deploy", "account-service", "1.1")
+	p.waitRelease("1.1", pipeline.Manual, "internal")
+	if code, out := p.run("promote", "account-service", "1.1"); code != ExitOK {
+		t.Fatalf("promote: %s", out)
+	}
+	st := p.waitRelease("1.1", pipeline.Baking, "canary")
+	time.Sleep(time.Until(st.Since.Add(4 * time.Second)))
+	if after := p.state(); after.Phase != pipeline.Baking || len(after.Decisions) != len(st.Decisions) {
+		t.Errorf("after its bake with no traffic: %s, %d decisions (want baking, %d)", after.Phase, len(after.Decisions), len(st.Decisions))
+	}
+	if _, out := p.status(); !strings.Contains(strings.Join(strings.Fields(out), " "), "bake over, waiting for 100 more requests (0 of 100 served)") {
+		t.Errorf("status does not say what the release waits for:\n%s", out)
+	}
+}
+
+// TestUnmeasuredNotPromotedOnCluster: with lowTraffic: promote, a stage
+// whose HAProxy pod's samples cannot be read is not promoted at the end
+// of its bake (not measuring is not low traffic); status names the pod
+// and the reason; the controller warns once, not at every look; once the
+// pod is read, lowTraffic: promote promotes.
+func TestUnmeasuredNotPromotedOnCluster(t *testing.T) {
+	p := lowTrafficRig(t, "promote")
+	pod := p.routerPods()[0]
+	p.run("deploy", "account-service", "1.1")
+	p.waitRelease("1.1", pipeline.Manual, "internal")
+	if code, out := p.run("promote", "account-service", "1.1"); code != ExitOK {
+		t.Fatalf("promote: %s", out)
+	}
+	st := p.waitRelease("1.1", pipeline.Baking, "canary")
+	time.Sleep(time.Until(st.Since.Add(5 * time.Second)))
+	after := p.state()
+	if after.Phase != pipeline.Baking || after.Stage != "canary" {
+		t.Fatalf("a stage never measured: %s on %s after its bake (want baking on canary): %s", after.Phase, after.Stage, after.Reason)
+	}
+	_, out := p.status()
+	if words := strings.Join(strings.Fields(out), " "); !strings.Contains(words, "CANNOT MEASURE: pod "+pod+": no sidecar runs for pod "+pod) {
+		t.Errorf("status does not name the pod it cannot measure and why:\n%s", out)
+	}
+	if n := strings.Count(p.logs.String(), "level=WARN msg=\"cannot read an HAProxy pod's samples"); n != 1 {
+		t.Errorf("%d warnings of the failed reads over the bake's looks, want 1:\n%s", n, p.logs.String())
+	}
+	p.startSidecar(pod)
+	p.waitRelease("1.1", pipeline.Done, "production")
+	if !strings.Contains(p.logs.String(), "samples read again") {
+		t.Errorf("the recovery is not logged")
+	}
+}
+
+// lowTrafficRig is a service whose canary bakes for 2 s judged every
+// second, needs 100 requests and gets none, with lowTraffic as given;
+// one HAProxy pod (no sidecar started) and a controller, logs kept.
+func lowTrafficRig(t *testing.T, lowTraffic string) *pipelineRig {
 	c := testcluster.Get(t)
-	ns := specNamespace(t, c, "low")
-	r := bareFleet(t, c, ns)
-	r.setSpec(`service: account-service
+	haproxytest.Binary(t)
+	r := bareFleet(t, c, specNamespace(t, c, "low"))
+	r.asSA = c.Kubeconfig
+	r.logs = &syncBuffer{}
+	r.setSpec(fmt.Sprintf(`service: account-service
 port: 8080
 template: account-service
 router: {replicas: 1}
 tracks:
   internal: {version: "1.0", replicas: 1}
-  canary: {version: "1.0", replicas: 1, analysis: {bake: 2s, interval: 1s, minRequests: 100}}
+  canary: {version: "1.0", replicas: 1, analysis: {bake: 2s, interval: 1s, minRequests: 100, lowTraffic: %s}}
   production: {version: "1.0", replicas: 1}
 groups: {INTERNAL: internal, FREE: free}
 default: all
@@ -619,27 +686,18 @@ backends:
   internal: {internal: 100}
   free: {canary: 5, production: 95}
   all: {production: 100}
-`)
+`, lowTraffic))
 	r.startController()
-	t.Cleanup(func() { r.stopCtrl() })
+	t.Cleanup(func() {
+		for _, stop := range r.sidecars {
+			stop()
+		}
+		r.stopCtrl()
+	})
 	p := &pipelineRig{fleetRig: r}
 	p.waitRelease("", pipeline.Idle, "")
-	p.run("deploy", "account-service", "1.1")
-	st := p.waitRelease("1.1", pipeline.Manual, "internal")
-	if !strings.Contains(st.Reason, "trackctl promote account-service 1.1 moves it on") {
-		t.Errorf("the manual stage does not say what moves it: %s", st.Reason)
-	}
-	if code, out := p.run("promote", "account-service", "1.1"); code != ExitOK {
-		t.Fatalf("promote: %s", out)
-	}
-	st = p.waitRelease("1.1", pipeline.Baking, "canary")
-	time.Sleep(st.Since.Add(4 * time.Second).Sub(time.Now()))
-	if after := p.state(); after.Phase != pipeline.Baking || len(after.Decisions) != len(st.Decisions) {
-		t.Errorf("after its bake with no traffic: %s, %d decisions (want baking, %d)", after.Phase, len(after.Decisions), len(st.Decisions))
-	}
-	if _, out := p.status(); !strings.Contains(strings.Join(strings.Fields(out), " "), "bake over (waiting for enough traffic)") {
-		t.Errorf("status does not say why the release waits:\n%s", out)
-	}
+	r.poll("HAProxy tier 1/1", func() error { return r.ready("account-service-haproxy", 1) })
+	return p
 }
 
 // bareFleet is a rig on namespace ns with no controller and no sidecar

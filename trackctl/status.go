@@ -99,6 +99,8 @@ The table has one row per service, with its problems below it; -o wide, or
 naming one service, adds per track the versions running, and per backend the
 weights in the spec and the weights live on the HAProxy pods. -o json is
 stable (see the README). The exit code is 1 when any service is unhealthy,
+or when its last release was rolled back or stopped in the last hour (until
+a newer build is deployed; the status word is then ROLLEDBACK or STOPPED),
 so that cron and CI can run it. Installed as kubectl-track, this is also
 "kubectl track status".`,
 		Example: `  trackctl status -A
@@ -167,8 +169,9 @@ func (e *env) runStatus(ctx context.Context, o *statusOptions, services []string
 		if !healthy {
 			fmt.Fprintf(e.stderr, "no spec for %s in %s\n", strings.Join(missing, ", "), namespaceWords(ns))
 		}
+		now := time.Now()
 		for _, h := range hs {
-			healthy = healthy && h.Healthy
+			healthy = healthy && !h.Alarm(now)
 		}
 		switch o.output {
 		case "json", "yaml":

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,6 +50,11 @@ type fleetRig struct {
 	client   kubernetes.Interface
 	sidecars map[string]func() // pod -> stop
 	binds    map[string]string // pod -> its HAProxy's frontend address
+	// samples: pod -> its sidecar's /samples URL (kwok's pods are not
+	// real: the controller reads them where the test runs them).
+	samples sync.Map
+	// logs, when set, receives the controller's and sidecars' logs.
+	logs     *syncBuffer
 	stopCtrl func()
 	asSA     string // kubeconfig of the tier's ServiceAccount
 }
@@ -119,15 +125,26 @@ func (r *fleetRig) startController() { r.startControllerWith(controller.Config{}
 // cfg's health and alert settings.
 func (r *fleetRig) startControllerWith(cfg controller.Config) {
 	cfg.Kubeconfig, cfg.Namespace, cfg.RouterImage, cfg.Workers = r.c.Kubeconfig, r.ns, "trackrouter:test", 2
+	if cfg.SamplesURL == nil {
+		cfg.SamplesURL = r.samplesURL
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- controller.Execute(ctx, cfg, quietLog())
+		done <- controller.Execute(ctx, cfg, r.log())
 	}()
 	r.stopCtrl = func() {
 		cancel()
 		<-done
 	}
+}
+
+// samplesURL is where the test runs pod's sidecar.
+func (r *fleetRig) samplesURL(pod *corev1.Pod) (string, error) {
+	if u, ok := r.samples.Load(pod.Name); ok {
+		return u.(string), nil
+	}
+	return "", fmt.Errorf("no sidecar runs for pod %s in this test", pod.Name)
 }
 
 func (r *fleetRig) routerPods() []string {
@@ -159,12 +176,40 @@ func (r *fleetRig) startSidecar(pod string) {
 		ReportConfigMap: fleet.StatusName("account-service-haproxy"), PodName: pod, ReportRefresh: 500 * time.Millisecond,
 	}
 	r.binds[pod] = cfg.Bind
-	go func() { done <- router.Run(ctx, cfg, quietLog()) }()
+	r.samples.Store(pod, "http://"+cfg.MetricsAddr+"/samples")
+	go func() { done <- router.Run(ctx, cfg, r.log()) }()
 	r.sidecars[pod] = func() {
 		cancel()
 		<-done
 		delete(r.sidecars, pod)
+		r.samples.Delete(pod)
 	}
+}
+
+// log is the rig's logs when it keeps them, else quietLog.
+func (r *fleetRig) log() *slog.Logger {
+	if r.logs != nil {
+		return slog.New(slog.NewTextHandler(r.logs, nil))
+	}
+	return quietLog()
+}
+
+// syncBuffer is a bytes.Buffer for several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func quietLog() *slog.Logger {

@@ -57,6 +57,7 @@ func main() {
 			"service.yaml) into its track Deployments, track Services and HAProxy tier, keeps them\n"+
 			"as declared and removes what the spec no longer asks for.\n\nFlags:\n%s", fs.FlagUsages())
 	}
+	logLevel := fs.String("log-level", "info", "log at this level and above: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Parse(os.Args[1:])
 	if *showVersion {
@@ -87,7 +88,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "track-controller: %v\nSee 'track-controller --help'.\n", err)
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "track-controller: --log-level %q: want debug, info, warn or error\nSee 'track-controller --help'.\n", *logLevel)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := controller.Execute(ctx, cfg, log); err != nil {

@@ -50,11 +50,12 @@ func main() {
 	fs.StringVar(&cfg.PodName, "pod-name", os.Getenv("POD_NAME"), "this pod's name, the key of its report (default $POD_NAME)")
 	fs.StringVar(&cfg.LatencyLog, "latency-log", "", "unix socket for HAProxy's request log, read for each track's latency in the canary analysis (served with the counts at /samples on --metrics-addr); default latency.sock beside --master-socket; \"off\": no request log, /samples serves the counts only")
 	fs.IntVar(&cfg.LatencySample, "latency-sample", 1, "log one request in N for the latency (1: every one); the counts are never sampled. Each logged request costs HAProxy ~6 µs of CPU (+9% per request at saturation on 2 cores); 4 brings that under 1% with 4 times fewer latency samples")
-	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", os.Getenv("POD_IP"), "the host (this pod's IP) at which track-controller reads /samples on --metrics-addr, told in the pod's report (default $POD_IP)")
+	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", os.Getenv("POD_IP"), "the host (this pod's IP) at which the board reads /samples on --metrics-addr, told in the pod's report (default $POD_IP; track-controller reads /samples at the Pod's IP from the API server and the port named metrics)")
 	fs.DurationVar(&cfg.SpecStale, "spec-stale-after", 2*time.Minute, "with --configmap, /readyz fails once the API has not confirmed the spec for this long")
 	demoMode := fs.Bool("demo", false, "run locally: HAProxy, demo backends and the example spec in --demo-dir")
 	demoDir := fs.String("demo-dir", filepath.Join(os.TempDir(), "trackrouter-demo"), "working directory of --demo")
-	debug := fs.Bool("debug", false, "log at debug level")
+	debug := fs.Bool("debug", false, "log at debug level (the same as --log-level debug)")
+	logLevel := fs.String("log-level", "info", "log at this level and above: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "trackrouter keeps HAProxy's routing in step with a service spec: weight edits go\n"+
 			"through the Runtime API, other edits through a checked, confirmed hot reload,\n"+
@@ -77,7 +78,11 @@ func main() {
 		cfg.MetricsAddr = "127.0.0.1:9101" // the demo is local
 	}
 
-	level := slog.LevelInfo
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "trackrouter: --log-level %q: want debug, info, warn or error\nSee 'trackrouter --help'.\n", *logLevel)
+		os.Exit(2)
+	}
 	if *debug {
 		level = slog.LevelDebug
 	}

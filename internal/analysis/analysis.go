@@ -84,6 +84,9 @@ const (
 type Verdict struct {
 	Action Action
 	Reason string
+	// LowTraffic: the verdict is the stage's lowTraffic rule (its bake is
+	// over with fewer than MinRequests), not a finding.
+	LowTraffic bool
 }
 
 // Decide judges a stage elapsed into its bake from the canary's and the
@@ -94,11 +97,11 @@ type Verdict struct {
 // its bake with enough traffic is promoted.
 func Decide(cfg Config, canary, baseline Sample, elapsed time.Duration) Verdict {
 	if canary.Reset || baseline.Reset {
-		return Verdict{Wait, "HAProxy's counters started again (a restart): the stage's measurements start again"}
+		return Verdict{Action: Wait, Reason: "HAProxy's counters started again (a restart): the stage's measurements start again"}
 	}
 	errs := testErrors(cfg, canary, baseline, lookLevel(cfg, errorShare))
 	if errs.breach {
-		return Verdict{Rollback, errs.words}
+		return Verdict{Action: Rollback, Reason: errs.words}
 	}
 	summary := errs.words
 	for _, q := range []struct {
@@ -106,24 +109,24 @@ func Decide(cfg Config, canary, baseline Sample, elapsed time.Duration) Verdict 
 	}{{0.95, cfg.MaxP95Increase}, {0.99, cfg.MaxP99Increase}} {
 		lat := testLatency(q.level, q.limit, canary, baseline, lookLevel(cfg, latencyShare))
 		if lat.breach {
-			return Verdict{Rollback, lat.words}
+			return Verdict{Action: Rollback, Reason: lat.words}
 		}
 		summary += "; " + lat.words
 	}
 	if elapsed < cfg.Bake {
-		return Verdict{Wait, fmt.Sprintf("baking: %s of %s; %s", round(elapsed), round(cfg.Bake), summary)}
+		return Verdict{Action: Wait, Reason: fmt.Sprintf("baking: %s of %s; %s", round(elapsed), round(cfg.Bake), summary)}
 	}
 	if canary.Requests < cfg.MinRequests {
 		low := fmt.Sprintf("too little traffic: the canary served %d requests in %s, %d needed", canary.Requests, round(elapsed), cfg.MinRequests)
 		switch cfg.LowTraffic {
 		case LowTrafficPromote:
-			return Verdict{Promote, low + " (analysis: lowTraffic: promote); " + summary}
+			return Verdict{Action: Promote, Reason: low + " (analysis: lowTraffic: promote); " + summary, LowTraffic: true}
 		case LowTrafficRollback:
-			return Verdict{Rollback, low + " (analysis: lowTraffic: rollback); " + summary}
+			return Verdict{Action: Rollback, Reason: low + " (analysis: lowTraffic: rollback); " + summary, LowTraffic: true}
 		}
-		return Verdict{Wait, low + ": baking on; " + summary}
+		return Verdict{Action: Wait, Reason: low + ": baking on; " + summary, LowTraffic: true}
 	}
-	return Verdict{Promote, fmt.Sprintf("no breach in %s: %s", round(elapsed), summary)}
+	return Verdict{Action: Promote, Reason: fmt.Sprintf("no breach in %s: %s", round(elapsed), summary)}
 }
 
 // lookLevel is the significance level of one test at one look, for a

@@ -395,12 +395,23 @@ func (h *Health) release(cm *corev1.ConfigMap, objs Objects, spec *weights.Spec)
 	}
 }
 
-// Word is the service's health in one word: "ok" or "FAILING".
+// Word is the service's health in one word: "ok" or "FAILING"; a
+// healthy service whose last release was rolled back or stopped within
+// the hour (pipeline.Status.Alarm) is "ROLLEDBACK" or "STOPPED".
 func (h *Health) Word() string {
-	if h.Healthy {
-		return "ok"
+	switch {
+	case !h.Healthy:
+		return "FAILING"
+	case h.Release != nil && h.Release.Alarm(time.Now()):
+		return strings.ToUpper(string(h.Release.Phase))
 	}
-	return "FAILING"
+	return "ok"
+}
+
+// Alarm reports whether status exits 1 for h: unhealthy, or its last
+// release rolled back or stopped within the hour.
+func (h *Health) Alarm(now time.Time) bool {
+	return !h.Healthy || h.Release != nil && h.Release.Alarm(now)
 }
 
 // LiveWords says which weights the pods run: "5 on 4 pods", or "5 on 3

@@ -52,6 +52,10 @@ type State struct {
 	// Before is the version each stage ran before this release came to it:
 	// what a rollback puts back.
 	Before map[string]string `json:"before,omitempty"`
+	// Heard is what the people's keys (approved.<stage>, abort) held when
+	// the release began: those words are not this release's. Never
+	// omitted once set (an empty map is not "not recorded").
+	Heard map[string]string `json:"heard"`
 	// Zeroed are the weights a rollback set to 0, by track and backend:
 	// the next release to reach that stage puts them back.
 	Zeroed map[string]map[string]int `json:"zeroed,omitempty"`
@@ -65,6 +69,32 @@ type State struct {
 	// made in git (trackctl follow); the release moves on once the spec
 	// synced from git holds them.
 	Pending *Pending `json:"pending,omitempty"`
+	// Judged is the last judgement of the stage baking, with what it
+	// measured: written at each judgement (one write per interval while a
+	// stage bakes, none at rest), so that trackctl status can say what the
+	// release waits for, and see a controller that stopped judging.
+	Judged *Judgement `json:"judged,omitempty"`
+}
+
+// Judgement is one look of the analysis at the stage baking.
+type Judgement struct {
+	At     time.Time       `json:"at"`
+	Action analysis.Action `json:"action"`
+	Reason string          `json:"reason"`
+	// Requests the canary served since the bake began, of Need (the
+	// analysis' minRequests).
+	Requests int64 `json:"requests"`
+	Need     int64 `json:"need"`
+	// Unmeasured are the HAProxy pods whose samples could not be read at
+	// this look, "POD: why" (or why no pod could be).
+	Unmeasured []string `json:"unmeasured,omitempty"`
+}
+
+// Measurement is what the controller could read for a judgement.
+type Measurement struct {
+	Requests, Need int64
+	// Unmeasured: see Judgement.
+	Unmeasured []string
 }
 
 // Pending is a decision waiting for its edits to reach the spec.
@@ -173,6 +203,8 @@ type Observed struct {
 	// Verdict is the analysis of the stage being baked, when it was judged
 	// at this step (its interval came); nil otherwise.
 	Verdict *analysis.Verdict
+	// Measured is what the verdict was judged from (with Verdict).
+	Measured *Measurement
 }
 
 // Step decides what comes next for the release of spec's service. The
@@ -183,7 +215,7 @@ type Observed struct {
 // comes to the same place: a promotion is followed, a rollback is seen
 // done, a start is made again with the same edits.
 func Step(st State, spec *weights.Spec, obs Observed) (State, *Decision) {
-	if obs.Paused && st.Phase.InFlight() && !st.said(obs.Abort) {
+	if obs.Paused && st.Phase.InFlight() && !st.said(KeyAbort, obs.Abort) {
 		// Paused: nothing moves, a new deploy neither (it is seen, and
 		// supersedes the release, at resume); an abort still works.
 		return st.clone(), nil
@@ -223,7 +255,7 @@ func step(st State, spec *weights.Spec, versions map[string]string, obs Observed
 	// stage, the version it ran before the release is a rollback, not a
 	// new build.
 	if v := versions[first]; v != st.Seen[first] && v != st.Version && !(rolledBack && st.Stage == first) {
-		return st.start(spec, obs.Now, v)
+		return st.start(spec, obs, v)
 	}
 	if rolledBack {
 		return st.end(obs.Now, RolledBack, Rollback, fmt.Sprintf("%s runs %s again (rolled back by hand, or by a controller that stopped before it recorded so)", st.Stage, st.Before[st.Stage]), nil)
@@ -252,7 +284,7 @@ func step(st State, spec *weights.Spec, versions map[string]string, obs Observed
 	if versions[st.Stage] != st.Version {
 		return st.end(obs.Now, Aborted, Abort, fmt.Sprintf("tracks.%s.version was changed to %s by hand: the pipeline stops", st.Stage, versions[st.Stage]), nil)
 	}
-	if st.said(obs.Abort) {
+	if st.said(KeyAbort, obs.Abort) {
 		return st.rollback(spec, obs.Now, "aborted: "+strings.TrimPrefix(obs.Abort, st.Version+" "))
 	}
 	if obs.Paused {
@@ -265,19 +297,37 @@ func step(st State, spec *weights.Spec, versions map[string]string, obs Observed
 		if obs.Verdict == nil {
 			return st, nil
 		}
-		switch obs.Verdict.Action {
+		v := measured(*obs.Verdict, obs.Measured)
+		st.Judged = &Judgement{At: obs.Now.UTC().Truncate(time.Second), Action: v.Action, Reason: v.Reason}
+		if m := obs.Measured; m != nil {
+			st.Judged.Requests, st.Judged.Need, st.Judged.Unmeasured = m.Requests, m.Need, m.Unmeasured
+		}
+		switch v.Action {
 		case analysis.Rollback:
-			return st.rollback(spec, obs.Now, obs.Verdict.Reason)
+			return st.rollback(spec, obs.Now, v.Reason)
 		case analysis.Promote:
-			return st.promote(spec, obs.Now, obs.Verdict.Reason)
+			return st.promote(spec, obs.Now, v.Reason)
 		}
 	}
 	return st, nil
 }
 
+// measured is v, unless some HAProxy pod could not be measured: then a
+// promotion waits (a build is promoted only on every pod's counts), and
+// so does the lowTraffic rule (not measuring is not low traffic). A
+// breach found in the pods that were read is still a breach.
+func measured(v analysis.Verdict, m *Measurement) analysis.Verdict {
+	if m == nil || len(m.Unmeasured) == 0 || (v.Action == analysis.Rollback && !v.LowTraffic) {
+		return v
+	}
+	return analysis.Verdict{Action: analysis.Wait, Reason: "cannot measure: " + strings.Join(m.Unmeasured, "; ") +
+		" (a build is promoted only on every HAProxy pod's counts; the release waits)"}
+}
+
 // start puts a new build's release on the first stage; a release still
 // in flight is superseded, its later stages put back.
-func (st State) start(spec *weights.Spec, now time.Time, version string) (State, *Decision) {
+func (st State) start(spec *weights.Spec, obs Observed, version string) (State, *Decision) {
+	now := obs.Now
 	first := spec.Stages[0]
 	var edits []release.Edit
 	var back []string
@@ -298,6 +348,13 @@ func (st State) start(spec *weights.Spec, now time.Time, version string) (State,
 		reason += fmt.Sprintf("; release %s superseded", st.Version)
 	}
 	st.Version, st.Before, st.Started = version, map[string]string{first: st.Seen[first]}, now.UTC().Truncate(time.Second)
+	st.Heard = map[string]string{}
+	if obs.Abort != "" {
+		st.Heard[KeyAbort] = obs.Abort
+	}
+	for stage, a := range obs.Approvals {
+		st.Heard[KeyApproved+stage] = a
+	}
 	return st.enter(spec, now, 0, kind, reason, edits)
 }
 
@@ -305,7 +362,7 @@ func (st State) start(spec *weights.Spec, now time.Time, version string) (State,
 // stage with neither waits for a person (Manual); the last stage ends it.
 func (st State) enter(spec *weights.Spec, now time.Time, i int, kind Kind, reason string, edits []release.Edit) (State, *Decision) {
 	t := spec.Stages[i]
-	st.Stage, st.Gate, st.Since = t, 0, now
+	st.Stage, st.Gate, st.Since, st.Judged = t, 0, now, nil
 	tr := spec.Tracks[t]
 	switch {
 	case i == len(spec.Stages)-1:
@@ -332,7 +389,7 @@ func (st State) gates(spec *weights.Spec, obs Observed) (State, *Decision) {
 		g := gates[st.Gate]
 		if g.Approval {
 			a := obs.Approvals[st.Stage]
-			if !st.said(a) {
+			if !st.said(KeyApproved+st.Stage, a) {
 				return st, nil // waiting: trackctl approve
 			}
 			st.Gate++
@@ -453,17 +510,25 @@ func (st State) JobName(service, stage string, gate int) string {
 }
 
 // said reports whether a person's word (trackctl approve or abort: "VERSION
-// by USER at TIME[: reason]") is for this release: its version, said at or
-// after the release began.
-func (st State) said(word string) bool {
+// by USER at TIME[: reason]", under key) is for this release: its version,
+// and written after the release began (not what the key held then: a word
+// said before, a pre-approval with a time to come, is not this release's).
+// Who said it is checked by the API server (examples/install's policy);
+// when it counts is the controller's time, the decision's. A release begun
+// before Heard was recorded falls back on the time written.
+func (st State) said(key, word string) bool {
 	if st.Version == "" || !strings.HasPrefix(word, st.Version+" ") {
 		return false
 	}
+	if st.Heard != nil {
+		return word != st.Heard[key]
+	}
 	_, rest, ok := strings.Cut(word, " at ")
-	if !ok {
+	f := strings.Fields(rest)
+	if !ok || len(f) == 0 {
 		return false
 	}
-	at, err := time.Parse(time.RFC3339, strings.TrimSuffix(strings.Fields(rest + " ")[0], ":"))
+	at, err := time.Parse(time.RFC3339, strings.TrimSuffix(f[0], ":"))
 	return err == nil && !at.Before(st.Started)
 }
 
@@ -480,6 +545,7 @@ func (st State) clone() State {
 	c := st
 	c.Before = maps.Clone(st.Before)
 	c.Seen = maps.Clone(st.Seen)
+	c.Heard = maps.Clone(st.Heard)
 	if st.Zeroed != nil {
 		c.Zeroed = make(map[string]map[string]int, len(st.Zeroed))
 		for k, v := range st.Zeroed {
@@ -490,6 +556,11 @@ func (st State) clone() State {
 	if st.Pending != nil {
 		p := *st.Pending
 		c.Pending = &p
+	}
+	if st.Judged != nil {
+		j := *st.Judged
+		j.Unmeasured = slices.Clone(j.Unmeasured)
+		c.Judged = &j
 	}
 	return c
 }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +132,10 @@ func verdict(a analysis.Action, why string) Observed {
 func (r *rig) walkToCanary(v string) {
 	r.t.Helper()
 	r.edit(version("internal", v))
-	r.want(r.step(Observed{}), Start, Gates, "internal", v+" deployed on internal")
+	// An approval of v written before the release began (a pre-approval,
+	// with a time to come) is not this release's.
+	early := Observed{Approvals: map[string]string{"internal": v + " by mallory at 2099-01-01T00:00:00Z"}}
+	r.want(r.step(early), Start, Gates, "internal", v+" deployed on internal")
 	job := r.st.JobName("web", "internal", 0)
 	d := r.step(Observed{})
 	r.want(d, RunJob, Gates, "internal", job)
@@ -141,7 +145,7 @@ func (r *rig) walkToCanary(v string) {
 	r.none(Observed{Jobs: map[string]JobStatus{job: JobRunning}})
 	r.want(r.step(Observed{Jobs: map[string]JobStatus{job: JobSucceeded}}), Pass, Gates, "internal", "Job "+job+" succeeded")
 	r.none(Observed{Approvals: map[string]string{"internal": "0.9 by bob"}})                                                              // another version's approval
-	r.none(Observed{Approvals: map[string]string{"internal": v + " by mallory at " + r.st.Started.Add(-time.Hour).Format(time.RFC3339)}}) // said before this release
+	r.none(early) // said before this release
 	r.want(r.step(Observed{Approvals: map[string]string{"internal": v + " by alice at " + r.now.Format(time.RFC3339)}}), Pass, Gates, "internal", "approved by alice")
 	d = r.step(Observed{})
 	r.want(d, Promote, Baking, "canary", "promoted from internal to canary")
@@ -199,8 +203,9 @@ func TestRollbackAndBack(t *testing.T) {
 func TestFirstStageAbort(t *testing.T) {
 	r := newRig(t)
 	r.edit(version("internal", "1.1"))
-	r.step(Observed{})
-	if d := r.step(Observed{Abort: "1.1 by carol at " + r.st.Started.Add(-time.Minute).Format(time.RFC3339) + ": an earlier release"}); d != nil && d.Kind == Rollback {
+	earlier := Observed{Abort: "1.1 by carol at 2026-12-03T09:00:00Z: an earlier release"}
+	r.step(earlier) // the abort was there when the release began
+	if d := r.step(earlier); d != nil && d.Kind == Rollback {
 		t.Fatalf("an abort said before the release rolled it back: %s", d.Reason)
 	}
 	r.want(r.step(Observed{Abort: "1.1 by carol at " + r.now.Format(time.RFC3339) + ": broken build"}), Rollback, RolledBack, "internal", "aborted: by carol", "version back to 1.0")
@@ -337,5 +342,105 @@ func TestPendingStaysBetweenJudgements(t *testing.T) {
 	r.step(verdict(analysis.Promote, "ok"))
 	if r.st.Pending != nil {
 		t.Errorf("the pending decision outlived the next decision: %+v", r.st.Pending)
+	}
+}
+
+// TestUnmeasuredNeverPromotes: a look with an HAProxy pod that could not
+// be read neither promotes nor applies the lowTraffic rule (not measuring
+// is not low traffic); a breach in what was read still rolls back.
+func TestUnmeasuredNeverPromotes(t *testing.T) {
+	r := newRig(t)
+	r.walkToCanary("1.1")
+	cannot := &Measurement{Requests: 0, Need: 300, Unmeasured: []string{"pod web-haproxy-1: connection refused"}}
+	for _, v := range []analysis.Verdict{
+		{Action: analysis.Promote, Reason: "no breach in 10m"},
+		{Action: analysis.Promote, Reason: "too little traffic (lowTraffic: promote)", LowTraffic: true},
+		{Action: analysis.Rollback, Reason: "too little traffic (lowTraffic: rollback)", LowTraffic: true},
+	} {
+		r.none(Observed{Verdict: &v, Measured: cannot})
+		if r.st.Phase != Baking || r.st.Stage != "canary" {
+			t.Fatalf("after %q with a pod unmeasured: %s on %s, want baking on canary", v.Reason, r.st.Phase, r.st.Stage)
+		}
+		if j := r.st.Judged; j == nil || j.Action != analysis.Wait || !strings.Contains(j.Reason, "cannot measure: pod web-haproxy-1: connection refused") {
+			t.Fatalf("after %q: judged %+v, want a wait that names the pod", v.Reason, j)
+		}
+	}
+	breach := analysis.Verdict{Action: analysis.Rollback, Reason: "canary 5xx 4.8% (29/604) vs production 0.1%"}
+	r.want(r.step(Observed{Verdict: &breach, Measured: cannot}), Rollback, RolledBack, "canary", "4.8% (29/604)")
+}
+
+// TestWords: what status says of a stage baking, from the last
+// judgement and the time.
+func TestWords(t *testing.T) {
+	since := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	r := newRig(t)
+	spec := r.spec() // canary: bake 10m, interval 30s (the default)
+	judged := func(at time.Duration, requests int64, unmeasured ...string) map[string]string {
+		st := State{Version: "1.1", Stage: "canary", Phase: Baking, Since: since}
+		if at >= 0 {
+			st.Judged = &Judgement{At: since.Add(at), Action: analysis.Wait, Requests: requests, Need: 300, Unmeasured: unmeasured}
+		}
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string]string{KeyState: string(b)}
+	}
+	for _, c := range []struct {
+		name string
+		data map[string]string
+		now  time.Duration
+		want string
+	}{
+		{"baking", judged(2*time.Minute, 40), 2*time.Minute + 10*time.Second, "7m50s of bake left (40 of 300 requests so far)"},
+		{"baking, not judged yet", judged(-1, 0), 10 * time.Second, "9m50s of bake left"},
+		{"waiting for traffic", judged(11*time.Minute, 294), 11*time.Minute + 5*time.Second, "bake over, waiting for 6 more requests (294 of 300 served)"},
+		{"between judgements", judged(10*time.Minute-5*time.Second, 500), 10*time.Minute + 10*time.Second, "bake over, between judgements (the next within 15s)"},
+		{"cannot measure", judged(11*time.Minute, 0, "pod web-haproxy-1: connection refused"), 11*time.Minute + 5*time.Second, "CANNOT MEASURE: pod web-haproxy-1: connection refused"},
+		{"controller down", judged(3*time.Minute, 40), 5 * time.Minute, "NOT JUDGED since 2026-12-03T10:03:00Z (2m0s ago, every 30s expected): is track-controller running"},
+		{"controller down before its first judgement", judged(-1, 0), 2 * time.Minute, "NOT JUDGED since 2026-12-03T10:00:00Z"},
+	} {
+		s, err := Describe(c.data, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Words(since.Add(c.now)); !strings.Contains(got, c.want) {
+			t.Errorf("%s: %q\nwant it to say %q", c.name, got, c.want)
+		}
+	}
+}
+
+// TestAlarm: status exits 1 for an hour after a rollback or a stop, and
+// not after a release that ended well or a newer deploy.
+func TestAlarm(t *testing.T) {
+	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		phase Phase
+		after time.Duration
+		want  bool
+	}{
+		{RolledBack, time.Minute, true}, {Stopped, 59 * time.Minute, true}, {RolledBack, 61 * time.Minute, false},
+		{Done, time.Minute, false}, {Baking, time.Minute, false}, {Aborted, time.Minute, false},
+	} {
+		s := &Status{Phase: c.phase, Since: at}
+		if got := s.Alarm(at.Add(c.after)); got != c.want {
+			t.Errorf("%s %s ago: alarm %v, want %v", c.phase, c.after, got, c.want)
+		}
+	}
+}
+
+// TestSaidOddWords: a word cut short, or without a time, is nobody's (and
+// no panic), with Heard recorded or not.
+func TestSaidOddWords(t *testing.T) {
+	for _, st := range []State{{Version: "1.4.0"}, {Version: "1.4.0", Heard: map[string]string{}}} {
+		for _, w := range []string{"1.4.0 by x at ", "1.4.0 by x at", "1.4.0", "1.4.0 ", "1.4.0 by x at nonsense", "1.4.0 by x at :"} {
+			if st.Heard == nil && st.said(KeyAbort, w) {
+				t.Errorf("%q counted, with no time", w)
+			}
+		}
+	}
+	st := State{Version: "1.4.0", Heard: map[string]string{KeyAbort: "1.4.0 by x at 2026-01-01T00:00:00Z"}}
+	if st.said(KeyAbort, "1.4.0 by x at 2026-01-01T00:00:00Z") || !st.said(KeyAbort, "1.4.0 by y at 2026-01-01T00:00:00Z") {
+		t.Error("a word heard at the start counted, or a new one did not")
 	}
 }

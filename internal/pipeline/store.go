@@ -66,7 +66,11 @@ type Status struct {
 	Waiting string `json:"waiting,omitempty"`
 	// BakeEnds is when the stage's bake is over (Baking only).
 	BakeEnds *time.Time `json:"bakeEnds,omitempty"`
-	Paused   string     `json:"paused,omitempty"`
+	// Interval is how often the stage baking is judged (Baking only).
+	Interval time.Duration `json:"interval,omitempty"`
+	// Judged is the last judgement of the stage baking (Baking only).
+	Judged *Judgement `json:"judged,omitempty"`
+	Paused string     `json:"paused,omitempty"`
 	// Reason is the last decision's, in words and numbers.
 	Reason    string     `json:"reason"`
 	Decisions []Decision `json:"decisions,omitempty"`
@@ -100,7 +104,7 @@ func Describe(data map[string]string, spec *weights.Spec) (*Status, error) {
 	case Baking:
 		if tr.Analysis != nil {
 			end := st.Since.Add(tr.Analysis.Bake)
-			s.BakeEnds = &end
+			s.BakeEnds, s.Interval, s.Judged = &end, tr.Analysis.Interval, st.Judged
 		}
 	case Manual:
 		s.Waiting = fmt.Sprintf("a person: trackctl promote %s %s", spec.Service, st.Version)
@@ -108,15 +112,14 @@ func Describe(data map[string]string, spec *weights.Spec) (*Status, error) {
 	return s, nil
 }
 
-// Words is the release in one line.
+// Words is the release in one line. A stage baking says which of these
+// it is: baking (the bake's time left), cannot measure (which pods, why),
+// waiting for N more requests, between two judgements, or judged no more
+// (the controller is not running, or not leading).
 func (s *Status) Words(now time.Time) string {
 	w := fmt.Sprintf("release %s: %s on %s since %s", s.Version, s.Phase, s.Stage, s.Since.UTC().Format(time.RFC3339))
 	if s.BakeEnds != nil {
-		if left := s.BakeEnds.Sub(now).Round(time.Second); left > 0 {
-			w += fmt.Sprintf(", %s of bake left", left)
-		} else {
-			w += ", bake over (waiting for enough traffic)"
-		}
+		w += ", " + s.bakeWords(now)
 	}
 	if s.Waiting != "" {
 		w += "; waiting for " + s.Waiting
@@ -124,7 +127,52 @@ func (s *Status) Words(now time.Time) string {
 	if s.Paused != "" {
 		w += "; PAUSED " + s.Paused
 	}
+	if s.Alarm(now) {
+		w += fmt.Sprintf(" (trackctl status exits 1 until %s, an hour after it, or until a newer build is deployed)", s.Since.Add(AlarmFor).UTC().Format(time.RFC3339))
+	}
 	return w
+}
+
+// StaleAfter is how long past its interval a judgement may be late before
+// status says the controller is not judging: the leader's lease is
+// renewed within 15 s, a new leader takes over within about 30 s.
+const StaleAfter = 45 * time.Second
+
+func (s *Status) bakeWords(now time.Time) string {
+	last := s.Since
+	j := s.Judged
+	if j != nil && j.At.After(last) {
+		last = j.At
+	}
+	if s.Paused == "" && now.Sub(last) > s.Interval+StaleAfter {
+		return fmt.Sprintf("NOT JUDGED since %s (%s ago, every %s expected): is track-controller running and leading? (kubectl get lease -A | grep track-controller)",
+			last.UTC().Format(time.RFC3339), now.Sub(last).Round(time.Second), s.Interval)
+	}
+	left := s.BakeEnds.Sub(now).Round(time.Second)
+	switch {
+	case j != nil && len(j.Unmeasured) > 0:
+		return "CANNOT MEASURE: " + strings.Join(j.Unmeasured, "; ") + " (a build is promoted only on every HAProxy pod's counts)"
+	case left > 0:
+		w := fmt.Sprintf("%s of bake left", left)
+		if j != nil {
+			w += fmt.Sprintf(" (%d of %d requests so far)", j.Requests, j.Need)
+		}
+		return w
+	case j != nil && j.Requests < j.Need:
+		return fmt.Sprintf("bake over, waiting for %d more requests (%d of %d served)", j.Need-j.Requests, j.Requests, j.Need)
+	}
+	next := last.Add(s.Interval).Sub(now).Round(time.Second)
+	return fmt.Sprintf("bake over, between judgements (the next within %s)", max(next, 0))
+}
+
+// AlarmFor is how long after a rollback or a stopped release trackctl
+// status exits 1 (unless a newer build is deployed before).
+const AlarmFor = time.Hour
+
+// Alarm reports whether the release was rolled back or stopped in the
+// last AlarmFor: a cron job that watches status's exit code sees it.
+func (s *Status) Alarm(now time.Time) bool {
+	return (s.Phase == RolledBack || s.Phase == Stopped) && now.Sub(s.Since) < AlarmFor
 }
 
 // Approvals lists data's approvals, for display.
