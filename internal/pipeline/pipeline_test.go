@@ -144,8 +144,8 @@ func (r *rig) walkToCanary(v string) {
 	}
 	r.none(Observed{Jobs: map[string]JobStatus{job: JobRunning}})
 	r.want(r.step(Observed{Jobs: map[string]JobStatus{job: JobSucceeded}}), Pass, Gates, "internal", "Job "+job+" succeeded")
-	r.none(Observed{Approvals: map[string]string{"internal": "0.9 by bob"}})                                                              // another version's approval
-	r.none(early) // said before this release
+	r.none(Observed{Approvals: map[string]string{"internal": "0.9 by bob"}}) // another version's approval
+	r.none(early)                                                            // said before this release
 	r.want(r.step(Observed{Approvals: map[string]string{"internal": v + " by alice at " + r.now.Format(time.RFC3339)}}), Pass, Gates, "internal", "approved by alice")
 	d = r.step(Observed{})
 	r.want(d, Promote, Baking, "canary", "promoted from internal to canary")
