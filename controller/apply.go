@@ -273,6 +273,14 @@ var applyOptions = metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
 // that the spec does not control is never touched, only reported. With no
 // difference between the desired fields and the fields the controller's
 // field manager owns on the live object, nothing is sent.
+// reconcileIf is reconcile of an object the spec may not ask for (nil).
+func reconcileIf[AC any](ctx context.Context, c *Controller, cm *corev1.ConfigMap, k kind[*corev1.ServiceAccount, AC], want *corev1.ServiceAccount) error {
+	if want == nil {
+		return nil
+	}
+	return reconcile(ctx, c, cm, k, want)
+}
+
 func reconcile[T object, AC any](ctx context.Context, c *Controller, cm *corev1.ConfigMap, k kind[T, AC], want T) error {
 	live, err := k.cached(cm.Namespace, want.GetName())
 	if apierrors.IsNotFound(err) {

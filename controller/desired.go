@@ -44,10 +44,13 @@ const (
 
 // desired is everything one service spec asks for.
 type desired struct {
-	tracks      map[string]*appsv1.Deployment // by track name
-	services    []*corev1.Service             // track Services and the router Service
-	router      *appsv1.Deployment
-	account     *corev1.ServiceAccount
+	tracks   map[string]*appsv1.Deployment // by track name
+	services []*corev1.Service             // track Services and the router Service
+	router   *appsv1.Deployment
+	account  *corev1.ServiceAccount
+	// gates is the ServiceAccount of the pipeline's Job gates (nil when no
+	// stage has one): no rights, no token.
+	gates       *corev1.ServiceAccount
 	role        *rbacv1.Role
 	roleBinding *rbacv1.RoleBinding
 	status      *corev1.ConfigMap // where the HAProxy pods report, see fleet.Report
@@ -103,6 +106,14 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 	name := spec.Service + "-haproxy"
 	routerLabels := map[string]string{LabelApp: spec.Service, LabelTier: TierRouter}
 	d.account = &corev1.ServiceAccount{ObjectMeta: meta(name, routerLabels)}
+	for _, t := range spec.Tracks {
+		for _, g := range t.Gates {
+			if g.Job != nil && d.gates == nil {
+				d.gates = &corev1.ServiceAccount{ObjectMeta: meta(GatesAccount(spec.Service), map[string]string{LabelApp: spec.Service}),
+					AutomountServiceAccountToken: ptr.To(false)}
+			}
+		}
+	}
 	d.role = &rbacv1.Role{
 		ObjectMeta: meta(name, routerLabels),
 		Rules: []rbacv1.PolicyRule{
@@ -317,3 +328,7 @@ func merge(a, b map[string]string) map[string]string {
 	}
 	return out
 }
+
+// GatesAccount is the ServiceAccount a service's Job gates run as: made by
+// the controller, bound to nothing, its token not mounted.
+func GatesAccount(service string) string { return service + "-gates" }

@@ -3,6 +3,7 @@ package controller
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,11 +78,14 @@ func TestHelmChartIsTheInstall(t *testing.T) {
 		t.Fatalf("helm template: %v\n%s", err, out)
 	}
 	got := objects(t, []byte(out))
-	manifest, err := os.ReadFile("../examples/install/track-controller.yaml")
-	if err != nil {
-		t.Fatal(err)
+	want := map[string]map[string]any{}
+	for _, f := range []string{"track-controller.yaml", "release-access.yaml"} {
+		manifest, err := os.ReadFile("../examples/install/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps.Copy(want, objects(t, manifest))
 	}
-	want := objects(t, manifest)
 	delete(want, "Namespace <nil>/trackrouter-system")
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("the chart's defaults and examples/install differ (-install +chart):\n%s", diff)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/analysis"
@@ -157,7 +159,7 @@ func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weight
 	now := time.Now()
 	obs.Now = now
 	if st.Phase == pipeline.Gates {
-		obs.Jobs, obs.JobMessage = p.jobs(cm.Namespace, spec, st)
+		obs.Jobs, obs.JobMessage = p.jobs(cm, spec, st)
 	}
 	if st.Phase == pipeline.Baking && !obs.Paused {
 		obs.Verdict, obs.Measured = p.judge(ctx, cm.Namespace, spec, st, now)
@@ -417,7 +419,8 @@ func PodSamplesURL(pod *corev1.Pod) (string, error) {
 }
 
 // jobs is what became of the stage's Job gates.
-func (p *pipelines) jobs(ns string, spec *weights.Spec, st pipeline.State) (map[string]pipeline.JobStatus, map[string]string) {
+func (p *pipelines) jobs(cm *corev1.ConfigMap, spec *weights.Spec, st pipeline.State) (map[string]pipeline.JobStatus, map[string]string) {
+	ns := cm.Namespace
 	status, msgs := map[string]pipeline.JobStatus{}, map[string]string{}
 	if p.c.jobs == nil {
 		return status, msgs
@@ -430,6 +433,11 @@ func (p *pipelines) jobs(ns string, spec *weights.Spec, st pipeline.State) (map[
 		job, err := p.c.jobs.Jobs(ns).Get(name)
 		if err != nil {
 			continue // absent
+		}
+		if !ownGateJob(job, gateJob(cm, spec, st.Version, st.Stage, name, i)) {
+			status[name] = pipeline.JobFailed
+			msgs[name] = fmt.Sprintf("a Job named %s is there that track-controller did not make for this gate (its owner, ServiceAccount or containers differ): the gate fails; delete that Job and deploy again", name)
+			continue
 		}
 		status[name] = pipeline.JobRunning
 		for _, c := range job.Status.Conditions {
@@ -449,38 +457,95 @@ func (p *pipelines) jobs(ns string, spec *weights.Spec, st pipeline.State) (map[
 }
 
 // runJob starts a gate's Job against the stage's track: its containers
-// get TRACK_URL, SERVICE, TRACK and VERSION.
+// get TRACK_URL, SERVICE, TRACK and VERSION. The spec's Job is of an
+// allowed shape (weights: no Secret, volume, node or identity field); the
+// controller makes it run as the service's gates ServiceAccount (no
+// rights, no token), non-root-escalating, with the RuntimeDefault seccomp
+// profile, for an hour at most unless the spec says less, owned by the
+// spec. A Job already there under the name is this gate's only if it is
+// what gateJob makes (see jobs).
 func (p *pipelines) runJob(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, version, stage string, g *pipeline.JobGate) error {
 	if err := p.c.fence(); err != nil {
 		return err
 	}
-	tmpl := spec.Tracks[stage].Gates[g.Index].Job
-	job := tmpl.DeepCopy()
-	job.Name, job.Namespace, job.GenerateName, job.ResourceVersion = g.Name, cm.Namespace, "", ""
-	if job.Labels == nil {
-		job.Labels = map[string]string{}
-	}
-	job.Labels[LabelManagedBy], job.Labels[LabelApp], job.Labels[LabelTrack], job.Labels[pipeline.LabelReleaseOf] = ManagedBy, spec.Service, stage, spec.Service
-	if job.Spec.TTLSecondsAfterFinished == nil {
-		day := int32(86400)
-		job.Spec.TTLSecondsAfterFinished = &day
-	}
-	url := fmt.Sprintf("http://%s.%s.svc:%d", spec.ServiceName(stage), cm.Namespace, spec.Port)
-	if a := spec.Tracks[stage].Address; a != "" {
-		url = "http://" + a
-	}
-	env := []corev1.EnvVar{{Name: "TRACK_URL", Value: url}, {Name: "SERVICE", Value: spec.Service}, {Name: "TRACK", Value: stage}, {Name: "VERSION", Value: version}}
-	for i := range job.Spec.Template.Spec.Containers {
-		job.Spec.Template.Spec.Containers[i].Env = append(env, job.Spec.Template.Spec.Containers[i].Env...)
-	}
+	job := gateJob(cm, spec, version, stage, g.Name, g.Index)
 	_, err := p.c.client.BatchV1().Jobs(cm.Namespace).Create(ctx, job, metav1.CreateOptions{FieldManager: ManagedBy})
 	if apierrors.IsAlreadyExists(err) {
-		return nil
+		return nil // jobs tells whether it is this gate's
 	}
 	if err == nil {
 		p.c.Writes.Add(1)
 	}
 	return err
+}
+
+// gateDeadline is a gate Job's activeDeadlineSeconds when its spec sets
+// none.
+const gateDeadline = int64(3600)
+
+// gateJob is the Job of gate index on stage for version.
+func gateJob(cm *corev1.ConfigMap, spec *weights.Spec, version, stage, name string, index int) *batchv1.Job {
+	job := spec.Tracks[stage].Gates[index].Job.DeepCopy()
+	job.Name, job.Namespace, job.GenerateName, job.ResourceVersion = name, cm.Namespace, "", ""
+	if job.Labels == nil {
+		job.Labels = map[string]string{}
+	}
+	job.Labels[LabelManagedBy], job.Labels[LabelApp], job.Labels[LabelTrack], job.Labels[pipeline.LabelReleaseOf] = ManagedBy, spec.Service, stage, spec.Service
+	job.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(cm, corev1.SchemeGroupVersion.WithKind("ConfigMap"))}
+	if job.Spec.TTLSecondsAfterFinished == nil {
+		day := int32(86400)
+		job.Spec.TTLSecondsAfterFinished = &day
+	}
+	if job.Spec.ActiveDeadlineSeconds == nil {
+		d := gateDeadline
+		job.Spec.ActiveDeadlineSeconds = &d
+	}
+	pod := &job.Spec.Template.Spec
+	pod.ServiceAccountName = GatesAccount(spec.Service)
+	pod.AutomountServiceAccountToken = ptr.To(false)
+	if pod.SecurityContext == nil {
+		pod.SecurityContext = &corev1.PodSecurityContext{}
+	}
+	pod.SecurityContext.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
+	url := fmt.Sprintf("http://%s.%s.svc:%d", spec.ServiceName(stage), cm.Namespace, spec.Port)
+	if a := spec.Tracks[stage].Address; a != "" {
+		url = "http://" + a
+	}
+	env := []corev1.EnvVar{{Name: "TRACK_URL", Value: url}, {Name: "SERVICE", Value: spec.Service}, {Name: "TRACK", Value: stage}, {Name: "VERSION", Value: version}}
+	for i := range pod.Containers {
+		c := &pod.Containers[i]
+		c.Env = append(slices.Clone(env), c.Env...)
+		if c.SecurityContext == nil {
+			c.SecurityContext = &corev1.SecurityContext{}
+		}
+		c.SecurityContext.AllowPrivilegeEscalation = ptr.To(false)
+	}
+	return job
+}
+
+// ownGateJob reports whether live is the Job gateJob makes (want): owned
+// by the spec, running as the gates ServiceAccount without a token, with
+// the same containers' images, commands, arguments and environment, and
+// no volume. A Job someone made beforehand under the name (it is
+// predictable) is not, whatever its labels say.
+func ownGateJob(live, want *batchv1.Job) bool {
+	owner := metav1.GetControllerOf(live)
+	lp, wp := live.Spec.Template.Spec, want.Spec.Template.Spec
+	if owner == nil || owner.UID != want.OwnerReferences[0].UID || lp.ServiceAccountName != wp.ServiceAccountName ||
+		lp.AutomountServiceAccountToken == nil || *lp.AutomountServiceAccountToken || len(lp.Volumes) > 0 || len(lp.InitContainers) > 0 ||
+		len(lp.Containers) != len(wp.Containers) {
+		return false
+	}
+	for i, c := range lp.Containers {
+		w := wp.Containers[i]
+		if c.Image != w.Image || !slices.Equal(c.Command, w.Command) || !slices.Equal(c.Args, w.Args) || len(c.EnvFrom) > 0 || len(c.VolumeMounts) > 0 ||
+			!slices.EqualFunc(c.Env, w.Env, func(a, b corev1.EnvVar) bool {
+				return a.Name == b.Name && a.Value == b.Value && a.ValueFrom == nil && b.ValueFrom == nil
+			}) {
+			return false
+		}
+	}
+	return true
 }
 
 // editSpec writes a decision's edits to the spec ConfigMap, as trackctl's

@@ -107,6 +107,7 @@ func (c *Controller) apply(ctx context.Context, cm *corev1.ConfigMap, spec *weig
 	}
 	errs = append(errs,
 		reconcile(ctx, c, cm, c.accountKind(), d.account),
+		reconcileIf(ctx, c, cm, c.accountKind(), d.gates),
 		reconcile(ctx, c, cm, c.roleKind(), d.role),
 		reconcile(ctx, c, cm, c.roleBindingKind(), d.roleBinding),
 		reconcile(ctx, c, cm, c.statusKind(), d.status))
@@ -573,10 +574,11 @@ func (c *Controller) cleanup(ctx context.Context, cm *corev1.ConfigMap, spec *we
 		wantSvcs[s.Name] = true
 	}
 	access := func(o metav1.Object) bool { return o.GetName() == d.account.Name }
+	account := func(o *corev1.ServiceAccount) bool { return access(o) || d.gates != nil && o.Name == d.gates.Name }
 	return errors.Join(
 		prune(ctx, c, cm, c.deploymentKind(), keepDep),
 		prune(ctx, c, cm, c.serviceKind(), func(s *corev1.Service) bool { return wantSvcs[s.Name] }),
-		prune(ctx, c, cm, c.accountKind(), func(o *corev1.ServiceAccount) bool { return access(o) }),
+		prune(ctx, c, cm, c.accountKind(), account),
 		prune(ctx, c, cm, c.roleKind(), func(o *rbacv1.Role) bool { return access(o) }),
 		prune(ctx, c, cm, c.roleBindingKind(), func(o *rbacv1.RoleBinding) bool { return access(o) }),
 	)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/health"
+	"github.com/trackrouter/trackrouter/internal/pipeline"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -392,10 +394,83 @@ func (w *webhook) review(ctx context.Context, r *admissionv1.AdmissionRequest) *
 			}
 		}
 	}
+	if r.Operation == admissionv1.Update {
+		if refused := w.promotion(ctx, r, ns, name, spec); refused != nil {
+			return refused
+		}
+	}
 	for _, wr := range spec.Warnings {
 		allow.Warnings = append(allow.Warnings, wr.Error())
 	}
 	return allow
+}
+
+// VerbPromote on releases.trackrouter.dev/SERVICE lets a spec edit move a
+// build past the pipeline: see movesRelease.
+const (
+	releasesGroup    = "trackrouter.dev"
+	releasesResource = "releases"
+	VerbPromote      = "promote"
+)
+
+// promotion refuses an update that moves a build past the pipeline (see
+// movesRelease) from a caller without the verb promote on the service's
+// releases, as a SubjectAccessReview of the caller the API server
+// authenticated says; nil when it may go on. A review that cannot be made
+// refuses (the webhook fails closed).
+func (w *webhook) promotion(ctx context.Context, r *admissionv1.AdmissionRequest, ns, name string, spec *weights.Spec) *admissionv1.AdmissionResponse {
+	var before corev1.ConfigMap
+	var old *weights.Spec
+	if err := json.Unmarshal(r.OldObject.Raw, &before); err == nil {
+		old, _ = weights.ParseService(weights.ConfigMapSource(ns, name), []byte(before.Data[weights.DataKey]))
+	}
+	moves := movesRelease(old, spec)
+	if len(moves) == 0 {
+		return nil
+	}
+	extra := map[string]authzv1.ExtraValue{}
+	for k, v := range r.UserInfo.Extra {
+		extra[k] = authzv1.ExtraValue(v)
+	}
+	sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+		User: r.UserInfo.Username, Groups: r.UserInfo.Groups, UID: r.UserInfo.UID, Extra: extra,
+		ResourceAttributes: &authzv1.ResourceAttributes{Namespace: ns, Verb: VerbPromote, Group: releasesGroup, Resource: releasesResource, Name: spec.Service},
+	}}
+	res, err := w.client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+	if err != nil {
+		w.log.Warn("webhook: cannot review the caller's right to promote: refused", "user", r.UserInfo.Username, "err", err)
+		return refuse(fmt.Sprintf("this edit moves a release (%s) and track-controller cannot check that %s may (%v): nothing was changed; try again", strings.Join(moves, "; "), r.UserInfo.Username, err))
+	}
+	if res.Status.Allowed {
+		return nil
+	}
+	return refuse(fmt.Sprintf("%s may not move a release of %s in %s past its pipeline: %s. That takes the verb %s on %s.%s/%s (the ClusterRole trackrouter-release, bound in the namespace); "+
+		"deploy on the first stage (%s) and let the pipeline move the build, or ask who runs releases (nothing was changed)",
+		r.UserInfo.Username, spec.Service, ns, strings.Join(moves, "; "), VerbPromote, releasesResource, releasesGroup, spec.Service, spec.Stages[0]))
+}
+
+// movesRelease lists what an edit from old to new changes of a release
+// beyond a deploy, when either has a pipeline: a version of a stage after
+// the first (a promotion, or a rollback, by hand: the pipeline follows
+// either), a stage's gates or analysis, the stages or their order. A
+// deploy (the first stage's version) and everything else are not.
+func movesRelease(old, new *weights.Spec) []string {
+	if !pipeline.Uses(new) && (old == nil || !pipeline.Uses(old)) {
+		return nil
+	}
+	if old == nil {
+		return []string{"the spec before this edit did not parse, so what it moves cannot be told"}
+	}
+	first := "tracks." + new.Stages[0] + ".version"
+	var out []string
+	for _, c := range weights.SpecChanges(old, new) {
+		f := c.Field
+		version := strings.HasPrefix(f, "tracks.") && strings.HasSuffix(f, ".version") && f != first
+		if version || f == "stages" || strings.HasPrefix(f, "tracks.") && (strings.HasSuffix(f, ".gates") || strings.HasSuffix(f, ".analysis")) {
+			out = append(out, c.String())
+		}
+	}
+	return out
 }
 
 func refuse(msg string) *admissionv1.AdmissionResponse {

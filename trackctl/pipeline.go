@@ -209,6 +209,9 @@ func (e *env) tellPipeline(ctx context.Context, o *releaseOptions, service, comm
 	if strings.IndexFunc(o.reason, unicode.IsControl) >= 0 {
 		return usageError{"--reason: control characters (newlines, tabs, escapes) are not allowed: one line of text"}
 	}
+	if strings.ContainsAny(o.reason, "<>") {
+		return usageError{"--reason: < and > are not allowed (they make Slack mentions such as <!channel>): one line of text"}
+	}
 	client, cm, err := e.specConfigMap(ctx, o, service)
 	if err != nil {
 		return err

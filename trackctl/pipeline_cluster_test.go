@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/trackrouter/trackrouter/controller"
@@ -409,8 +411,8 @@ func TestJobGateOnCluster(t *testing.T) {
             backoffLimit: 0` + deadline + `
             template:
               spec:
-                restartPolicy: Never` + extra + `
-                containers: [{name: suite, image: "registry.example.com/suite:1", args: ["$(TRACK_URL)"]}]`
+                restartPolicy: Never
+                containers: [{name: suite, image: "registry.example.com/suite:1", args: ["$(TRACK_URL)"]` + extra + `}]`
 	}
 	spec := func(version, extra string) string {
 		return `service: account-service
@@ -454,7 +456,8 @@ backends:
 	}
 
 	// A failing suite on the next build: the release stops on internal.
-	r.setSpec(spec("1.2", "\n                nodeSelector: {no-such-node: x}"))
+	// (more CPU than any node has: never scheduled, past its deadline).
+	r.setSpec(spec("1.2", `, resources: {requests: {cpu: "100000"}}`))
 	// The new build supersedes 1.1 (waiting on canary): canary goes back.
 	p.waitRelease("1.2", pipeline.Gates, "internal")
 	st := p.waitRelease("1.2", pipeline.Stopped, "internal")
@@ -463,6 +466,56 @@ backends:
 	}
 	if s := specOf(t, c, ns); s.Tracks["canary"].Version != "1.0" || s.Tracks["internal"].Version != "1.2" {
 		t.Errorf("canary %s (want 1.0 back), internal %s (want 1.2 kept)", s.Tracks["canary"].Version, s.Tracks["internal"].Version)
+	}
+
+	// The Job runs as the service's gates ServiceAccount, without a token,
+	// owned by the spec, with a deadline; the account has no token either.
+	pod := j.Spec.Template.Spec
+	if pod.ServiceAccountName != "account-service-gates" || pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken ||
+		j.Spec.ActiveDeadlineSeconds == nil || metav1.GetControllerOf(j) == nil || metav1.GetControllerOf(j).Name != "account-service" {
+		t.Errorf("the gate's Job: account %q, token %v, deadline %v, owner %v", pod.ServiceAccountName, pod.AutomountServiceAccountToken, j.Spec.ActiveDeadlineSeconds, metav1.GetControllerOf(j))
+	}
+	if sa, err := c.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "account-service-gates", metav1.GetOptions{}); err != nil || sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+		t.Errorf("the gates ServiceAccount: %v, %+v", err, sa)
+	}
+
+	// A Job made beforehand under the gate's (predictable) name, with the
+	// controller's labels, that would pass: the gate fails, saying so.
+	r.stopCtrl()
+	r.setSpec(spec("1.3", `, resources: {requests: {cpu: "100000"}}`))
+	r.startController()
+	st = p.waitRelease("1.3", pipeline.Gates, "internal")
+	name = st.JobName("account-service", "internal", 0)
+	r.poll("the gate's Job", func() error {
+		_, err := c.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+		return err
+	})
+	r.stopCtrl()
+	if err := c.Client.BatchV1().Jobs(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
+		t.Fatal(err)
+	}
+	r.poll("the gate's Job gone", func() error {
+		if _, err := c.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{}); err == nil {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+	impostor := j.DeepCopy()
+	impostor.ObjectMeta = metav1.ObjectMeta{Name: name, Namespace: ns, Labels: j.Labels, OwnerReferences: j.OwnerReferences}
+	impostor.Spec.Selector, impostor.Spec.ManualSelector = nil, nil
+	delete(impostor.Spec.Template.Labels, "controller-uid")
+	delete(impostor.Spec.Template.Labels, "batch.kubernetes.io/controller-uid")
+	delete(impostor.Spec.Template.Labels, "job-name")
+	delete(impostor.Spec.Template.Labels, "batch.kubernetes.io/job-name")
+	impostor.Spec.Template.Spec.Containers[0].Args = []string{"true"}
+	impostor.Status = batchv1.JobStatus{}
+	if _, err := c.Client.BatchV1().Jobs(ns).Create(ctx, impostor, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.startController()
+	st = p.waitRelease("1.3", pipeline.Stopped, "internal")
+	if !strings.Contains(st.Reason, "track-controller did not make for this gate") {
+		t.Errorf("the impostor Job's gate: %s", st.Reason)
 	}
 }
 

@@ -133,9 +133,12 @@ func (r *fleetRig) startControllerWith(cfg controller.Config) {
 	go func() {
 		done <- controller.Execute(ctx, cfg, r.log())
 	}()
-	r.stopCtrl = func() {
-		cancel()
-		<-done
+	var once sync.Once
+	r.stopCtrl = func() { // a second call (a test's, then its cleanup's) waits for nothing
+		once.Do(func() {
+			cancel()
+			<-done
+		})
 	}
 }
 

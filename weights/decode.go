@@ -10,7 +10,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // spec decodes a spec mapping, fills in defaults and validates it. Errors
@@ -248,15 +247,101 @@ func (d *decoder) job(n *yaml.Node, path string) *batchv1.Job {
 	case job.Namespace != "":
 		d.fail(n, path, "metadata.namespace %q: a gate's Job runs in the spec's namespace; remove it", job.Namespace)
 	default:
-		// track-controller creates the Job with its own rights: the spec
-		// may not use them for more than a test suite's pod.
-		if why := jobPrivilege(&job); why != "" {
-			d.fail(n, path, "%s: a gate's Job is created by track-controller, so it may not choose a ServiceAccount or reach the node; run such a suite from your CI instead", why)
+		if !d.jobShape(n, path, jobAllowed) {
 			return nil
 		}
 		return &job
 	}
 	return nil
+}
+
+// jobAllowed is what a gate's Job may say. track-controller creates the
+// Job with its own rights, in the spec's namespace, under a ServiceAccount
+// of its own with no rights and no token: a gate is a test suite's pod, so
+// it may choose its image, command, arguments, plain environment values,
+// resources, a deadline and retries, and run as a non-root user, nothing
+// that reaches a Secret, a volume, the node or another identity. A map is
+// the keys allowed under it; anyKey takes any keys (labels, resources);
+// a one-element list is the shape of every item; nil a scalar.
+var jobAllowed = shape{
+	"apiVersion": nil, "kind": nil,
+	"metadata": shape{"name": nil, "labels": anyKey, "annotations": anyKey},
+	"spec": shape{
+		"backoffLimit": nil, "activeDeadlineSeconds": nil, "ttlSecondsAfterFinished": nil, "completions": nil, "parallelism": nil,
+		"template": shape{
+			"metadata": shape{"labels": anyKey, "annotations": anyKey},
+			"spec": shape{
+				"restartPolicy": nil, "activeDeadlineSeconds": nil, "terminationGracePeriodSeconds": nil,
+				"securityContext": shape{"runAsNonRoot": nil, "runAsUser": nil, "runAsGroup": nil, "fsGroup": nil},
+				"containers": []any{shape{
+					"name": nil, "image": nil, "imagePullPolicy": nil, "command": []any{nil}, "args": []any{nil}, "workingDir": nil,
+					"env":       []any{shape{"name": nil, "value": nil}},
+					"resources": shape{"requests": anyKey, "limits": anyKey},
+					"securityContext": shape{"runAsNonRoot": nil, "runAsUser": nil, "runAsGroup": nil, "readOnlyRootFilesystem": nil,
+						"allowPrivilegeEscalation": nil, "capabilities": shape{"drop": []any{nil}}},
+				}},
+			},
+		},
+	},
+}
+
+type shape map[string]any
+
+// anyKey under a key allows any keys with scalar values under it.
+var anyKey = shape{"*": nil}
+
+// jobShape checks n against allowed, failing at the first key that is not
+// allowed with its line; and refuses root (runAsUser: 0) and privilege
+// escalation (allowPrivilegeEscalation: true).
+func (d *decoder) jobShape(n *yaml.Node, path string, allowed any) bool {
+	switch a := allowed.(type) {
+	case shape:
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return true
+		}
+		if n.Kind != yaml.MappingNode {
+			d.fail(n, path, "want a mapping, found %s", describe(n))
+			return false
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := path + "." + k.Value
+			sub, ok := a[k.Value]
+			if !ok {
+				if sub, ok = a["*"]; !ok {
+					d.fail(k, p, "not allowed in a gate's Job (track-controller creates it, under a ServiceAccount with no rights and no token): a gate's Job may set its containers' image, command, args, env values, resources and securityContext (non-root), and a deadline; "+
+						"a suite that needs a Secret, a volume, another ServiceAccount or the node runs from your CI instead")
+					return false
+				}
+			}
+			if (k.Value == "runAsUser" && v.Value == "0") || (k.Value == "allowPrivilegeEscalation" && v.Value == "true") {
+				d.fail(v, p, "%s in a gate's Job: it runs as a non-root user that cannot escalate", v.Value)
+				return false
+			}
+			if !d.jobShape(v, p, sub) {
+				return false
+			}
+		}
+	case []any:
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return true
+		}
+		if n.Kind != yaml.SequenceNode {
+			d.fail(n, path, "want a list, found %s", describe(n))
+			return false
+		}
+		for i, item := range n.Content {
+			if !d.jobShape(item, fmt.Sprintf("%s[%d]", path, i), a[0]) {
+				return false
+			}
+		}
+	case nil:
+		if n.Kind != yaml.ScalarNode {
+			d.fail(n, path, "want a value, found %s", describe(n))
+			return false
+		}
+	}
+	return true
 }
 
 // analysis decodes a stage's analysis, defaults filled in.
@@ -319,26 +404,3 @@ func (d *decoder) backend(f field) Backend {
 	return b
 }
 
-// jobPrivilege names what in a gate's Job would borrow rights: a
-// ServiceAccount, the node's network, PIDs or IPC, a hostPath volume, a
-// privileged container or one that may escalate; "" when none.
-func jobPrivilege(job *batchv1.Job) string {
-	pod := job.Spec.Template.Spec
-	switch {
-	case pod.ServiceAccountName != "" || pod.DeprecatedServiceAccount != "":
-		return "spec.template.spec.serviceAccountName"
-	case pod.HostNetwork || pod.HostPID || pod.HostIPC:
-		return "spec.template.spec.hostNetwork, hostPID or hostIPC"
-	}
-	for _, v := range pod.Volumes {
-		if v.HostPath != nil {
-			return "volume " + v.Name + ": hostPath"
-		}
-	}
-	for _, c := range append(append([]corev1.Container(nil), pod.InitContainers...), pod.Containers...) {
-		if sc := c.SecurityContext; sc != nil && (sc.Privileged != nil && *sc.Privileged || sc.Capabilities != nil && len(sc.Capabilities.Add) > 0) {
-			return "container " + c.Name + ": privileged or added capabilities"
-		}
-	}
-	return ""
-}
