@@ -403,4 +403,3 @@ func (d *decoder) backend(f field) Backend {
 	}
 	return b
 }
-
