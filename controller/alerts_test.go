@@ -1,10 +1,13 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,3 +110,36 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestAlertSecretNotLogged: a webhook whose delivery fails (no server at
+// its address) is logged without its URL, whose path is a secret.
+func TestAlertSecretNotLogged(t *testing.T) {
+	const secret = "T000/B000/XXXXsecretXXXX"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: the POST fails with a *url.Error
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	a := NewAlerter(AlertConfig{WebhookURL: "http://" + addr + "/services/" + secret, After: time.Nanosecond},
+		slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) }), nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Run(ctx)
+	t0 := time.Now()
+	a.Observe(svc(true), t0)
+	a.Observe(svc(false, "invalid spec: x"), t0.Add(time.Second))
+	a.Observe(svc(false, "invalid spec: x"), t0.Add(2*time.Second))
+	waitFor(t, "a failed attempt", func() bool { return testutil.ToFloat64(a.Failed.WithLabelValues("webhook")) >= 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logs.String(), "secret") || !strings.Contains(logs.String(), "alert delivery failed") {
+		t.Errorf("the log of a failed delivery:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -568,6 +568,16 @@ func (r *renderer) cookie(backend string, a *weights.Affinity) {
 		attrs += fmt.Sprintf("; Max-Age=%d", a.MaxAge)
 	}
 	r.set(r.p.Set(parser.Backends, backend, "cookie", c))
+	if s := r.spec; !s.TrustAny && len(s.TrustedSources) > 0 {
+		// A caller not trusted is not kept on the track its cookie names:
+		// it could name the canary (the group header is removed for it,
+		// the cookie is ignored).
+		srcs := make([]string, len(s.TrustedSources))
+		for i, p := range s.TrustedSources {
+			srcs[i] = p.String()
+		}
+		r.set(r.p.Insert(parser.Backends, backend, "ignore-persist", types.IgnorePersist{Cond: "unless", CondTest: "{ src " + strings.Join(srcs, " ") + " }"}))
+	}
 	for _, track := range r.spec.Backends[backend].Tracks() {
 		r.set(r.p.Insert(parser.Backends, backend, "ignore-persist", types.IgnorePersist{Cond: "if",
 			CondTest: fmt.Sprintf("{ req.cook(%s) -m str %s } { srv_weight(%s/%s) eq 0 }", a.Cookie, track, backend, track)}))

@@ -103,6 +103,7 @@ func TestTrustedSourcesTraffic(t *testing.T) {
 	bin := haproxytest.Binary(t)
 	spec := localExample(t)
 	spec.TrustAny, spec.TrustedSources = false, []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+	spec.Affinity = &weights.Affinity{Cookie: "TRACK"}
 	from := func(ip string) *http.Client {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4}}
@@ -159,6 +160,31 @@ func TestTrustedSourcesTraffic(t *testing.T) {
 			trusted := haproxytest.Counter{URL: url, Header: spec.Header, Client: from("127.0.0.2")}
 			if got, err := trusted.Send(50, "INTERNAL"); err != nil || got["internal"] != 50 {
 				t.Errorf("INTERNAL from a trusted caller: %v, %v; want internal 50", got, err)
+			}
+			// The affinity cookie naming the canary (paid, 5% of the
+			// default backend) pins a trusted caller, not an untrusted one.
+			pinned := func(c *http.Client) int {
+				n := 0
+				for i := 0; i < 400; i++ {
+					req, _ := http.NewRequest(http.MethodGet, url, nil)
+					req.Header.Set("Cookie", "session=1; TRACK=paid")
+					resp, err := c.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if string(body) == "paid" {
+						n++
+					}
+				}
+				return n
+			}
+			if n := pinned(untrusted.Client); n > 60 {
+				t.Errorf("an untrusted caller with the cookie TRACK=paid reached paid %d times of 400, want about 5%%", n)
+			}
+			if n := pinned(trusted.Client); n != 400 {
+				t.Errorf("a trusted caller with the cookie TRACK=paid reached paid %d times of 400, want every time", n)
 			}
 		})
 	}

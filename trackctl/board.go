@@ -19,6 +19,7 @@ import (
 type boardOptions struct {
 	kube         kubeFlags
 	addr         string
+	allowHosts   []string
 	minEndpoints int
 	samples      string
 	every        time.Duration
@@ -66,6 +67,7 @@ shown on the page. It only reads: it offers no action.`,
 	fs := cmd.Flags()
 	o.kube.add(fs)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8089", "listen here (host:port); port 0 picks a free one")
+	fs.StringSliceVar(&o.allowHosts, "allow-host", nil, "a host name the board answers to beside IP addresses and localhost (requests with another Host are refused, so that no web page can read the board by DNS rebinding); repeatable")
 	fs.IntVar(&o.minEndpoints, "min-endpoints", 2, "ready endpoints each track needs to be healthy")
 	fs.StringVar(&o.samples, "samples", "proxy", "how the service pages read the sidecars' measurements for their plots: proxy (the API server's pod proxy), direct (the pods' addresses) or off")
 	fs.DurationVar(&o.every, "samples-every", 5*time.Second, "read an open service page's sidecars this often (at least 1s)")
@@ -112,6 +114,7 @@ func (e *env) runBoard(ctx context.Context, o *boardOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b := board.New(client, ns, fleet.Options{MinEndpoints: o.minEndpoints})
+	b.AllowHosts(o.allowHosts...)
 	if fetch != nil {
 		b.Plot(fetch, every)
 	}

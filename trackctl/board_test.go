@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -209,6 +210,46 @@ func TestBoardFlagsRefused(t *testing.T) {
 		code, _, stderr := run(t, append([]string{"board"}, strings.Fields(args)...)...)
 		if code != ExitUsage || !strings.Contains(stderr, want) {
 			t.Errorf("board %s: exit %d, %q; want exit %d and %q", args, code, stderr, ExitUsage, want)
+		}
+	}
+}
+
+// TestBoardRefusesForeignHost: trackctl board answers a request whose
+// Host is an IP address, localhost or a name given with --allow-host, and
+// refuses any other (a page served under a name of its own that resolves
+// to the board's address: DNS rebinding).
+func TestBoardRefusesForeignHost(t *testing.T) {
+	o := &boardOptions{client: fake.NewClientset(statusObjects(t)...), samples: "off", allowHosts: []string{"screen.example.com"}}
+	o.kube.namespace = "shop"
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	o.addr, o.ready = "127.0.0.1:0", func(a string) { addr <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		e := &env{name: "trackctl", stdout: &strings.Builder{}, stderr: &strings.Builder{}}
+		done <- e.runBoard(ctx, o)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	var a string
+	select {
+	case a = <-addr:
+	case err := <-done:
+		t.Fatalf("board: %v", err)
+	}
+	_, port, _ := net.SplitHostPort(a)
+	for host, want := range map[string]int{
+		"127.0.0.1:" + port: http.StatusOK, "localhost:" + port: http.StatusOK, "LOCALHOST": http.StatusOK, "[::1]:" + port: http.StatusOK,
+		"screen.example.com:" + port: http.StatusOK, "rebind.attacker.example:" + port: http.StatusMisdirectedRequest, "localhost.attacker.example": http.StatusMisdirectedRequest,
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+a+"/", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s: %d, want %d", host, resp.StatusCode, want)
 		}
 	}
 }

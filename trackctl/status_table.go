@@ -165,7 +165,7 @@ func printDetail(w io.Writer, h *fleet.Health) {
 func wrap(first, cont, text string) string {
 	var b strings.Builder
 	line := first
-	for i, word := range strings.Fields(text) {
+	for i, word := range strings.Fields(printable(text)) { // no terminal escape from a reason, a Job's message
 		if i > 0 && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) > tableWidth {
 			b.WriteString(line + "\n")
 			line = cont + word

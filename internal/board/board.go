@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,6 +57,10 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 // Board keeps the fleet's health, judged from informers' caches, and
 // tells every open page when it changes.
 type Board struct {
+	// hosts, when set, are the names a request's Host may have beside IP
+	// literals and localhost (see AllowHosts).
+	hosts     []string
+	checkHost bool
 	namespace string
 	opt       fleet.Options
 	factories []informers.SharedInformerFactory
@@ -223,6 +228,35 @@ func (b *Board) health(key string) *fleet.Health {
 }
 
 // Serve serves the board's pages on ln until ctx ends (Start first).
+// AllowHosts makes the board answer only requests whose Host is an IP
+// address, localhost, or one of names: a web page the user's browser
+// opens cannot read the board (with the user's credentials behind it)
+// through a name of its own that resolves to the board's address (DNS
+// rebinding).
+func (b *Board) AllowHosts(names ...string) {
+	b.checkHost, b.hosts = true, names
+}
+
+// hostAllowed reports whether a request's Host header may be answered.
+func (b *Board) hostAllowed(host string) bool {
+	if !b.checkHost {
+		return true
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if net.ParseIP(host) != nil || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	for _, n := range b.hosts {
+		if strings.EqualFold(host, n) {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *Board) Serve(ctx context.Context, ln net.Listener) error {
 	return health.ServeUntil(ctx, &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second}, ln, false)
 }
@@ -292,7 +326,17 @@ func (b *Board) Handler() http.Handler {
 	})
 	static, _ := fs.Sub(files, "web")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
-	return securityHeaders(mux)
+	return securityHeaders(b.hostCheck(mux))
+}
+
+func (b *Board) hostCheck(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !b.hostAllowed(r.Host) {
+			http.Error(w, fmt.Sprintf("Host %q is not one this board answers (an IP address, localhost, or trackctl board --allow-host NAME)", r.Host), http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // securityHeaders: the page runs only its own script and style, and is

@@ -9,10 +9,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/smtp"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -41,15 +43,15 @@ func (w Webhook) Send(ctx context.Context, m Message) error {
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
-	body, _ := json.Marshal(map[string]string{"text": m.Text})
+	body, _ := json.Marshal(map[string]string{"text": slackEscape.Replace(m.Text)})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return redact(err, w.URL)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return redact(err, w.URL)
 	}
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
@@ -137,4 +139,28 @@ func headerSafe(s string) string {
 		s = s[:200]
 	}
 	return s
+}
+
+// slackEscape is Slack's escaping of message text: <, > and & are its
+// control characters (<!channel>, <@user>, <url|link>); text written by
+// people (a reason, a Job's message) mentions nobody.
+var slackEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// redact is err without the webhook's URL, a secret (Slack's holds the
+// token in its path): a *url.Error names it, which a log would keep.
+func redact(err error, raw string) error {
+	shown := "(the webhook URL)"
+	if u, perr := url.Parse(raw); perr == nil && u.Host != "" {
+		shown = u.Scheme + "://" + u.Host + "/..."
+	}
+	msg := err.Error()
+	for _, s := range []string{raw, strings.TrimSuffix(raw, "/")} {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, shown)
+		}
+	}
+	if u, perr := url.Parse(raw); perr == nil && u.Path != "" && len(u.Path) > 1 {
+		msg = strings.ReplaceAll(msg, u.Path, "/...")
+	}
+	return errors.New(msg)
 }
