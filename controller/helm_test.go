@@ -79,7 +79,7 @@ func TestHelmChartIsTheInstall(t *testing.T) {
 	}
 	got := objects(t, []byte(out))
 	want := map[string]map[string]any{}
-	for _, f := range []string{"track-controller.yaml", "release-access.yaml"} {
+	for _, f := range []string{"track-controller.yaml", "release-access.yaml", "controller-scope.yaml"} {
 		manifest, err := os.ReadFile("../examples/install/" + f)
 		if err != nil {
 			t.Fatal(err)

@@ -14,7 +14,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -195,7 +199,44 @@ func convergeExample(t *testing.T, c *testcluster.Cluster, in installed, app, ap
 		return nil
 	})
 
+	scopeRefuses(t, c, asSA, ns)
 	run("delete", "-k", app)
+}
+
+// scopeRefuses: as the install's ServiceAccount (kubeconfig asSA), a write
+// outside what the controller owns is refused by the install's policy
+// (controller-scope.yaml), though its ClusterRole allows it: a ConfigMap in
+// kube-system, a team's unlabelled ConfigMap in ns, a RoleBinding to a
+// ClusterRole.
+func scopeRefuses(t *testing.T, c *testcluster.Cluster, asSA, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	rc, err := clientcmd.BuildConfigFromFlags("", asSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := kubernetes.NewForConfigOrDie(rc)
+	for _, where := range []string{"kube-system", ns} {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "scope-test", Namespace: where}, Data: map[string]string{"Corefile": ".:53 { forward . 10.0.0.1 }"}}
+		if _, err := c.Client.CoreV1().ConfigMaps(where).Create(ctx, cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		_, err := sa.CoreV1().ConfigMaps(where).Patch(ctx, "scope-test", types.MergePatchType, []byte(`{"data":{"Corefile":"hijacked"}}`), metav1.PatchOptions{})
+		want := map[string]string{"kube-system": "track-controller writes nothing in kube-system", ns: "track-controller writes only what carries its label"}[where]
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("the controller's ServiceAccount patching ConfigMap %s/scope-test: %v (want refused: %s)", where, err, want)
+		}
+	}
+	reader := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "scope-test-reader"}, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}}
+	if _, err := c.Client.RbacV1().ClusterRoles().Create(ctx, reader, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "scope-test", Namespace: ns, Labels: map[string]string{LabelManagedBy: ManagedBy}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: reader.Name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "default", Namespace: ns}}}
+	if _, err := sa.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "binds only Roles") {
+		t.Errorf("the controller's ServiceAccount binding a ClusterRole: %v", err)
+	}
 }
 
 func writeTestFile(t *testing.T, path, data string) {
