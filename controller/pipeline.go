@@ -555,6 +555,11 @@ func (p *pipelines) editSpec(ctx context.Context, cm *corev1.ConfigMap, spec *we
 	if err := p.c.fence(); err != nil {
 		return err
 	}
+	// The values come from the spec and the release state: checked as
+	// trackctl checks a person's (plain tokens, nothing else changed).
+	if err := release.CheckValues(d.Edits); err != nil {
+		return fmt.Errorf("the pipeline's %s (nothing written): %w", d.Kind, err)
+	}
 	text := []byte(cm.Data[weights.DataKey])
 	edited, err := release.EditText(text, text, 0, 0, d.Edits)
 	if err != nil {
@@ -563,6 +568,9 @@ func (p *pipelines) editSpec(ctx context.Context, cm *corev1.ConfigMap, spec *we
 	after, err := weights.ParseService(spec.Source, edited)
 	if err != nil {
 		return fmt.Errorf("the pipeline's %s would make the spec invalid (nothing written): %w", d.Kind, err)
+	}
+	if err := release.OnlyAsked(spec, after, d.Edits); err != nil {
+		return fmt.Errorf("the pipeline's %s (nothing written): %w", d.Kind, err)
 	}
 	var changes []string
 	for _, c := range weights.SpecChanges(spec, after) {

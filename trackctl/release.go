@@ -440,47 +440,17 @@ func writeInPlace(path string, read, data []byte) error {
 	return fsutil.WriteAtomic(path, data, info.Mode().Perm(), uid, gid)
 }
 
-// checkValues refuses, before any edit, a value that is not a plain token:
-// a version by the spec's rule, a weight a decimal number.
+// checkValues is release.CheckValues, a usage error.
 func checkValues(edits []edit) error {
-	for _, e := range edits {
-		field := e.Path[len(e.Path)-1]
-		switch {
-		case e.Path[0] == "tracks" && field == "version":
-			// A value that breaks the spec's rule could carry YAML.
-			if !weights.IsVersion(e.Value) {
-				return usageError{fmt.Sprintf("version %q: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, at most 63", e.Value)}
-			}
-		case e.Path[0] == "backends":
-			if _, err := strconv.Atoi(e.Value); err != nil {
-				return usageError{fmt.Sprintf("weight %q: want a decimal number", e.Value)}
-			}
-		}
+	if err := release.CheckValues(edits); err != nil {
+		return usageError{err.Error()}
 	}
 	return nil
 }
 
-// onlyAsked checks that the edited spec differs from the read one in the
-// asked fields only, by their values as parsed: the edit cannot have
-// changed anything else.
+// onlyAsked is release.OnlyAsked.
 func onlyAsked(before, after *weights.Spec, edits []edit) error {
-	asked := map[string]bool{}
-	for _, e := range edits {
-		asked[strings.Join(e.Path, ".")] = true
-	}
-	for _, c := range weights.SpecChanges(before, after) {
-		if !asked[c.Field] {
-			return fmt.Errorf("the edit changed %s too (%s): edit the file by hand", c.Field, c)
-		}
-	}
-	for _, w := range weights.WeightChanges(before, after) {
-		for _, sv := range w.Servers {
-			if !asked["backends."+w.Backend+"."+sv.Track] {
-				return fmt.Errorf("the edit changed backends.%s.%s too: edit the file by hand", w.Backend, sv.Track)
-			}
-		}
-	}
-	return nil
+	return release.OnlyAsked(before, after, edits)
 }
 
 // pickIn is pick, narrowed to a namespace when one is given: a file may
