@@ -3,7 +3,7 @@
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: demo all build test test-short vet fmt-check render kube-bins golden cluster-up cluster-down dist image node-up node-down e2e not-running
+.PHONY: docs demo all build test test-short vet fmt-check render kube-bins golden cluster-up cluster-down dist image node-up node-down e2e not-running
 
 all: build
 
@@ -33,6 +33,14 @@ demo:
 test: fmt-check vet
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /internal/e2e$$)
 	$(GO) test -race -count=1 -v -timeout 45m ./internal/e2e
+
+# docs builds the documentation site (docs/, mkdocs.yml) into dist/site,
+# strictly: a broken link or a page missing from the nav fails. mkdocs and
+# mkdocs-material are Debian packages (.ci/run installs them).
+docs:
+	@command -v mkdocs >/dev/null 2>&1 && { [ -d /usr/share/mkdocs/themes/material ] || python3 -c 'import material' 2>/dev/null; } || \
+	  { echo "make docs: mkdocs is not installed: apt-get install -y mkdocs mkdocs-material"; exit 1; }
+	mkdocs build --strict --quiet
 
 test-short:
 	$(GO) test -short ./...
