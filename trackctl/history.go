@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,7 +23,7 @@ func (e *env) historyCommand() *cobra.Command {
 		Short: "List the recent changes of a service's spec: who, when, what, why",
 		Long: `In the cluster: the changes trackctl made to the spec ConfigMap, from its
 trackrouter.dev/history annotation (the last 20; each also left a Normal Event
-SpecChanged). With -f FILE in a git repository: the commits that changed the
+SpecChanged), newest first. With -f FILE in a git repository: the commits that changed the
 file, with what each changed in the service's spec (versions, replicas,
 groups, weights with shares); COMMAND is the commit's subject and REASON its
 "Reason:" trailer, which a release command on a file given --reason prints
@@ -55,7 +56,10 @@ in the git commit command it suggests.`,
 				if cerr != nil {
 					return cerr
 				}
+				// Stored oldest first (appended); shown newest first, as
+				// -f (git log) and the board show it.
 				entries = readHistory(cm)
+				slices.Reverse(entries)
 			}
 			if err != nil {
 				return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -182,6 +183,7 @@ func TestReleaseWalkthrough(t *testing.T) {
 		t.Fatalf("history: exit %d, %v\n%s", code, err, out)
 	}
 	want := []string{"trackctl deploy 1.1.0", "trackctl promote 1.1.0", "trackctl promote 1.1.0", "trackctl promote 1.1.0", "trackctl rollback canary", "trackctl rollback canary --version 1.0"}
+	slices.Reverse(want) // newest first
 	if len(h) != len(want) {
 		t.Fatalf("history has %d entries, want %d:\n%s", len(h), len(want), out)
 	}
@@ -190,8 +192,8 @@ func TestReleaseWalkthrough(t *testing.T) {
 			t.Errorf("entry %d: %+v, want command %q with user, changes and resourceVersion", i, e, want[i])
 		}
 	}
-	if h[0].Reason != "build 42" || h[0].Changes[0] != "tracks.internal.version 1.0.0->1.1.0" {
-		t.Errorf("first entry: %+v", h[0])
+	if first := h[len(h)-1]; first.Reason != "build 42" || first.Changes[0] != "tracks.internal.version 1.0.0->1.1.0" {
+		t.Errorf("first entry: %+v", first)
 	}
 	_, table := kubeRun(t, c, ns, nil, "history", "account-service")
 	if !strings.Contains(table, "trackctl rollback canary --version 1.0") || !strings.Contains(table, "backends.canary: canary 5 (5.0%)->0 (0%)") {

@@ -332,3 +332,25 @@ func TestFileReasonInHistory(t *testing.T) {
 		t.Errorf("history: want the reason %q on the newest entry and its command, got %+v", reason, h)
 	}
 }
+
+// TestUsageExitCodes: a file that is not there, or is a directory, is a
+// usage error (exit 2), as a misspelt service is, for every command that
+// reads one.
+func TestUsageExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"validate", dir}, "is a directory, not a spec file"},
+		{[]string{"validate", filepath.Join(dir, "nope.yaml")}, "nope.yaml: no such file"},
+		{[]string{"deploy", "account-service", "1.0.0", "-f", filepath.Join(dir, "nope.yaml")}, "nope.yaml: no such file"},
+		{[]string{"render", dir}, "is a directory"},
+		{[]string{"deploy", "account-service", "1.0.0", "-f", writeFile(t, filepath.Join(dir, "kustomization.yaml"), "resources: [account-service.yaml]\n")}, "kustomization.yaml is not a spec"},
+	} {
+		code, stdout, stderr := run(t, tc.args...)
+		if out := stdout + stderr; code != ExitUsage || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: exit %d, want %d with %q:\n%s", tc.args, code, ExitUsage, tc.want, out)
+		}
+	}
+}

@@ -43,6 +43,9 @@ by its rules, not by haproxy -c (validate does both).`,
 
 func (e *env) runRender(file string) error {
 	specs, err := e.readSpecs(file)
+	if ue := (usageError{}); errors.As(err, &ue) {
+		return ue // no file there: the command line's mistake
+	}
 	if err != nil {
 		return printProblems(e.stderr, "", err)
 	}
@@ -129,6 +132,9 @@ func (e *env) runValidate(ctx context.Context, files []string) error {
 	report := Report{OK: true}
 	for _, file := range files {
 		specs, err := e.readSpecs(file)
+		if ue := (usageError{}); errors.As(err, &ue) {
+			return ue // no file there: the command line's mistake
+		}
 		if err != nil {
 			report.Results = append(report.Results, Result{File: displayName(file), Status: "invalid", Problems: problems(err)})
 			if e.output == "text" {

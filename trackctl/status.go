@@ -185,7 +185,7 @@ func (e *env) runStatus(ctx context.Context, o *statusOptions, services []string
 			fmt.Fprintf(w, "No service specs in %s.\n", namespaceWords(ns))
 			return true, nil
 		}
-		printTable(w, hs, ns == "", wide)
+		printTable(w, hs, ns == "", wide, isTerminal(e.stdout))
 		return healthy, nil
 	}
 	if !o.watch {

@@ -179,3 +179,20 @@ func TestStatusNamesMissingServices(t *testing.T) {
 		t.Errorf("err %v, stderr %q", err, errOut.String())
 	}
 }
+
+// TestStatusCutOnlyOnTerminal: a row wider than the table is cut (with …)
+// on a terminal only; piped or redirected, every cell is kept.
+func TestStatusCutOnlyOnTerminal(t *testing.T) {
+	h := &fleet.Health{Namespace: "a-long-namespace-name", Service: "a-service-with-a-long-name", Healthy: true}
+	for _, tr := range []string{"internal", "canary", "paid", "production"} {
+		h.Tracks = append(h.Tracks, fleet.TrackHealth{Name: tr, Version: "2026.12.06-build.1234567", ReadyEndpoints: 12})
+	}
+	for _, clip := range []bool{true, false} {
+		var b bytes.Buffer
+		printTable(&b, []*fleet.Health{h}, true, false, clip)
+		row := strings.Split(b.String(), "\n")[1]
+		if cut := strings.HasSuffix(row, "…"); cut != clip || !clip && !strings.HasSuffix(row, "production 2026.12.06-build.1234567 12") {
+			t.Errorf("clip %v: %q", clip, row)
+		}
+	}
+}

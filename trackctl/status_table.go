@@ -20,7 +20,15 @@ const tableWidth = 120
 
 // printTable writes one row per service, its problems below it; wide adds
 // a block per service with tracks, backends and pods.
-func printTable(w io.Writer, hs []*fleet.Health, allNamespaces, wide bool) {
+// A row longer than tableWidth is cut only when clip (the output is a
+// terminal): piped, every cell is kept.
+func printTable(w io.Writer, hs []*fleet.Health, allNamespaces, wide, clip bool) {
+	cut := func(s string) string {
+		if clip {
+			return clipLine(s)
+		}
+		return strings.TrimRight(s, " ")
+	}
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	if allNamespaces {
@@ -37,9 +45,9 @@ func printTable(w io.Writer, hs []*fleet.Health, allNamespaces, wide bool) {
 	tw.Flush()
 	// Problems go under their row, so the table keeps its columns.
 	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
-	fmt.Fprintln(w, clipLine(lines[0]))
+	fmt.Fprintln(w, cut(lines[0]))
 	for i, h := range hs {
-		fmt.Fprintln(w, clipLine(lines[i+1]))
+		fmt.Fprintln(w, cut(lines[i+1]))
 		if !wide {
 			for _, p := range h.Problems {
 				fmt.Fprint(w, wrap("  ! ", "    ", p))

@@ -68,6 +68,10 @@ func (f fileStore) read(_ context.Context, service string) (*snapshot, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", f.path, weights.MaxFileBytes)
 	}
 	specs, err := weights.Parse(f.path, whole)
+	if weights.IsNoSpec(err) {
+		// A kustomization, a Deployment: not a spec at all.
+		return nil, usageError{fmt.Sprintf("%s is not a spec: it holds no service.yaml (a document with a service: field) and no ConfigMap with the key %s; -f names the manifest that holds the spec", f.path, weights.DataKey)}
+	}
 	if err != nil {
 		return nil, printProblems(f.e.stderr, "", fmt.Errorf("%s is invalid already; fix it first:\n%w", f.path, err))
 	}

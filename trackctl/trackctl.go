@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"sort"
@@ -24,6 +25,7 @@ import (
 	"github.com/trackrouter/trackrouter/weights"
 
 	"github.com/trackrouter/trackrouter/internal/fsutil"
+	"github.com/trackrouter/trackrouter/internal/suggest"
 	"github.com/trackrouter/trackrouter/internal/version"
 )
 
@@ -271,40 +273,11 @@ func flagError(cmd *cobra.Command, err error) error {
 }
 
 func closestFlag(cmd *cobra.Command, bad string) string {
-	best, bestDist := "", 3 // at most 2 edits away
-	visit := func(f *pflag.Flag) {
-		d := editDistance(bad, f.Name)
-		if strings.HasPrefix(f.Name, bad) && len(bad) >= 3 {
-			d = 1
-		}
-		if d < bestDist || d == bestDist && f.Name < best {
-			best, bestDist = f.Name, d
-		}
-	}
+	var names []string
+	visit := func(f *pflag.Flag) { names = append(names, f.Name) }
 	cmd.Flags().VisitAll(visit)
 	cmd.InheritedFlags().VisitAll(visit)
-	return best
-}
-
-// editDistance is the Levenshtein distance of a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return suggest.Closest(bad, names)
 }
 
 // readSpecs reads the specs in file; "-" is standard input, so that
@@ -333,9 +306,12 @@ func (e *env) readInput(file string) (data []byte, name string, err error) {
 		return nil, file, nil // "no file": diff /dev/null NEW adds
 	}
 	if info, err := os.Stat(file); err == nil && info.IsDir() {
-		return nil, file, fmt.Errorf("%s is a directory: %s check %s --golden DIR checks every spec under it", file, e.name, file)
+		return nil, file, usageError{fmt.Sprintf("%s is a directory, not a spec file: %s check %s --golden DIR checks every spec under it", file, e.name, file)}
 	}
 	data, err = fsutil.ReadRegular(file, weights.MaxFileBytes)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, file, usageError{fmt.Sprintf("%s: no such file", file)}
+	}
 	return data, file, err
 }
 

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/trackrouter/trackrouter/internal/suggest"
 )
 
 // MaxInputBytes bounds one spec (a service.yaml, a ConfigMap's value): the
@@ -592,7 +594,11 @@ func (d *decoder) fields(n *yaml.Node, path string, known ...string) []field {
 			d.fail(k, name, "duplicate key")
 			continue
 		case len(known) > 0 && !slices.Contains(known, k.Value):
-			d.fail(k, name, "unknown field (known: %s)", strings.Join(known, ", "))
+			if near := suggest.Closest(k.Value, known); near != "" {
+				d.fail(k, name, "unknown field (did you mean %s?; known: %s)", near, strings.Join(known, ", "))
+			} else {
+				d.fail(k, name, "unknown field (known: %s)", strings.Join(known, ", "))
+			}
 			continue
 		}
 		seen[k.Value] = true

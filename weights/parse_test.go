@@ -519,3 +519,17 @@ func TestAnalysisNullIsNone(t *testing.T) {
 		t.Errorf("analysis: ~ gave %v, %+v; want no analysis", err, s.Tracks["canary"].Analysis)
 	}
 }
+
+// TestUnknownFieldSuggests: a misspelt field is answered with the field
+// meant, at the same distance as trackctl's flags.
+func TestUnknownFieldSuggests(t *testing.T) {
+	for text, want := range map[string]string{
+		"service: a\nport: 80\ntrack:\n  production: {version: v1}\ndefault: all\nbackends:\n  all: {production: 100}\n":              "service.yaml:3: track: unknown field (did you mean tracks?",
+		"service: a\nport: 80\ntracks:\n  production: {version: v1, replica: 2}\ndefault: all\nbackends:\n  all: {production: 100}\n": "tracks.production.replica: unknown field (did you mean replicas?",
+	} {
+		_, err := ParseService(Source{File: "service.yaml"}, []byte(text))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q, got %v", want, err)
+		}
+	}
+}

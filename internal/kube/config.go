@@ -3,6 +3,9 @@ package kube
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -17,6 +20,20 @@ func Config(kubeconfig, context string) (*rest.Config, error) {
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context})
 	rc, err := cc.ClientConfig()
 	if clientcmd.IsEmptyConfig(err) {
+		// Name what was looked for: $KUBECONFIG may be set to files that
+		// do not exist (client-go then skips them silently).
+		if env := os.Getenv(clientcmd.RecommendedConfigPathEnvVar); env != "" && kubeconfig == "" {
+			var missing []string
+			for _, f := range filepath.SplitList(env) {
+				if _, serr := os.Stat(f); serr != nil {
+					missing = append(missing, f)
+				}
+			}
+			if len(missing) > 0 {
+				return nil, fmt.Errorf("no Kubernetes client config: $KUBECONFIG names %s, which does not exist; fix $KUBECONFIG or pass --kubeconfig", strings.Join(missing, ", "))
+			}
+			return nil, fmt.Errorf("no Kubernetes client config: the files $KUBECONFIG names (%s) hold no cluster; fix them or pass --kubeconfig", env)
+		}
 		return nil, fmt.Errorf("no Kubernetes client config: pass --kubeconfig, set $KUBECONFIG, create ~/.kube/config, or run in a pod")
 	}
 	if err != nil {

@@ -3,6 +3,7 @@ package kube
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -39,5 +40,17 @@ current-context: a
 	}
 	if _, err := Config("", "nope"); err == nil {
 		t.Error("an unknown context: want an error")
+	}
+}
+
+// TestConfigNamesMissingKubeconfig: $KUBECONFIG set to a file that is not
+// there is named as such, not "set $KUBECONFIG".
+func TestConfigNamesMissingKubeconfig(t *testing.T) {
+	t.Setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	_, err := Config("", "")
+	if err == nil || !strings.Contains(err.Error(), "$KUBECONFIG names /nonexistent/kubeconfig, which does not exist") {
+		t.Errorf("err %v", err)
 	}
 }
