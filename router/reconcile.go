@@ -37,7 +37,7 @@ func (r *Router) step(ctx context.Context) time.Duration {
 	if !r.reachable {
 		r.retryAt = now // act at once
 	}
-	r.reachable, r.lastAnswer, r.loading = true, now, false
+	r.reachable, r.lastAnswer, r.loading, r.startedOnce = true, now, false, true
 	if next, wait := r.checkPending(obs, now); wait {
 		r.publish(&obs, t, false)
 		return next
@@ -153,7 +153,9 @@ func (r *Router) startProcess(ctx context.Context, t *target, now time.Time) tim
 	if now.Before(r.retryAt) {
 		return r.retryAt.Sub(now)
 	}
-	if r.good != nil {
+	if r.startedOnce {
+		// It ran, and stopped without being asked: say so. The first
+		// start of a sidecar (a config kept on disk or not) is normal.
 		r.Log.Warn("haproxy is not running; starting it", "config", r.ConfigPath, "stamp", start.Stamp)
 	}
 	if !r.filesHold(start) {
@@ -165,6 +167,7 @@ func (r *Router) startProcess(ctx context.Context, t *target, now time.Time) tim
 		return r.failed("start", err)
 	}
 	r.handled = nil
+	r.startedOnce = true
 	r.how, r.why = "start", "haproxy was not running"
 	r.pending = &pending{stamp: start.Stamp, start: true, sent: now, deadline: now.Add(r.reloadTimeout())}
 	r.lastAnswer, r.reachable = now, true

@@ -145,6 +145,9 @@ type Router struct {
 	announced  *target           // the target whose "applied" was logged
 	since      time.Time
 	handled    <-chan struct{} // the Process exit already acted on
+	// startedOnce: haproxy ran (started or answered) under this sidecar
+	// before: a start after that is a recovery, and warned.
+	startedOnce bool
 }
 
 // target is a rendered spec.
@@ -392,6 +395,11 @@ func (r *Router) accept(ctx context.Context, u *Update) {
 		r.refused = ""
 	}
 	r.badLoad = ""
+	// Applied as trackctl validate would pass it, with its warnings said
+	// (weights that do not sum to 100, a last stage with an analysis).
+	for _, w := range t.spec.Warnings {
+		r.Log.Warn("spec warning (applied anyway)", "source", u.Source.String(), "warning", w.Error())
+	}
 	r.desired, r.since = t, r.now()
 	r.how, r.why = "none", "HAProxy already runs it"
 	// A new spec is tried at once, whatever the backoff of the last one.

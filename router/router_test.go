@@ -52,7 +52,7 @@ func TestStructuralEditReloads(t *testing.T) {
 	}
 	h.waitFor("the reload applied, with what changed in the spec", func() bool {
 		a := h.router.LastApplied()
-		return a.How == "reload" && a.Why == "groups.BETA none->beta, backends.beta: canary -->1 (100.0%)"
+		return a.How == "reload" && a.Why == "groups.BETA none->beta, backends.beta: canary none->1 (100.0%)"
 	})
 }
 
@@ -146,5 +146,20 @@ func TestStartWithoutValidSpec(t *testing.T) {
 				t.Errorf("after the valid edit: want canary 5 of 100, got %v", got)
 			}
 		})
+	}
+}
+
+// TestSpecWarningLogged: a spec trackctl validate warns about (weights that
+// do not sum to 100) is applied, and the sidecar says the same warning,
+// once; a normal start warns of nothing.
+func TestSpecWarningLogged(t *testing.T) {
+	h := newHarness(t)
+	if strings.Contains(h.logs.String(), "level=WARN") {
+		t.Errorf("a normal start warned:\n%s", h.logs.String())
+	}
+	h.writeSpec(h.spec(50, 95))
+	h.waitFor("runtime update", func() bool { return h.runtimeUpdates() == 1 })
+	if n := strings.Count(h.logs.String(), "weights sum to 145"); n != 1 {
+		t.Errorf("the sum warning logged %d times, want 1:\n%s", n, h.logs.String())
 	}
 }

@@ -280,6 +280,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	inner, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	g, gctx := errgroup.WithContext(inner)
+	// The request log socket stays open until haproxy has stopped (after
+	// the group): its soft stop logs to it (HAProxy's "sendmsg() failed in
+	// logger" ALERT otherwise).
+	collectorCtx, stopCollector := context.WithCancel(context.Background())
+	defer stopCollector()
+	collectorDone := make(chan error, 1)
+	collectorDone <- nil
 	// The samples (the request log's reader) and the Reporter are set up
 	// before the router runs: Run reads SamplesURL and Reporter.
 	var routes []health.Route
@@ -292,7 +299,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			if c, err = samples.Listen(path); err != nil {
 				return err
 			}
-			g.Go(func() error { return c.Run(gctx) })
+			<-collectorDone
+			go func() { collectorDone <- c.Run(collectorCtx) }()
 		}
 		routes = append(routes, health.Route{Path: samples.Path, Handler: samples.Handler(&haproxy.MasterCLI{Socket: cfg.MasterSocket, Timeout: 2 * time.Second}, c)})
 		r.SamplesURL = cfg.samplesURL()
@@ -331,6 +339,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if sup != nil && sup.Running() {
 		log.Info("stopping haproxy (soft stop)", "grace", cfg.StopGrace)
 		sup.Stop(cfg.StopGrace)
+	}
+	stopCollector()
+	if cerr := <-collectorDone; cerr != nil && err == nil {
+		err = cerr
 	}
 	return err
 }

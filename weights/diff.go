@@ -32,7 +32,7 @@ type Weight struct {
 
 func (w *Weight) String() string {
 	if w == nil {
-		return "-"
+		return "none" // no such server: "canary none->1 (100.0%)", not "canary -->1"
 	}
 	return fmt.Sprintf("%d (%s)", w.Weight, Percent(w.Share))
 }

@@ -189,7 +189,7 @@ func TestWeightChanges(t *testing.T) {
 	for _, c := range WeightChanges(old, nw) {
 		got = append(got, c.String())
 	}
-	want := []string{"canary: canary 5 (5.0%)->10 (10.0%), production 95 (95.0%)->90 (90.0%)", "enterprise: paid -->1 (1.0%)"}
+	want := []string{"canary: canary 5 (5.0%)->10 (10.0%), production 95 (95.0%)->90 (90.0%)", "enterprise: paid none->1 (1.0%)"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("WeightChanges (-want +got):\n%s", diff)
 	}

@@ -48,6 +48,8 @@ func setupDemo(cfg *router.Config, dir string, changed func(flag string) bool, o
 		return nil, err
 	}
 	specPath := filepath.Join(dir, "service.yaml")
+	_, statErr := os.Stat(specPath)
+	kept := statErr == nil
 	notes, err := writeDemoSpec(specPath)
 	if err != nil {
 		return nil, err
@@ -107,13 +109,20 @@ func setupDemo(cfg *router.Config, dir string, changed func(flag string) bool, o
 	for _, n := range notes {
 		fmt.Fprintf(out, "trackrouter demo: %s\n", n)
 	}
+	if kept {
+		fmt.Fprintf(out, "trackrouter demo: the spec in %s is kept from an earlier run, with your edits (delete it to start from the example again)\n", specPath)
+	}
 	fmt.Fprintf(out, `trackrouter demo: HAProxy on %[1]s, one demo backend per track, spec in %[2]s
 
-  curl -s -H 'X-Traffic-Group: FREE' http://%[1]s/        # canary 5%%, production 95%%
-  curl -s -H 'X-Traffic-Group: ENTERPRISE' http://%[1]s/  # production only
-  for i in $(seq 100); do curl -s http://%[1]s/; done | sort | uniq -c
-  # edit weights or groups in %[2]s: applied at runtime, no reload
 `, cfg.Bind, specPath)
+	for _, value := range []string{"FREE", "ENTERPRISE"} {
+		if b, ok := spec.Groups[value]; ok {
+			fmt.Fprintf(out, "  curl -s -H 'X-Traffic-Group: %s' http://%s/   # %s\n", value, cfg.Bind, shares(spec, b))
+		}
+	}
+	fmt.Fprintf(out, `  for i in $(seq 100); do curl -s http://%[1]s/; done | sort | uniq -c   # no group: %[3]s
+  # edit weights or groups in %[2]s: applied at runtime, no reload
+`, cfg.Bind, specPath, shares(spec, spec.Default))
 	if cfg.MetricsAddr != "" {
 		fmt.Fprintf(out, "  curl -s http://%s/metrics | grep ^trackrouter_\n", cfg.MetricsAddr)
 	}
@@ -205,4 +214,30 @@ func freeAddr(addr string) (string, bool) {
 	}
 	free := pickFree(addr, nil)
 	return free, free == addr // addr back: not ours to fix, the listener says what is wrong
+}
+
+// shares is a backend's weights in words, from the spec in use:
+// "canary 5%, production 95%".
+func shares(spec *weights.Spec, backend string) string {
+	b := spec.Backends[backend]
+	total := 0
+	for _, w := range b {
+		total += w
+	}
+	var parts []string
+	for _, track := range spec.Stages {
+		w, ok := b[track]
+		if !ok {
+			continue
+		}
+		pct := 0.0
+		if total > 0 {
+			pct = 100 * float64(w) / float64(total)
+		}
+		parts = append(parts, fmt.Sprintf("%s %s%%", track, strconv.FormatFloat(pct, 'f', -1, 64)))
+	}
+	if len(parts) == 1 {
+		return parts[0][:strings.IndexByte(parts[0], ' ')] + " only"
+	}
+	return strings.Join(parts, ", ")
 }

@@ -62,7 +62,11 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		err := cmd.Wait()
-		s.Log.Warn("haproxy exited", "pid", cmd.Process.Pid, "err", err)
+		if err != nil {
+			s.Log.Warn("haproxy exited", "pid", cmd.Process.Pid, "err", err)
+		} else {
+			s.Log.Info("haproxy exited", "pid", cmd.Process.Pid, "code", 0)
+		}
 		close(done)
 	}()
 	s.mu.Lock()
