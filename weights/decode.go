@@ -26,7 +26,7 @@ func (d *decoder) spec(n *yaml.Node, src Source) *Spec {
 	}
 	d.mark("", n)
 	trusted := false
-	for _, f := range d.fields(n, "", "service", "port", "header", "template", "router", "tracks", "groups", "default", "backends", "affinity", "trustedSources") {
+	for _, f := range d.fields(n, "", topFields...) {
 		switch key := f.key.Value; key {
 		case "service":
 			s.Service = d.str(f.value, key)
@@ -37,7 +37,7 @@ func (d *decoder) spec(n *yaml.Node, src Source) *Spec {
 		case "template":
 			s.Template = d.str(f.value, key)
 		case "router":
-			for _, rf := range d.fields(f.value, key, "replicas") {
+			for _, rf := range d.fields(f.value, key, routerFields...) {
 				s.Router.Replicas = d.int(rf.value, "router.replicas", "0 or more")
 			}
 		case "tracks":
@@ -86,7 +86,7 @@ func (d *decoder) track(f field) Track {
 	path := "tracks." + f.key.Value
 	d.mark(path, f.key)
 	t := Track{Replicas: DefaultTrackReplicas}
-	for _, tf := range d.fields(f.value, path, "version", "replicas", "address", "analysis", "gates") {
+	for _, tf := range d.fields(f.value, path, trackFields...) {
 		p := path + "." + tf.key.Value
 		switch tf.key.Value {
 		case "version":
@@ -348,7 +348,7 @@ func (d *decoder) jobShape(n *yaml.Node, path string, allowed any) bool {
 func (d *decoder) analysis(f field, path string) *Analysis {
 	d.mark(path, f.key)
 	a := DefaultAnalysis
-	for _, af := range d.fields(f.value, path, "bake", "interval", "minRequests", "maxErrorIncrease", "maxP95Increase", "maxP99Increase", "lowTraffic") {
+	for _, af := range d.fields(f.value, path, analysisFields...) {
 		p := path + "." + af.key.Value
 		switch af.key.Value {
 		case "bake":
@@ -373,7 +373,7 @@ func (d *decoder) analysis(f field, path string) *Analysis {
 func (d *decoder) affinity(f field) *Affinity {
 	d.mark("affinity", f.key)
 	a := &Affinity{}
-	for _, af := range d.fields(f.value, "affinity", "cookie", "maxAge", "secure", "header") {
+	for _, af := range d.fields(f.value, "affinity", affinityFields...) {
 		p := "affinity." + af.key.Value
 		switch af.key.Value {
 		case "cookie":
