@@ -64,9 +64,7 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 	kube.SetRate(rc, cfg.QPS, cfg.Burst)
 	// What the controller costs the API server, request by request (the
 	// Lease's renewals included): the fleet benchmark reads it.
-	apiRequests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "trackcontroller_api_requests_total",
-		Help: "Requests sent to the API server, by verb (GET, LIST, WATCH, POST, PUT, PATCH, DELETE) and resource, the Lease's included."},
-		[]string{"verb", "resource"})
+	apiRequests := newAPIRequests()
 	kube.CountRequests(rc, func(verb, resource string) { apiRequests.WithLabelValues(verb, resource).Inc() })
 	// Deployment names carry versions with dots; say so once, not per write.
 	rc.WarningHandler = rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true})
@@ -119,11 +117,8 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 				}
 				return nil
 			}
-			reg := registry(&current, &base, &leading)
-			reg.MustRegister(alerter.Sent, alerter.Failed, healthCollector{current: current.Load}, releaseCollector{current: current.Load}, apiRequests)
-			if lease.errors != nil {
-				reg.MustRegister(lease.errors)
-			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(metricCollectors(&current, &base, &leading, alerter, apiRequests, lease.errors)...)
 			err := health.Serve(ctx, cfg.MetricsAddr, reg, ready, log)
 			serveErr <- err
 			cancel() // without its probes the process must not run on
@@ -253,8 +248,16 @@ func (l *leaseState) err() error {
 // counters are the totals of a controller's terms.
 type counters struct{ writes, syncs, applyErrors, stuck atomic.Int64 }
 
-// registry holds the controller's metrics, summed over its terms.
-func registry(current *atomic.Pointer[Controller], base *counters, leading *atomic.Bool) *prometheus.Registry {
+// newAPIRequests counts the requests to the API server.
+func newAPIRequests() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "trackcontroller_api_requests_total",
+		Help: "Requests sent to the API server, by verb (GET, LIST, WATCH, POST, PUT, PATCH, DELETE) and resource, the Lease's included."},
+		[]string{"verb", "resource"})
+}
+
+// metricCollectors are the controller's metrics, summed over its terms
+// (docs/metrics.md is made from them).
+func metricCollectors(current *atomic.Pointer[Controller], base *counters, leading *atomic.Bool, alerter *Alerter, apiRequests, leaseErrors prometheus.Collector) []prometheus.Collector {
 	total := func(base *atomic.Int64, now func(c *Controller) int64) func() float64 {
 		return func() float64 {
 			n := base.Load()
@@ -264,8 +267,7 @@ func registry(current *atomic.Pointer[Controller], base *counters, leading *atom
 			return float64(n)
 		}
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	cs := []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trackcontroller_writes_total", Help: "Creates, updates and deletes of owned objects."},
 			total(&base.writes, func(c *Controller) int64 { return c.Writes.Load() })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "trackcontroller_syncs_total", Help: "Finished syncs of service specs."},
@@ -280,8 +282,12 @@ func registry(current *atomic.Pointer[Controller], base *counters, leading *atom
 					return 1
 				}
 				return 0
-			}))
-	return reg
+			}),
+		alerter.Sent, alerter.Failed, healthCollector{current: current.Load}, releaseCollector{current: current.Load}, apiRequests}
+	if leaseErrors != nil {
+		cs = append(cs, leaseErrors)
+	}
+	return cs
 }
 
 // notReady: a leader is ready once its caches synced; a follower is ready.

@@ -1,6 +1,8 @@
 package router
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -21,6 +23,20 @@ type Metrics struct {
 	Unreadable     prometheus.Gauge
 
 	weightKeys map[haproxyconf.ServerKey]bool
+}
+
+// SpecAge is the age of the spec as the API last confirmed it (a
+// ConfigMap source's Checked).
+func SpecAge(checked func() time.Time) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "trackrouter_spec_age_seconds",
+		Help: "Seconds since the API last confirmed the spec (a watch event or a read); -1 before that.",
+	}, func() float64 {
+		if t := checked(); !t.IsZero() {
+			return time.Since(t).Seconds()
+		}
+		return -1
+	})
 }
 
 // NewMetrics registers the sidecar's metrics and the Go and process collectors.

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
 
@@ -267,15 +266,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cm, ok := src.(*source.ConfigMapSource); ok {
 		r.SpecChecked, r.SpecStaleAfter = cm.Checked, cfg.SpecStale
 		r.Accept = cm.Accept
-		r.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "trackrouter_spec_age_seconds",
-			Help: "Seconds since the API last confirmed the spec (a watch event or a read); -1 before that.",
-		}, func() float64 {
-			if t := cm.Checked(); !t.IsZero() {
-				return time.Since(t).Seconds()
-			}
-			return -1
-		}))
+		r.Metrics.Registry.MustRegister(SpecAge(cm.Checked))
 	}
 	inner, cancel := context.WithCancel(context.Background())
 	defer cancel()
