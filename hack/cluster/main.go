@@ -107,6 +107,10 @@ func run(dir string, nodes int, realNode bool, images []string) error {
 	fmt.Printf("cluster ready in %.1fs with %s; logs in %s/logs\n", time.Since(start).Seconds(), what, dir)
 	fmt.Printf("export KUBECONFIG=%s\n", c.Kubeconfig)
 	fmt.Printf("export PATH=%s:$PATH   # kubectl of the server's version\n", bin)
+	if n == nil {
+		fmt.Println("go run ./cmd/track-controller --router-image ghcr.io/trackrouter/trackrouter:0.1.0   # the controller against this cluster, from here")
+		fmt.Println("# kwok's pods are not real: no sidecar runs in them, so every service shows FAILING (\"has not reported what it runs\"); make node-up runs real pods")
+	}
 	if err := os.WriteFile(ready, []byte(c.Kubeconfig+"\n"), 0o600); err != nil {
 		return err
 	}
