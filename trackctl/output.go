@@ -12,7 +12,7 @@ import (
 )
 
 // The structured output of -o json and -o yaml. Field names are stable:
-// tools may rely on them; new fields may be added. The README documents them.
+// tools may rely on them; new fields may be added. docs/health.md and docs/cli.md document them.
 
 // Report is what validate and check print with -o json|yaml.
 type Report struct {

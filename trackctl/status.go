@@ -98,7 +98,7 @@ whether it is healthy, and what is wrong in words:
 The table has one row per service, with its problems below it; -o wide, or
 naming one service, adds per track the versions running, and per backend the
 weights in the spec and the weights live on the HAProxy pods. -o json is
-stable (see the README). The exit code is 1 when any service is unhealthy,
+stable (see docs/health.md). The exit code is 1 when any service is unhealthy,
 or when its last release was rolled back or stopped in the last hour (until
 a newer build is deployed; the status word is then ROLLEDBACK or STOPPED),
 so that cron and CI can run it. Installed as kubectl-track, this is also

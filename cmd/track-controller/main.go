@@ -31,7 +31,7 @@ func main() {
 	kube.Flags{Kubeconfig: &cfg.Kubeconfig, Context: &cfg.Context, QPS: &cfg.QPS, Burst: &cfg.Burst}.AddTo(fs, "")
 	fs.StringVarP(&cfg.Namespace, "namespace", "n", "", "watch only this namespace (default: all)")
 	fs.StringVar(&cfg.RouterImage, "router-image", "", "image of the HAProxy tier, with haproxy and trackrouter (default: the controller's own image, read from its Pod named by $POD_NAMESPACE and $POD_NAME)")
-	fs.IntVar(&cfg.Workers, "workers", 8, "specs synced in parallel (each sync waits on the API server for every object it writes: 2 took 4.5 min to write 300 services; see the README)")
+	fs.IntVar(&cfg.Workers, "workers", 8, "specs synced in parallel (each sync waits on the API server for every object it writes: 2 took 4.5 min to write 300 services; see docs/controller.md)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":9102", "serve /metrics, /healthz and /readyz here; empty disables")
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", true, "run several replicas; only the holder of the Lease writes")
 	fs.StringVar(&cfg.LeaseNamespace, "lease-namespace", "trackrouter-system", "namespace of the leader Lease")
