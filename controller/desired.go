@@ -13,27 +13,28 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
 // Labels and annotations on everything the controller creates.
 const (
-	LabelApp       = "app"
-	LabelTier      = "tier"
-	LabelTrack     = "track"
-	LabelVersion   = "version"
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	ManagedBy      = "track-controller"
+	LabelApp       = contract.LabelApp
+	LabelTier      = contract.LabelTier
+	LabelTrack     = contract.LabelTrack
+	LabelVersion   = contract.LabelVersion
+	LabelManagedBy = contract.LabelManagedBy
+	ManagedBy      = contract.ManagedBy
 
 	// AnnotationSpec names the spec ConfigMap (in the object's namespace)
 	// that owns a Service. Services carry no owner reference: deleting and
 	// re-creating a spec (kubectl replace --force, a Helm reinstall) must
 	// not let the garbage collector take them and their ClusterIPs.
-	AnnotationSpec = "trackrouter.dev/spec"
+	AnnotationSpec = contract.AnnotationSpec
 
-	TierService = "service"
-	TierRouter  = "router"
+	TierService = contract.TierService
+	TierRouter  = contract.TierRouter
 	// routerContainer is the sidecar's container in the HAProxy tier.
 	routerContainer = "trackrouter"
 
@@ -103,7 +104,7 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 		d.services = append(d.services, unowned(svc, cm))
 	}
 
-	name := spec.Service + "-haproxy"
+	name := contract.TierName(spec.Service)
 	routerLabels := map[string]string{LabelApp: spec.Service, LabelTier: TierRouter}
 	d.account = &corev1.ServiceAccount{ObjectMeta: meta(name, routerLabels)}
 	for _, t := range spec.Tracks {

@@ -27,9 +27,9 @@ import (
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/analysis"
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/internal/pipeline"
 	"github.com/trackrouter/trackrouter/internal/release"
-	"github.com/trackrouter/trackrouter/router/samples"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -196,8 +196,8 @@ func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weight
 // and an alert for a rollback), and the release moves on once the spec
 // synced from git holds them (trackctl follow makes them in the manifest).
 const (
-	AnnotationPipeline = "trackrouter.dev/pipeline"
-	PipelineGitOps     = "gitops"
+	AnnotationPipeline = contract.AnnotationPipeline
+	PipelineGitOps     = contract.PipelineGitOps
 )
 
 // inEffect reports whether the spec already holds edits.
@@ -326,7 +326,7 @@ func (p *pipelines) collect(ctx context.Context, ns string, spec *weights.Spec, 
 		return nil, nil, []string{fmt.Sprintf("no running HAProxy pod of %s (Deployment %s-haproxy)", spec.Service, spec.Service)}
 	}
 	type result struct {
-		rep *samples.Report
+		rep *contract.SamplesReport
 		err error
 	}
 	results := make([]result, len(pods))
@@ -342,12 +342,12 @@ func (p *pipelines) collect(ctx context.Context, ns string, spec *weights.Spec, 
 			}
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			rep, err := samples.Fetch(rctx, p.http, url)
+			rep, err := contract.FetchSamples(rctx, p.http, url)
 			results[i] = result{rep, err}
 		}()
 	}
 	wg.Wait()
-	sum := func(pod string, rep *samples.Report, keys []haproxyconf.ServerKey) analysis.PodCounts {
+	sum := func(pod string, rep *contract.SamplesReport, keys []haproxyconf.ServerKey) analysis.PodCounts {
 		out := analysis.PodCounts{Pod: pod, Worker: rep.Worker, LatencyEpoch: rep.LatencyEpoch}
 		for _, k := range keys {
 			if c, ok := rep.PodCounts(pod, k); ok {
@@ -411,7 +411,7 @@ func PodSamplesURL(pod *corev1.Pod) (string, error) {
 		}
 		for _, port := range c.Ports {
 			if port.Name == "metrics" {
-				return "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(port.ContainerPort))) + samples.Path, nil
+				return "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(port.ContainerPort))) + contract.SamplesPath, nil
 			}
 		}
 	}

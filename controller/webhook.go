@@ -394,10 +394,8 @@ func (w *webhook) review(ctx context.Context, r *admissionv1.AdmissionRequest) *
 			}
 		}
 	}
-	if r.Operation == admissionv1.Update {
-		if refused := w.promotion(ctx, r, ns, name, spec); refused != nil {
-			return refused
-		}
+	if refused := w.promotion(ctx, r, ns, name, spec); refused != nil {
+		return refused
 	}
 	for _, wr := range spec.Warnings {
 		allow.Warnings = append(allow.Warnings, wr.Error())
@@ -419,12 +417,20 @@ const (
 // authenticated says; nil when it may go on. A review that cannot be made
 // refuses (the webhook fails closed).
 func (w *webhook) promotion(ctx context.Context, r *admissionv1.AdmissionRequest, ns, name string, spec *weights.Spec) *admissionv1.AdmissionResponse {
-	var before corev1.ConfigMap
-	var old *weights.Spec
-	if err := json.Unmarshal(r.OldObject.Raw, &before); err == nil {
-		old, _ = weights.ParseService(weights.ConfigMapSource(ns, name), []byte(before.Data[weights.DataKey]))
+	var moves []string
+	switch r.Operation {
+	case admissionv1.Update:
+		var before corev1.ConfigMap
+		var old *weights.Spec
+		if err := json.Unmarshal(r.OldObject.Raw, &before); err == nil {
+			old, _ = weights.ParseService(weights.ConfigMapSource(ns, name), []byte(before.Data[weights.DataKey]))
+		}
+		moves = movesRelease(old, spec)
+	case admissionv1.Create:
+		// A spec deleted and created again (kubectl replace --force) is
+		// compared with what its release last saw running.
+		moves = w.movesSeen(ctx, ns, spec)
 	}
-	moves := movesRelease(old, spec)
 	if len(moves) == 0 {
 		return nil
 	}
@@ -447,6 +453,30 @@ func (w *webhook) promotion(ctx context.Context, r *admissionv1.AdmissionRequest
 	return refuse(fmt.Sprintf("%s may not move a release of %s in %s past its pipeline: %s. That takes the verb %s on %s.%s/%s (the ClusterRole trackrouter-release, bound in the namespace); "+
 		"deploy on the first stage (%s) and let the pipeline move the build, or ask who runs releases (nothing was changed)",
 		r.UserInfo.Username, spec.Service, ns, strings.Join(moves, "; "), VerbPromote, releasesResource, releasesGroup, spec.Service, spec.Stages[0]))
+}
+
+// movesSeen lists the stages after the first whose version in spec is
+// not the one the service's release state last saw: a spec created again
+// that would move a build past the pipeline.
+func (w *webhook) movesSeen(ctx context.Context, ns string, spec *weights.Spec) []string {
+	if !pipeline.Uses(spec) || len(spec.Stages) < 2 {
+		return nil
+	}
+	rel, err := w.client.CoreV1().ConfigMaps(ns).Get(ctx, pipeline.ConfigMapName(spec.Service), metav1.GetOptions{})
+	if err != nil || rel.Labels[pipeline.LabelReleaseOf] != spec.Service {
+		return nil // no release yet: nothing to move past
+	}
+	st, _, err := pipeline.Read(rel.Data)
+	if err != nil || st.Seen == nil {
+		return nil
+	}
+	var out []string
+	for _, t := range spec.Stages[1:] {
+		if v, ok := st.Seen[t]; ok && v != spec.Tracks[t].Version {
+			out = append(out, fmt.Sprintf("tracks.%s.version %s->%s (as the release last saw it)", t, v, spec.Tracks[t].Version))
+		}
+	}
+	return out
 }
 
 // movesRelease lists what an edit from old to new changes of a release

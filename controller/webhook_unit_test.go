@@ -3,15 +3,21 @@ package controller
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -65,6 +71,27 @@ func TestWebhookKeep(t *testing.T) {
 	for _, a := range client.Actions() {
 		if a.GetVerb() != "get" {
 			t.Errorf("cert-manager's mode: %s %s", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+}
+
+// TestWebhookCreateComparedWithRelease: a spec created again (kubectl
+// replace --force, a delete and a create) is compared with what its
+// release last saw running: moving a later stage takes the verb promote
+// (the fake API server's SubjectAccessReview allows nothing).
+func TestWebhookCreateComparedWithRelease(t *testing.T) {
+	spec := "service: web\nport: 80\ntracks:\n  internal: {version: \"1.1\", gates: [approval]}\n  production: {version: \"%s\"}\ndefault: all\nbackends:\n  all: {production: 100}\n  internal: {internal: 100}\ngroups: {INTERNAL: internal}\n"
+	rel := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web-release", Namespace: "shop", Labels: map[string]string{"trackrouter.dev/release-of": "web"}},
+		Data: map[string]string{"state": `{"phase":"gates","version":"1.1","stage":"internal","seen":{"internal":"1.1","production":"1.0"}}`}}
+	w := newWebhook(WebhookConfig{}, fake.NewClientset(rel), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for version, allowed := range map[string]bool{"1.0": true, "9.9": false} {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", Labels: map[string]string{"trackrouter.dev/service": "web"}},
+			Data: map[string]string{"service.yaml": fmt.Sprintf(spec, version)}}
+		raw, _ := json.Marshal(cm)
+		resp := w.review(context.Background(), &admissionv1.AdmissionRequest{Kind: metav1.GroupVersionKind{Kind: "ConfigMap"}, Operation: admissionv1.Create,
+			Namespace: "shop", Name: "web", Object: runtime.RawExtension{Raw: raw}, UserInfo: authnv1.UserInfo{Username: "dev-bob"}})
+		if resp.Allowed != allowed || !allowed && !strings.Contains(resp.Result.Message, "tracks.production.version 1.0->9.9 (as the release last saw it)") {
+			t.Errorf("production %s: allowed %v (want %v): %v", version, resp.Allowed, allowed, resp.Result)
 		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
-	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/router/haproxy"
 	"github.com/trackrouter/trackrouter/weights"
 )
@@ -398,12 +398,12 @@ func TestForcedMaintenanceRepaired(t *testing.T) {
 // recordingReporter keeps the reports the router sends.
 type recordingReporter struct {
 	mu   sync.Mutex
-	last *fleet.Report
+	last *contract.Report
 }
 
-func (r *recordingReporter) Report(rep *fleet.Report) { r.mu.Lock(); r.last = rep; r.mu.Unlock() }
+func (r *recordingReporter) Report(rep *contract.Report) { r.mu.Lock(); r.last = rep; r.mu.Unlock() }
 
-func (r *recordingReporter) get() *fleet.Report {
+func (r *recordingReporter) get() *contract.Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.last

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
-	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/router/haproxy"
 	"github.com/trackrouter/trackrouter/weights"
 )
@@ -378,8 +378,8 @@ func (r *Router) publish(obs *haproxy.Observed, t *target, inSync bool) {
 
 // report tells the Reporter what HAProxy runs, as observed, when that
 // changed since the last report.
-func (r *Router) report(obs *haproxy.Observed, t *target, inSync bool, unreadable *fleet.Unreadable) {
-	rep := &fleet.Report{HAProxy: "unreachable", InSync: inSync, Rejected: r.rejection, Unreadable: unreadable, Samples: r.SamplesURL}
+func (r *Router) report(obs *haproxy.Observed, t *target, inSync bool, unreadable *contract.Unreadable) {
+	rep := &contract.Report{HAProxy: "unreachable", InSync: inSync, Rejected: r.rejection, Unreadable: unreadable, Samples: r.SamplesURL}
 	if obs != nil {
 		rep.HAProxy = "running"
 		rep.Stamp = obs.Stamp

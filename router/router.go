@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
-	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/router/haproxy"
 	"github.com/trackrouter/trackrouter/router/source"
 	"github.com/trackrouter/trackrouter/weights"
@@ -36,7 +36,7 @@ type Update = source.Update
 // Reporter is told what HAProxy runs whenever that changes, e.g. to write
 // it where trackctl status reads it. Report must not block.
 type Reporter interface {
-	Report(r *fleet.Report)
+	Report(r *contract.Report)
 }
 
 // Rejecter is told about every spec that was rejected, e.g. to emit a
@@ -137,12 +137,12 @@ type Router struct {
 	outage     bool             // "does not answer" was logged
 	backoff    time.Duration    // doubles per failed action, 1s to 30s
 	retryAt    time.Time
-	invalid    *Update           // the last rejected update: a resync of it is not rejected again
-	rejection  *fleet.Rejection  // why invalid was rejected, for the Reporter
-	unreadable *fleet.Unreadable // the spec source's read error, since when
-	reported   *fleet.Report     // the last Report sent
-	how, why   string            // the last action, logged once HAProxy runs the target
-	announced  *target           // the target whose "applied" was logged
+	invalid    *Update              // the last rejected update: a resync of it is not rejected again
+	rejection  *contract.Rejection  // why invalid was rejected, for the Reporter
+	unreadable *contract.Unreadable // the spec source's read error, since when
+	reported   *contract.Report     // the last Report sent
+	how, why   string               // the last action, logged once HAProxy runs the target
+	announced  *target              // the target whose "applied" was logged
 	since      time.Time
 	handled    <-chan struct{} // the Process exit already acted on
 	// startedOnce: haproxy ran (started or answered) under this sidecar
@@ -376,7 +376,7 @@ func (r *Router) accept(ctx context.Context, u *Update) {
 			return
 		}
 		r.invalid = u
-		r.rejection = &fleet.Rejection{ResourceVersion: u.Version, Message: err.Error(), At: r.now()}
+		r.rejection = &contract.Rejection{ResourceVersion: u.Version, Message: err.Error(), At: r.now()}
 		r.reject(u.Source, err)
 		return
 	}
@@ -463,12 +463,12 @@ func (r *Router) unreadableSource(u *Update) {
 	if r.unreadable != nil {
 		since = r.unreadable.Since
 	}
-	r.unreadable = &fleet.Unreadable{Message: msg, Since: since}
+	r.unreadable = &contract.Unreadable{Message: msg, Since: since}
 }
 
 // unreadableLong is the source's read error once it has lasted longer than
 // UnreadableAfter, or nil.
-func (r *Router) unreadableLong(now time.Time) *fleet.Unreadable {
+func (r *Router) unreadableLong(now time.Time) *contract.Unreadable {
 	if r.unreadable == nil || now.Sub(r.unreadable.Since) < orDefault(r.UnreadableAfter, 5*time.Second) {
 		return nil
 	}

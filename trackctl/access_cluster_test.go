@@ -243,6 +243,10 @@ backends:
 	refused(bob, "trackctl promote", code, out, "dev-bob may not move a release of account-service", "tracks.canary.version 1.0->1.1", "trackrouter-release")
 	_, err := bob.client.CoreV1().ConfigMaps(ns).Patch(ctx, rel, types.MergePatchType, []byte(`{"metadata":{"labels":{"trackrouter.dev/release-of":null}}}`), metav1.PatchOptions{})
 	refused(bob, "taking the label off", codeOf(err), fmt.Sprint(err), "is track-controller's")
+	// Relabelled as another service's (where one may approve), approved,
+	// and labelled back: the label never changes.
+	_, err = bob.client.CoreV1().ConfigMaps(ns).Patch(ctx, rel, types.MergePatchType, []byte(`{"metadata":{"labels":{"trackrouter.dev/release-of":"web"}}}`), metav1.PatchOptions{})
+	refused(bob, "relabelling the release ConfigMap", codeOf(err), fmt.Sprint(err), "is track-controller's")
 	if st := p.state(); st.Phase != pipeline.Gates || st.Stage != "internal" || st.Version != "1.1" {
 		t.Fatalf("after the team's tries: %s %s on %s", st.Version, st.Phase, st.Stage)
 	}

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/internal/kube"
 	"github.com/trackrouter/trackrouter/weights"
@@ -232,7 +233,7 @@ func namespaceWords(ns string) string {
 func Collect(ctx context.Context, client kubernetes.Interface, ns string, services []string) (fleet.Objects, error) {
 	var objs fleet.Objects
 	specSel := weights.ServiceLabel
-	appSel := "app"
+	appSel := contract.LabelApp
 	if len(services) > 0 {
 		specSel = fmt.Sprintf("%s in (%s)", weights.ServiceLabel, strings.Join(services, ","))
 		appSel = fmt.Sprintf("app in (%s)", strings.Join(services, ","))

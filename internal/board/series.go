@@ -16,33 +16,33 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/trackrouter/trackrouter/internal/analysis"
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/internal/fleet"
-	"github.com/trackrouter/trackrouter/router/samples"
 )
 
 // A Fetcher reads one HAProxy pod's measurements (router/samples), which
 // its sidecar serves at the URL its report names.
-type Fetcher func(ctx context.Context, namespace, pod, url string) (*samples.Report, error)
+type Fetcher func(ctx context.Context, namespace, pod, url string) (*contract.SamplesReport, error)
 
 // DirectFetcher reads the URL the report names: for a board that runs in
 // the cluster (track-controller's), where pod addresses answer. A report
 // is written by a sidecar, so the URL is held to what a sidecar serves
 // (http, the path /samples) and redirects are not followed; a refusal is
-// its status only (samples.Fetch).
+// its status only (contract.FetchSamples).
 func DirectFetcher(client *http.Client) Fetcher {
 	c := *client
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return func(ctx context.Context, _, _, raw string) (*samples.Report, error) {
+	return func(ctx context.Context, _, _, raw string) (*contract.SamplesReport, error) {
 		u, err := url.Parse(raw)
-		if err != nil || u.Scheme != "http" || u.Path != samples.Path || u.RawQuery != "" || u.User != nil {
-			return nil, fmt.Errorf("samples URL %q: want http://host:port%s", raw, samples.Path)
+		if err != nil || u.Scheme != "http" || u.Path != contract.SamplesPath || u.RawQuery != "" || u.User != nil {
+			return nil, fmt.Errorf("samples URL %q: want http://host:port%s", raw, contract.SamplesPath)
 		}
-		return samples.Fetch(ctx, &c, u.String())
+		return contract.FetchSamples(ctx, &c, u.String())
 	}
 }
 
 // maxReport bounds what a sidecar's answer may cost the board through the
-// proxy (samples.Fetch bounds it alike).
+// proxy (contract.FetchSamples bounds it alike).
 const maxReport = 4 << 20
 
 // ProxyFetcher reads it through the API server's pod proxy (GET
@@ -51,12 +51,12 @@ const maxReport = 4 << 20
 // always /samples (a report is written by a sidecar: it must not choose
 // what the caller's credentials read).
 func ProxyFetcher(client kubernetes.Interface) Fetcher {
-	return func(ctx context.Context, ns, pod, u string) (*samples.Report, error) {
+	return func(ctx context.Context, ns, pod, u string) (*contract.SamplesReport, error) {
 		port, err := proxyPort(u)
 		if err != nil {
 			return nil, err
 		}
-		rc, err := client.CoreV1().Pods(ns).ProxyGet("http", pod, port, strings.TrimPrefix(samples.Path, "/"), nil).Stream(ctx)
+		rc, err := client.CoreV1().Pods(ns).ProxyGet("http", pod, port, strings.TrimPrefix(contract.SamplesPath, "/"), nil).Stream(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("pod %s/%s through the API server's proxy: %w", ns, pod, err)
 		}
@@ -65,15 +65,15 @@ func ProxyFetcher(client kubernetes.Interface) Fetcher {
 		if err != nil {
 			return nil, fmt.Errorf("pod %s/%s through the API server's proxy: %w", ns, pod, err)
 		}
-		return samples.Decode(body)
+		return contract.DecodeSamples(body)
 	}
 }
 
 // proxyPort is the port of a sidecar's samples URL.
 func proxyPort(raw string) (string, error) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "http" || u.Port() == "" || u.Path != samples.Path {
-		return "", fmt.Errorf("samples URL %q: want http://host:port%s", raw, samples.Path)
+	if err != nil || u.Scheme != "http" || u.Port() == "" || u.Path != contract.SamplesPath {
+		return "", fmt.Errorf("samples URL %q: want http://host:port%s", raw, contract.SamplesPath)
 	}
 	if _, err := strconv.ParseUint(u.Port(), 10, 16); err != nil {
 		return "", fmt.Errorf("samples URL %q: port: %v", raw, err)
@@ -197,7 +197,7 @@ func (b *Board) readService(ctx context.Context, key string) {
 	}
 	type read struct {
 		pod, url string
-		rep      *samples.Report
+		rep      *contract.SamplesReport
 		err      error
 	}
 	var reads []read
@@ -265,7 +265,7 @@ func (b *Board) readService(ctx context.Context, key string) {
 }
 
 // trackCounts sums a pod's counts of the track's servers in every backend.
-func trackCounts(pod string, rep *samples.Report, track string) analysis.PodCounts {
+func trackCounts(pod string, rep *contract.SamplesReport, track string) analysis.PodCounts {
 	out := analysis.PodCounts{Pod: pod, Worker: rep.Worker, LatencyEpoch: rep.LatencyEpoch}
 	for _, s := range rep.Servers {
 		if s.Server == track {

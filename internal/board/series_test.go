@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/trackrouter/trackrouter/internal/analysis"
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/internal/fleet"
-	"github.com/trackrouter/trackrouter/router/samples"
 )
 
 func counts(pod, worker string, req, errs int64, ms ...float64) analysis.PodCounts {
@@ -105,7 +105,7 @@ func TestProxyPort(t *testing.T) {
 // TestProxyFetcher: the request client-go sends for a pod's samples, as
 // the API server's pod proxy takes it (GET pods/http:{name}:{port}/proxy/{path}).
 func TestProxyFetcher(t *testing.T) {
-	want := samples.Report{Worker: "42", Servers: []samples.Server{{Backend: "free", Server: "canary", Requests: 7, Errors: 1}}}
+	want := contract.SamplesReport{Worker: "42", Servers: []contract.SamplesServer{{Backend: "free", Server: "canary", Requests: 7, Errors: 1}}}
 	var got string
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = r.Method + " " + r.URL.Path
@@ -146,7 +146,7 @@ func TestDirectFetcher(t *testing.T) {
 				http.Redirect(w, r, "/secret", http.StatusFound)
 				return
 			}
-			json.NewEncoder(w).Encode(samples.Report{Worker: "7"})
+			json.NewEncoder(w).Encode(contract.SamplesReport{Worker: "7"})
 		default:
 			http.Error(w, "the secret body", http.StatusForbidden)
 		}
@@ -178,12 +178,12 @@ func TestReadServiceSkipsPartialReads(t *testing.T) {
 	b := &Board{healths: []*fleet.Health{h}, subs: map[chan event]bool{}}
 	var requests atomic.Int64 // per pod, growing 100 a read
 	down := atomic.Bool{}
-	b.Plot(func(_ context.Context, _, pod, _ string) (*samples.Report, error) {
+	b.Plot(func(_ context.Context, _, pod, _ string) (*contract.SamplesReport, error) {
 		if pod == "p2" && down.Load() {
 			return nil, errors.New("timeout")
 		}
 		n := requests.Add(50)
-		return &samples.Report{Worker: "1", Servers: []samples.Server{{Backend: "free", Server: "canary", Requests: n}}}, nil
+		return &contract.SamplesReport{Worker: "1", Servers: []contract.SamplesServer{{Backend: "free", Server: "canary", Requests: n}}}, nil
 	}, time.Second)
 	b.plots.want("shop/a", time.Now())
 	read := func() []point {

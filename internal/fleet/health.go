@@ -10,19 +10,19 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/internal/pipeline"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
-// Labels track-controller puts on what it creates (controller.Label*; the
-// controller imports this package, so they are repeated here).
+// Labels track-controller puts on what it creates: the contract's.
 const (
-	labelApp     = "app"
-	labelTier    = "tier"
-	labelTrack   = "track"
-	labelVersion = "version"
-	tierService  = "service"
-	tierRouter   = "router"
+	labelApp     = contract.LabelApp
+	labelTier    = contract.LabelTier
+	labelTrack   = contract.LabelTrack
+	labelVersion = contract.LabelVersion
+	tierService  = contract.TierService
+	tierRouter   = contract.TierRouter
 )
 
 // Objects are what the health of services is judged from: lists of the
@@ -179,7 +179,7 @@ func (h *Health) judgeSpec(cm *corev1.ConfigMap) *weights.Spec {
 
 // judgeTier judges the HAProxy tier: its pods, and what each reports it runs.
 func (h *Health) judgeTier(cm *corev1.ConfigMap, objs Objects, spec *weights.Spec) {
-	tier := h.Service + "-haproxy"
+	tier := contract.TierName(h.Service)
 	h.HAProxy.Deployment = tier
 	for _, d := range objs.Deployments {
 		if d.Namespace == cm.Namespace && d.Name == tier {

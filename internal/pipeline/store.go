@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -15,17 +16,17 @@ import (
 // people tell the pipeline under keys of their own, written by trackctl
 // (approve, pause, abort).
 const (
-	KeyState    = "state"
-	KeyPaused   = "paused"
-	KeyAbort    = "abort"
-	KeyApproved = "approved." // + stage
+	KeyState    = contract.KeyState
+	KeyPaused   = contract.KeyPaused
+	KeyAbort    = contract.KeyAbort
+	KeyApproved = contract.KeyApproved // + stage
 	// LabelReleaseOf names the service a release ConfigMap is of (not
 	// trackrouter.dev/service: that label marks specs).
-	LabelReleaseOf = "trackrouter.dev/release-of"
+	LabelReleaseOf = contract.LabelReleaseOf
 )
 
 // ConfigMapName is the name of a service's release ConfigMap.
-func ConfigMapName(service string) string { return service + "-release" }
+func ConfigMapName(service string) string { return contract.ReleaseName(service) }
 
 // Uses reports whether any stage of s has gates or an analysis: only then
 // does the pipeline act (and write) for it.

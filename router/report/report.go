@@ -14,7 +14,7 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/contract"
 )
 
 // StatusReporter writes what HAProxy runs to the service's status
@@ -40,7 +40,7 @@ type StatusReporter struct {
 	Refresh time.Duration
 
 	mu     sync.Mutex
-	latest *fleet.Report
+	latest *contract.Report
 	wake   chan struct{}
 	once   sync.Once
 }
@@ -48,7 +48,7 @@ type StatusReporter struct {
 func (s *StatusReporter) init() { s.once.Do(func() { s.wake = make(chan struct{}, 1) }) }
 
 // Report queues r; it never blocks.
-func (s *StatusReporter) Report(r *fleet.Report) {
+func (s *StatusReporter) Report(r *contract.Report) {
 	s.init()
 	r.Pod = s.Pod
 	s.mu.Lock()
@@ -66,8 +66,8 @@ func (s *StatusReporter) manager() string { return "trackrouter-" + s.Pod }
 func (s *StatusReporter) Run(ctx context.Context) error {
 	s.init()
 	var (
-		pending *fleet.Report
-		written *fleet.Report // the last report written
+		pending *contract.Report
+		written *contract.Report // the last report written
 		backoff time.Duration
 		failing bool
 	)
@@ -122,7 +122,7 @@ func (s *StatusReporter) Run(ctx context.Context) error {
 	}
 }
 
-func (s *StatusReporter) write(ctx context.Context, r *fleet.Report) error {
+func (s *StatusReporter) write(ctx context.Context, r *contract.Report) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err

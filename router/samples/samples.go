@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -25,41 +24,18 @@ import (
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/analysis"
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/router/haproxy"
 )
 
-// Path is where the sidecar serves a Report.
-const Path = "/samples"
+// The wire format is the contract's (contract.SamplesReport): the
+// controller reads it without linking this package.
+const Path = contract.SamplesPath
 
-// Report is one pod's measurements of every track: what GET /samples
-// answers.
-type Report struct {
-	// Worker is the PID of the HAProxy worker whose counters these are;
-	// a new worker counts from 0.
-	Worker string `json:"worker"`
-	// LatencyEpoch names the start of the latency histograms (the
-	// sidecar's start): they span reloads, not sidecar restarts.
-	LatencyEpoch string   `json:"latencyEpoch"`
-	Servers      []Server `json:"servers"`
-	// LogLines and LogMalformed are the request log lines read and those
-	// that were not in LatencyFormat, since the sidecar started.
-	LogLines     int64 `json:"logLines"`
-	LogMalformed int64 `json:"logMalformed"`
-}
-
-// Server is one track in one backend.
-type Server struct {
-	Backend string `json:"backend"`
-	Server  string `json:"server"`
-	// Requests are HTTP requests sent to the server and connections to
-	// it that failed; Errors are 5xx responses, failed connections and
-	// failed responses (reset, timeout).
-	Requests int64 `json:"requests"`
-	Errors   int64 `json:"errors"`
-	// Latency is the histogram of the server's response times (Tr) read
-	// from the request log, in analysis.Histogram's buckets.
-	Latency analysis.Histogram `json:"latency"`
-}
+type (
+	Report = contract.SamplesReport
+	Server = contract.SamplesServer
+)
 
 // Collector reads HAProxy's request log and keeps a latency histogram per
 // server. A line it cannot read is counted and dropped; HAProxy never
@@ -189,7 +165,7 @@ func Read(ctx context.Context, st Stats, c *Collector) (*Report, error) {
 			}
 			return nil, errors.New("HAProxy reloaded during every read of its counters")
 		}
-		rep := &Report{Worker: strconv.Itoa(after.Workers[0])}
+		rep := &Report{Version: contract.SamplesVersion, Worker: strconv.Itoa(after.Workers[0])}
 		var lat map[haproxyconf.ServerKey]analysis.Histogram
 		if c != nil {
 			lat = c.latency()
@@ -221,52 +197,4 @@ func Handler(st Stats, c *Collector) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(rep)
 	})
-}
-
-// Fetch reads a pod's Report from url.
-func Fetch(ctx context.Context, client *http.Client, url string) (*Report, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		// The status only: whatever answered at a URL a report named is
-		// not copied into logs or the board's page (the sidecar logs its
-		// own reasons).
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	rep, err := Decode(body)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", url, err)
-	}
-	return rep, nil
-}
-
-// Decode reads a Report from what GET /samples answered.
-func Decode(body []byte) (*Report, error) {
-	var rep Report
-	if err := json.Unmarshal(body, &rep); err != nil {
-		return nil, fmt.Errorf("not a samples report: %w", err)
-	}
-	return &rep, nil
-}
-
-// PodCounts is rep's counts of one server, for analysis.Tally.
-func (rep *Report) PodCounts(pod string, key haproxyconf.ServerKey) (analysis.PodCounts, bool) {
-	for _, s := range rep.Servers {
-		if s.Backend == key.Backend && s.Server == key.Server {
-			return analysis.PodCounts{Pod: pod, Worker: rep.Worker, Requests: s.Requests, Errors: s.Errors,
-				LatencyEpoch: rep.LatencyEpoch, Latency: s.Latency}, true
-		}
-	}
-	return analysis.PodCounts{}, false
 }

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -222,8 +223,8 @@ func (c *ConfigMapSource) accept(spec *weights.Spec) error {
 }
 
 // specAnnotation is track-controller's annotation naming the spec
-// ConfigMap that owns a Service (controller.AnnotationSpec).
-const specAnnotation = "trackrouter.dev/spec"
+// ConfigMap that owns a Service.
+const specAnnotation = contract.AnnotationSpec
 
 // Recorder returns a Rejecter that emits a Warning Event on the ConfigMap
 // for each rejected spec. Call Stop when done.
