@@ -42,6 +42,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/weights"
@@ -64,8 +65,8 @@ type Options struct {
 	MinEndpoints int
 	// Alerter, when set, is told every evaluation.
 	Alerter *Alerter
-	// PipelineTick is how often every release is stepped; default 1s.
-	PipelineTick time.Duration
+	// Clock is the release loop's clock; default the real one.
+	Clock clock.PassiveClock
 	// SamplesURL is where an HAProxy pod's /samples are read; default
 	// PodSamplesURL (the Pod's IP). Tests on a cluster whose pods are not
 	// real (kwok) name where they run the pod's sidecar.
@@ -231,6 +232,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		c.synced = append(c.synced, inf.Jobs.Informer().HasSynced)
 	}
 	c.pipelines = newPipelines(c)
+	c.pipelines.watch(inf)
 	// The sidecars write their reports often: only the status ConfigMap's
 	// coming and going is the spec's business.
 	inf.StatusConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -502,7 +504,10 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 		go wait.UntilWithContext(ctx, c.runWorker, time.Second)
 	}
 	go wait.UntilWithContext(ctx, c.evaluateHealth, orDefault(c.opt.HealthInterval, 10*time.Second))
-	go wait.UntilWithContext(ctx, c.pipelines.run, orDefault(c.opt.PipelineTick, pipelineTick))
+	defer c.pipelines.queue.ShutDown()
+	for i := 0; i < releaseWorkers; i++ {
+		go wait.UntilWithContext(ctx, c.pipelines.worker, time.Second)
+	}
 	<-ctx.Done()
 	return nil
 }

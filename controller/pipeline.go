@@ -23,6 +23,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
@@ -33,20 +36,20 @@ import (
 	"github.com/trackrouter/trackrouter/weights"
 )
 
-const (
-	pipelineTick   = time.Second
-	fieldManagerPL = "track-controller-pipeline"
-)
+const fieldManagerPL = "track-controller-pipeline"
 
 // pipelines runs every spec's release; the leader's only.
 type pipelines struct {
-	c    *Controller
-	http *http.Client
+	c     *Controller
+	http  *http.Client
+	queue workqueue.TypedRateLimitingInterface[cache.ObjectName]
+	clock clock.PassiveClock
 
 	mu       sync.Mutex
 	bakes    map[string]*bake // by namespace/service
 	parsed   map[string]parsedSpec
 	readErrs map[string]string // by namespace/pod: the last failed samples read
+	wrote    map[cache.ObjectName]wrote
 }
 
 type parsedSpec struct {
@@ -70,49 +73,215 @@ type bake struct {
 
 func newPipelines(c *Controller) *pipelines {
 	noRedirect := func(*http.Request, []*http.Request) error { return errors.New("a samples read follows no redirect") }
-	return &pipelines{c: c, http: &http.Client{Timeout: 3 * time.Second, CheckRedirect: noRedirect}, bakes: map[string]*bake{}, parsed: map[string]parsedSpec{}, readErrs: map[string]string{}}
+	clk := c.opt.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &pipelines{c: c, http: &http.Client{Timeout: 3 * time.Second, CheckRedirect: noRedirect}, clock: clk,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
+			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "releases"}),
+		bakes: map[string]*bake{}, parsed: map[string]parsedSpec{}, readErrs: map[string]string{}, wrote: map[cache.ObjectName]wrote{}}
 }
 
-// run steps every release once.
-func (p *pipelines) run(ctx context.Context) {
-	if p.c.fence() != nil {
-		return
+// The release loop is a controller of its own, keyed by spec ConfigMap:
+// a change of the spec, of its release ConfigMap, of a gate's Job or of
+// an HAProxy pod queues the service; a stage baking is looked at again
+// when its next judgement is due (AddAfter), a release in flight at least
+// every releaseRecheck; one slow service delays no other (each key is
+// stepped by one of releaseWorkers, alone). The informers' periodic
+// resync queues every spec again, so nothing waits for ever.
+const (
+	releaseWorkers = 4
+	releaseRecheck = 10 * time.Second
+)
+
+// watch queues services from the informers' events.
+func (p *pipelines) watch(inf Informers) {
+	specs := cache.ResourceEventHandlerFuncs{
+		AddFunc:    p.enqueue,
+		UpdateFunc: func(_, obj any) { p.enqueue(obj) },
+		DeleteFunc: p.enqueue,
 	}
-	cms, err := p.c.configMaps.List(labels.Everything())
-	if err != nil {
-		return
+	inf.ConfigMaps.Informer().AddEventHandler(specs)
+	// A release ConfigMap (people's keys) is owned by its spec.
+	owned := cache.ResourceEventHandlerFuncs{
+		AddFunc:    p.enqueueOwner,
+		UpdateFunc: func(_, obj any) { p.enqueueOwner(obj) },
 	}
-	seen, specs := map[string]bool{}, map[string]bool{}
-	for _, cm := range cms {
-		specs[cm.Namespace+"/"+cm.Name] = true
-		spec := p.parse(cm)
-		if spec == nil || !pipeline.Uses(spec) {
-			continue
-		}
-		key := cm.Namespace + "/" + spec.Service
-		if seen[key] {
-			continue // a duplicate spec: the sync says so
-		}
-		seen[key] = true
-		if err := p.safeStep(ctx, cm, spec); err != nil {
-			p.c.log.Warn("pipeline", "service", key, "err", err)
-		}
+	inf.StatusConfigMaps.Informer().AddEventHandler(owned)
+	if inf.Jobs != nil {
+		inf.Jobs.Informer().AddEventHandler(owned) // a gate's Job is owned by its spec
 	}
-	for k := range p.parsed {
-		if !specs[k] {
-			delete(p.parsed, k)
-		}
-	}
-	p.mu.Lock()
-	for k := range p.bakes {
-		if !seen[k] {
-			delete(p.bakes, k)
-		}
-	}
-	p.mu.Unlock()
+	// An HAProxy pod coming or going changes what can be measured.
+	inf.RouterPods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    p.enqueueService,
+		DeleteFunc: p.enqueueService,
+	})
 }
+
+func (p *pipelines) enqueue(obj any) {
+	if o, ok := unwrap(obj).(metav1.Object); ok {
+		p.queue.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: o.GetName()})
+	}
+}
+
+func (p *pipelines) enqueueOwner(obj any) {
+	o, ok := unwrap(obj).(metav1.Object)
+	if !ok {
+		return
+	}
+	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "ConfigMap" {
+		p.queue.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: ref.Name})
+		return
+	}
+	// A release ConfigMap's owner reference is not a controller's: its
+	// label names the service.
+	if svc := o.GetLabels()[pipeline.LabelReleaseOf]; svc != "" {
+		p.enqueueSpecs(o.GetNamespace(), svc)
+	}
+}
+
+// enqueueService queues the specs of the service an object is labelled
+// for (app=SERVICE).
+func (p *pipelines) enqueueService(obj any) {
+	if o, ok := unwrap(obj).(metav1.Object); ok && o.GetLabels()[LabelApp] != "" {
+		p.enqueueSpecs(o.GetNamespace(), o.GetLabels()[LabelApp])
+	}
+}
+
+// enqueueSpecs queues the spec ConfigMaps of service in ns.
+func (p *pipelines) enqueueSpecs(ns, service string) {
+	cms, _ := p.c.configMaps.ConfigMaps(ns).List(labels.SelectorFromSet(labels.Set{weights.ServiceLabel: service}))
+	for _, cm := range cms {
+		p.queue.Add(cache.ObjectName{Namespace: cm.Namespace, Name: cm.Name})
+	}
+}
+
+// worker steps queued releases until the queue shuts down.
+func (p *pipelines) worker(ctx context.Context) {
+	for p.next(ctx) {
+	}
+}
+
+func (p *pipelines) next(ctx context.Context) bool {
+	key, quit := p.queue.Get()
+	if quit {
+		return false
+	}
+	defer p.queue.Done(key)
+	after, err := p.stepKey(ctx, key)
+	if err != nil {
+		p.c.log.Warn("pipeline", "spec", key.String(), "err", err)
+		p.queue.AddRateLimited(key)
+		return true
+	}
+	p.queue.Forget(key)
+	if after > 0 {
+		p.queue.AddAfter(key, after)
+	}
+	return true
+}
+
+// stepKey steps the release of the spec ConfigMap key and says when to
+// look again (0: when something changes).
+func (p *pipelines) stepKey(ctx context.Context, key cache.ObjectName) (time.Duration, error) {
+	if p.c.fence() != nil {
+		return time.Second, nil // not surely leading: look again
+	}
+	cm, err := p.c.configMaps.ConfigMaps(key.Namespace).Get(key.Name)
+	if err != nil {
+		p.forget(key)
+		return 0, nil // deleted: its release ConfigMap goes with it
+	}
+	spec := p.parse(cm)
+	if spec == nil || !pipeline.Uses(spec) {
+		return 0, nil
+	}
+	if owner := p.c.specOwner(cm); owner.UID != cm.UID {
+		return 0, nil // a duplicate spec of the service: the sync says so
+	}
+	if !p.settled(key, cm, spec.Service) {
+		return 50 * time.Millisecond, nil // the caches have not caught up with the last write
+	}
+	st, err := p.safeStep(ctx, cm, spec)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case st.Phase == pipeline.Baking:
+		p.mu.Lock()
+		b := p.bakes[key.Namespace+"/"+spec.Service]
+		p.mu.Unlock()
+		if b != nil && !b.next.IsZero() {
+			return max(b.next.Sub(p.now()), 10*time.Millisecond), nil
+		}
+		return time.Second, nil
+	case st.Phase.InFlight() || st.Pending != nil:
+		return releaseRecheck, nil
+	}
+	return 0, nil
+}
+
+// wrote is what the loop last wrote for a spec: its next step waits (up to
+// settleMax) until the informers show it, so that a step triggered by the
+// write's own event never reads the spec new and the state old (or the
+// reverse), which would look like an edit by hand.
+type wrote struct {
+	spec, state string // the spec's text and the release state's JSON written
+	at          time.Time
+}
+
+const settleMax = 5 * time.Second
+
+func (p *pipelines) remember(cm *corev1.ConfigMap, set func(*wrote)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	key := cache.ObjectName{Namespace: cm.Namespace, Name: cm.Name}
+	w := p.wrote[key]
+	w.at = p.now()
+	set(&w)
+	p.wrote[key] = w
+}
+
+// settled reports whether the caches show what was last written for key
+// (or it is too long ago to wait for).
+func (p *pipelines) settled(key cache.ObjectName, cm *corev1.ConfigMap, service string) bool {
+	p.mu.Lock()
+	w, ok := p.wrote[key]
+	p.mu.Unlock()
+	if !ok {
+		return true
+	}
+	specOK := w.spec == "" || cm.Data[weights.DataKey] == w.spec
+	stateOK := w.state == ""
+	if rel, err := p.c.statusMaps.ConfigMaps(key.Namespace).Get(pipeline.ConfigMapName(service)); err == nil {
+		stateOK = stateOK || rel.Data[pipeline.KeyState] == w.state
+	}
+	if (specOK && stateOK) || p.now().Sub(w.at) > settleMax {
+		p.mu.Lock()
+		delete(p.wrote, key)
+		p.mu.Unlock()
+		return true
+	}
+	return false
+}
+
+// forget drops what was kept of a deleted spec.
+func (p *pipelines) forget(key cache.ObjectName) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ps, ok := p.parsed[key.String()]; ok && ps.spec != nil {
+		delete(p.bakes, key.Namespace+"/"+ps.spec.Service)
+	}
+	delete(p.parsed, key.String())
+}
+
+// now is the pipeline's clock (Options.Clock).
+func (p *pipelines) now() time.Time { return p.clock.Now() }
 
 func (p *pipelines) parse(cm *corev1.ConfigMap) *weights.Spec {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	key := cm.Namespace + "/" + cm.Name
 	if ps, ok := p.parsed[key]; ok && ps.resourceVersion == cm.ResourceVersion {
 		return ps.spec
@@ -127,7 +296,7 @@ func (p *pipelines) parse(cm *corev1.ConfigMap) *weights.Spec {
 
 // safeStep is step, with a panic turned into an error: one service's
 // release must not stop every other's (nor the controller).
-func (p *pipelines) safeStep(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec) (err error) {
+func (p *pipelines) safeStep(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec) (st pipeline.State, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("the pipeline's step failed (a bug; the release waits): %v", r)
@@ -139,7 +308,7 @@ func (p *pipelines) safeStep(ctx context.Context, cm *corev1.ConfigMap, spec *we
 // step runs one step of the service's release and makes its writes: the
 // spec's edits first, then the Job, then the state (see pipeline.Step for
 // why that order loses nothing).
-func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec) error {
+func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec) (pipeline.State, error) {
 	rel, _ := p.c.statusMaps.ConfigMaps(cm.Namespace).Get(pipeline.ConfigMapName(spec.Service))
 	if rel != nil && rel.Labels[pipeline.LabelReleaseOf] != spec.Service {
 		// Not a release ConfigMap (examples/install's policy guards only
@@ -153,10 +322,10 @@ func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weight
 	if rel != nil {
 		var err error
 		if st, obs, err = pipeline.Read(rel.Data); err != nil {
-			return fmt.Errorf("ConfigMap %s/%s: %w", cm.Namespace, rel.Name, err)
+			return st, fmt.Errorf("ConfigMap %s/%s: %w", cm.Namespace, rel.Name, err)
 		}
 	}
-	now := time.Now()
+	now := p.now()
 	obs.Now = now
 	if st.Phase == pipeline.Gates {
 		obs.Jobs, obs.JobMessage = p.jobs(cm, spec, st)
@@ -167,27 +336,27 @@ func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weight
 	next, d := pipeline.Step(st, spec, obs)
 	if d != nil && len(d.Edits) > 0 && !inEffect(cm, d.Edits) {
 		if cm.Annotations[AnnotationPipeline] == PipelineGitOps {
-			return p.pend(ctx, cm, spec, st, d, now)
+			return st, p.pend(ctx, cm, spec, st, d, now)
 		}
 		if err := p.editSpec(ctx, cm, spec, d); err != nil {
-			return err
+			return st, err
 		}
 	}
 	if d != nil && d.Job != nil {
 		if err := p.runJob(ctx, cm, spec, d.Version, d.Stage, d.Job); err != nil {
-			return err
+			return st, err
 		}
 	}
 	if rel != nil && sameState(st, next) {
-		return nil
+		return next, nil
 	}
 	if err := p.saveState(ctx, cm, spec, next); err != nil {
-		return err
+		return st, err
 	}
 	if d != nil {
 		p.tell(cm, spec, d)
 	}
-	return nil
+	return next, nil
 }
 
 // AnnotationPipeline on a spec ConfigMap set to PipelineGitOps keeps git
@@ -579,7 +748,7 @@ func (p *pipelines) editSpec(ctx context.Context, cm *corev1.ConfigMap, spec *we
 	for _, c := range weights.WeightChanges(spec, after) {
 		changes = append(changes, "backends."+c.String())
 	}
-	entry := release.HistoryEntry{Time: time.Now().UTC().Truncate(time.Second), User: ManagedBy, Command: "pipeline " + string(d.Kind),
+	entry := release.HistoryEntry{Time: p.now().UTC().Truncate(time.Second), User: ManagedBy, Command: "pipeline " + string(d.Kind),
 		Reason: d.Reason, From: cm.ResourceVersion, Changes: changes}
 	out := cm.DeepCopy()
 	out.Data[weights.DataKey] = string(edited)
@@ -590,6 +759,7 @@ func (p *pipelines) editSpec(ctx context.Context, cm *corev1.ConfigMap, spec *we
 	if _, err := p.c.client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, out, metav1.UpdateOptions{FieldManager: fieldManagerPL}); err != nil {
 		return fmt.Errorf("write the spec (%s): %w", d.Kind, err)
 	}
+	p.remember(cm, func(w *wrote) { w.spec = string(edited) })
 	p.c.Writes.Add(1)
 	return nil
 }
@@ -611,6 +781,7 @@ func (p *pipelines) saveState(ctx context.Context, cm *corev1.ConfigMap, spec *w
 	if _, err := p.c.client.CoreV1().ConfigMaps(cm.Namespace).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: fieldManagerPL, Force: true}); err != nil {
 		return fmt.Errorf("record the release state: %w", err)
 	}
+	p.remember(cm, func(w *wrote) { w.state = string(b) })
 	p.c.Writes.Add(1)
 	return nil
 }
