@@ -65,8 +65,12 @@ type Options struct {
 	MinEndpoints int
 	// Alerter, when set, is told every evaluation.
 	Alerter *Alerter
-	// Clock is the release loop's clock; default the real one.
-	Clock clock.PassiveClock
+	// Clock is the release loop's clock, its queue's delays included;
+	// default the real one.
+	Clock clock.WithTicker
+	// Measurer is where bakes are measured; default the HAProxy pods'
+	// /samples (see SamplesURL).
+	Measurer Measurer
 	// SamplesURL is where an HAProxy pod's /samples are read; default
 	// PodSamplesURL (the Pod's IP). Tests on a cluster whose pods are not
 	// real (kwok) name where they run the pod's sidecar.

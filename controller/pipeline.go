@@ -40,10 +40,11 @@ const fieldManagerPL = "track-controller-pipeline"
 
 // pipelines runs every spec's release; the leader's only.
 type pipelines struct {
-	c     *Controller
-	http  *http.Client
-	queue workqueue.TypedRateLimitingInterface[cache.ObjectName]
-	clock clock.PassiveClock
+	c        *Controller
+	http     *http.Client
+	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
+	clock    clock.WithTicker
+	measurer Measurer
 
 	mu       sync.Mutex
 	bakes    map[string]*bake // by namespace/service
@@ -77,10 +78,15 @@ func newPipelines(c *Controller) *pipelines {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &pipelines{c: c, http: &http.Client{Timeout: 3 * time.Second, CheckRedirect: noRedirect}, clock: clk,
+	p := &pipelines{c: c, http: &http.Client{Timeout: 3 * time.Second, CheckRedirect: noRedirect}, clock: clk,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
-			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "releases"}),
+			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "releases", Clock: clk}),
 		bakes: map[string]*bake{}, parsed: map[string]parsedSpec{}, readErrs: map[string]string{}, wrote: map[cache.ObjectName]wrote{}}
+	p.measurer = samplesMeasurer{p}
+	if c.opt.Measurer != nil {
+		p.measurer = c.opt.Measurer
+	}
+	return p
 }
 
 // The release loop is a controller of its own, keyed by spec ConfigMap:
@@ -428,7 +434,7 @@ func (p *pipelines) judge(ctx context.Context, ns string, spec *weights.Spec, st
 	cfg := analysis.ConfigOf(a)
 	b.next = now.Add(cfg.Interval)
 	canaryKeys, baselineKeys := comparedServers(spec, st.Stage)
-	canary, baseline, unmeasured := p.collect(ctx, ns, spec, canaryKeys, baselineKeys)
+	canary, baseline, unmeasured := p.measurer.Measure(ctx, ns, spec, canaryKeys, baselineKeys)
 	cs, bs := b.canary.Observe(canary), b.baseline.Observe(baseline)
 	m := &pipeline.Measurement{Requests: cs.Requests, Need: cfg.MinRequests, Unmeasured: unmeasured}
 	v := analysis.Verdict{Action: analysis.Wait, Reason: "the bake's first reading: its counts start here"}
@@ -464,6 +470,21 @@ func comparedServers(spec *weights.Spec, stage string) (canary, baseline []hapro
 		}
 	}
 	return canary, baseline
+}
+
+// Measurer is where a bake's measurements come from: each pod's counts of
+// the canary's servers and of the baseline's, and the pods that could not
+// be measured (with why). HAProxy's own samples (the pipelines' collect)
+// are the one built; a Prometheus query would be another.
+type Measurer interface {
+	Measure(ctx context.Context, ns string, spec *weights.Spec, canaryKeys, baselineKeys []haproxyconf.ServerKey) (canary, baseline []analysis.PodCounts, unmeasured []string)
+}
+
+// samplesMeasurer measures from the HAProxy pods' /samples.
+type samplesMeasurer struct{ p *pipelines }
+
+func (m samplesMeasurer) Measure(ctx context.Context, ns string, spec *weights.Spec, canaryKeys, baselineKeys []haproxyconf.ServerKey) ([]analysis.PodCounts, []analysis.PodCounts, []string) {
+	return m.p.collect(ctx, ns, spec, canaryKeys, baselineKeys)
 }
 
 // collect reads the /samples of every HAProxy pod of the service (its

@@ -1,0 +1,128 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/analysis"
+	"github.com/trackrouter/trackrouter/internal/pipeline"
+	"github.com/trackrouter/trackrouter/weights"
+)
+
+// countingMeasurer says every pod served n requests more at each look,
+// none failed; with unmeasured set, one pod could not be read.
+type countingMeasurer struct {
+	looks      atomic.Int64
+	unmeasured atomic.Bool
+}
+
+func (m *countingMeasurer) Measure(_ context.Context, _ string, _ *weights.Spec, _, _ []haproxyconf.ServerKey) ([]analysis.PodCounts, []analysis.PodCounts, []string) {
+	n := m.looks.Add(1) * 50
+	c := []analysis.PodCounts{{Pod: "p", Worker: "1", Requests: n}}
+	b := []analysis.PodCounts{{Pod: "p", Worker: "1", Requests: 10 * n}}
+	if m.unmeasured.Load() {
+		return c, b, []string{"pod q: connection refused"}
+	}
+	return c, b, nil
+}
+
+// TestReleaseLoopSeams: the release loop on the real API server with its
+// clock and its measurements injected: a 10-minute bake judged every 30 s
+// walks in no wall time as the clock is stepped (the queue's delays run on
+// the same clock), waits while a pod cannot be measured, and promotes once
+// every pod is.
+func TestReleaseLoopSeams(t *testing.T) {
+	client, ns, cm := setup(t)
+	ctx := context.Background()
+	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "canary:     {version: 1.0, replicas: 4}", "canary:     {version: 1.0, replicas: 4, analysis: {bake: 10m, interval: 30s, minRequests: 100}}", 1)
+	if !strings.Contains(cm.Data[weights.DataKey], "analysis:") {
+		t.Fatalf("the example's canary line changed:\n%s", cm.Data[weights.DataKey])
+	}
+	cm, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
+	m := &countingMeasurer{}
+	m.unmeasured.Store(true)
+	f := NewFactories(client, ns, time.Minute)
+	ctrl := New(client, f.Informers(), Options{RouterImage: "trackrouter:test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), ServiceGrace: testServiceGrace, Clock: clk, Measurer: m})
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f.Start(runCtx.Done())
+	go ctrl.Run(runCtx, 1)
+	state := func() pipeline.State {
+		rel, err := client.CoreV1().ConfigMaps(ns).Get(ctx, pipeline.ConfigMapName("account-service"), metav1.GetOptions{})
+		if err != nil {
+			return pipeline.State{}
+		}
+		st, _, _ := pipeline.Read(rel.Data)
+		return st
+	}
+	poll(t, "the release's first look", func() error {
+		if st := state(); st.Phase != pipeline.Idle {
+			return fmt.Errorf("phase %q", st.Phase)
+		}
+		return nil
+	})
+	// canary is set to a new build by hand (internal has no gate): the
+	// release follows it there and bakes.
+	edit := func(from, to string) {
+		cur, err := client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Data[weights.DataKey] = strings.Replace(cur.Data[weights.DataKey], from, to, 1)
+		if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edit("internal:   {version: 1.0.0", "internal:   {version: 1.1.0")
+	poll(t, "release 1.1.0 on internal", func() error {
+		if st := state(); st.Version != "1.1.0" {
+			return fmt.Errorf("%s %s on %s", st.Version, st.Phase, st.Stage)
+		}
+		return nil
+	})
+	edit("canary:     {version: 1.0,", "canary:     {version: 1.1.0,")
+	poll(t, "baking on canary", func() error {
+		if st := state(); st.Phase != pipeline.Baking || st.Stage != "canary" {
+			return fmt.Errorf("%s %s on %s: %s", st.Version, st.Phase, st.Stage, st.Reason)
+		}
+		return nil
+	})
+	start := time.Now()
+	for i := 0; i < 24; i++ { // 12 minutes of the fake clock
+		clk.Step(30 * time.Second)
+		time.Sleep(50 * time.Millisecond)
+	}
+	poll(t, "a judgement that names the unmeasured pod", func() error {
+		st := state()
+		if st.Phase != pipeline.Baking || st.Judged == nil || len(st.Judged.Unmeasured) == 0 {
+			return fmt.Errorf("%s %s on %s, judged %+v", st.Version, st.Phase, st.Stage, st.Judged)
+		}
+		return nil
+	})
+	if looks := m.looks.Load(); looks < 10 {
+		t.Errorf("%d looks in 12 minutes of the clock at a 30 s interval, want about 24", looks)
+	}
+	m.unmeasured.Store(false)
+	clk.Step(30 * time.Second)
+	poll(t, "promoted to paid once measured", func() error {
+		if st := state(); st.Stage != "paid" {
+			return fmt.Errorf("%s %s on %s: %s", st.Version, st.Phase, st.Stage, st.Reason)
+		}
+		return nil
+	})
+	t.Logf("a 10-minute bake walked in %s of wall time, %d looks", time.Since(start).Round(time.Millisecond), m.looks.Load())
+}
