@@ -762,22 +762,10 @@ func (p *pipelines) editSpec(ctx context.Context, cm *corev1.ConfigMap, spec *we
 	if err := release.OnlyAsked(spec, after, d.Edits); err != nil {
 		return fmt.Errorf("the pipeline's %s (nothing written): %w", d.Kind, err)
 	}
-	var changes []string
-	for _, c := range weights.SpecChanges(spec, after) {
-		changes = append(changes, c.String())
-	}
-	for _, c := range weights.WeightChanges(spec, after) {
-		changes = append(changes, "backends."+c.String())
-	}
+	changes := weights.ChangeWords(spec, after)
 	entry := release.HistoryEntry{Time: p.now().UTC().Truncate(time.Second), User: ManagedBy, Command: "pipeline " + string(d.Kind),
 		Reason: d.Reason, From: cm.ResourceVersion, Changes: changes}
-	out := cm.DeepCopy()
-	out.Data[weights.DataKey] = string(edited)
-	if out.Annotations == nil {
-		out.Annotations = map[string]string{}
-	}
-	out.Annotations[release.AnnotationHistory] = release.AddHistory(cm, entry)
-	if _, err := p.c.client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, out, metav1.UpdateOptions{FieldManager: fieldManagerPL}); err != nil {
+	if _, err := release.WriteSpec(ctx, p.c.client, cm, edited, entry, fieldManagerPL); err != nil {
 		return fmt.Errorf("write the spec (%s): %w", d.Kind, err)
 	}
 	p.remember(cm, func(w *wrote) { w.spec = string(edited) })

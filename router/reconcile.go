@@ -429,12 +429,5 @@ func specWhy(from, to *target) string {
 	if from == nil || from.spec == nil || to.spec == nil {
 		return ""
 	}
-	var parts []string
-	for _, c := range weights.SpecChanges(from.spec, to.spec) {
-		parts = append(parts, c.String())
-	}
-	for _, c := range weights.WeightChanges(from.spec, to.spec) {
-		parts = append(parts, "backends."+c.String())
-	}
-	return strings.Join(parts, ", ")
+	return strings.Join(weights.ChangeWords(from.spec, to.spec), ", ")
 }

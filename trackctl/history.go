@@ -148,12 +148,7 @@ func gitHistory(ctx context.Context, file, service string) ([]HistoryEntry, erro
 		case specs[i] == nil:
 			h.Changes = []string{"(the spec of " + service + " is invalid or missing in this commit)"}
 		case i+1 < len(commits) && specs[i+1] != nil:
-			for _, c := range weights.SpecChanges(specs[i+1], specs[i]) {
-				h.Changes = append(h.Changes, c.String())
-			}
-			for _, c := range weights.WeightChanges(specs[i+1], specs[i]) {
-				h.Changes = append(h.Changes, "backends."+c.String())
-			}
+			h.Changes = weights.ChangeWords(specs[i+1], specs[i])
 			if h.Changes == nil {
 				h.Changes = []string{"(no change of the spec)"}
 			}

@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/trackrouter/trackrouter/internal/release"
@@ -136,15 +135,10 @@ func (c *configMapStore) parse(snap *snapshot, edited []byte) (*weights.Spec, er
 func (c *configMapStore) write(ctx context.Context, snap *snapshot, edited []byte, rec record, res *ChangeResult) error {
 	entry := HistoryEntry{Time: time.Now().UTC().Truncate(time.Second), User: whoAmI(ctx, c.client), Command: "trackctl " + rec.command,
 		Reason: rec.reason, From: snap.cm.ResourceVersion, Changes: rec.changes}
-	cm := snap.cm.DeepCopy()
-	cm.Data[weights.DataKey] = string(edited)
-	if cm.Annotations == nil {
-		cm.Annotations = map[string]string{}
-	}
-	cm.Annotations[AnnotationHistory] = release.AddHistory(snap.cm, entry)
-	// Update carries the resourceVersion read: if anyone changed the
+	cm := snap.cm
+	// The update carries the resourceVersion read: if anyone changed the
 	// ConfigMap since, the API refuses and nothing is written.
-	updated, err := c.client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "trackctl"})
+	updated, err := release.WriteSpec(ctx, c.client, cm, edited, entry, "trackctl")
 	if apierrors.IsConflict(err) {
 		return storeConflict{fmt.Sprintf("ConfigMap %s/%s changed since it was read (resourceVersion %s); nothing was written: look at trackctl history %s and run the command again",
 			cm.Namespace, cm.Name, cm.ResourceVersion, snap.spec.Service)}

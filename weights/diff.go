@@ -206,3 +206,18 @@ func equalJSON(a, b any) bool {
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
 }
+
+// ChangeWords is every change from old to new in words, the fields first
+// and then the weights ("tracks.canary.version 1.0->1.1", "backends.free:
+// canary 5 (5.0%)->50 (50.0%), ..."): what history entries, Events and the
+// sidecar's log say of an edit.
+func ChangeWords(old, new *Spec) []string {
+	var out []string
+	for _, c := range SpecChanges(old, new) {
+		out = append(out, c.String())
+	}
+	for _, c := range WeightChanges(old, new) {
+		out = append(out, "backends."+c.String())
+	}
+	return out
+}

@@ -1,10 +1,15 @@
 package release
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/trackrouter/trackrouter/weights"
 )
 
 // AnnotationHistory holds, on the spec ConfigMap, the changes made to it
@@ -49,4 +54,19 @@ func AddHistory(cm *corev1.ConfigMap, e HistoryEntry) string {
 	}
 	b, _ := json.Marshal(hist)
 	return string(b)
+}
+
+// WriteSpec writes edited as cm's spec (the key service.yaml; the rest of
+// cm as read) with entry appended to its history: the one write of a spec
+// that trackctl's release commands and the pipeline share. The update
+// carries cm's resourceVersion: if anyone changed the ConfigMap since it
+// was read, the API server refuses (a Conflict) and nothing is written.
+func WriteSpec(ctx context.Context, client kubernetes.Interface, cm *corev1.ConfigMap, edited []byte, entry HistoryEntry, fieldManager string) (*corev1.ConfigMap, error) {
+	out := cm.DeepCopy()
+	out.Data[weights.DataKey] = string(edited)
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[AnnotationHistory] = AddHistory(cm, entry)
+	return client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, out, metav1.UpdateOptions{FieldManager: fieldManager})
 }
