@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -125,4 +126,99 @@ func TestReleaseLoopSeams(t *testing.T) {
 		return nil
 	})
 	t.Logf("a 10-minute bake walked in %s of wall time, %d looks", time.Since(start).Round(time.Millisecond), m.looks.Load())
+}
+
+// slowMeasurer blocks for block on the service slow, and answers at once
+// for every other, counting its looks by service.
+type slowMeasurer struct {
+	slow  string
+	block time.Duration
+	looks sync.Map // service -> *atomic.Int64
+}
+
+func (m *slowMeasurer) Measure(ctx context.Context, _ string, spec *weights.Spec, _, _ []haproxyconf.ServerKey) ([]analysis.PodCounts, []analysis.PodCounts, []string) {
+	v, _ := m.looks.LoadOrStore(spec.Service, &atomic.Int64{})
+	n := v.(*atomic.Int64).Add(1) * 50
+	if spec.Service == m.slow {
+		select {
+		case <-time.After(m.block):
+		case <-ctx.Done():
+		}
+	}
+	return []analysis.PodCounts{{Pod: "p", Worker: "1", Requests: n}}, []analysis.PodCounts{{Pod: "p", Worker: "1", Requests: 10 * n}}, nil
+}
+
+// TestReleaseLoopIsolation: a service whose measurements take 20 s (hung
+// HAProxy pods) does not delay another service's release: with a 2 s bake
+// judged every second, the other is promoted within seconds, while the
+// slow one has not finished a single look.
+func TestReleaseLoopIsolation(t *testing.T) {
+	client, ns, cm := setup(t)
+	ctx := context.Background()
+	analysisLine := "canary:     {version: 1.0, replicas: 4, analysis: {bake: 2s, interval: 1s, minRequests: 100}}"
+	text := strings.Replace(cm.Data[weights.DataKey], "canary:     {version: 1.0, replicas: 4}", analysisLine, 1)
+	cm.Data[weights.DataKey] = text
+	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	slow := cm.DeepCopy()
+	slow.ObjectMeta = metav1.ObjectMeta{Name: "slow", Namespace: ns, Labels: map[string]string{weights.ServiceLabel: "slow"}}
+	slow.Data[weights.DataKey] = strings.Replace(text, "service: account-service", "service: slow", 1)
+	if _, err := client.CoreV1().ConfigMaps(ns).Create(ctx, slow, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m := &slowMeasurer{slow: "slow", block: 20 * time.Second}
+	f := NewFactories(client, ns, time.Minute)
+	ctrl := New(client, f.Informers(), Options{RouterImage: "trackrouter:test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), ServiceGrace: testServiceGrace, Measurer: m})
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f.Start(runCtx.Done())
+	go ctrl.Run(runCtx, 1)
+	state := func(service string) pipeline.State {
+		rel, err := client.CoreV1().ConfigMaps(ns).Get(ctx, pipeline.ConfigMapName(service), metav1.GetOptions{})
+		if err != nil {
+			return pipeline.State{}
+		}
+		st, _, _ := pipeline.Read(rel.Data)
+		return st
+	}
+	edit := func(name, from, to string) {
+		cur, err := client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Data[weights.DataKey] = strings.Replace(cur.Data[weights.DataKey], from, to, 1)
+		if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"slow", cm.Name} {
+		svc := map[string]string{"slow": "slow"}[name]
+		if svc == "" {
+			svc = "account-service"
+		}
+		poll(t, svc+"'s first look", func() error {
+			if st := state(svc); st.Phase != pipeline.Idle {
+				return fmt.Errorf("phase %q", st.Phase)
+			}
+			return nil
+		})
+		edit(name, "internal:   {version: 1.0.0", "internal:   {version: 1.1.0")
+		edit(name, "canary:     {version: 1.0,", "canary:     {version: 1.1.0,")
+	}
+	start := time.Now()
+	poll(t, "account-service promoted past canary while slow hangs", func() error {
+		if st := state("account-service"); st.Stage != "paid" {
+			return fmt.Errorf("%s %s on %s: %s", st.Version, st.Phase, st.Stage, st.Reason)
+		}
+		return nil
+	})
+	took := time.Since(start)
+	if took > 12*time.Second {
+		t.Errorf("account-service waited %s behind the slow service's 20 s measurements", took.Round(time.Millisecond))
+	}
+	if st := state("slow"); st.Stage == "paid" {
+		t.Errorf("the slow service was promoted already: its looks hang 20 s")
+	}
+	t.Logf("account-service promoted %s after both canaries began baking, while slow's first look hung", took.Round(time.Millisecond))
 }
