@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/trackrouter/trackrouter/internal/echo"
+	"github.com/trackrouter/trackrouter/internal/testing/ports"
 )
 
 // Binary returns the path of haproxy. When it is missing the test fails in
@@ -46,33 +47,17 @@ func Binary(tb testing.TB) string {
 	return ""
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-//
-// A port is never given twice in one test binary: a port closed and asked
-// for again can come back the same, and two servers of a test would then
-// race for it.
+// FreePort returns a loopback TCP port that was free a moment ago, below
+// the ephemeral range (ports.Free): an outgoing connection cannot take it
+// meanwhile. A port is never given twice in one test binary.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !portsGiven[port] {
-			portsGiven[port] = true
-			return port
-		}
+	port, err := ports.Free()
+	if err != nil {
+		tb.Fatal(err)
 	}
+	return port
 }
-
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
 
 // StartBackends starts one echo.Backend per name on a free loopback port.
 func StartBackends(tb testing.TB, names ...string) map[string]*echo.Backend {

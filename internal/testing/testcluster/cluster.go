@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/trackrouter/trackrouter/internal/testing/ports"
 	"github.com/trackrouter/trackrouter/internal/testing/procs"
 )
 
@@ -109,14 +110,8 @@ func Start(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	return c, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a loopback port below the ephemeral range (see ports).
+func freePort() (int, error) { return ports.Free() }
 
 func (c *Cluster) url(port string) string {
 	return "http://127.0.0.1:" + strconv.Itoa(c.ports[port])

@@ -27,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/trackrouter/trackrouter/internal/testing/ports"
 	"github.com/trackrouter/trackrouter/internal/testing/procs"
 	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
 )
@@ -476,12 +477,10 @@ func (n *Node) port(name string) int {
 	if p, ok := n.ports[name]; ok {
 		return p
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.Free() // below the ephemeral range: no outgoing connection takes it meanwhile
 	if err != nil {
 		panic(fmt.Sprintf("no free port on loopback: %v", err))
 	}
-	p := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	n.ports[name] = p
 	return p
 }
