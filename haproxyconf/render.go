@@ -358,17 +358,11 @@ func (r *renderer) render() error {
 	}
 	r.set(r.p.Set(parser.Frontends, fe, "mode", &types.StringC{Value: "http"}))
 	r.set(r.p.Insert(parser.Frontends, fe, "bind", types.Bind{Path: bind}))
-	if !s.TrustAny && len(s.TrustedSources) > 0 {
+	if cond := trustedCond(s); cond != "" {
 		// From a caller not trusted, the group header (and the affinity
 		// header, a user id the caller picks) is removed before routing:
 		// it is served as the default group. del-header removes every
-		// occurrence, whatever the case of its name. The sources are
-		// net/netip's canonical forms.
-		srcs := make([]string, len(s.TrustedSources))
-		for i, p := range s.TrustedSources {
-			srcs[i] = p.String()
-		}
-		cond := "{ src " + strings.Join(srcs, " ") + " }"
+		// occurrence, whatever the case of its name.
 		headers := []string{s.Header}
 		if a := s.Affinity; a != nil && a.Header != "" && !strings.EqualFold(a.Header, s.Header) {
 			headers = append(headers, a.Header)
@@ -549,6 +543,20 @@ func checkBind(bind string) error {
 	return nil
 }
 
+// trustedCond is the ACL of the callers trusted to say their group (and
+// their affinity), "{ src A B ... }" in net/netip's canonical forms; ""
+// when every caller is.
+func trustedCond(s *weights.Spec) string {
+	if s.TrustAny || len(s.TrustedSources) == 0 {
+		return ""
+	}
+	srcs := make([]string, len(s.TrustedSources))
+	for i, p := range s.TrustedSources {
+		srcs[i] = p.String()
+	}
+	return "{ src " + strings.Join(srcs, " ") + " }"
+}
+
 // cookie makes a backend keep each client on the track that served it
 // first: HAProxy inserts a cookie naming the server (the track) on the
 // first response, production included. Two traps are handled here: a
@@ -568,15 +576,11 @@ func (r *renderer) cookie(backend string, a *weights.Affinity) {
 		attrs += fmt.Sprintf("; Max-Age=%d", a.MaxAge)
 	}
 	r.set(r.p.Set(parser.Backends, backend, "cookie", c))
-	if s := r.spec; !s.TrustAny && len(s.TrustedSources) > 0 {
+	if cond := trustedCond(r.spec); cond != "" {
 		// A caller not trusted is not kept on the track its cookie names:
 		// it could name the canary (the group header is removed for it,
 		// the cookie is ignored).
-		srcs := make([]string, len(s.TrustedSources))
-		for i, p := range s.TrustedSources {
-			srcs[i] = p.String()
-		}
-		r.set(r.p.Insert(parser.Backends, backend, "ignore-persist", types.IgnorePersist{Cond: "unless", CondTest: "{ src " + strings.Join(srcs, " ") + " }"}))
+		r.set(r.p.Insert(parser.Backends, backend, "ignore-persist", types.IgnorePersist{Cond: "unless", CondTest: cond}))
 	}
 	for _, track := range r.spec.Backends[backend].Tracks() {
 		r.set(r.p.Insert(parser.Backends, backend, "ignore-persist", types.IgnorePersist{Cond: "if",

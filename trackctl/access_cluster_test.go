@@ -110,20 +110,7 @@ func newUser(t *testing.T, c *testcluster.Cluster, ns, name, clusterRole string)
 // runAs runs trackctl as u against the rig's namespace.
 func (r *pipelineRig) runAs(u user, args ...string) (int, string) {
 	r.t.Helper()
-	var b strings.Builder
-	e := &env{name: "trackctl", stdout: &b, stderr: &b}
-	root := e.rootCommand()
-	root.SetArgs(append(args, "--kubeconfig", u.kubeconfig, "-n", r.ns))
-	root.SetOut(&b)
-	root.SetErr(&b)
-	code := ExitOK
-	if _, err := root.ExecuteC(); err != nil {
-		code = ExitProblem
-		if err != errProblems {
-			fmt.Fprintln(&b, err)
-		}
-	}
-	return code, b.String()
+	return r.trackctl(append(args, "--kubeconfig", u.kubeconfig, "-n", r.ns)...)
 }
 
 // TestReleaseAccessOnCluster: with examples/install's policy, roles and

@@ -132,10 +132,7 @@ backends:
 	r.traffic()
 	t.Cleanup(func() {
 		r.stop()
-		for _, stop := range r.sidecars {
-			stop()
-		}
-		r.stopCtrl()
+		r.stopAll()
 	})
 	return r
 }
@@ -186,6 +183,11 @@ func (r *pipelineRig) run(args ...string) (int, string) {
 	if !slices.Contains(args, "-f") || args[0] == "follow" {
 		args = append(args, "--kubeconfig", r.c.Kubeconfig, "-n", r.ns)
 	}
+	return r.trackctl(args...)
+}
+
+// trackctl runs trackctl with args as given: its exit code and output.
+func (r *pipelineRig) trackctl(args ...string) (int, string) {
 	var b strings.Builder
 	e := &env{name: "trackctl", stdout: &b, stderr: &b}
 	root := e.rootCommand()
@@ -579,10 +581,7 @@ data:
 	sync()
 	r.startController()
 	t.Cleanup(func() {
-		for _, stop := range r.sidecars {
-			stop()
-		}
-		r.stopCtrl()
+		r.stopAll()
 	})
 	p := &pipelineRig{fleetRig: r}
 	p.waitRelease("", pipeline.Idle, "")
@@ -724,7 +723,7 @@ func lowTrafficRig(t *testing.T, lowTraffic string) *pipelineRig {
 	haproxytest.Binary(t)
 	r := bareFleet(t, c, specNamespace(t, c, "low"))
 	r.asSA = c.Kubeconfig
-	r.logs = &syncBuffer{}
+	r.logs = &haproxytest.SyncBuffer{}
 	r.setSpec(fmt.Sprintf(`service: account-service
 port: 8080
 template: account-service
@@ -742,10 +741,7 @@ backends:
 `, lowTraffic))
 	r.startController()
 	t.Cleanup(func() {
-		for _, stop := range r.sidecars {
-			stop()
-		}
-		r.stopCtrl()
+		r.stopAll()
 	})
 	p := &pipelineRig{fleetRig: r}
 	p.waitRelease("", pipeline.Idle, "")

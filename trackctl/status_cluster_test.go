@@ -54,7 +54,7 @@ type fleetRig struct {
 	// real: the controller reads them where the test runs them).
 	samples sync.Map
 	// logs, when set, receives the controller's and sidecars' logs.
-	logs     *syncBuffer
+	logs     *haproxytest.SyncBuffer
 	stopCtrl func()
 	asSA     string // kubeconfig of the tier's ServiceAccount
 }
@@ -88,10 +88,7 @@ func newFleet(tb testing.TB) *fleetRig {
 		r.startSidecar(pod)
 	}
 	tb.Cleanup(func() {
-		for _, stop := range r.sidecars {
-			stop()
-		}
-		r.stopCtrl()
+		r.stopAll()
 	})
 	return r
 }
@@ -140,6 +137,14 @@ func (r *fleetRig) startControllerWith(cfg controller.Config) {
 			<-done
 		})
 	}
+}
+
+// stopAll stops the rig's sidecars, then its controller.
+func (r *fleetRig) stopAll() {
+	for _, stop := range r.sidecars {
+		stop()
+	}
+	r.stopCtrl()
 }
 
 // samplesURL is where the test runs pod's sidecar.
@@ -195,24 +200,6 @@ func (r *fleetRig) log() *slog.Logger {
 		return slog.New(slog.NewTextHandler(r.logs, nil))
 	}
 	return quietLog()
-}
-
-// syncBuffer is a bytes.Buffer for several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func quietLog() *slog.Logger {

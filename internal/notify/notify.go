@@ -149,17 +149,15 @@ var slackEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 // redact is err without the webhook's URL, a secret (Slack's holds the
 // token in its path): a *url.Error names it, which a log would keep.
 func redact(err error, raw string) error {
-	shown := "(the webhook URL)"
-	if u, perr := url.Parse(raw); perr == nil && u.Host != "" {
-		shown = u.Scheme + "://" + u.Host + "/..."
-	}
 	msg := err.Error()
-	for _, s := range []string{raw, strings.TrimSuffix(raw, "/")} {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, shown)
-		}
+	u, perr := url.Parse(raw)
+	if perr != nil || u.Host == "" {
+		return errors.New(strings.ReplaceAll(msg, raw, "(the webhook URL)"))
 	}
-	if u, perr := url.Parse(raw); perr == nil && u.Path != "" && len(u.Path) > 1 {
+	// The whole URL as given, then its path alone (as a *url.Error may
+	// quote it escaped or trimmed).
+	msg = strings.ReplaceAll(msg, raw, u.Scheme+"://"+u.Host+"/...")
+	if len(u.Path) > 1 {
 		msg = strings.ReplaceAll(msg, u.Path, "/...")
 	}
 	return errors.New(msg)
