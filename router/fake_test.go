@@ -39,6 +39,7 @@ type fakeHAProxy struct {
 	weights map[haproxyconf.ServerKey]int
 	groups  map[string]string
 	forced  map[haproxyconf.ServerKey]bool
+	down    map[haproxyconf.ServerKey]string // servers taking no traffic, and why
 
 	// Faults.
 	observeErr  error // every Observe fails with it while set
@@ -78,7 +79,7 @@ func (f *fakeHAProxy) Observe(ctx context.Context, mapPath string) (haproxy.Obse
 		return haproxy.Observed{}, fmt.Errorf("%w: the master re-executes: %w", haproxy.ErrUnavailable, syscall.ECONNREFUSED)
 	}
 	f.observes++
-	o := haproxy.Observed{Proc: f.proc, Stamp: f.stamp, Weights: maps.Clone(f.weights), Forced: maps.Clone(f.forced)}
+	o := haproxy.Observed{Proc: f.proc, Stamp: f.stamp, Weights: maps.Clone(f.weights), Forced: maps.Clone(f.forced), Down: maps.Clone(f.down)}
 	o.Proc.Workers = []int{f.proc.MasterPID + f.proc.Reloads + 1}
 	if mapPath != "" {
 		o.Groups = maps.Clone(f.groups)

@@ -409,6 +409,39 @@ func (r *recordingReporter) get() *contract.Report {
 	return r.last
 }
 
+// TestServersDownReported: a server HAProxy sends no traffic to (its
+// checks fail, its name did not resolve) is in the pod's report and its
+// trackrouter_server_up is 0; once it is back, both say so. Routing is
+// not touched: it is HAProxy's own verdict, not the spec's.
+func TestServersDownReported(t *testing.T) {
+	rep := &recordingReporter{}
+	g := startFake(t, true, func(g *fakeRig) { g.r.Reporter = rep })
+	g.submit(5)
+	g.synced(5)
+	prod := haproxyconf.ServerKey{Backend: "all", Server: "production"}
+	up := func() float64 { return testutil.ToFloat64(g.r.Metrics.Up.WithLabelValues(prod.Backend, prod.Server)) }
+	if up() != 1 {
+		t.Fatalf("trackrouter_server_up of %s is %v before any fault, want 1", prod, up())
+	}
+	g.hap.mu.Lock()
+	g.hap.down = map[haproxyconf.ServerKey]string{prod: haproxy.ServerDown}
+	g.hap.mu.Unlock()
+	g.waitFor("the server shown down", func() bool {
+		r := rep.get()
+		return r != nil && r.Down[prod.Backend][prod.Server] == haproxy.ServerDown && up() == 0
+	})
+	if r := rep.get(); !r.InSync {
+		t.Errorf("a server down made the report out of sync: %+v", r)
+	}
+	g.hap.mu.Lock()
+	g.hap.down = nil
+	g.hap.mu.Unlock()
+	g.waitFor("the server shown up again", func() bool {
+		r := rep.get()
+		return r != nil && r.Down == nil && up() == 1
+	})
+}
+
 // TestUnreadableSourceIsNoRejection: a spec source that cannot be read (a
 // missing file, a symlink loop, a deleted ConfigMap) is not a rejected spec:
 // it counts as a read error, changes nothing in HAProxy, and once it has

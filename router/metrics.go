@@ -16,6 +16,7 @@ type Metrics struct {
 	RuntimeUpdates prometheus.Counter
 	Reloads        *prometheus.CounterVec
 	Weights        *prometheus.GaugeVec
+	Up             *prometheus.GaugeVec
 	ApplyErrors    *prometheus.CounterVec
 	InSync         prometheus.Gauge
 	ReportErrors   prometheus.Counter
@@ -59,6 +60,10 @@ func NewMetrics() *Metrics {
 			Name: "trackrouter_server_weight",
 			Help: "Server weights as HAProxy reports them (show servers state).",
 		}, []string{"backend", "server"}),
+		Up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "trackrouter_server_up",
+			Help: "1 when HAProxy may send traffic to the server (its health checks pass, its name resolved, not in maintenance), 0 when not (show servers state).",
+		}, []string{"backend", "server"}),
 		ApplyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackrouter_apply_errors_total",
 			Help: "Operational failures, retried with backoff: unreachable, check (haproxy -c could not run), write, reload, start, runtime, restart.",
@@ -85,20 +90,22 @@ func NewMetrics() *Metrics {
 	}
 	m.Reloads.WithLabelValues("success")
 	m.Reloads.WithLabelValues("failure")
-	m.Registry.MustRegister(m.Rejected, m.RuntimeUpdates, m.Reloads, m.Weights, m.ApplyErrors, m.InSync, m.ReportErrors, m.ReadErrors, m.Unreadable,
+	m.Registry.MustRegister(m.Rejected, m.RuntimeUpdates, m.Reloads, m.Weights, m.Up, m.ApplyErrors, m.InSync, m.ReportErrors, m.ReadErrors, m.Unreadable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// setWeights publishes the weights HAProxy reported. The series are only
-// reset when the set of servers changes, so a scrape never sees them empty.
-func (m *Metrics) setWeights(w map[haproxyconf.ServerKey]int) {
+// setWeights publishes the weights HAProxy reported and whether each
+// server takes traffic. The series are only reset when the set of servers
+// changes, so a scrape never sees them empty.
+func (m *Metrics) setWeights(w map[haproxyconf.ServerKey]int, down map[haproxyconf.ServerKey]string) {
 	same := len(w) == len(m.weightKeys)
 	for k := range w {
 		same = same && m.weightKeys[k]
 	}
 	if !same {
 		m.Weights.Reset()
+		m.Up.Reset()
 		m.weightKeys = make(map[haproxyconf.ServerKey]bool, len(w))
 		for k := range w {
 			m.weightKeys[k] = true
@@ -106,5 +113,10 @@ func (m *Metrics) setWeights(w map[haproxyconf.ServerKey]int) {
 	}
 	for k, v := range w {
 		m.Weights.WithLabelValues(k.Backend, k.Server).Set(float64(v))
+		up := 1.0
+		if down[k] != "" {
+			up = 0
+		}
+		m.Up.WithLabelValues(k.Backend, k.Server).Set(up)
 	}
 }

@@ -347,14 +347,14 @@ func (r *Router) publish(obs *haproxy.Observed, t *target, inSync bool) {
 		st.pendingEnd = r.pending.deadline
 	}
 	if obs != nil {
-		r.Metrics.setWeights(obs.Weights)
+		r.Metrics.setWeights(obs.Weights, obs.Down)
 		st.serving = r.good != nil && obs.Stamp == r.good.Stamp || t != nil && obs.Stamp == t.Stamp && len(obs.Proc.Workers) > 0
 		if r.good != nil && obs.Stamp == r.good.Stamp {
 			st.applied = r.good.Config
 		}
 	} else {
 		// What HAProxy runs is unknown: no weights are reported.
-		r.Metrics.setWeights(nil)
+		r.Metrics.setWeights(nil, nil)
 		if r.Process != nil && !r.Process.Running() {
 			st.serving = false
 		}
@@ -399,6 +399,15 @@ func (r *Router) report(obs *haproxy.Observed, t *target, inSync bool, unreadabl
 				rep.Weights[k.Backend] = make(map[string]int)
 			}
 			rep.Weights[k.Backend][k.Server] = w
+		}
+		for k, why := range obs.Down {
+			if rep.Down == nil {
+				rep.Down = make(map[string]map[string]string)
+			}
+			if rep.Down[k.Backend] == nil {
+				rep.Down[k.Backend] = make(map[string]string)
+			}
+			rep.Down[k.Backend][k.Server] = why
 		}
 	}
 	if rep.Same(r.reported) {

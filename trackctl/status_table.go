@@ -3,6 +3,8 @@ package trackctl
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -139,7 +141,11 @@ func printDetail(w io.Writer, h *fleet.Health) {
 		fmt.Fprintln(tw, "  BACKEND\tTRACK\tSPEC WEIGHT\tLIVE ON HAPROXY PODS")
 		for _, b := range h.Backends {
 			for _, s := range b.Servers {
-				fmt.Fprintf(tw, "  %s\t%s\t%d (%s)\t%s\n", b.Name, s.Track, s.Weight, weights.Percent(s.Share), fleet.LiveWords(s.Live))
+				live := fleet.LiveWords(s.Live)
+				for _, why := range slices.Sorted(maps.Keys(s.Down)) {
+					live += fmt.Sprintf("; %s on %d", strings.ToUpper(why), s.Down[why])
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%d (%s)\t%s\n", b.Name, s.Track, s.Weight, weights.Percent(s.Share), live)
 			}
 		}
 		tw.Flush()

@@ -26,6 +26,11 @@ type Report struct {
 	Since time.Time `json:"since"`
 	// Weights are the live server weights: backend -> track -> weight.
 	Weights map[string]map[string]int `json:"weights,omitempty"`
+	// Down are the servers HAProxy sends no traffic to, whatever their
+	// weight: backend -> track -> why ("down": its health checks fail,
+	// "no address": its name did not resolve, "maintenance"). Absent
+	// from a sidecar older than this field.
+	Down map[string]map[string]string `json:"down,omitempty"`
 	// Rejected is the last spec the sidecar refused, while it is the latest.
 	Rejected *Rejection `json:"rejected,omitempty"`
 	// Unreadable is set while the sidecar has not been able to read its

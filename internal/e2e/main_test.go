@@ -38,6 +38,10 @@ var env struct {
 	node              *testnode.Node
 	err               error
 	timings           []string // cold build and start, for the report
+	// keeper copies the pods' logs to keptLogs as they grow: the kubelet
+	// deletes a pod's logs with the pod.
+	keeper   *logKeeper
+	keptLogs string
 }
 
 func TestMain(m *testing.M) {
@@ -49,6 +53,9 @@ func TestMain(m *testing.M) {
 	code := 1
 	func() {
 		defer func() {
+			if env.keeper != nil {
+				env.keeper.Stop()
+			}
 			if env.node != nil {
 				env.node.Stop()
 			}
@@ -65,7 +72,7 @@ func TestMain(m *testing.M) {
 		if code == 0 {
 			os.RemoveAll(env.dir)
 		} else {
-			fmt.Fprintf(os.Stderr, "e2e: logs kept in %s (cluster logs/, node/logs/, node/pod-logs/)\n", env.dir)
+			fmt.Fprintf(os.Stderr, "e2e: logs kept in %s (cluster logs/, node/logs/, every pod's in kept-pod-logs/)\n", env.dir)
 		}
 	}
 	os.Exit(code)
@@ -131,6 +138,8 @@ func setUp() error {
 		return fmt.Errorf("%w (node logs in %s)", err, filepath.Join(nodeDir, "logs"))
 	}
 	env.timings = append(env.timings, fmt.Sprintf("control plane and node Ready in %s", time.Since(start).Round(100*time.Millisecond)))
+	env.keptLogs = filepath.Join(env.dir, "kept-pod-logs")
+	env.keeper = keepLogs(env.node.PodLogs(), env.keptLogs)
 	return nil
 }
 

@@ -97,6 +97,26 @@ func TestWalk(t *testing.T) {
 	for _, s := range env.timings {
 		w.logf("%s", s)
 	}
+	// Said last, so that the end of a failed run's output (all CI shows)
+	// names the failed steps and what the HAProxy pods logged meanwhile.
+	var problems []string
+	walkStart := time.Now()
+	defer func() {
+		if len(problems) == 0 && !t.Failed() {
+			return
+		}
+		if env.keeper != nil {
+			env.keeper.copy()
+			events := routerEvents(env.keptLogs, walkStart, time.Now())
+			if len(events) > 150 {
+				events = append(events[:150], fmt.Sprintf("… %d more in %s", len(events)-150, env.keptLogs))
+			}
+			t.Log("what the HAProxy pods logged of their servers, reloads and warnings during the walk:\n  " + strings.Join(events, "\n  "))
+		}
+		for _, p := range problems {
+			t.Error(p)
+		}
+	}()
 	defer func() {
 		t.Log("the walk's report:\n  " + strings.Join(w.report, "\n  "))
 	}()
@@ -150,7 +170,6 @@ images:
 			w.logf("  failure: %s", s)
 		}
 	}()
-	var problems []string
 	step := func(name string, wt *tally) {
 		w.logf("%s: %s", name, wt)
 		if n := wt.failures(); n > 0 {
@@ -332,9 +351,6 @@ images:
 	}
 	if bad == 0 {
 		problems = append(problems, "the bad build answered no request: the rollback was not caused by it")
-	}
-	for _, p := range problems {
-		t.Error(p)
 	}
 }
 
@@ -612,7 +628,12 @@ func (w *walk) podProblems(ctx context.Context, namespace string) string {
 }
 
 // waitServing waits until every Deployment of the service is available
-// and every HAProxy pod reports the latest spec in sync.
+// and every HAProxy pod reports the latest spec in sync with every server
+// up: a track's pods Ready is not yet HAProxy's checks passing (a check
+// that failed before the track's endpoints were in kube-proxy's rules
+// keeps the server down for its rise count; CI saw 503 "No server is
+// available" for the first 0.5 s of traffic when the walk began on
+// Deployments alone).
 func (w *walk) waitServing(ctx context.Context, s *weights.Spec, timeout time.Duration) {
 	w.t.Helper()
 	w.poll("the service's Deployments", timeout, func(ctx context.Context) error {
@@ -634,6 +655,9 @@ func (w *walk) waitServing(ctx context.Context, s *weights.Spec, timeout time.Du
 	w.waitReports(ctx, timeout, func(r *fleet.Report) error {
 		if !r.InSync || r.HAProxy != "running" {
 			return fmt.Errorf("%s: in sync %v, haproxy %s", r.Pod, r.InSync, r.HAProxy)
+		}
+		if len(r.Down) > 0 {
+			return fmt.Errorf("%s: servers taking no traffic: %v", r.Pod, r.Down)
 		}
 		return nil
 	})

@@ -120,6 +120,9 @@ type ServerHealth struct {
 	Share  float64 `json:"share"`  // percent, from the spec's weights
 	// Live maps each weight HAProxy pods report to how many pods run it.
 	Live map[int]int `json:"live"`
+	// Down maps why HAProxy sends the server no traffic ("down", "no
+	// address", "maintenance") to how many pods say so.
+	Down map[string]int `json:"down,omitempty"`
 }
 
 // Evaluate judges every service whose spec is in objs.
@@ -312,7 +315,16 @@ func (h *Health) liveWeights(spec *weights.Spec) {
 					if w, ok := ps.Report.Weights[name][track]; ok {
 						sh.Live[w]++
 					}
+					if why := ps.Report.Down[name][track]; why != "" {
+						if sh.Down == nil {
+							sh.Down = map[string]int{}
+						}
+						sh.Down[why]++
+					}
 				}
+				// Not a problem (yet): the test clusters' pods are kwok's,
+				// which no HAProxy can reach; status shows it beside the
+				// live weights, and trackrouter_server_up is there to alert on.
 				bh.Servers = append(bh.Servers, sh)
 			}
 			h.Backends = append(h.Backends, bh)

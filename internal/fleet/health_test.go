@@ -62,3 +62,14 @@ func TestUnreadableSpecIsAProblem(t *testing.T) {
 		t.Errorf("problems: want %q, got %q", want, got)
 	}
 }
+
+// TestServerDownCounted: a server HAProxy sends no traffic to (its checks
+// fail) is counted beside its live weights, by why and on how many pods.
+func TestServerDownCounted(t *testing.T) {
+	b, _ := json.Marshal(Report{Pod: "web-haproxy-b", ResourceVersion: "7", HAProxy: "running", InSync: true, Since: time.Now(),
+		Weights: map[string]map[string]int{"main": {"production": 100}}, Down: map[string]map[string]string{"main": {"production": "down"}}})
+	h := Evaluate(objects(map[string]string{"web-haproxy-a": report("web-haproxy-a"), "web-haproxy-b": string(b)}, true), Options{MinEndpoints: 0})[0]
+	if got := h.Backends[0].Servers[0].Down; len(got) != 1 || got["down"] != 1 {
+		t.Errorf("backend main's production down on %v pods, want down on 1", got)
+	}
+}

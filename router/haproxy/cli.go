@@ -27,7 +27,19 @@ type Observed struct {
 	// Forced lists the servers put in maintenance or drain by hand on the
 	// Runtime API (not by a health check or name resolution).
 	Forced map[haproxyconf.ServerKey]bool
+	// Down lists the servers HAProxy does not send traffic to, whatever
+	// their weight, and why: ServerDown (its health checks fail),
+	// ServerNoAddress (its name did not resolve), ServerMaint (in
+	// maintenance).
+	Down map[haproxyconf.ServerKey]string
 }
+
+// Why a server takes no traffic, in Observed.Down.
+const (
+	ServerDown      = "down"
+	ServerNoAddress = "no address"
+	ServerMaint     = "maintenance"
+)
 
 // MasterCLI drives an HAProxy started in master-worker mode (-W -S socket)
 // through its master socket.
@@ -145,9 +157,11 @@ func (m *MasterCLI) Observe(ctx context.Context, mapPath string) (Observed, erro
 	if err != nil {
 		return o, err
 	}
-	if o.Weights, o.Forced, err = parseServersState(state); err != nil {
+	servers, err := parseServersState(state)
+	if err != nil {
 		return o, err
 	}
+	o.Weights, o.Forced, o.Down = servers.weights, servers.forced, servers.down
 	if mapPath != "" {
 		out, err := m.Command(ctx, "@1 show map "+mapPath)
 		if err != nil {
@@ -168,16 +182,30 @@ func parseDescription(info string) string {
 	return ""
 }
 
-// parseServersState reads the user weight of every server from show servers
-// state, by the column names of its header line, and which servers are in a
-// maintenance or drain forced on the Runtime API.
-func parseServersState(out string) (map[haproxyconf.ServerKey]int, map[haproxyconf.ServerKey]bool, error) {
-	// srv_admin_state bits: SRV_ADMF_FMAINT 0x01 and SRV_ADMF_FDRAIN 0x10
-	// are forced by "set server ... state"; the others come from the
-	// config, health checks or name resolution.
-	const forcedBits = 0x01 | 0x10
-	w := make(map[haproxyconf.ServerKey]int)
-	forced := make(map[haproxyconf.ServerKey]bool)
+// servers is what show servers state says of each server.
+type servers struct {
+	weights map[haproxyconf.ServerKey]int
+	forced  map[haproxyconf.ServerKey]bool
+	down    map[haproxyconf.ServerKey]string
+}
+
+// parseServersState reads show servers state by the column names of its
+// header line: every server's user weight, which servers are in a
+// maintenance or drain forced on the Runtime API, and which take no
+// traffic and why.
+func parseServersState(out string) (servers, error) {
+	// srv_admin_state bits (HAProxy's enum srv_admin, measured on 2.6):
+	// SRV_ADMF_FMAINT 0x01 and SRV_ADMF_FDRAIN 0x08 are forced by "set
+	// server ... state"; SRV_ADMF_IMAINT 0x02 is inherited from a tracked
+	// server, SRV_ADMF_CMAINT 0x04 the config's "disabled", SRV_ADMF_RMAINT
+	// 0x20 a name that did not resolve. srv_op_state 0 is SRV_ST_STOPPED:
+	// down.
+	const (
+		forcedBits = 0x01 | 0x08
+		maintBits  = 0x01 | 0x02 | 0x04
+		rmaint     = 0x20
+	)
+	s := servers{weights: make(map[haproxyconf.ServerKey]int), forced: make(map[haproxyconf.ServerKey]bool)}
 	col := map[string]int{}
 	for _, line := range strings.Split(out, "\n") {
 		fields := strings.Fields(line)
@@ -188,25 +216,41 @@ func parseServersState(out string) (map[haproxyconf.ServerKey]int, map[haproxyco
 				col[name] = i
 			}
 		case len(col) > 0:
-			be, srv, uw, adm := col["be_name"], col["srv_name"], col["srv_uweight"], col["srv_admin_state"]
-			if len(fields) <= max(be, srv, uw, adm) {
+			be, srv, uw, adm, op := col["be_name"], col["srv_name"], col["srv_uweight"], col["srv_admin_state"], col["srv_op_state"]
+			if len(fields) <= max(be, srv, uw, adm, op) {
 				continue
 			}
 			key := haproxyconf.ServerKey{Backend: fields[be], Server: fields[srv]}
 			n, err := strconv.Atoi(fields[uw])
 			if err != nil {
-				return nil, nil, fmt.Errorf("show servers state: weight %q of %s", clip(fields[uw]), key)
+				return servers{}, fmt.Errorf("show servers state: weight %q of %s", clip(fields[uw]), key)
 			}
-			w[key] = n
-			if a, err := strconv.Atoi(fields[adm]); err == nil && a&forcedBits != 0 {
-				forced[key] = true
+			s.weights[key] = n
+			a, aerr := strconv.Atoi(fields[adm])
+			if aerr == nil && a&forcedBits != 0 {
+				s.forced[key] = true
+			}
+			why := ""
+			switch o, oerr := strconv.Atoi(fields[op]); {
+			case aerr == nil && a&rmaint != 0:
+				why = ServerNoAddress
+			case aerr == nil && a&maintBits != 0:
+				why = ServerMaint
+			case oerr == nil && o == 0:
+				why = ServerDown
+			}
+			if why != "" {
+				if s.down == nil {
+					s.down = make(map[haproxyconf.ServerKey]string)
+				}
+				s.down[key] = why
 			}
 		}
 	}
 	if len(col) == 0 {
-		return nil, nil, fmt.Errorf("show servers state: no header in %q", clip(out))
+		return servers{}, fmt.Errorf("show servers state: no header in %q", clip(out))
 	}
-	return w, forced, nil
+	return s, nil
 }
 
 // parseShowMap reads "0x56493dd9fa20 free canary" lines; an unknown map

@@ -33,23 +33,33 @@ func TestParseShowProc(t *testing.T) {
 }
 
 func TestParseObservations(t *testing.T) {
-	// HAProxy 2.6.12.
+	// HAProxy 2.6.12; s5 drained by "set server b1/s5 state drain" (admin
+	// state 8, measured).
 	state := `1
 # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
 3 b1 1 s1 127.0.0.1 2 0 30 5 1 1 0 2 0 0 0 0 - 1 - 0 0 - - 0
 3 b1 2 s2 127.0.0.1 0 1 70 95 1 1 0 2 0 0 0 0 - 2 - 0 0 - - 0
+3 b1 3 s3 127.0.0.1 0 0 5 5 1 1 0 2 0 0 0 0 - 2 - 0 0 - - 0
+3 b1 4 s4 - 0 32 5 5 1 1 0 2 0 0 0 0 - 2 - 0 0 - - 0
+3 b1 5 s5 127.0.0.1 2 8 5 5 1 1 0 2 0 0 0 0 - 2 - 0 0 - - 0
 `
-	w, forced, err := parseServersState(state)
+	got, err := parseServersState(state)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[haproxyconf.ServerKey]bool{{Backend: "b1", Server: "s2"}: true}, forced); diff != "" {
+	k := func(s string) haproxyconf.ServerKey { return haproxyconf.ServerKey{Backend: "b1", Server: s} }
+	if diff := cmp.Diff(map[haproxyconf.ServerKey]bool{k("s2"): true, k("s5"): true}, got.forced); diff != "" {
 		t.Errorf("forced maintenance (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(map[haproxyconf.ServerKey]int{{Backend: "b1", Server: "s1"}: 30, {Backend: "b1", Server: "s2"}: 70}, w); diff != "" {
+	if diff := cmp.Diff(map[haproxyconf.ServerKey]int{k("s1"): 30, k("s2"): 70, k("s3"): 5, k("s4"): 5, k("s5"): 5}, got.weights); diff != "" {
 		t.Errorf("parseServersState (-want +got):\n%s", diff)
 	}
-	if _, _, err := parseServersState("Unknown command.\n"); err == nil {
+	// s1 up, s2 in forced maintenance, s3 down by its checks, s4 without
+	// an address, s5 draining (up: it serves its sessions).
+	if diff := cmp.Diff(map[haproxyconf.ServerKey]string{k("s2"): ServerMaint, k("s3"): ServerDown, k("s4"): ServerNoAddress}, got.down); diff != "" {
+		t.Errorf("servers taking no traffic (-want +got):\n%s", diff)
+	}
+	if _, err := parseServersState("Unknown command.\n"); err == nil {
 		t.Error("want an error for an answer without a header")
 	}
 	info := "Name: HAProxy\nVersion: 2.6.12\nPid: 2108\nnode: vm\ndescription: trackrouter:abc123\n"

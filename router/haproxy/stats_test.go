@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -96,5 +97,73 @@ func TestParseServerStatsRefusesGarbage(t *testing.T) {
 		if _, err := ParseServerStats(out); err == nil {
 			t.Errorf("%q: want an error", out)
 		}
+	}
+}
+
+// TestDownFromHAProxy: a real HAProxy's show servers state says which
+// servers take no traffic and why: one whose checks fail is down, one
+// whose name did not resolve has no address, one disabled in the config is
+// in maintenance; a server that answers its checks is in none of them.
+func TestDownFromHAProxy(t *testing.T) {
+	bin := haproxytest.Binary(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	closed := func() string { l, _ := net.Listen("tcp", "127.0.0.1:0"); a := l.Addr().String(); l.Close(); return a }()
+	fe := fmt.Sprintf("127.0.0.1:%d", haproxytest.FreePort(t))
+	cfg := fmt.Sprintf(`global
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 5s
+  timeout server 5s
+  timeout check 1s
+frontend fe
+  bind %s
+  default_backend b
+backend b
+  server up %s check inter 100ms fall 2 rise 1
+  server gone %s check inter 100ms fall 2 rise 1
+  server nameless nothing.invalid:80 check init-addr none
+  server off %s check disabled
+`, fe, l.Addr(), closed, l.Addr())
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := haproxytest.Start(t, bin, path)
+	haproxytest.WaitListening(t, fe)
+	k := func(s string) haproxyconf.ServerKey { return haproxyconf.ServerKey{Backend: "b", Server: s} }
+	want := map[haproxyconf.ServerKey]string{k("gone"): ServerDown, k("nameless"): ServerNoAddress, k("off"): ServerMaint}
+	cli := &MasterCLI{Socket: p.MasterSock}
+	var got map[haproxyconf.ServerKey]string
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		o, err := cli.Observe(context.Background(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got = o.Down; cmp.Equal(want, got) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !cmp.Equal(want, got) {
+		t.Fatalf("servers taking no traffic after 5 s (-want +got):\n%s", cmp.Diff(want, got))
+	}
+	// A drain forced by hand is forced (the sidecar ends it), not down.
+	if _, err := cli.Command(context.Background(), "@1 set server b/up state drain"); err != nil {
+		t.Fatal(err)
+	}
+	o, err := cli.Observe(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.Forced[k("up")] || o.Down[k("up")] != "" {
+		t.Errorf("b/up drained by hand: forced %v, down %q; want forced, not down", o.Forced[k("up")], o.Down[k("up")])
 	}
 }
