@@ -59,8 +59,8 @@ type parsedSpec struct {
 }
 
 // bake is what the controller measured of a stage since it began baking:
-// kept in memory; a restarted controller counts again from its restart
-// (the bake's time goes on from the recorded start).
+// kept in memory and written down with each judgement (State.Judged), from
+// which a restarted controller or a new leader goes on.
 type bake struct {
 	ns, service      string
 	version, stage   string
@@ -420,10 +420,19 @@ func (p *pipelines) judge(ctx context.Context, ns string, spec *weights.Spec, st
 	}
 	key := ns + "/" + spec.Service
 	id := st.Version + "/" + st.Stage + "/" + st.Since.String()
+	cfg := analysis.ConfigOf(a)
 	p.mu.Lock()
 	b := p.bakes[key]
 	if b == nil || b.key != id {
 		b = &bake{key: id, ns: ns, service: spec.Service, version: st.Version, stage: st.Stage}
+		if j := st.Judged; j != nil && j.Counts != nil && !j.At.Before(st.Since) {
+			// Counted by another controller (or this one before a
+			// restart) since the stage began: go on from there, on the
+			// same beat of looks.
+			b.canary, b.baseline = analysis.RestoreTally(j.Counts.Canary), analysis.RestoreTally(j.Counts.Baseline)
+			b.next = j.At.Add(cfg.Interval)
+			p.c.log.Info("analysis: going on from the counts written at the last look", "service", key, "stage", st.Stage, "version", st.Version, "lastLook", j.At.Format(time.RFC3339), "requests", j.Requests)
+		}
 		p.bakes[key] = b
 	}
 	p.mu.Unlock()
@@ -431,12 +440,12 @@ func (p *pipelines) judge(ctx context.Context, ns string, spec *weights.Spec, st
 	if !first && now.Before(b.next) {
 		return nil, nil
 	}
-	cfg := analysis.ConfigOf(a)
 	b.next = now.Add(cfg.Interval)
 	canaryKeys, baselineKeys := comparedServers(spec, st.Stage)
 	canary, baseline, unmeasured := p.measurer.Measure(ctx, ns, spec, canaryKeys, baselineKeys)
 	cs, bs := b.canary.Observe(canary), b.baseline.Observe(baseline)
-	m := &pipeline.Measurement{Requests: cs.Requests, Need: cfg.MinRequests, Unmeasured: unmeasured}
+	m := &pipeline.Measurement{Requests: cs.Requests, Need: cfg.MinRequests, Unmeasured: unmeasured,
+		Counts: &pipeline.BakeCounts{Canary: b.canary.State(), Baseline: b.baseline.State()}}
 	v := analysis.Verdict{Action: analysis.Wait, Reason: "the bake's first reading: its counts start here"}
 	if !first {
 		v = analysis.Decide(cfg, cs, bs, now.Sub(st.Since))

@@ -222,3 +222,121 @@ func TestReleaseLoopIsolation(t *testing.T) {
 	}
 	t.Logf("account-service promoted %s after both canaries began baking, while slow's first look hung", took.Round(time.Millisecond))
 }
+
+// clockMeasurer: the canary served one request per second of the clock
+// since origin, the baseline ten, none failed, on one pod whose worker
+// never changes: what a bake counts depends only on when it started.
+type clockMeasurer struct {
+	clk    *clocktesting.FakeClock
+	origin time.Time
+}
+
+func (m clockMeasurer) Measure(context.Context, string, *weights.Spec, []haproxyconf.ServerKey, []haproxyconf.ServerKey) ([]analysis.PodCounts, []analysis.PodCounts, []string) {
+	n := int64(m.clk.Since(m.origin) / time.Second)
+	return []analysis.PodCounts{{Pod: "p", Worker: "1", Requests: n}}, []analysis.PodCounts{{Pod: "p", Worker: "1", Requests: 10 * n}}, nil
+}
+
+// TestReleaseFailover: a controller stopped mid-bake and replaced by
+// another promotes at the moment the first would have. The canary serves
+// 1 request/s and needs 300: counted from the bake's first look, the
+// release is promoted at the look 300 s after it; a controller that
+// counted from its own first look (150 s in) would wait until 480 s.
+// Each step of the clock waits for the loop's judgement of it (read from
+// the release state), never for a sleep.
+func TestReleaseFailover(t *testing.T) {
+	client, ns, cm := setup(t)
+	ctx := context.Background()
+	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "canary:     {version: 1.0, replicas: 4}", "canary:     {version: 1.0, replicas: 4, analysis: {bake: 2m, interval: 30s, minRequests: 300}}", 1)
+	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	origin := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakeClock(origin)
+	run := func() (stop func()) {
+		f := NewFactories(client, ns, time.Minute)
+		ctrl := New(client, f.Informers(), Options{RouterImage: "trackrouter:test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), ServiceGrace: testServiceGrace, Clock: clk, Measurer: clockMeasurer{clk, origin}})
+		runCtx, cancel := context.WithCancel(ctx)
+		f.Start(runCtx.Done())
+		done := make(chan struct{})
+		go func() { ctrl.Run(runCtx, 1); close(done) }()
+		return func() { cancel(); <-done; f.Shutdown() }
+	}
+	state := func() pipeline.State {
+		rel, err := client.CoreV1().ConfigMaps(ns).Get(ctx, pipeline.ConfigMapName("account-service"), metav1.GetOptions{})
+		if err != nil {
+			return pipeline.State{}
+		}
+		st, _, _ := pipeline.Read(rel.Data)
+		return st
+	}
+	edit := func(from, to string) {
+		cur, err := client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Data[weights.DataKey] = strings.Replace(cur.Data[weights.DataKey], from, to, 1)
+		if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := run()
+	defer func() { stop() }()
+	poll(t, "the release's first look", func() error {
+		if st := state(); st.Phase != pipeline.Idle {
+			return fmt.Errorf("phase %q", st.Phase)
+		}
+		return nil
+	})
+	edit("internal:   {version: 1.0.0", "internal:   {version: 1.1.0")
+	poll(t, "release 1.1.0 on internal", func() error {
+		if st := state(); st.Version != "1.1.0" {
+			return fmt.Errorf("%s %s on %s", st.Version, st.Phase, st.Stage)
+		}
+		return nil
+	})
+	edit("canary:     {version: 1.0,", "canary:     {version: 1.1.0,")
+	var firstLook time.Time
+	poll(t, "the bake's first look", func() error {
+		st := state()
+		if st.Phase != pipeline.Baking || st.Stage != "canary" || st.Judged == nil {
+			return fmt.Errorf("%s %s on %s: %s", st.Version, st.Phase, st.Stage, st.Reason)
+		}
+		firstLook = st.Judged.At
+		return nil
+	})
+	// step moves the clock 30 s and waits for the loop's look at it: a
+	// judgement at the new time, or the stage moved on.
+	step := func() pipeline.State {
+		t.Helper()
+		clk.Step(30 * time.Second)
+		now := clk.Now()
+		var st pipeline.State
+		poll(t, "the look at "+now.Format("15:04:05"), func() error {
+			st = state()
+			if st.Stage != "canary" || st.Judged != nil && !st.Judged.At.Before(now) {
+				return nil
+			}
+			return fmt.Errorf("%s %s on %s, judged %+v", st.Version, st.Phase, st.Stage, st.Judged)
+		})
+		return st
+	}
+	for range 5 { // 150 s of the bake under the first controller
+		if st := step(); st.Stage != "canary" {
+			t.Fatalf("promoted %s after the first look, before 300 requests: %s", clk.Since(firstLook), st.Reason)
+		}
+	}
+	stop()
+	stop = run() // another controller, from what the first wrote
+	promoted := time.Time{}
+	for range 12 {
+		st := step()
+		if st.Stage != "canary" {
+			promoted = clk.Now()
+			t.Logf("promoted %s after the bake's first look: %s", promoted.Sub(firstLook), st.Reason)
+			break
+		}
+	}
+	if want := firstLook.Add(300 * time.Second); !promoted.Equal(want) {
+		t.Errorf("promoted at %s after the bake's first look, want 300s: the second controller did not go on from the first's counts", promoted.Sub(firstLook))
+	}
+}

@@ -125,3 +125,87 @@ func backwards(now, last []int64) bool {
 	}
 	return false
 }
+
+// TallyState is a Tally written down (in the release state, at each look
+// the pipeline writes anyway), so that another controller (a restart, a
+// new leader) goes on counting from the stage's start, not from its own.
+type TallyState struct {
+	Counts  SeriesState `json:"counts"`
+	Latency SeriesState `json:"latency"`
+}
+
+// SeriesState is a series written down: what identities that are gone
+// counted, and by pod the reading the stage starts from and the last one.
+// Trailing zeros of a reading are left out (a histogram is mostly zeros).
+type SeriesState struct {
+	Carried []int64                 `json:"carried,omitempty"`
+	Start   map[string]ReadingState `json:"start,omitempty"`
+	Last    map[string]ReadingState `json:"last,omitempty"`
+}
+
+// ReadingState is one pod's counters under one identity (a worker, an
+// latency epoch).
+type ReadingState struct {
+	ID string  `json:"id"`
+	V  []int64 `json:"v,omitempty"`
+}
+
+// State writes t down.
+func (t *Tally) State() TallyState {
+	return TallyState{Counts: t.counts.state(), Latency: t.latency.state()}
+}
+
+// RestoreTally is the Tally that st wrote down.
+func RestoreTally(st TallyState) Tally {
+	return Tally{counts: restoreSeries(st.Counts, 2), latency: restoreSeries(st.Latency, NumBuckets)}
+}
+
+func (s *series) state() SeriesState {
+	out := SeriesState{Carried: trimZeros(s.carried)}
+	if len(s.start) > 0 {
+		out.Start, out.Last = make(map[string]ReadingState), make(map[string]ReadingState)
+		for pod, r := range s.start {
+			out.Start[pod] = ReadingState{ID: r.id, V: trimZeros(r.v)}
+		}
+		for pod, r := range s.last {
+			out.Last[pod] = ReadingState{ID: r.id, V: trimZeros(r.v)}
+		}
+	}
+	return out
+}
+
+// restoreSeries reads a series written down, each reading n values long.
+func restoreSeries(st SeriesState, n int) series {
+	s := series{start: make(map[string]reading), last: make(map[string]reading)}
+	if len(st.Start) > 0 || st.Carried != nil {
+		s.carried = pad(st.Carried, n)
+	}
+	for pod, r := range st.Start {
+		var v []int64
+		if r.V != nil {
+			v = pad(r.V, n) // nil: an identity born since the stage began, from 0
+		}
+		s.start[pod] = reading{pod, r.ID, v}
+	}
+	for pod, r := range st.Last {
+		s.last[pod] = reading{pod, r.ID, pad(r.V, n)}
+	}
+	return s
+}
+
+func trimZeros(v []int64) []int64 {
+	if v == nil {
+		return nil
+	}
+	n := len(v)
+	for n > 0 && v[n-1] == 0 {
+		n--
+	}
+	return append(make([]int64, 0, n), v[:n]...)
+}
+
+func pad(v []int64, n int) []int64 {
+	out := make([]int64, max(n, len(v)))
+	copy(out, v)
+	return out
+}

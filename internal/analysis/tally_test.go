@@ -1,6 +1,9 @@
 package analysis
 
 import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -96,5 +99,67 @@ func TestTallyNoPod(t *testing.T) {
 	tally.Observe([]PodCounts{{Pod: "a", Worker: "1", Requests: 10}})
 	if s := tally.Observe(nil); s.Requests != 0 {
 		t.Errorf("a pod not read keeps its counts since the start: %+v", s)
+	}
+}
+
+// TestTallyWrittenDown: a Tally written down (as JSON, in the release
+// state) after any read and restored counts on exactly as the one that
+// was never written down, across reloads, pods that come and go and
+// latency epochs: a new leader judges from the stage's start.
+func TestTallyWrittenDown(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for run := 0; run < 200; run++ {
+		var kept Tally
+		type pod struct {
+			worker, epoch int
+			req, errs     int64
+			lat           Histogram
+		}
+		pods := map[string]*pod{"a": {}, "b": {}, "c": {}}
+		reads := 2 + rng.IntN(12)
+		cut := rng.IntN(reads)
+		var restored *Tally
+		for i := 0; i < reads; i++ {
+			var now []PodCounts
+			for _, name := range []string{"a", "b", "c"} {
+				p := pods[name]
+				switch rng.IntN(10) {
+				case 0: // a reload: the worker counts from 0
+					p.worker++
+					p.req, p.errs = 0, 0
+				case 1: // the sidecar restarted: a new latency epoch
+					p.epoch++
+					p.lat = Histogram{}
+				}
+				n := int64(rng.IntN(50))
+				p.req += n
+				p.errs += int64(rng.IntN(int(n) + 1))
+				for range n {
+					p.lat.Observe(rng.Float64() * 300)
+				}
+				if rng.IntN(6) == 0 {
+					continue // not read this time
+				}
+				now = append(now, PodCounts{Pod: name, Worker: fmt.Sprint(p.worker), Requests: p.req, Errors: p.errs, LatencyEpoch: fmt.Sprint(p.epoch), Latency: p.lat})
+			}
+			want := kept.Observe(now)
+			if restored != nil {
+				if got := restored.Observe(now); !cmp.Equal(want, got) {
+					t.Fatalf("run %d, read %d: restored after read %d says %+v, the kept one %+v", run, i, cut, got, want)
+				}
+			}
+			if i == cut {
+				b, err := json.Marshal(kept.State())
+				if err != nil {
+					t.Fatal(err)
+				}
+				var st TallyState
+				if err := json.Unmarshal(b, &st); err != nil {
+					t.Fatal(err)
+				}
+				r := RestoreTally(st)
+				restored = &r
+			}
+		}
 	}
 }

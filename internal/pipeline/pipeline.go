@@ -88,6 +88,18 @@ type Judgement struct {
 	// Unmeasured are the HAProxy pods whose samples could not be read at
 	// this look, "POD: why" (or why no pod could be).
 	Unmeasured []string `json:"unmeasured,omitempty"`
+	// Counts are the bake's tallies after this look: each pod's counters
+	// where the stage's count starts, and as last read. Another controller
+	// (a restart, a new leader) goes on from them, so a bake is judged
+	// from the stage's start whoever leads; written with the judgement,
+	// no write of its own.
+	Counts *BakeCounts `json:"counts,omitempty"`
+}
+
+// BakeCounts are the canary's and the baseline's tallies of a bake.
+type BakeCounts struct {
+	Canary   analysis.TallyState `json:"canary"`
+	Baseline analysis.TallyState `json:"baseline"`
 }
 
 // Measurement is what the controller could read for a judgement.
@@ -95,6 +107,8 @@ type Measurement struct {
 	Requests, Need int64
 	// Unmeasured: see Judgement.
 	Unmeasured []string
+	// Counts: see Judgement.
+	Counts *BakeCounts
 }
 
 // Pending is a decision waiting for its edits to reach the spec.
@@ -300,7 +314,7 @@ func step(st State, spec *weights.Spec, versions map[string]string, obs Observed
 		v := measured(*obs.Verdict, obs.Measured)
 		st.Judged = &Judgement{At: obs.Now.UTC().Truncate(time.Second), Action: v.Action, Reason: v.Reason}
 		if m := obs.Measured; m != nil {
-			st.Judged.Requests, st.Judged.Need, st.Judged.Unmeasured = m.Requests, m.Need, m.Unmeasured
+			st.Judged.Requests, st.Judged.Need, st.Judged.Unmeasured, st.Judged.Counts = m.Requests, m.Need, m.Unmeasured, m.Counts
 		}
 		switch v.Action {
 		case analysis.Rollback:
