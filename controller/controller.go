@@ -125,6 +125,11 @@ type Controller struct {
 	// syncs. For metrics and tests.
 	Writes atomic.Int64
 	Syncs  atomic.Int64
+	// handled are the event handlers' registrations: each has delivered
+	// its informer's initial list once synced. running counts syncs in
+	// progress. Both for Idle.
+	handled []cache.ResourceEventHandlerRegistration
+	running atomic.Int64
 	// ApplyErrors counts objects the API refused to write.
 	ApplyErrors atomic.Int64
 	// StuckSwitches counts new versions that passed their progress deadline.
@@ -239,10 +244,10 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	c.pipelines.watch(inf)
 	// The sidecars write their reports often: only the status ConfigMap's
 	// coming and going is the spec's business.
-	inf.StatusConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	c.handle(inf.StatusConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueOwner,
 		DeleteFunc: c.enqueueOwner,
-	})
+	}))
 
 	// A spec's change or deletion can unblock another spec of the same
 	// service (a duplicate): enqueue those too.
@@ -251,7 +256,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	// services it queued them all at once, and an edit arriving then
 	// waited ~1.8 s behind them. The other informers' resyncs would only
 	// queue the same specs again: they are dropped.
-	inf.ConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	c.handle(inf.ConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueueService,
 		UpdateFunc: func(old, obj any) {
 			if resynced(old, obj) {
@@ -266,10 +271,10 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 			}
 			c.enqueueService(obj)
 		},
-	})
+	}))
 	// A PodTemplate change re-syncs every spec of its namespace: there are
 	// few, and only the sync knows which spec names which template.
-	inf.PodTemplates.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	c.handle(inf.PodTemplates.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueueNamespace,
 		UpdateFunc: func(old, obj any) {
 			if !resynced(old, obj) {
@@ -277,7 +282,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 			}
 		},
 		DeleteFunc: c.enqueueNamespace,
-	})
+	}))
 	// Deployments with a track's labels, ours or not: one appearing or going
 	// away changes what reportForeign says of the service's spec.
 	byApp := func(obj any) {
@@ -285,7 +290,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 			c.enqueueLabelled(o.GetNamespace(), o.GetLabels()[LabelApp])
 		}
 	}
-	inf.Labeled.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	c.handle(inf.Labeled.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: byApp,
 		UpdateFunc: func(old, obj any) {
 			if !resynced(old, obj) && !statusOnly(old, obj) {
@@ -293,7 +298,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 			}
 		},
 		DeleteFunc: byApp,
-	})
+	}))
 	owned := cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueueOwner,
 		UpdateFunc: func(old, obj any) {
@@ -310,7 +315,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	}
 	for _, i := range []cache.SharedIndexInformer{inf.Services.Informer(), inf.ServiceAccounts.Informer(),
 		inf.Roles.Informer(), inf.RoleBindings.Informer()} {
-		i.AddEventHandler(owned)
+		c.handle(i.AddEventHandler(owned))
 	}
 	// A Deployment's status changes with every pod that starts: of those
 	// updates the sync needs only the ones that change whether it is
@@ -323,7 +328,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		}
 		c.enqueueOwner(obj)
 	}
-	inf.Deployments.Informer().AddEventHandler(deployments)
+	c.handle(inf.Deployments.Informer().AddEventHandler(deployments))
 
 	c.events = newEventBroadcaster()
 	c.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
@@ -526,6 +531,8 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	if quit {
 		return false
 	}
+	c.running.Add(1)
+	defer c.running.Add(-1)
 	defer c.queue.Done(key)
 	err := c.syncHandler(ctx, key)
 	c.flushWrites(key)
@@ -537,6 +544,28 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	c.queue.Forget(key)
 	c.Syncs.Add(1)
 	return true
+}
+
+// handle keeps an event handler's registration for Idle.
+func (c *Controller) handle(reg cache.ResourceEventHandlerRegistration, err error) {
+	if err == nil {
+		c.handled = append(c.handled, reg)
+	}
+}
+
+// Idle reports whether the controller has handled every event its
+// informers delivered so far: each handler has seen its informer's initial
+// list, no spec is queued (delayed resyncs aside) and no sync runs. Seen
+// twice with Syncs unchanged between, it proves that what is already in
+// the cluster has been synced: a test's proof of "nothing more to write",
+// instead of a sleep.
+func (c *Controller) Idle() bool {
+	for _, reg := range c.handled {
+		if !reg.HasSynced() {
+			return false
+		}
+	}
+	return len(c.handled) > 0 && c.queue.Len() == 0 && c.running.Load() == 0
 }
 
 // available reports whether a Deployment has all its replicas updated,

@@ -377,13 +377,23 @@ func TestRestartWritesNothing(t *testing.T) {
 	converge(t, client, ns)
 	t.Logf("first controller: %d writes", first.Writes.Load())
 	second := start(t, client, ns)
-	poll(t, "second controller synced the spec", func() error {
-		if second.Syncs.Load() < 1 {
-			return fmt.Errorf("no sync yet")
+	// Proven by the controller's own account, not a sleep: every event of
+	// its informers' initial lists handled (the spec's, and each of its
+	// objects', Deployments' statuses included), nothing queued, no sync
+	// running, seen twice with no sync between.
+	var syncs int64 = -1
+	poll(t, "second controller idle after its initial lists", func() error {
+		if !second.Idle() || second.Syncs.Load() < 1 {
+			syncs = -1
+			return fmt.Errorf("busy: %d syncs", second.Syncs.Load())
+		}
+		if n := second.Syncs.Load(); n != syncs {
+			syncs = n
+			return fmt.Errorf("idle after %d syncs: once more", n)
 		}
 		return nil
 	})
-	time.Sleep(2 * time.Second) // status updates of converged Deployments re-enqueue the spec
+	t.Logf("second controller: %d syncs, idle", syncs)
 	if w := second.Writes.Load(); w != 0 {
 		t.Errorf("a restarted controller wrote %d times on a converged service", w)
 	}

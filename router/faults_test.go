@@ -191,17 +191,45 @@ func TestFaultSlowLoad(t *testing.T) {
 	}
 }
 
-// TestFaultReloadTimeout: a reload that never lands within ReloadTimeout is
-// sent again, and the first one landing late is still taken for what it is.
+// TestFaultReloadTimeout: a reload that has not landed within
+// ReloadTimeout (the master re-executes and does not answer: a slow DNS at
+// load time) is counted as a reload error and logged, not sent again while
+// the master loads (its socket does not answer: a second reload could not
+// reach it), and not in sync meanwhile; when it lands late it is taken for
+// what it is: the new config confirmed by its stamp, in sync, ready, and
+// no reload follows it.
 func TestFaultReloadTimeout(t *testing.T) {
 	g := startFake(t, true, func(g *fakeRig) { g.r.ReloadTimeout = 100 * time.Millisecond })
 	g.submit(5)
 	g.synced(5)
+	reloads := func() int { return g.hap.count(func(f *fakeHAProxy) int { return f.reloads }) }
+	before := reloads()
 	g.hap.set(func(f *fakeHAProxy) { f.slowLoad = 1000 })
 	g.submitRaw(strings.Replace(fmt.Sprintf(fakeSpec, 50, 50), "  FREE: free\n", "  FREE: free\n  BETA: free\n", 1))
 	g.waitFor("the reload given up", func() bool { return metric(g, "errors_reload") >= 1 })
+	if !strings.Contains(g.logs.String(), "HAProxy does not answer") {
+		t.Errorf("the timeout is not logged with its cause:\n%s", g.logs.String())
+	}
+	// The master still loads: 20 more attempts to observe it, no reload.
+	loading := g.hap.count(func(f *fakeHAProxy) int { return f.loading })
+	g.waitFor("20 more observations", func() bool { return g.hap.count(func(f *fakeHAProxy) int { return f.loading }) <= loading-20 })
+	if n := reloads() - before; n != 1 {
+		t.Errorf("%d reloads sent while the first one loads, want 1", n)
+	}
+	if metric(g, "in_sync") != 0 {
+		t.Error("in sync while the new config has not landed")
+	}
 	g.hap.set(func(f *fakeHAProxy) { f.slowLoad, f.loading = 0, 1 })
 	g.synced(50)
+	if stamp, _ := g.hap.state(); !strings.HasPrefix(stamp, haproxyconf.StampPrefix) || !g.r.Ready() {
+		t.Errorf("after the late landing: stamp %q, ready %v", stamp, g.r.Ready())
+	}
+	ran := reloads()
+	polls := g.hap.count(func(f *fakeHAProxy) int { return f.observes })
+	g.waitFor("20 more polls", func() bool { return g.hap.count(func(f *fakeHAProxy) int { return f.observes }) >= polls+20 })
+	if n := reloads() - ran; n != 0 {
+		t.Errorf("%d reloads after the late one landed and ran", n)
+	}
 }
 
 // TestCheckRefusal is D7: haproxy -c's verdict rejects the spec (metric,

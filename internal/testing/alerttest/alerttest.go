@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/emersion/go-sasl"
@@ -27,12 +28,27 @@ type Webhook struct {
 	mu     sync.Mutex
 	texts  []string
 	Status int // answer with this status; 0 is 200
+	// held, while set, makes every POST wait until it is closed.
+	held chan struct{}
+	// Arrived counts the POSTs received, answered or not.
+	Arrived atomic.Int64
 }
 
 // NewWebhook starts a receiver that stops with the test.
 func NewWebhook(tb testing.TB) *Webhook {
 	w := &Webhook{}
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.Arrived.Add(1)
+		w.mu.Lock()
+		held := w.held
+		w.mu.Unlock()
+		if held != nil {
+			select {
+			case <-held:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		var body struct{ Text string }
 		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || r.Method != http.MethodPost {
 			http.Error(rw, "want a JSON POST", http.StatusBadRequest)
@@ -58,6 +74,24 @@ func (w *Webhook) Texts() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]string(nil), w.texts...)
+}
+
+// Hold makes every POST wait, unanswered, until the returned release is
+// called.
+func (w *Webhook) Hold() (release func()) {
+	ch := make(chan struct{})
+	w.mu.Lock()
+	w.held = ch
+	w.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			w.mu.Lock()
+			w.held = nil
+			w.mu.Unlock()
+			close(ch)
+		})
+	}
 }
 
 // SetStatus makes the receiver answer status (and drop the message) from
