@@ -44,6 +44,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
+	"github.com/trackrouter/trackrouter/controller/releases"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/weights"
 )
@@ -70,9 +71,9 @@ type Options struct {
 	Clock clock.WithTicker
 	// Measurer is where bakes are measured; default the HAProxy pods'
 	// /samples (see SamplesURL).
-	Measurer Measurer
+	Measurer releases.Measurer
 	// SamplesURL is where an HAProxy pod's /samples are read; default
-	// PodSamplesURL (the Pod's IP). Tests on a cluster whose pods are not
+	// releases.PodSamplesURL (the Pod's IP). Tests on a cluster whose pods are not
 	// real (kwok) name where they run the pod's sidecar.
 	SamplesURL func(*corev1.Pod) (string, error)
 }
@@ -105,7 +106,7 @@ type Controller struct {
 	routerPods  corelisters.PodLister
 	slices      discoverylisters.EndpointSliceLister
 	jobs        batchlisters.JobLister // gates' Jobs; nil without the informer
-	pipelines   *pipelines
+	releases    *releases.Loop
 
 	// health is the last evaluation of every spec's health (see health.go).
 	health       atomic.Pointer[[]*fleet.Health]
@@ -240,8 +241,6 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		c.jobs = inf.Jobs.Lister()
 		c.synced = append(c.synced, inf.Jobs.Informer().HasSynced)
 	}
-	c.pipelines = newPipelines(c)
-	c.pipelines.watch(inf)
 	// The sidecars write their reports often: only the status ConfigMap's
 	// coming and going is the spec's business.
 	c.handle(inf.StatusConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -333,6 +332,13 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	c.events = newEventBroadcaster()
 	c.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	c.recorder = c.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: ManagedBy})
+	// The release loop: its own queue and workers, under the same fence.
+	rcfg := releases.Config{Client: client, Log: c.log, Recorder: c.recorder, Fence: c.fence, SpecOwner: c.specOwner, Writes: &c.Writes,
+		Clock: opt.Clock, Measurer: opt.Measurer, SamplesURL: opt.SamplesURL}
+	if opt.Alerter != nil {
+		rcfg.Alert = func(subject, text string) { opt.Alerter.enqueue(alert{Subject: subject, Text: text}) }
+	}
+	c.releases = releases.New(rcfg, releases.Informers{Specs: inf.ConfigMaps, Status: inf.StatusConfigMaps, Jobs: inf.Jobs, RouterPods: inf.RouterPods})
 	return c
 }
 
@@ -513,11 +519,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 		go wait.UntilWithContext(ctx, c.runWorker, time.Second)
 	}
 	go wait.UntilWithContext(ctx, c.evaluateHealth, orDefault(c.opt.HealthInterval, 10*time.Second))
-	defer c.pipelines.queue.ShutDown()
-	for i := 0; i < releaseWorkers; i++ {
-		go wait.UntilWithContext(ctx, c.pipelines.worker, time.Second)
-	}
-	<-ctx.Done()
+	c.releases.Run(ctx, releases.Workers)
 	return nil
 }
 
@@ -587,4 +589,12 @@ func available(d *appsv1.Deployment) bool {
 		}
 	}
 	return want == 0
+}
+
+// releaseLoop is c's release loop; nil for a nil c.
+func (c *Controller) releaseLoop() *releases.Loop {
+	if c == nil {
+		return nil
+	}
+	return c.releases
 }

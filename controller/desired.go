@@ -332,4 +332,4 @@ func merge(a, b map[string]string) map[string]string {
 
 // GatesAccount is the ServiceAccount a service's Job gates run as: made by
 // the controller, bound to nothing, its token not mounted.
-func GatesAccount(service string) string { return service + "-gates" }
+func GatesAccount(service string) string { return contract.GatesAccount(service) }

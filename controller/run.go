@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/trackrouter/trackrouter/internal/board"
+	"github.com/trackrouter/trackrouter/controller/releases"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/internal/health"
 	"github.com/trackrouter/trackrouter/internal/kube"
@@ -283,7 +284,7 @@ func metricCollectors(current *atomic.Pointer[Controller], base *counters, leadi
 				}
 				return 0
 			}),
-		alerter.Sent, alerter.Failed, healthCollector{current: current.Load}, releaseCollector{current: current.Load}, apiRequests}
+		alerter.Sent, alerter.Failed, healthCollector{current: current.Load}, releases.Collector(func() *releases.Loop { return current.Load().releaseLoop() }), apiRequests}
 	if leaseErrors != nil {
 		cs = append(cs, leaseErrors)
 	}

@@ -22,6 +22,9 @@ const (
 	LabelVersion = "version"
 	TierService  = "service"
 	TierRouter   = "router"
+	// ContainerRouter is the sidecar's container in an HAProxy pod; its
+	// port named "metrics" serves /samples.
+	ContainerRouter = "trackrouter"
 	// AnnotationSpec names the spec ConfigMap a Service belongs to.
 	AnnotationSpec = "trackrouter.dev/spec"
 	// AnnotationPipeline = PipelineGitOps on a spec ConfigMap keeps git the
@@ -53,3 +56,7 @@ func TierName(service string) string { return service + "-haproxy" }
 // tier (TierName) report: one data key per pod. The controller creates
 // it; each sidecar may patch exactly this object.
 func StatusName(tier string) string { return tier + "-status" }
+
+// GatesAccount is the ServiceAccount a service's Job gates run as (made
+// by the controller with no rights: a gate reads no Secret through it).
+func GatesAccount(service string) string { return service + "-gates" }

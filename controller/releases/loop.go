@@ -1,10 +1,16 @@
-package controller
+// Package releases is track-controller's release loop: a controller of its
+// own, keyed by spec ConfigMap, that steps each service's release
+// (internal/pipeline.Step decides; this package measures, runs the gates'
+// Jobs, edits the spec and records the state). It runs under the same
+// leader and fence as the track reconciler, which wires it (Config).
+package releases
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -13,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,9 +28,16 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	batchinformers "k8s.io/client-go/informers/batch/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	batchlisters "k8s.io/client-go/listers/batch/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -38,9 +52,51 @@ import (
 
 const fieldManagerPL = "track-controller-pipeline"
 
-// pipelines runs every spec's release; the leader's only.
-type pipelines struct {
-	c        *Controller
+// Config is what the loop takes from track-controller.
+type Config struct {
+	Client kubernetes.Interface
+	Log    *slog.Logger
+	// Recorder records each decision as an Event on the spec.
+	Recorder record.EventRecorder
+	// Fence returns an error when the replica must not write (the leader
+	// lease not surely held); nil: always write.
+	Fence func() error
+	// SpecOwner is the spec ConfigMap that owns cm's service when several
+	// are labelled for it (the track reconciler decides which).
+	SpecOwner func(cm *corev1.ConfigMap) *corev1.ConfigMap
+	// Writes counts the loop's writes (the controller's counter).
+	Writes *atomic.Int64
+	// Clock drives the queue's delays and the bakes; default the real one.
+	Clock clock.WithTicker
+	// Measurer is where bakes are measured; default the HAProxy pods'
+	// /samples (see SamplesURL).
+	Measurer Measurer
+	// SamplesURL is where an HAProxy pod's /samples are read; default
+	// PodSamplesURL (the Pod's IP).
+	SamplesURL func(*corev1.Pod) (string, error)
+	// Alert, when set, sends an alert (a rollback, a stop).
+	Alert func(subject, text string)
+}
+
+// Informers are what the loop reads: the spec ConfigMaps, the status and
+// release ConfigMaps (the controller's, by label), the gates' Jobs (nil:
+// no Job gates) and the HAProxy pods.
+type Informers struct {
+	Specs, Status coreinformers.ConfigMapInformer
+	Jobs          batchinformers.JobInformer
+	RouterPods    coreinformers.PodInformer
+}
+
+// Loop runs every spec's release; the leader's only.
+type Loop struct {
+	cfg        Config
+	log        *slog.Logger
+	configMaps corelisters.ConfigMapLister
+	statusMaps corelisters.ConfigMapLister
+	jobLister  batchlisters.JobLister
+	routerPods corelisters.PodLister
+	synced     []cache.InformerSynced
+
 	http     *http.Client
 	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	clock    clock.WithTicker
@@ -72,21 +128,59 @@ type bake struct {
 	baselineSample   analysis.Sample
 }
 
-func newPipelines(c *Controller) *pipelines {
+// New makes the loop and registers its handlers on the informers; Run
+// starts it.
+func New(cfg Config, inf Informers) *Loop {
 	noRedirect := func(*http.Request, []*http.Request) error { return errors.New("a samples read follows no redirect") }
-	clk := c.opt.Clock
+	clk := cfg.Clock
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	p := &pipelines{c: c, http: &http.Client{Timeout: 3 * time.Second, CheckRedirect: noRedirect}, clock: clk,
+	if cfg.Fence == nil {
+		cfg.Fence = func() error { return nil }
+	}
+	if cfg.SpecOwner == nil {
+		cfg.SpecOwner = func(cm *corev1.ConfigMap) *corev1.ConfigMap { return cm }
+	}
+	if cfg.Writes == nil {
+		cfg.Writes = new(atomic.Int64)
+	}
+	p := &Loop{cfg: cfg, log: cfg.Log, http: &http.Client{Timeout: 3 * time.Second, CheckRedirect: noRedirect}, clock: clk,
+		configMaps: inf.Specs.Lister(), statusMaps: inf.Status.Lister(), routerPods: inf.RouterPods.Lister(),
+		synced: []cache.InformerSynced{inf.Specs.Informer().HasSynced, inf.Status.Informer().HasSynced, inf.RouterPods.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "releases", Clock: clk}),
 		bakes: map[string]*bake{}, parsed: map[string]parsedSpec{}, readErrs: map[string]string{}, wrote: map[cache.ObjectName]wrote{}}
-	p.measurer = samplesMeasurer{p}
-	if c.opt.Measurer != nil {
-		p.measurer = c.opt.Measurer
+	if inf.Jobs != nil {
+		p.jobLister = inf.Jobs.Lister()
+		p.synced = append(p.synced, inf.Jobs.Informer().HasSynced)
 	}
+	p.measurer = samplesMeasurer{p}
+	if cfg.Measurer != nil {
+		p.measurer = cfg.Measurer
+	}
+	p.watch(inf)
 	return p
+}
+
+// Run steps releases with workers until ctx ends (the caller has waited
+// for the informers' caches).
+func (p *Loop) Run(ctx context.Context, workers int) {
+	defer p.queue.ShutDown()
+	for range workers {
+		go wait.UntilWithContext(ctx, p.worker, time.Second)
+	}
+	<-ctx.Done()
+}
+
+// HasSynced reports whether the loop's informers have synced.
+func (p *Loop) HasSynced() bool {
+	for _, s := range p.synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
 }
 
 // The release loop is a controller of its own, keyed by spec ConfigMap:
@@ -94,27 +188,28 @@ func newPipelines(c *Controller) *pipelines {
 // an HAProxy pod queues the service; a stage baking is looked at again
 // when its next judgement is due (AddAfter), a release in flight at least
 // every releaseRecheck; one slow service delays no other (each key is
-// stepped by one of releaseWorkers, alone). The informers' periodic
+// stepped by one of Workers, alone). The informers' periodic
 // resync queues every spec again, so nothing waits for ever.
 const (
-	releaseWorkers = 4
+	// Workers is how many releases are stepped at once.
+	Workers        = 4
 	releaseRecheck = 10 * time.Second
 )
 
 // watch queues services from the informers' events.
-func (p *pipelines) watch(inf Informers) {
+func (p *Loop) watch(inf Informers) {
 	specs := cache.ResourceEventHandlerFuncs{
 		AddFunc:    p.enqueue,
 		UpdateFunc: func(_, obj any) { p.enqueue(obj) },
 		DeleteFunc: p.enqueue,
 	}
-	inf.ConfigMaps.Informer().AddEventHandler(specs)
+	inf.Specs.Informer().AddEventHandler(specs)
 	// A release ConfigMap (people's keys) is owned by its spec.
 	owned := cache.ResourceEventHandlerFuncs{
 		AddFunc:    p.enqueueOwner,
 		UpdateFunc: func(_, obj any) { p.enqueueOwner(obj) },
 	}
-	inf.StatusConfigMaps.Informer().AddEventHandler(owned)
+	inf.Status.Informer().AddEventHandler(owned)
 	if inf.Jobs != nil {
 		inf.Jobs.Informer().AddEventHandler(owned) // a gate's Job is owned by its spec
 	}
@@ -125,13 +220,13 @@ func (p *pipelines) watch(inf Informers) {
 	})
 }
 
-func (p *pipelines) enqueue(obj any) {
+func (p *Loop) enqueue(obj any) {
 	if o, ok := unwrap(obj).(metav1.Object); ok {
 		p.queue.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: o.GetName()})
 	}
 }
 
-func (p *pipelines) enqueueOwner(obj any) {
+func (p *Loop) enqueueOwner(obj any) {
 	o, ok := unwrap(obj).(metav1.Object)
 	if !ok {
 		return
@@ -149,27 +244,27 @@ func (p *pipelines) enqueueOwner(obj any) {
 
 // enqueueService queues the specs of the service an object is labelled
 // for (app=SERVICE).
-func (p *pipelines) enqueueService(obj any) {
-	if o, ok := unwrap(obj).(metav1.Object); ok && o.GetLabels()[LabelApp] != "" {
-		p.enqueueSpecs(o.GetNamespace(), o.GetLabels()[LabelApp])
+func (p *Loop) enqueueService(obj any) {
+	if o, ok := unwrap(obj).(metav1.Object); ok && o.GetLabels()[contract.LabelApp] != "" {
+		p.enqueueSpecs(o.GetNamespace(), o.GetLabels()[contract.LabelApp])
 	}
 }
 
 // enqueueSpecs queues the spec ConfigMaps of service in ns.
-func (p *pipelines) enqueueSpecs(ns, service string) {
-	cms, _ := p.c.configMaps.ConfigMaps(ns).List(labels.SelectorFromSet(labels.Set{weights.ServiceLabel: service}))
+func (p *Loop) enqueueSpecs(ns, service string) {
+	cms, _ := p.configMaps.ConfigMaps(ns).List(labels.SelectorFromSet(labels.Set{weights.ServiceLabel: service}))
 	for _, cm := range cms {
 		p.queue.Add(cache.ObjectName{Namespace: cm.Namespace, Name: cm.Name})
 	}
 }
 
 // worker steps queued releases until the queue shuts down.
-func (p *pipelines) worker(ctx context.Context) {
+func (p *Loop) worker(ctx context.Context) {
 	for p.next(ctx) {
 	}
 }
 
-func (p *pipelines) next(ctx context.Context) bool {
+func (p *Loop) next(ctx context.Context) bool {
 	key, quit := p.queue.Get()
 	if quit {
 		return false
@@ -177,7 +272,7 @@ func (p *pipelines) next(ctx context.Context) bool {
 	defer p.queue.Done(key)
 	after, err := p.stepKey(ctx, key)
 	if err != nil {
-		p.c.log.Warn("pipeline", "spec", key.String(), "err", err)
+		p.log.Warn("pipeline", "spec", key.String(), "err", err)
 		p.queue.AddRateLimited(key)
 		return true
 	}
@@ -190,11 +285,11 @@ func (p *pipelines) next(ctx context.Context) bool {
 
 // stepKey steps the release of the spec ConfigMap key and says when to
 // look again (0: when something changes).
-func (p *pipelines) stepKey(ctx context.Context, key cache.ObjectName) (time.Duration, error) {
-	if p.c.fence() != nil {
+func (p *Loop) stepKey(ctx context.Context, key cache.ObjectName) (time.Duration, error) {
+	if p.cfg.Fence() != nil {
 		return time.Second, nil // not surely leading: look again
 	}
-	cm, err := p.c.configMaps.ConfigMaps(key.Namespace).Get(key.Name)
+	cm, err := p.configMaps.ConfigMaps(key.Namespace).Get(key.Name)
 	if err != nil {
 		p.forget(key)
 		return 0, nil // deleted: its release ConfigMap goes with it
@@ -203,7 +298,7 @@ func (p *pipelines) stepKey(ctx context.Context, key cache.ObjectName) (time.Dur
 	if spec == nil || !pipeline.Uses(spec) {
 		return 0, nil
 	}
-	if owner := p.c.specOwner(cm); owner.UID != cm.UID {
+	if owner := p.cfg.SpecOwner(cm); owner.UID != cm.UID {
 		return 0, nil // a duplicate spec of the service: the sync says so
 	}
 	if !p.settled(key, cm, spec.Service) {
@@ -239,7 +334,7 @@ type wrote struct {
 
 const settleMax = 5 * time.Second
 
-func (p *pipelines) remember(cm *corev1.ConfigMap, set func(*wrote)) {
+func (p *Loop) remember(cm *corev1.ConfigMap, set func(*wrote)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	key := cache.ObjectName{Namespace: cm.Namespace, Name: cm.Name}
@@ -251,7 +346,7 @@ func (p *pipelines) remember(cm *corev1.ConfigMap, set func(*wrote)) {
 
 // settled reports whether the caches show what was last written for key
 // (or it is too long ago to wait for).
-func (p *pipelines) settled(key cache.ObjectName, cm *corev1.ConfigMap, service string) bool {
+func (p *Loop) settled(key cache.ObjectName, cm *corev1.ConfigMap, service string) bool {
 	p.mu.Lock()
 	w, ok := p.wrote[key]
 	p.mu.Unlock()
@@ -260,7 +355,7 @@ func (p *pipelines) settled(key cache.ObjectName, cm *corev1.ConfigMap, service 
 	}
 	specOK := w.spec == "" || cm.Data[weights.DataKey] == w.spec
 	stateOK := w.state == ""
-	if rel, err := p.c.statusMaps.ConfigMaps(key.Namespace).Get(pipeline.ConfigMapName(service)); err == nil {
+	if rel, err := p.statusMaps.ConfigMaps(key.Namespace).Get(pipeline.ConfigMapName(service)); err == nil {
 		stateOK = stateOK || rel.Data[pipeline.KeyState] == w.state
 	}
 	if (specOK && stateOK) || p.now().Sub(w.at) > settleMax {
@@ -273,7 +368,7 @@ func (p *pipelines) settled(key cache.ObjectName, cm *corev1.ConfigMap, service 
 }
 
 // forget drops what was kept of a deleted spec.
-func (p *pipelines) forget(key cache.ObjectName) {
+func (p *Loop) forget(key cache.ObjectName) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ps, ok := p.parsed[key.String()]; ok && ps.spec != nil {
@@ -283,9 +378,9 @@ func (p *pipelines) forget(key cache.ObjectName) {
 }
 
 // now is the pipeline's clock (Options.Clock).
-func (p *pipelines) now() time.Time { return p.clock.Now() }
+func (p *Loop) now() time.Time { return p.clock.Now() }
 
-func (p *pipelines) parse(cm *corev1.ConfigMap) *weights.Spec {
+func (p *Loop) parse(cm *corev1.ConfigMap) *weights.Spec {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	key := cm.Namespace + "/" + cm.Name
@@ -302,7 +397,7 @@ func (p *pipelines) parse(cm *corev1.ConfigMap) *weights.Spec {
 
 // safeStep is step, with a panic turned into an error: one service's
 // release must not stop every other's (nor the controller).
-func (p *pipelines) safeStep(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec) (st pipeline.State, err error) {
+func (p *Loop) safeStep(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec) (st pipeline.State, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("the pipeline's step failed (a bug; the release waits): %v", r)
@@ -314,13 +409,13 @@ func (p *pipelines) safeStep(ctx context.Context, cm *corev1.ConfigMap, spec *we
 // step runs one step of the service's release and makes its writes: the
 // spec's edits first, then the Job, then the state (see pipeline.Step for
 // why that order loses nothing).
-func (p *pipelines) step(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec) (pipeline.State, error) {
-	rel, _ := p.c.statusMaps.ConfigMaps(cm.Namespace).Get(pipeline.ConfigMapName(spec.Service))
+func (p *Loop) step(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec) (pipeline.State, error) {
+	rel, _ := p.statusMaps.ConfigMaps(cm.Namespace).Get(pipeline.ConfigMapName(spec.Service))
 	if rel != nil && rel.Labels[pipeline.LabelReleaseOf] != spec.Service {
 		// Not a release ConfigMap (examples/install's policy guards only
 		// those labelled): its keys are not read, the state is written
 		// over them.
-		p.c.log.Warn("a ConfigMap named as the service's release ConfigMap is not labelled as one: not read", "configmap", cm.Namespace+"/"+rel.Name, "label", pipeline.LabelReleaseOf)
+		p.log.Warn("a ConfigMap named as the service's release ConfigMap is not labelled as one: not read", "configmap", cm.Namespace+"/"+rel.Name, "label", pipeline.LabelReleaseOf)
 		rel = nil
 	}
 	var st pipeline.State
@@ -375,6 +470,14 @@ const (
 	PipelineGitOps     = contract.PipelineGitOps
 )
 
+// unwrap returns the object inside a deletion tombstone, or obj itself.
+func unwrap(obj any) any {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		return tomb.Obj
+	}
+	return obj
+}
+
 // inEffect reports whether the spec already holds edits.
 func inEffect(cm *corev1.ConfigMap, edits []release.Edit) bool {
 	text := []byte(cm.Data[weights.DataKey])
@@ -384,7 +487,7 @@ func inEffect(cm *corev1.ConfigMap, edits []release.Edit) bool {
 
 // pend records, in GitOps mode, a decision whose edits the spec does not
 // hold yet; the state stays where it was until they arrive from git.
-func (p *pipelines) pend(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, st pipeline.State, d *pipeline.Decision, now time.Time) error {
+func (p *Loop) pend(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, st pipeline.State, d *pipeline.Decision, now time.Time) error {
 	pending := pipeline.PendingOf(d, now)
 	if pending.Same(st.Pending) {
 		return nil
@@ -394,13 +497,10 @@ func (p *pipelines) pend(ctx context.Context, cm *corev1.ConfigMap, spec *weight
 		return err
 	}
 	msg := fmt.Sprintf("waiting for git: %s; make it with trackctl follow %s -n %s -f MANIFEST (edits: %s)", d.Reason, spec.Service, cm.Namespace, strings.Join(pending.Edits, ", "))
-	p.c.recorder.Event(cm, corev1.EventTypeNormal, "ReleasePending", clip(msg, 1000))
-	p.c.log.Info("release pending in git", "service", cm.Namespace+"/"+spec.Service, "decision", string(d.Kind), "edits", strings.Join(pending.Edits, ", "))
-	if d.Alert && p.c.opt.Alerter != nil {
-		p.c.opt.Alerter.enqueue(alert{
-			Subject: fmt.Sprintf("[trackrouter] %s/%s %s: %s on %s waits for git", cm.Namespace, spec.Service, d.Version, d.Kind, d.Stage),
-			Text:    msg,
-		})
+	p.cfg.Recorder.Event(cm, corev1.EventTypeNormal, "ReleasePending", clip(msg, 1000))
+	p.log.Info("release pending in git", "service", cm.Namespace+"/"+spec.Service, "decision", string(d.Kind), "edits", strings.Join(pending.Edits, ", "))
+	if d.Alert && p.cfg.Alert != nil {
+		p.cfg.Alert(fmt.Sprintf("[trackrouter] %s/%s %s: %s on %s waits for git", cm.Namespace, spec.Service, d.Version, d.Kind, d.Stage), msg)
 	}
 	return nil
 }
@@ -413,7 +513,7 @@ func sameState(a, b pipeline.State) bool {
 
 // judge measures the stage being baked when its interval has come, and
 // returns the analysis' verdict; nil between two judgements.
-func (p *pipelines) judge(ctx context.Context, ns string, spec *weights.Spec, st pipeline.State, now time.Time) (*analysis.Verdict, *pipeline.Measurement) {
+func (p *Loop) judge(ctx context.Context, ns string, spec *weights.Spec, st pipeline.State, now time.Time) (*analysis.Verdict, *pipeline.Measurement) {
 	a := spec.Tracks[st.Stage].Analysis
 	if a == nil {
 		return nil, nil
@@ -431,7 +531,7 @@ func (p *pipelines) judge(ctx context.Context, ns string, spec *weights.Spec, st
 			// same beat of looks.
 			b.canary, b.baseline = analysis.RestoreTally(j.Counts.Canary), analysis.RestoreTally(j.Counts.Baseline)
 			b.next = j.At.Add(cfg.Interval)
-			p.c.log.Info("analysis: going on from the counts written at the last look", "service", key, "stage", st.Stage, "version", st.Version, "lastLook", j.At.Format(time.RFC3339), "requests", j.Requests)
+			p.log.Info("analysis: going on from the counts written at the last look", "service", key, "stage", st.Stage, "version", st.Version, "lastLook", j.At.Format(time.RFC3339), "requests", j.Requests)
 		}
 		p.bakes[key] = b
 	}
@@ -453,7 +553,7 @@ func (p *pipelines) judge(ctx context.Context, ns string, spec *weights.Spec, st
 	p.mu.Lock()
 	b.last, b.canarySample, b.baselineSample = v, cs, bs
 	p.mu.Unlock()
-	p.c.log.Info("analysis", "service", key, "stage", st.Stage, "version", st.Version, "verdict", string(v.Action), "reason", v.Reason, "unmeasured", len(unmeasured))
+	p.log.Info("analysis", "service", key, "stage", st.Stage, "version", st.Version, "verdict", string(v.Action), "reason", v.Reason, "unmeasured", len(unmeasured))
 	return &v, m
 }
 
@@ -490,7 +590,7 @@ type Measurer interface {
 }
 
 // samplesMeasurer measures from the HAProxy pods' /samples.
-type samplesMeasurer struct{ p *pipelines }
+type samplesMeasurer struct{ p *Loop }
 
 func (m samplesMeasurer) Measure(ctx context.Context, ns string, spec *weights.Spec, canaryKeys, baselineKeys []haproxyconf.ServerKey) ([]analysis.PodCounts, []analysis.PodCounts, []string) {
 	return m.p.collect(ctx, ns, spec, canaryKeys, baselineKeys)
@@ -503,8 +603,8 @@ func (m samplesMeasurer) Measure(ctx context.Context, ns string, spec *weights.S
 // cannot be read is named in unmeasured with the reason (analysis.Tally
 // keeps what it counted of it before); a failed read is a WARN once per
 // pod and error.
-func (p *pipelines) collect(ctx context.Context, ns string, spec *weights.Spec, canaryKeys, baselineKeys []haproxyconf.ServerKey) (canary, baseline []analysis.PodCounts, unmeasured []string) {
-	all, err := p.c.routerPods.Pods(ns).List(labels.SelectorFromSet(labels.Set{LabelApp: spec.Service, LabelTier: TierRouter}))
+func (p *Loop) collect(ctx context.Context, ns string, spec *weights.Spec, canaryKeys, baselineKeys []haproxyconf.ServerKey) (canary, baseline []analysis.PodCounts, unmeasured []string) {
+	all, err := p.routerPods.Pods(ns).List(labels.SelectorFromSet(labels.Set{contract.LabelApp: spec.Service, contract.LabelTier: contract.TierRouter}))
 	if err != nil {
 		return nil, nil, []string{"the HAProxy pods cannot be listed: " + err.Error()}
 	}
@@ -571,7 +671,7 @@ func (p *pipelines) collect(ctx context.Context, ns string, spec *weights.Spec, 
 
 // readWarn logs a pod's failed samples read once per error, and its
 // recovery.
-func (p *pipelines) readWarn(ns, pod string, err error) {
+func (p *Loop) readWarn(ns, pod string, err error) {
 	key := ns + "/" + pod
 	p.mu.Lock()
 	last, seen := p.readErrs[key]
@@ -583,17 +683,17 @@ func (p *pipelines) readWarn(ns, pod string, err error) {
 	p.mu.Unlock()
 	switch {
 	case err != nil && (!seen || last != err.Error()):
-		p.c.log.Warn("cannot read an HAProxy pod's samples: its stage cannot be promoted until it is read", "pod", key, "err", err)
+		p.log.Warn("cannot read an HAProxy pod's samples: its stage cannot be promoted until it is read", "pod", key, "err", err)
 	case err == nil && seen:
-		p.c.log.Info("samples read again", "pod", key)
+		p.log.Info("samples read again", "pod", key)
 	}
 }
 
 // samplesURL is where pod's sidecar serves /samples: Options.SamplesURL,
 // by default the Pod's IP and the port named "metrics" of its container
 // named "trackrouter" (as the controller makes the tier).
-func (p *pipelines) samplesURL(pod *corev1.Pod) (string, error) {
-	if f := p.c.opt.SamplesURL; f != nil {
+func (p *Loop) samplesURL(pod *corev1.Pod) (string, error) {
+	if f := p.cfg.SamplesURL; f != nil {
 		return f(pod)
 	}
 	return PodSamplesURL(pod)
@@ -605,7 +705,7 @@ func PodSamplesURL(pod *corev1.Pod) (string, error) {
 		return "", errors.New("the Pod has no IP yet")
 	}
 	for _, c := range pod.Spec.Containers {
-		if c.Name != routerContainer {
+		if c.Name != contract.ContainerRouter {
 			continue
 		}
 		for _, port := range c.Ports {
@@ -614,14 +714,14 @@ func PodSamplesURL(pod *corev1.Pod) (string, error) {
 			}
 		}
 	}
-	return "", fmt.Errorf("the Pod's container %s declares no port named metrics", routerContainer)
+	return "", fmt.Errorf("the Pod's container %s declares no port named metrics", contract.ContainerRouter)
 }
 
 // jobs is what became of the stage's Job gates.
-func (p *pipelines) jobs(cm *corev1.ConfigMap, spec *weights.Spec, st pipeline.State) (map[string]pipeline.JobStatus, map[string]string) {
+func (p *Loop) jobs(cm *corev1.ConfigMap, spec *weights.Spec, st pipeline.State) (map[string]pipeline.JobStatus, map[string]string) {
 	ns := cm.Namespace
 	status, msgs := map[string]pipeline.JobStatus{}, map[string]string{}
-	if p.c.jobs == nil {
+	if p.jobLister == nil {
 		return status, msgs
 	}
 	for i, g := range spec.Tracks[st.Stage].Gates {
@@ -629,7 +729,7 @@ func (p *pipelines) jobs(cm *corev1.ConfigMap, spec *weights.Spec, st pipeline.S
 			continue
 		}
 		name := st.JobName(spec.Service, st.Stage, i)
-		job, err := p.c.jobs.Jobs(ns).Get(name)
+		job, err := p.jobLister.Jobs(ns).Get(name)
 		if err != nil {
 			continue // absent
 		}
@@ -663,17 +763,17 @@ func (p *pipelines) jobs(cm *corev1.ConfigMap, spec *weights.Spec, st pipeline.S
 // profile, for an hour at most unless the spec says less, owned by the
 // spec. A Job already there under the name is this gate's only if it is
 // what gateJob makes (see jobs).
-func (p *pipelines) runJob(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, version, stage string, g *pipeline.JobGate) error {
-	if err := p.c.fence(); err != nil {
+func (p *Loop) runJob(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, version, stage string, g *pipeline.JobGate) error {
+	if err := p.cfg.Fence(); err != nil {
 		return err
 	}
 	job := gateJob(cm, spec, version, stage, g.Name, g.Index)
-	_, err := p.c.client.BatchV1().Jobs(cm.Namespace).Create(ctx, job, metav1.CreateOptions{FieldManager: ManagedBy})
+	_, err := p.cfg.Client.BatchV1().Jobs(cm.Namespace).Create(ctx, job, metav1.CreateOptions{FieldManager: contract.ManagedBy})
 	if apierrors.IsAlreadyExists(err) {
 		return nil // jobs tells whether it is this gate's
 	}
 	if err == nil {
-		p.c.Writes.Add(1)
+		p.cfg.Writes.Add(1)
 	}
 	return err
 }
@@ -689,7 +789,7 @@ func gateJob(cm *corev1.ConfigMap, spec *weights.Spec, version, stage, name stri
 	if job.Labels == nil {
 		job.Labels = map[string]string{}
 	}
-	job.Labels[LabelManagedBy], job.Labels[LabelApp], job.Labels[LabelTrack], job.Labels[pipeline.LabelReleaseOf] = ManagedBy, spec.Service, stage, spec.Service
+	job.Labels[contract.LabelManagedBy], job.Labels[contract.LabelApp], job.Labels[contract.LabelTrack], job.Labels[pipeline.LabelReleaseOf] = contract.ManagedBy, spec.Service, stage, spec.Service
 	job.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(cm, corev1.SchemeGroupVersion.WithKind("ConfigMap"))}
 	if job.Spec.TTLSecondsAfterFinished == nil {
 		day := int32(86400)
@@ -700,7 +800,7 @@ func gateJob(cm *corev1.ConfigMap, spec *weights.Spec, version, stage, name stri
 		job.Spec.ActiveDeadlineSeconds = &d
 	}
 	pod := &job.Spec.Template.Spec
-	pod.ServiceAccountName = GatesAccount(spec.Service)
+	pod.ServiceAccountName = contract.GatesAccount(spec.Service)
 	pod.AutomountServiceAccountToken = ptr.To(false)
 	if pod.SecurityContext == nil {
 		pod.SecurityContext = &corev1.PodSecurityContext{}
@@ -750,8 +850,8 @@ func ownGateJob(live, want *batchv1.Job) bool {
 // editSpec writes a decision's edits to the spec ConfigMap, as trackctl's
 // release commands do: the bytes of the changed values only, validated,
 // an update carrying the resourceVersion read, recorded in the history.
-func (p *pipelines) editSpec(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, d *pipeline.Decision) error {
-	if err := p.c.fence(); err != nil {
+func (p *Loop) editSpec(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, d *pipeline.Decision) error {
+	if err := p.cfg.Fence(); err != nil {
 		return err
 	}
 	// The values come from the spec and the release state: checked as
@@ -772,20 +872,20 @@ func (p *pipelines) editSpec(ctx context.Context, cm *corev1.ConfigMap, spec *we
 		return fmt.Errorf("the pipeline's %s (nothing written): %w", d.Kind, err)
 	}
 	changes := weights.ChangeWords(spec, after)
-	entry := release.HistoryEntry{Time: p.now().UTC().Truncate(time.Second), User: ManagedBy, Command: "pipeline " + string(d.Kind),
+	entry := release.HistoryEntry{Time: p.now().UTC().Truncate(time.Second), User: contract.ManagedBy, Command: "pipeline " + string(d.Kind),
 		Reason: d.Reason, From: cm.ResourceVersion, Changes: changes}
-	if _, err := release.WriteSpec(ctx, p.c.client, cm, edited, entry, fieldManagerPL); err != nil {
+	if _, err := release.WriteSpec(ctx, p.cfg.Client, cm, edited, entry, fieldManagerPL); err != nil {
 		return fmt.Errorf("write the spec (%s): %w", d.Kind, err)
 	}
 	p.remember(cm, func(w *wrote) { w.spec = string(edited) })
-	p.c.Writes.Add(1)
+	p.cfg.Writes.Add(1)
 	return nil
 }
 
 // saveState applies the state to the release ConfigMap (owned by the
 // spec, so that it goes with it).
-func (p *pipelines) saveState(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, st pipeline.State) error {
-	if err := p.c.fence(); err != nil {
+func (p *Loop) saveState(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spec, st pipeline.State) error {
+	if err := p.cfg.Fence(); err != nil {
 		return err
 	}
 	b, err := json.Marshal(st)
@@ -793,33 +893,31 @@ func (p *pipelines) saveState(ctx context.Context, cm *corev1.ConfigMap, spec *w
 		return err
 	}
 	ac := corev1ac.ConfigMap(pipeline.ConfigMapName(spec.Service), cm.Namespace).
-		WithLabels(map[string]string{LabelManagedBy: ManagedBy, pipeline.LabelReleaseOf: spec.Service}).
+		WithLabels(map[string]string{contract.LabelManagedBy: contract.ManagedBy, pipeline.LabelReleaseOf: spec.Service}).
 		WithOwnerReferences(metav1ac.OwnerReference().WithAPIVersion("v1").WithKind("ConfigMap").WithName(cm.Name).WithUID(cm.UID)).
 		WithData(map[string]string{pipeline.KeyState: string(b)})
-	if _, err := p.c.client.CoreV1().ConfigMaps(cm.Namespace).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: fieldManagerPL, Force: true}); err != nil {
+	if _, err := p.cfg.Client.CoreV1().ConfigMaps(cm.Namespace).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: fieldManagerPL, Force: true}); err != nil {
 		return fmt.Errorf("record the release state: %w", err)
 	}
 	p.remember(cm, func(w *wrote) { w.state = string(b) })
-	p.c.Writes.Add(1)
+	p.cfg.Writes.Add(1)
 	return nil
 }
 
 // tell records a decision as an Event on the spec, and alerts on a
 // rollback or a failed gate.
-func (p *pipelines) tell(cm *corev1.ConfigMap, spec *weights.Spec, d *pipeline.Decision) {
+func (p *Loop) tell(cm *corev1.ConfigMap, spec *weights.Spec, d *pipeline.Decision) {
 	kind := corev1.EventTypeNormal
 	if d.Alert || d.Kind == pipeline.Abort {
 		kind = corev1.EventTypeWarning
 	}
 	reason := "Release" + strings.ToUpper(string(d.Kind[:1])) + string(d.Kind[1:])
-	p.c.recorder.Event(cm, kind, reason, clip(d.Reason, 1000))
-	p.c.log.Info("release", "service", cm.Namespace+"/"+spec.Service, "decision", string(d.Kind), "version", d.Version, "stage", d.Stage, "reason", d.Reason)
-	if d.Alert && p.c.opt.Alerter != nil {
+	p.cfg.Recorder.Event(cm, kind, reason, clip(d.Reason, 1000))
+	p.log.Info("release", "service", cm.Namespace+"/"+spec.Service, "decision", string(d.Kind), "version", d.Version, "stage", d.Stage, "reason", d.Reason)
+	if d.Alert && p.cfg.Alert != nil {
 		name := cm.Namespace + "/" + spec.Service
-		p.c.opt.Alerter.enqueue(alert{
-			Subject: fmt.Sprintf("[trackrouter] %s %s %s on %s", name, d.Version, map[pipeline.Kind]string{pipeline.Rollback: "rolled back", pipeline.Stop: "stopped"}[d.Kind], d.Stage),
-			Text:    d.Reason + fmt.Sprintf("\ntrackctl status %s -n %s shows the release.", spec.Service, cm.Namespace),
-		})
+		p.cfg.Alert(fmt.Sprintf("[trackrouter] %s %s %s on %s", name, d.Version, map[pipeline.Kind]string{pipeline.Rollback: "rolled back", pipeline.Stop: "stopped"}[d.Kind], d.Stage),
+			d.Reason+fmt.Sprintf("\ntrackctl status %s -n %s shows the release.", spec.Service, cm.Namespace))
 	}
 }
 
@@ -830,15 +928,17 @@ func clip(s string, n int) string {
 	return s
 }
 
-// releaseCollector exports the bakes in flight, as the leader last judged
-// them: what trackctl status cannot show without a write per interval.
+// Collector exports the bakes in flight of the loop current returns (the
+// leader's; nil while none runs), as it last judged them.
+func Collector(current func() *Loop) prometheus.Collector { return releaseCollector{current} }
+
 type releaseCollector struct {
-	current func() *Controller
+	current func() *Loop
 }
 
 var (
 	releaseLabels   = []string{"namespace", "service", "stage", "version", "side"}
-	descBakeReqs    = prometheus.NewDesc("trackcontroller_release_bake_requests", "Requests the stage's track (side=canary) and the baseline served since the bake began (or since the leader started), as last judged.", releaseLabels, nil)
+	descBakeReqs    = prometheus.NewDesc("trackcontroller_release_bake_requests", "Requests the stage's track (side=canary) and the baseline served since the bake began, as last judged.", releaseLabels, nil)
 	descBakeErrors  = prometheus.NewDesc("trackcontroller_release_bake_errors", "5xx and failed connections of the canary and of the baseline since the bake began, as last judged.", releaseLabels, nil)
 	descBakeP95     = prometheus.NewDesc("trackcontroller_release_bake_p95_seconds", "95th latency percentile of the canary and of the baseline since the bake began, as last judged (NaN without latencies).", releaseLabels, nil)
 	descBakeVerdict = prometheus.NewDesc("trackcontroller_release_bake_verdict", "1 for the analysis' last verdict (action: wait, promote, rollback) of the stage baking.", []string{"namespace", "service", "stage", "version", "action"}, nil)
@@ -851,11 +951,10 @@ func (r releaseCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (r releaseCollector) Collect(ch chan<- prometheus.Metric) {
-	c := r.current()
-	if c == nil || c.pipelines == nil {
+	p := r.current()
+	if p == nil {
 		return
 	}
-	p := c.pipelines
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, b := range p.bakes {
