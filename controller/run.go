@@ -21,8 +21,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/trackrouter/trackrouter/internal/board"
 	"github.com/trackrouter/trackrouter/controller/releases"
+	"github.com/trackrouter/trackrouter/internal/board"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/internal/health"
 	"github.com/trackrouter/trackrouter/internal/kube"
