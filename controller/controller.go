@@ -44,7 +44,9 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
+	"github.com/trackrouter/trackrouter/controller/alerts"
 	"github.com/trackrouter/trackrouter/controller/releases"
+	"github.com/trackrouter/trackrouter/controller/webhook"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/weights"
 )
@@ -65,7 +67,7 @@ type Options struct {
 	// MinEndpoints: see fleet.Options.
 	MinEndpoints int
 	// Alerter, when set, is told every evaluation.
-	Alerter *Alerter
+	Alerter *alerts.Alerter
 	// Clock is the release loop's clock, its queue's delays included;
 	// default the real one.
 	Clock clock.WithTicker
@@ -88,6 +90,19 @@ func (c *Controller) fence() error {
 	}
 	return nil
 }
+
+// AlertConfig and Alerter are the alerts package's, under the names
+// track-controller's Config has always used.
+type (
+	AlertConfig = alerts.Config
+	Alerter     = alerts.Alerter
+)
+
+// WebhookConfig is the webhook package's Config.
+type WebhookConfig = webhook.Config
+
+// NewAlerter is alerts.New.
+func NewAlerter(cfg AlertConfig, log *slog.Logger) *Alerter { return alerts.New(cfg, log) }
 
 // Controller reconciles service specs.
 type Controller struct {
@@ -336,7 +351,7 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	rcfg := releases.Config{Client: client, Log: c.log, Recorder: c.recorder, Fence: c.fence, SpecOwner: c.specOwner, Writes: &c.Writes,
 		Clock: opt.Clock, Measurer: opt.Measurer, SamplesURL: opt.SamplesURL}
 	if opt.Alerter != nil {
-		rcfg.Alert = func(subject, text string) { opt.Alerter.enqueue(alert{Subject: subject, Text: text}) }
+		rcfg.Alert = opt.Alerter.Send
 	}
 	c.releases = releases.New(rcfg, releases.Informers{Specs: inf.ConfigMaps, Status: inf.StatusConfigMaps, Jobs: inf.Jobs, RouterPods: inf.RouterPods})
 	return c

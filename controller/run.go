@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/trackrouter/trackrouter/controller/releases"
+	"github.com/trackrouter/trackrouter/controller/webhook"
 	"github.com/trackrouter/trackrouter/internal/board"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/internal/health"
@@ -46,7 +47,7 @@ type Config struct {
 	MinEndpoints   int
 	Alerts         AlertConfig
 	// Webhook: the admission webhook, on every replica (Addr empty: none).
-	Webhook WebhookConfig
+	Webhook webhook.Config
 	// BoardAddr, when set, serves the board (trackctl board's pages),
 	// read-only, on every replica: for a team screen.
 	BoardAddr string
@@ -133,11 +134,11 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		}()
 	}
-	var wh *webhook
+	var wh *webhook.Server
 	if cfg.Webhook.Addr != "" {
-		wh = newWebhook(cfg.Webhook, client, log)
+		wh = webhook.New(cfg.Webhook, client, log)
 		go func() {
-			if err := wh.serve(ctx); err != nil {
+			if err := wh.Serve(ctx); err != nil {
 				serveErr <- err
 				cancel() // a replica that cannot serve the webhook must not run on
 			}
@@ -151,10 +152,10 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 				if isLeading != nil && !isLeading() {
 					return
 				}
-				if err := wh.keep(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				if err := wh.Keep(ctx, time.Now()); err != nil && ctx.Err() == nil {
 					log.Error("webhook: cannot keep its certificate", "err", err)
 				}
-			}, wh.cfg.Refresh)
+			}, wh.Refresh())
 		}
 		factories := NewFactories(client, cfg.Namespace, 0)
 		ctrl := New(client, factories.Informers(), Options{RouterImage: cfg.RouterImage, Log: log, Leading: isLeading, SamplesURL: cfg.SamplesURL,

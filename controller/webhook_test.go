@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"github.com/trackrouter/trackrouter/controller/webhook"
 	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 	"github.com/trackrouter/trackrouter/internal/testing/speccorpus"
 	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
@@ -76,7 +77,7 @@ func TestWebhookOnCluster(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
 			Name:                    "specs.trackrouter.dev",
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: ptr.To("https://" + addr + webhookPath)},
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: ptr.To("https://" + addr + webhook.Path)},
 			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{"CREATE", "UPDATE"}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}}}},
 			ObjectSelector:          &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: weights.ServiceLabel, Operator: metav1.LabelSelectorOpExists}}},
 			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}},
@@ -195,7 +196,7 @@ func TestWebhookOnCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(last.Data[keyServeCert]) == string(first.Data[keyServeCert]) || string(last.Data[keyCACert]) != string(first.Data[keyCACert]) {
+		if string(last.Data["tls.crt"]) == string(first.Data["tls.crt"]) || string(last.Data["ca.crt"]) != string(first.Data["ca.crt"]) {
 			t.Errorf("over 10 s the serving certificate did not rotate, or the CA changed")
 		}
 		t.Logf("%d updates while the serving certificate rotated, 0 refused", n)

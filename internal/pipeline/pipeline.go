@@ -5,7 +5,7 @@
 // function: the release's state, the spec and what was observed (the
 // time, approvals, Jobs, the analysis verdict) in; the next state and at
 // most one Decision (spec edits, a Job to run) out. track-controller's
-// leader runs it and makes the writes (controller/pipeline.go).
+// leader runs it and makes the writes (controller/releases).
 package pipeline
 
 import (

@@ -1,4 +1,4 @@
-package controller
+package alerts
 
 import (
 	"bytes"
@@ -28,7 +28,7 @@ func svc(healthy bool, problems ...string) []*fleet.Health {
 func TestAlerterOncePerChange(t *testing.T) {
 	hook := alerttest.NewWebhook(t)
 	mail := alerttest.NewSMTP(t)
-	a := NewAlerter(AlertConfig{WebhookURL: hook.URL, SMTPAddr: mail.Addr, SMTPFrom: "tc@example.com", SMTPTo: []string{"ops@example.com", "dev@example.com"},
+	a := New(Config{WebhookURL: hook.URL, SMTPAddr: mail.Addr, SMTPFrom: "tc@example.com", SMTPTo: []string{"ops@example.com", "dev@example.com"},
 		SMTPUsername: "alerts", SMTPPassword: "secret", SMTPCAFile: mail.CAFile, After: time.Minute}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -80,7 +80,7 @@ func TestAlerterOncePerChange(t *testing.T) {
 func TestAlerterRetriesAndCounts(t *testing.T) {
 	hook := alerttest.NewWebhook(t)
 	hook.SetStatus(503)
-	a := NewAlerter(AlertConfig{WebhookURL: hook.URL, After: time.Nanosecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := New(Config{WebhookURL: hook.URL, After: time.Nanosecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go a.Run(ctx)
@@ -135,7 +135,7 @@ func TestAlertSecretNotLogged(t *testing.T) {
 	ln.Close() // nothing listens there now: the POST fails with a *url.Error
 	var logs bytes.Buffer
 	var mu sync.Mutex
-	a := NewAlerter(AlertConfig{WebhookURL: "http://" + addr + "/services/" + secret, After: time.Nanosecond},
+	a := New(Config{WebhookURL: "http://" + addr + "/services/" + secret, After: time.Nanosecond},
 		slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) }), nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

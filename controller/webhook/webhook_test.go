@@ -1,4 +1,4 @@
-package controller
+package webhook
 
 import (
 	"bytes"
@@ -31,9 +31,9 @@ func TestWebhookKeep(t *testing.T) {
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{Name: "specs.trackrouter.dev"}}}
 	client := fake.NewClientset(vwc)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := newWebhook(WebhookConfig{Secret: "sys/wh", Configuration: "tc", IPs: []net.IP{net.ParseIP("127.0.0.1")}, Validity: 9 * time.Hour}, client, log)
+	w := New(Config{Secret: "sys/wh", Configuration: "tc", IPs: []net.IP{net.ParseIP("127.0.0.1")}, Validity: 9 * time.Hour}, client, log)
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
-	if err := w.keep(ctx, now); err != nil {
+	if err := w.Keep(ctx, now); err != nil {
 		t.Fatal(err)
 	}
 	s, err := client.CoreV1().Secrets("sys").Get(ctx, "wh", metav1.GetOptions{})
@@ -45,7 +45,7 @@ func TestWebhookKeep(t *testing.T) {
 		t.Errorf("the caBundle is not the CA")
 	}
 	writes := len(client.Actions())
-	if err := w.keep(ctx, now.Add(time.Hour)); err != nil {
+	if err := w.Keep(ctx, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range client.Actions()[writes:] {
@@ -53,7 +53,7 @@ func TestWebhookKeep(t *testing.T) {
 			t.Errorf("at rest: %s %s", a.GetVerb(), a.GetResource().Resource)
 		}
 	}
-	if err := w.keep(ctx, now.Add(7*time.Hour)); err != nil { // 2 h left of 9: rotate
+	if err := w.Keep(ctx, now.Add(7*time.Hour)); err != nil { // 2 h left of 9: rotate
 		t.Fatal(err)
 	}
 	s2, _ := client.CoreV1().Secrets("sys").Get(ctx, "wh", metav1.GetOptions{})
@@ -64,8 +64,8 @@ func TestWebhookKeep(t *testing.T) {
 	// cert-manager's Secret, and no configuration to keep: never written.
 	cm := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "wh", Namespace: "sys"}, Data: map[string][]byte{"ca.crt": []byte("x"), "tls.crt": []byte("y"), "tls.key": []byte("z")}}
 	client = fake.NewClientset(cm)
-	w = newWebhook(WebhookConfig{Secret: "sys/wh"}, client, log)
-	if err := w.keep(ctx, now); err != nil {
+	w = New(Config{Secret: "sys/wh"}, client, log)
+	if err := w.Keep(ctx, now); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range client.Actions() {
@@ -83,7 +83,7 @@ func TestWebhookCreateComparedWithRelease(t *testing.T) {
 	spec := "service: web\nport: 80\ntracks:\n  internal: {version: \"1.1\", gates: [approval]}\n  production: {version: \"%s\"}\ndefault: all\nbackends:\n  all: {production: 100}\n  internal: {internal: 100}\ngroups: {INTERNAL: internal}\n"
 	rel := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web-release", Namespace: "shop", Labels: map[string]string{"trackrouter.dev/release-of": "web"}},
 		Data: map[string]string{"state": `{"phase":"gates","version":"1.1","stage":"internal","seen":{"internal":"1.1","production":"1.0"}}`}}
-	w := newWebhook(WebhookConfig{}, fake.NewClientset(rel), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := New(Config{}, fake.NewClientset(rel), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for version, allowed := range map[string]bool{"1.0": true, "9.9": false} {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", Labels: map[string]string{"trackrouter.dev/service": "web"}},
 			Data: map[string]string{"service.yaml": fmt.Sprintf(spec, version)}}

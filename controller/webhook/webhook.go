@@ -1,4 +1,9 @@
-package controller
+// Package webhook is track-controller's admission webhook for spec
+// ConfigMaps: it refuses an invalid spec (naming the field and line) and a
+// release moved by someone without the right, and keeps its own CA and
+// serving certificate in a Secret (the leader makes and rotates them;
+// every replica serves them).
+package webhook
 
 import (
 	"bytes"
@@ -31,15 +36,16 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
+	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/internal/health"
 	"github.com/trackrouter/trackrouter/internal/pipeline"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
-// WebhookConfig is the admission webhook: every replica serves it; the
+// Config is the admission webhook: every replica serves it; the
 // leader keeps its certificate (in a Secret, so that every replica serves
 // the same) and the webhook configuration's caBundle.
-type WebhookConfig struct {
+type Config struct {
 	Addr string // listen address, e.g. ":9443"; empty: no webhook
 	// Secret ("namespace/name") holds the webhook's own CA and serving
 	// certificate (ca.crt, ca.key, tls.crt, tls.key).
@@ -60,9 +66,11 @@ type WebhookConfig struct {
 	Refresh time.Duration
 }
 
+// Path is where the admission reviews are served.
+const Path = "/validate"
+
 const (
 	caValidity    = 10 * 365 * 24 * time.Hour
-	webhookPath   = "/validate"
 	keyCACert     = "ca.crt"
 	keyCAKey      = "ca.key"
 	keyServeCert  = "tls.crt"
@@ -70,7 +78,7 @@ const (
 	webhookFieldM = "track-controller-webhook"
 )
 
-func (w *WebhookConfig) defaults() {
+func (w *Config) defaults() {
 	if w.Validity == 0 {
 		w.Validity = 90 * 24 * time.Hour
 	}
@@ -82,9 +90,9 @@ func (w *WebhookConfig) defaults() {
 	}
 }
 
-// webhook serves the admission review and the certificate in the Secret.
-type webhook struct {
-	cfg    WebhookConfig
+// Server serves the admission review and the certificate in the Secret.
+type Server struct {
+	cfg    Config
 	client kubernetes.Interface
 	log    *slog.Logger
 	cert   atomic.Pointer[tls.Certificate]
@@ -92,20 +100,24 @@ type webhook struct {
 	Served, Refused atomic.Int64
 }
 
-func newWebhook(cfg WebhookConfig, client kubernetes.Interface, log *slog.Logger) *webhook {
+// New makes the Server; Serve serves it, Keep keeps its certificate.
+func New(cfg Config, client kubernetes.Interface, log *slog.Logger) *Server {
 	cfg.defaults()
-	return &webhook{cfg: cfg, client: client, log: log}
+	return &Server{cfg: cfg, client: client, log: log}
 }
 
-func (w *webhook) secretRef() (string, string) {
+// Refresh is how often the Secret is read, and kept by the leader.
+func (w *Server) Refresh() time.Duration { return w.cfg.Refresh }
+
+func (w *Server) secretRef() (string, string) {
 	ns, name, _ := strings.Cut(w.cfg.Secret, "/")
 	return ns, name
 }
 
-// serve runs the HTTPS server until ctx ends, with the certificate the
+// Serve runs the HTTPS server until ctx ends, with the certificate the
 // Secret holds (read again every Refresh): a rotated certificate is served
 // from the next handshake on.
-func (w *webhook) serve(ctx context.Context) error {
+func (w *Server) Serve(ctx context.Context) error {
 	ln, err := net.Listen("tcp", w.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("webhook on %s: %w", w.cfg.Addr, err)
@@ -127,7 +139,7 @@ func (w *webhook) serve(ctx context.Context) error {
 		}
 	}()
 	mux := http.NewServeMux()
-	mux.HandleFunc(webhookPath, w.handle)
+	mux.HandleFunc(Path, w.handle)
 	// Handshakes refused before the certificate exists are the API
 	// server's retries: debug, not noise in the log.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(w.log.Handler(), slog.LevelDebug), TLSConfig: &tls.Config{
@@ -139,12 +151,12 @@ func (w *webhook) serve(ctx context.Context) error {
 			return nil, errors.New("no certificate yet: the leader makes it in Secret " + w.cfg.Secret)
 		},
 	}}
-	w.log.Info("serving the admission webhook", "addr", ln.Addr().String(), "path", webhookPath)
+	w.log.Info("serving the admission webhook", "addr", ln.Addr().String(), "path", Path)
 	return health.ServeUntil(ctx, srv, ln, true)
 }
 
 // load reads the serving certificate from the Secret.
-func (w *webhook) load(ctx context.Context) error {
+func (w *Server) load(ctx context.Context) error {
 	ns, name := w.secretRef()
 	s, err := w.client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -161,10 +173,10 @@ func (w *webhook) load(ctx context.Context) error {
 	return nil
 }
 
-// keep is the leader's: the Secret holds a CA and a serving certificate
+// Keep is the leader's: the Secret holds a CA and a serving certificate
 // with more than RotateBefore left, and the webhook configuration's
 // caBundle is the CA. Writes happen only when something is to be made.
-func (w *webhook) keep(ctx context.Context, now time.Time) error {
+func (w *Server) Keep(ctx context.Context, now time.Time) error {
 	if w.cfg.Configuration == "" {
 		return nil // the Secret and the caBundle are cert-manager's (or yours): only read
 	}
@@ -173,7 +185,7 @@ func (w *webhook) keep(ctx context.Context, now time.Time) error {
 	exists := err == nil
 	switch {
 	case apierrors.IsNotFound(err):
-		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{LabelManagedBy: ManagedBy}},
+		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{contract.LabelManagedBy: contract.ManagedBy}},
 			Type: corev1.SecretTypeOpaque, Data: map[string][]byte{}}
 	case err != nil:
 		return err
@@ -235,7 +247,7 @@ func (w *webhook) keep(ctx context.Context, now time.Time) error {
 
 // servingFresh reports whether certPEM is signed by ca and has more than
 // RotateBefore left.
-func (w *webhook) servingFresh(certPEM []byte, ca *x509.Certificate, now time.Time) bool {
+func (w *Server) servingFresh(certPEM []byte, ca *x509.Certificate, now time.Time) bool {
 	block, _ := pem.Decode(certPEM)
 	if block == nil {
 		return false
@@ -322,7 +334,7 @@ func newServing(ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string, i
 // with every error's field and line inside the service.yaml key; warnings
 // come back as admission warnings (kubectl prints them); a second spec of
 // a service the namespace already has is refused.
-func (w *webhook) handle(rw http.ResponseWriter, req *http.Request) {
+func (w *Server) handle(rw http.ResponseWriter, req *http.Request) {
 	// A spec of 1 MiB of characters JSON escapes six times over, in the
 	// object and the old object of an update.
 	body, err := io.ReadAll(io.LimitReader(req.Body, 32<<20))
@@ -346,7 +358,7 @@ func (w *webhook) handle(rw http.ResponseWriter, req *http.Request) {
 	json.NewEncoder(rw).Encode(review)
 }
 
-func (w *webhook) review(ctx context.Context, r *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+func (w *Server) review(ctx context.Context, r *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	allow := &admissionv1.AdmissionResponse{Allowed: true}
 	if r.Kind.Kind != "ConfigMap" || r.Operation == admissionv1.Delete {
 		return allow
@@ -416,7 +428,7 @@ const (
 // releases, as a SubjectAccessReview of the caller the API server
 // authenticated says; nil when it may go on. A review that cannot be made
 // refuses (the webhook fails closed).
-func (w *webhook) promotion(ctx context.Context, r *admissionv1.AdmissionRequest, ns, name string, spec *weights.Spec) *admissionv1.AdmissionResponse {
+func (w *Server) promotion(ctx context.Context, r *admissionv1.AdmissionRequest, ns, name string, spec *weights.Spec) *admissionv1.AdmissionResponse {
 	var moves []string
 	switch r.Operation {
 	case admissionv1.Update:
@@ -458,7 +470,7 @@ func (w *webhook) promotion(ctx context.Context, r *admissionv1.AdmissionRequest
 // movesSeen lists the stages after the first whose version in spec is
 // not the one the service's release state last saw: a spec created again
 // that would move a build past the pipeline.
-func (w *webhook) movesSeen(ctx context.Context, ns string, spec *weights.Spec) []string {
+func (w *Server) movesSeen(ctx context.Context, ns string, spec *weights.Spec) []string {
 	if !pipeline.Uses(spec) || len(spec.Stages) < 2 {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package controller
+package webhook
 
 import (
 	"bytes"
@@ -28,7 +28,7 @@ import (
 // fake client here: on a cluster add one API read). Prints p50 and p99
 // over 2,000 reviews.
 //
-//	go test ./controller -run '^$' -bench WebhookLatency -benchtime 1x
+//	go test ./controller/webhook -run '^$' -bench WebhookLatency -benchtime 1x
 func BenchmarkWebhookLatency(b *testing.B) {
 	cm, _, err := examples.AccountServiceObjects("shop")
 	if err != nil {
@@ -38,7 +38,7 @@ func BenchmarkWebhookLatency(b *testing.B) {
 	review, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{UID: types.UID("1"), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespace: "shop", Name: cm.Name,
 			Operation: admissionv1.Update, Object: runtime.RawExtension{Raw: raw}}})
-	w := newWebhook(WebhookConfig{}, fake.NewClientset(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := New(Config{}, fake.NewClientset(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv := httptest.NewTLSServer(http.HandlerFunc(w.handle))
 	defer srv.Close()
 	client := srv.Client()

@@ -1,4 +1,8 @@
-package controller
+// Package alerts is track-controller's alerting: health evaluations turned
+// into one message per change of a service (held for a while, so that a
+// flap does not page), and a release's rollbacks and stops, delivered in
+// the background to a webhook and by email.
+package alerts
 
 import (
 	"context"
@@ -16,9 +20,9 @@ import (
 	"github.com/trackrouter/trackrouter/internal/notify"
 )
 
-// AlertConfig says where health changes are sent. Empty destinations are
+// Config says where health changes are sent. Empty destinations are
 // off; with none, nothing is sent.
-type AlertConfig struct {
+type Config struct {
 	// WebhookURL receives a Slack-compatible JSON POST {"text": ...}.
 	WebhookURL string
 	// SMTP: the server (host:port), the sender and the recipients. STARTTLS
@@ -41,13 +45,13 @@ type AlertConfig struct {
 	Retry time.Duration
 }
 
-func (a AlertConfig) enabled() bool { return a.WebhookURL != "" || a.SMTPAddr != "" }
+func (a Config) enabled() bool { return a.WebhookURL != "" || a.SMTPAddr != "" }
 
 // Alerter turns health evaluations into messages, one per change of a
 // service between healthy and unhealthy (held for After), and delivers them
 // in the background: Observe never blocks reconciliation.
 type Alerter struct {
-	cfg     AlertConfig
+	cfg     Config
 	log     *slog.Logger
 	senders map[string]notify.Sender // by destination: webhook, email
 
@@ -72,8 +76,8 @@ type alertState struct {
 // alert is one message.
 type alert = notify.Message
 
-// NewAlerter makes an Alerter; Run delivers its messages.
-func NewAlerter(cfg AlertConfig, log *slog.Logger) *Alerter {
+// New makes an Alerter; Run delivers its messages.
+func New(cfg Config, log *slog.Logger) *Alerter {
 	if cfg.After == 0 {
 		cfg.After = time.Minute
 	}
@@ -137,6 +141,10 @@ func (a *Alerter) Observe(hs []*fleet.Health, now time.Time) {
 		}
 	}
 }
+
+// Send queues a message (a release's rollback, say) for delivery; it never
+// blocks: a full queue drops it, counted in Dropped.
+func (a *Alerter) Send(subject, text string) { a.enqueue(alert{Subject: subject, Text: text}) }
 
 func (a *Alerter) enqueue(m alert) {
 	if !a.cfg.enabled() {
