@@ -95,6 +95,9 @@ func statusObjects(t *testing.T) []runtime.Object {
 		if i == 3 {
 			r.ResourceVersion, r.Weights, r.Since = "150", live(5, 95), since.Add(-time.Hour)
 		}
+		if i == 1 { // its checks of the canary fail: shown beside the live weights
+			r.Down = map[string]map[string]string{"canary": {"canary": "down"}}
+		}
 		reports[pod] = r
 		objs = append(objs, routerPod("account-service", pod))
 	}
