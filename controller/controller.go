@@ -256,6 +256,22 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		c.jobs = inf.Jobs.Lister()
 		c.synced = append(c.synced, inf.Jobs.Informer().HasSynced)
 	}
+	c.watch(inf)
+	c.events = newEventBroadcaster()
+	c.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	c.recorder = c.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: ManagedBy})
+	// The release loop: its own queue and workers, under the same fence.
+	rcfg := releases.Config{Client: client, Log: c.log, Recorder: c.recorder, Fence: c.fence, SpecOwner: c.specOwner, Writes: &c.Writes,
+		Clock: opt.Clock, Measurer: opt.Measurer, SamplesURL: opt.SamplesURL}
+	if opt.Alerter != nil {
+		rcfg.Alert = opt.Alerter.Send
+	}
+	c.releases = releases.New(rcfg, releases.Informers{Specs: inf.ConfigMaps, Status: inf.StatusConfigMaps, Jobs: inf.Jobs, RouterPods: inf.RouterPods})
+	return c
+}
+
+// watch queues specs from the informers' events.
+func (c *Controller) watch(inf Informers) {
 	// The sidecars write their reports often: only the status ConfigMap's
 	// coming and going is the spec's business.
 	c.handle(inf.StatusConfigMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -343,18 +359,6 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 		c.enqueueOwner(obj)
 	}
 	c.handle(inf.Deployments.Informer().AddEventHandler(deployments))
-
-	c.events = newEventBroadcaster()
-	c.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	c.recorder = c.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: ManagedBy})
-	// The release loop: its own queue and workers, under the same fence.
-	rcfg := releases.Config{Client: client, Log: c.log, Recorder: c.recorder, Fence: c.fence, SpecOwner: c.specOwner, Writes: &c.Writes,
-		Clock: opt.Clock, Measurer: opt.Measurer, SamplesURL: opt.SamplesURL}
-	if opt.Alerter != nil {
-		rcfg.Alert = opt.Alerter.Send
-	}
-	c.releases = releases.New(rcfg, releases.Informers{Specs: inf.ConfigMaps, Status: inf.StatusConfigMaps, Jobs: inf.Jobs, RouterPods: inf.RouterPods})
-	return c
 }
 
 // newEventBroadcaster is client-go's broadcaster with room for every

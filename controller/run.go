@@ -59,18 +59,7 @@ type Config struct {
 // campaigns again after losing the lease (an API outage, a pause), with
 // fresh caches, instead of exiting.
 func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
-	rc, err := kube.Config(cfg.Kubeconfig, cfg.Context)
-	if err != nil {
-		return err
-	}
-	kube.SetRate(rc, cfg.QPS, cfg.Burst)
-	// What the controller costs the API server, request by request (the
-	// Lease's renewals included): the fleet benchmark reads it.
-	apiRequests := newAPIRequests()
-	kube.CountRequests(rc, func(verb, resource string) { apiRequests.WithLabelValues(verb, resource).Inc() })
-	// Deployment names carry versions with dots; say so once, not per write.
-	rc.WarningHandler = rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true})
-	client, err := kubernetes.NewForConfig(rc)
+	client, apiRequests, err := newClient(cfg)
 	if err != nil {
 		return err
 	}
@@ -80,108 +69,28 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		log.Info("HAProxy tier image: the controller's own", "image", cfg.RouterImage)
 	}
-	var (
-		leading atomic.Bool
-		current atomic.Pointer[Controller]
-		base    counters // of the terms before the current one
-		lease   leaseState
-	)
+	p := &process{cfg: cfg, log: log, client: client, apiRequests: apiRequests, serveErr: make(chan error, 1)}
 	var le LeaderElection
 	if cfg.LeaderElect {
-		host, err := os.Hostname()
-		if err != nil {
+		if le, err = p.election(ctx); err != nil {
 			return err
-		}
-		le = LeaderElection{Namespace: cfg.LeaseNamespace, Name: cfg.LeaseName, Identity: Identity(host), LockResult: lease.recorder(cfg, log)}
-		// A Lease that can never be taken is said at once, and the
-		// process exits: it would otherwise converge nothing, for ever.
-		if err := CheckLease(ctx, client, le); errors.Is(err, ErrLeasePrecondition) {
-			return err
-		} else if err != nil {
-			log.Warn("cannot check the leader Lease yet; the election retries", "lease", le.Namespace+"/"+le.Name, "err", err)
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// One Alerter for the process: what it announced survives a lost and
 	// regained lease.
-	alerter := NewAlerter(cfg.Alerts, log)
-	go alerter.Run(ctx)
-	serveErr := make(chan error, 1)
-	if cfg.MetricsAddr != "" {
-		go func() {
-			ready := func() error {
-				if err := lease.err(); err != nil {
-					return err
-				}
-				if c := current.Load(); c != nil {
-					return c.notReady(leading.Load())
-				}
-				return nil
-			}
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(metricCollectors(&current, &base, &leading, alerter, apiRequests, lease.errors)...)
-			err := health.Serve(ctx, cfg.MetricsAddr, reg, ready, log)
-			serveErr <- err
-			cancel() // without its probes the process must not run on
-		}()
-	}
-	if cfg.BoardAddr != "" {
-		go func() {
-			if err := serveBoard(ctx, client, cfg, log); err != nil {
-				serveErr <- err
-				cancel()
-			}
-		}()
-	}
-	var wh *webhook.Server
-	if cfg.Webhook.Addr != "" {
-		wh = webhook.New(cfg.Webhook, client, log)
-		go func() {
-			if err := wh.Serve(ctx); err != nil {
-				serveErr <- err
-				cancel() // a replica that cannot serve the webhook must not run on
-			}
-		}()
-	}
-	// term runs one controller, with its own informers, until ctx ends.
-	term := func(ctx context.Context, isLeading func() bool) error {
-		if wh != nil {
-			// Only the leader makes and rotates the certificate.
-			go wait.UntilWithContext(ctx, func(ctx context.Context) {
-				if isLeading != nil && !isLeading() {
-					return
-				}
-				if err := wh.Keep(ctx, time.Now()); err != nil && ctx.Err() == nil {
-					log.Error("webhook: cannot keep its certificate", "err", err)
-				}
-			}, wh.Refresh())
-		}
-		factories := NewFactories(client, cfg.Namespace, 0)
-		ctrl := New(client, factories.Informers(), Options{RouterImage: cfg.RouterImage, Log: log, Leading: isLeading, SamplesURL: cfg.SamplesURL,
-			HealthInterval: cfg.HealthInterval, MinEndpoints: cfg.MinEndpoints, Alerter: alerter})
-		current.Store(ctrl)
-		leading.Store(true)
-		defer func() {
-			leading.Store(false)
-			base.writes.Add(ctrl.Writes.Load())
-			base.syncs.Add(ctrl.Syncs.Load())
-			base.applyErrors.Add(ctrl.ApplyErrors.Load())
-			base.stuck.Add(ctrl.StuckSwitches.Load())
-			current.Store(nil)
-		}()
-		factories.Start(ctx.Done())
-		defer factories.Shutdown()
-		return ctrl.Run(ctx, cfg.Workers)
-	}
+	p.alerter = NewAlerter(cfg.Alerts, log)
+	go p.alerter.Run(ctx)
+	p.serve(ctx, cancel)
 	var runErr error
 	if !cfg.LeaderElect {
-		runErr = term(ctx, nil)
+		runErr = p.term(ctx, nil)
 	} else {
 		log.Info("campaigning for the leader lease", "identity", le.Identity, "lease", le.Namespace+"/"+le.Name)
 		for ctx.Err() == nil && runErr == nil {
 			err := RunAsLeader(ctx, client, le, log, func(ctx context.Context, leading func() bool) {
-				runErr = term(ctx, leading)
+				runErr = p.term(ctx, leading)
 			})
 			if err != nil {
 				return err
@@ -192,13 +101,131 @@ func Execute(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	select {
-	case err := <-serveErr:
+	case err := <-p.serveErr:
 		if err != nil {
 			return err
 		}
 	default:
 	}
 	return runErr
+}
+
+// newClient is the API client of cfg, its requests counted by verb and
+// resource (the Lease's renewals included: the fleet benchmark reads it).
+func newClient(cfg Config) (kubernetes.Interface, *prometheus.CounterVec, error) {
+	rc, err := kube.Config(cfg.Kubeconfig, cfg.Context)
+	if err != nil {
+		return nil, nil, err
+	}
+	kube.SetRate(rc, cfg.QPS, cfg.Burst)
+	apiRequests := newAPIRequests()
+	kube.CountRequests(rc, func(verb, resource string) { apiRequests.WithLabelValues(verb, resource).Inc() })
+	// Deployment names carry versions with dots; say so once, not per write.
+	rc.WarningHandler = rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true})
+	client, err := kubernetes.NewForConfig(rc)
+	return client, apiRequests, err
+}
+
+// process is one track-controller process: its servers (metrics, board,
+// webhook) live as long as it does; a term (one controller with its own
+// informers) lasts as long as a lease is held.
+type process struct {
+	cfg         Config
+	log         *slog.Logger
+	client      kubernetes.Interface
+	apiRequests *prometheus.CounterVec
+	alerter     *Alerter
+	wh          *webhook.Server
+	serveErr    chan error
+
+	leading atomic.Bool
+	current atomic.Pointer[Controller]
+	base    counters // of the terms before the current one
+	lease   leaseState
+}
+
+// election is the leader election of the process's config. A Lease that
+// can never be taken is said at once, and the process exits: it would
+// otherwise converge nothing, for ever.
+func (p *process) election(ctx context.Context) (LeaderElection, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return LeaderElection{}, err
+	}
+	le := LeaderElection{Namespace: p.cfg.LeaseNamespace, Name: p.cfg.LeaseName, Identity: Identity(host), LockResult: p.lease.recorder(p.cfg, p.log)}
+	if err := CheckLease(ctx, p.client, le); errors.Is(err, ErrLeasePrecondition) {
+		return le, err
+	} else if err != nil {
+		p.log.Warn("cannot check the leader Lease yet; the election retries", "lease", le.Namespace+"/"+le.Name, "err", err)
+	}
+	return le, nil
+}
+
+// serve starts the process's servers; one that stops ends the process
+// (cancel): without its probes, or its webhook, a replica must not run on.
+func (p *process) serve(ctx context.Context, cancel func()) {
+	fail := func(err error) {
+		if err != nil {
+			p.serveErr <- err
+			cancel()
+		}
+	}
+	if p.cfg.MetricsAddr != "" {
+		go func() {
+			ready := func() error {
+				if err := p.lease.err(); err != nil {
+					return err
+				}
+				if c := p.current.Load(); c != nil {
+					return c.notReady(p.leading.Load())
+				}
+				return nil
+			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(metricCollectors(&p.current, &p.base, &p.leading, p.alerter, p.apiRequests, p.lease.errors)...)
+			p.serveErr <- health.Serve(ctx, p.cfg.MetricsAddr, reg, ready, p.log)
+			cancel()
+		}()
+	}
+	if p.cfg.BoardAddr != "" {
+		go func() { fail(serveBoard(ctx, p.client, p.cfg, p.log)) }()
+	}
+	if p.cfg.Webhook.Addr != "" {
+		p.wh = webhook.New(p.cfg.Webhook, p.client, p.log)
+		go func() { fail(p.wh.Serve(ctx)) }()
+	}
+}
+
+// term runs one controller, with its own informers, until ctx ends.
+func (p *process) term(ctx context.Context, isLeading func() bool) error {
+	if p.wh != nil {
+		// Only the leader makes and rotates the certificate.
+		go wait.UntilWithContext(ctx, func(ctx context.Context) {
+			if isLeading != nil && !isLeading() {
+				return
+			}
+			if err := p.wh.Keep(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				p.log.Error("webhook: cannot keep its certificate", "err", err)
+			}
+		}, p.wh.Refresh())
+	}
+	cfg := p.cfg
+	factories := NewFactories(p.client, cfg.Namespace, 0)
+	ctrl := New(p.client, factories.Informers(), Options{RouterImage: cfg.RouterImage, Log: p.log, Leading: isLeading, SamplesURL: cfg.SamplesURL,
+		HealthInterval: cfg.HealthInterval, MinEndpoints: cfg.MinEndpoints, Alerter: p.alerter})
+	p.current.Store(ctrl)
+	p.leading.Store(true)
+	defer func() {
+		p.leading.Store(false)
+		p.base.writes.Add(ctrl.Writes.Load())
+		p.base.syncs.Add(ctrl.Syncs.Load())
+		p.base.applyErrors.Add(ctrl.ApplyErrors.Load())
+		p.base.stuck.Add(ctrl.StuckSwitches.Load())
+		p.current.Store(nil)
+	}()
+	factories.Start(ctx.Done())
+	defer factories.Shutdown()
+	return ctrl.Run(ctx, cfg.Workers)
 }
 
 // leaseState is whether the leader Lease could be read and written lately.
