@@ -189,11 +189,11 @@ func NewFactories(client kubernetes.Interface, namespace string, resync time.Dur
 		return informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel })
 	}
 	return &Factories{
-		owned:      informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(LabelManagedBy+"="+ManagedBy)),
-		specs:      informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(weights.ServiceLabel)),
+		owned:      informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(fleet.SelectOwned)),
+		specs:      informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(fleet.SelectSpecs)),
 		templates:  informers.NewSharedInformerFactoryWithOptions(client, resync, ns),
-		labeled:    informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(LabelApp+","+LabelTier)),
-		routerPods: informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(LabelApp+","+LabelTier+"="+TierRouter)),
+		labeled:    informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(fleet.SelectLabelled)),
+		routerPods: informers.NewSharedInformerFactoryWithOptions(client, resync, ns, byLabel(fleet.SelectRouterPods)),
 	}
 }
 

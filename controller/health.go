@@ -7,7 +7,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,22 +39,7 @@ func (c *Controller) evaluateHealth(ctx context.Context) {
 }
 
 func (c *Controller) healthObjects() (fleet.Objects, error) {
-	var objs fleet.Objects
-	var err error
-	if objs.Specs, err = c.configMaps.List(labels.Everything()); err != nil {
-		return objs, err
-	}
-	if objs.Status, err = c.statusMaps.List(labels.Everything()); err != nil {
-		return objs, err
-	}
-	if objs.Deployments, err = c.labeled.List(labels.Everything()); err != nil {
-		return objs, err
-	}
-	if objs.EndpointSlices, err = c.slices.List(labels.Everything()); err != nil {
-		return objs, err
-	}
-	objs.Pods, err = c.routerPods.List(labels.Everything())
-	return objs, err
+	return fleet.Listers{Specs: c.configMaps, Status: c.statusMaps, Deployments: c.labeled, EndpointSlices: c.slices, Pods: c.routerPods}.Objects()
 }
 
 // pruneReports removes from the status ConfigMaps the keys of pods that

@@ -232,7 +232,7 @@ func namespaceWords(ns string) string {
 // when given, narrows to those.
 func Collect(ctx context.Context, client kubernetes.Interface, ns string, services []string) (fleet.Objects, error) {
 	var objs fleet.Objects
-	specSel := weights.ServiceLabel
+	specSel := fleet.SelectSpecs
 	appSel := contract.LabelApp
 	if len(services) > 0 {
 		specSel = fmt.Sprintf("%s in (%s)", weights.ServiceLabel, strings.Join(services, ","))
@@ -266,14 +266,14 @@ func Collect(ctx context.Context, client kubernetes.Interface, ns string, servic
 		appSel = fmt.Sprintf("app in (%s)", strings.Join(services, ","))
 	}
 	// The HAProxy pods' status ConfigMaps and the release ConfigMaps.
-	status, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=track-controller"})
+	status, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: fleet.SelectOwned})
 	if err != nil {
 		return objs, fmt.Errorf("list status and release ConfigMaps: %w", err)
 	}
 	for i := range status.Items {
 		objs.Status = append(objs.Status, &status.Items[i])
 	}
-	deps, err := client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: appSel + ",tier"})
+	deps, err := client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: appSel + "," + contract.LabelTier})
 	if err != nil {
 		return objs, fmt.Errorf("list Deployments: %w", err)
 	}
@@ -291,7 +291,7 @@ func Collect(ctx context.Context, client kubernetes.Interface, ns string, servic
 			objs.EndpointSlices = append(objs.EndpointSlices, &slices.Items[i])
 		}
 	}
-	pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appSel + ",tier=router"})
+	pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appSel + "," + contract.LabelTier + "=" + contract.TierRouter})
 	if err != nil {
 		return objs, fmt.Errorf("list HAProxy pods: %w", err)
 	}

@@ -21,7 +21,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -96,11 +95,11 @@ func New(client kubernetes.Interface, ns string, opt fleet.Options) *Board {
 		b.factories = append(b.factories, f)
 		return f
 	}
-	specInf := factory(weights.ServiceLabel).Core().V1().ConfigMaps()
-	ownedInf := factory("app.kubernetes.io/managed-by=track-controller").Core().V1().ConfigMaps()
-	labelled := factory("app,tier")
+	specInf := factory(fleet.SelectSpecs).Core().V1().ConfigMaps()
+	ownedInf := factory(fleet.SelectOwned).Core().V1().ConfigMaps()
+	labelled := factory(fleet.SelectLabelled)
 	depInf, sliceInf := labelled.Apps().V1().Deployments(), labelled.Discovery().V1().EndpointSlices()
-	podInf := factory("app,tier=router").Core().V1().Pods()
+	podInf := factory(fleet.SelectRouterPods).Core().V1().Pods()
 	for _, inf := range []cache.SharedIndexInformer{specInf.Informer(), ownedInf.Informer(), depInf.Informer(), sliceInf.Informer(), podInf.Informer()} {
 		inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { b.markDirty() },
@@ -115,24 +114,8 @@ func New(client kubernetes.Interface, ns string, opt fleet.Options) *Board {
 		})
 		b.synced = append(b.synced, inf.HasSynced)
 	}
-	b.objects = func() (fleet.Objects, error) {
-		var objs fleet.Objects
-		var err error
-		if objs.Specs, err = specInf.Lister().List(labels.Everything()); err != nil {
-			return objs, err
-		}
-		if objs.Status, err = ownedInf.Lister().List(labels.Everything()); err != nil {
-			return objs, err
-		}
-		if objs.Deployments, err = depInf.Lister().List(labels.Everything()); err != nil {
-			return objs, err
-		}
-		if objs.EndpointSlices, err = sliceInf.Lister().List(labels.Everything()); err != nil {
-			return objs, err
-		}
-		objs.Pods, err = podInf.Lister().List(labels.Everything())
-		return objs, err
-	}
+	b.objects = fleet.Listers{Specs: specInf.Lister(), Status: ownedInf.Lister(), Deployments: depInf.Lister(),
+		EndpointSlices: sliceInf.Lister(), Pods: podInf.Lister()}.Objects
 	return b
 }
 
