@@ -38,6 +38,11 @@ type StatusReporter struct {
 	// overwritten by hand, or a status ConfigMap created again, is
 	// restored; default 1m.
 	Refresh time.Duration
+	// MinInterval is the least time between two writes (the latest report
+	// waiting meanwhile): a server flapping between up and down, or many
+	// at once, costs the API at most one write per interval per pod;
+	// default 1s.
+	MinInterval time.Duration
 
 	mu     sync.Mutex
 	latest *contract.Report
@@ -80,6 +85,11 @@ func (s *StatusReporter) Run(ctx context.Context) error {
 	}
 	refresh := time.NewTicker(every)
 	defer refresh.Stop()
+	gap := s.MinInterval
+	if gap <= 0 {
+		gap = time.Second
+	}
+	var lastWrite time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -99,6 +109,11 @@ func (s *StatusReporter) Run(ctx context.Context) error {
 		if pending == nil {
 			continue
 		}
+		if wait := gap - time.Since(lastWrite); wait > 0 && !failing {
+			retry.Reset(wait) // the latest report then, whatever came meanwhile
+			continue
+		}
+		lastWrite = time.Now()
 		err := s.write(ctx, pending)
 		if err == nil {
 			if failing {
