@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/pipeline"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -96,6 +97,11 @@ func printDetail(w io.Writer, h *fleet.Health) {
 	fmt.Fprintf(w, "%s/%s  %s  (ConfigMap %s, resourceVersion %s)\n", h.Namespace, h.Service, h.Word(), h.ConfigMap, h.ResourceVersion)
 	if r := h.Release; r != nil {
 		fmt.Fprint(w, wrap("  ", "    ", r.Words(time.Now())))
+		if j := r.Judged; j != nil && r.Phase == pipeline.Baking {
+			// The numbers of the last look at the bake: what the next
+			// decision will be made on.
+			fmt.Fprint(w, wrap(fmt.Sprintf("    last look (%s, %s): ", j.At.UTC().Format(time.RFC3339), j.Action), "      ", j.Reason))
+		}
 		fmt.Fprint(w, wrap("    last decision: ", "      ", r.Reason))
 		for _, d := range r.Decisions[max(0, len(r.Decisions)-5):] {
 			fmt.Fprint(w, wrap(fmt.Sprintf("    %s %s %s %s: ", d.At.UTC().Format(time.RFC3339), d.Kind, d.Version, d.Stage), "      ", d.Reason))

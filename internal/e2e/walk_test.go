@@ -628,12 +628,15 @@ func (w *walk) podProblems(ctx context.Context, namespace string) string {
 }
 
 // waitServing waits until every Deployment of the service is available
-// and every HAProxy pod reports the latest spec in sync with every server
-// up: a track's pods Ready is not yet HAProxy's checks passing (a check
-// that failed before the track's endpoints were in kube-proxy's rules
-// keeps the server down for its rise count; CI saw 503 "No server is
-// available" for the first 0.5 s of traffic when the walk began on
-// Deployments alone).
+// and every HAProxy pod, its HAProxy past its first health checks,
+// reports the latest spec in sync with every server up. A track's pods
+// Ready is not yet HAProxy's checks passing: HAProxy starts every server
+// up but one failed check from down, and a first check sent before
+// kube-proxy had the track's ClusterIP in its rules times out (2 s) and
+// takes the server down for its rise count (2 checks, 4 s). CI saw it
+// twice: 503 "No server is available" for the first 0.5 s of traffic when
+// the walk began on Deployments alone, and FREE 15% canary when it began
+// on "no server down" while the first checks were still in flight.
 func (w *walk) waitServing(ctx context.Context, s *weights.Spec, timeout time.Duration) {
 	w.t.Helper()
 	w.poll("the service's Deployments", timeout, func(ctx context.Context) error {
@@ -648,6 +651,28 @@ func (w *walk) waitServing(ctx context.Context, s *weights.Spec, timeout time.Du
 			want := *d.Spec.Replicas
 			if d.Status.ObservedGeneration < d.Generation || d.Status.AvailableReplicas != want || d.Status.UpdatedReplicas != want || d.Status.Replicas != want {
 				return fmt.Errorf("%s: %d/%d available%s", d.Name, d.Status.AvailableReplicas, want, w.podProblems(ctx, ns))
+			}
+		}
+		return nil
+	})
+	w.poll("every HAProxy past its first health checks", timeout, func(ctx context.Context) error {
+		pods, err := w.c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + service + ",tier=router"})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil || !podReady(&p) {
+				continue
+			}
+			for _, c := range p.Status.ContainerStatuses {
+				if c.State.Running == nil {
+					return fmt.Errorf("%s: %s not running", p.Name, c.Name)
+				}
+				// The first check's answer within inter + timeout check
+				// (4 s), a server it took down up again after rise (4 s).
+				if age := time.Since(c.State.Running.StartedAt.Time); age < firstChecks {
+					return fmt.Errorf("%s: HAProxy started %s ago", p.Name, age.Round(100*time.Millisecond))
+				}
 			}
 		}
 		return nil
@@ -816,6 +841,10 @@ func (w *walk) pod(ctx context.Context, track string) *corev1.Pod {
 	w.t.Fatalf("no Ready pod of track %s", track)
 	return nil
 }
+
+// firstChecks is how long a new HAProxy takes to have judged every server
+// by its checks (inter 2s, timeout check 2s, rise 2), with a margin.
+const firstChecks = 10 * time.Second
 
 func podReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {

@@ -38,10 +38,11 @@ type StatusReporter struct {
 	// overwritten by hand, or a status ConfigMap created again, is
 	// restored; default 1m.
 	Refresh time.Duration
-	// MinInterval is the least time between two writes (the latest report
-	// waiting meanwhile): a server flapping between up and down, or many
-	// at once, costs the API at most one write per interval per pod;
-	// default 1s.
+	// MinInterval is the least time between two writes of reports that
+	// differ from the last one written only in which servers are down (the
+	// latest waiting meanwhile): a server flapping between up and down, or
+	// many at once, costs the API at most one write per interval per pod,
+	// while a change of what HAProxy runs is written at once; default 1s.
 	MinInterval time.Duration
 
 	mu     sync.Mutex
@@ -109,7 +110,7 @@ func (s *StatusReporter) Run(ctx context.Context) error {
 		if pending == nil {
 			continue
 		}
-		if wait := gap - time.Since(lastWrite); wait > 0 && !failing {
+		if wait := gap - time.Since(lastWrite); wait > 0 && !failing && onlyDown(pending, written) {
 			retry.Reset(wait) // the latest report then, whatever came meanwhile
 			continue
 		}
@@ -135,6 +136,17 @@ func (s *StatusReporter) Run(ctx context.Context) error {
 		backoff = min(max(2*backoff, time.Second), 30*time.Second)
 		retry.Reset(backoff)
 	}
+}
+
+// onlyDown reports whether r differs from the report written last only in
+// which servers are down.
+func onlyDown(r, written *contract.Report) bool {
+	if written == nil {
+		return false
+	}
+	a, b := *r, *written
+	a.Down, b.Down = nil, nil
+	return a.Same(&b)
 }
 
 func (s *StatusReporter) write(ctx context.Context, r *contract.Report) error {

@@ -18,9 +18,10 @@ import (
 	"github.com/trackrouter/trackrouter/internal/contract"
 )
 
-// TestReportsCoalesced: a burst of reports (a server flapping, many at
-// once) is written at most once per MinInterval, and the last one written
-// is the latest.
+// TestReportsCoalesced: a burst of reports that differ only in which
+// servers are down (a server flapping) is written at most once per
+// MinInterval, and the last one written is the latest; a change of what
+// HAProxy runs is written at once.
 func TestReportsCoalesced(t *testing.T) {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web-haproxy-status", Namespace: "ns"}}
 	client := fake.NewClientset(cm)
@@ -35,18 +36,22 @@ func TestReportsCoalesced(t *testing.T) {
 	defer cancel()
 	go s.Run(ctx)
 	start := time.Now()
-	for i := range 50 { // 50 reports over ~250 ms
-		s.Report(&contract.Report{Stamp: "trackrouter:" + strings.Repeat("a", i%7+1), Since: start})
+	for i := range 50 { // 50 flips of a server over ~250 ms
+		r := &contract.Report{Stamp: "trackrouter:a", Since: start}
+		if i%2 == 0 {
+			r.Down = map[string]map[string]string{"main": {"production": "down"}}
+		}
+		s.Report(r)
 		time.Sleep(5 * time.Millisecond)
 	}
-	s.Report(&contract.Report{Stamp: "trackrouter:last", Since: start})
+	s.Report(&contract.Report{Stamp: "trackrouter:a", Since: start, Down: map[string]map[string]string{"main": {"canary": "down"}}})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		got, err := client.CoreV1().ConfigMaps("ns").Get(ctx, cm.Name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(got.Data["web-haproxy-a"], "trackrouter:last") {
+		if strings.Contains(got.Data["web-haproxy-a"], `"canary":"down"`) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -60,4 +65,15 @@ func TestReportsCoalesced(t *testing.T) {
 		t.Errorf("%d writes for 51 reports in %s, want at most %d (one per 200 ms)", n, took.Round(time.Millisecond), most)
 	}
 	t.Logf("51 reports in %s: %d writes", took.Round(time.Millisecond), writes.Load())
+
+	// A change of what HAProxy runs is written at once, gap or not.
+	before := writes.Load()
+	s.Report(&contract.Report{Stamp: "trackrouter:b", Since: start})
+	deadline = time.Now().Add(150 * time.Millisecond)
+	for writes.Load() < before+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a new stamp not written within 150 ms of the last write (the gap is for down servers only)")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
