@@ -705,8 +705,8 @@ func TestUnmeasuredNotPromotedOnCluster(t *testing.T) {
 	if words := strings.Join(strings.Fields(out), " "); !strings.Contains(words, "CANNOT MEASURE: pod "+pod+": no sidecar runs for pod "+pod) {
 		t.Errorf("status does not name the pod it cannot measure and why:\n%s", out)
 	}
-	if !strings.Contains(out, "last look (") {
-		t.Errorf("status does not show the bake's last look:\n%s", out)
+	if _, detail := p.status("account-service"); !strings.Contains(detail, "last look (") {
+		t.Errorf("status of the service does not show the bake's last look:\n%s", detail)
 	}
 	if n := strings.Count(p.logs.String(), "level=WARN msg=\"cannot read an HAProxy pod's samples"); n != 1 {
 		t.Errorf("%d warnings of the failed reads over the bake's looks, want 1:\n%s", n, p.logs.String())
