@@ -96,8 +96,8 @@ func TestBoardInBrowser(t *testing.T) {
 	}
 
 	waitText("healthy", "account-service "+r.ns+" ok")
-	if !rowSays("account-service", "canary 5.0%") {
-		t.Errorf("the canary's share is not shown")
+	if !rowSays("account-service", "FREE 5.0%") {
+		t.Errorf("the canary's share of FREE is not shown")
 	}
 	if worst := eval[string](t, bctx, contrastJS); !strings.HasPrefix(worst, "ok") {
 		t.Errorf("overview: text below WCAG AA contrast (4.5:1): %s", worst)
@@ -175,7 +175,7 @@ func TestBoardInBrowser(t *testing.T) {
 	r.sidecars[pods[0]]()
 	r.editSpec("{canary: 5, production: 95}", "{canary: 10, production: 90}")
 	waitText("older-spec", "HAProxy pod "+pods[0]+" runs an older spec")
-	if !rowSays("account-service", "canary 10.0%") {
+	if !rowSays("account-service", "FREE 10.0%") {
 		t.Errorf("the weight edit did not move the share shown")
 	}
 	r.startSidecar(pods[0])

@@ -71,6 +71,9 @@ type Board struct {
 	healths []*fleet.Health
 	specs   map[string]*corev1.ConfigMap // by namespace/service
 	stages  map[string][]string          // by namespace/service: the tracks in the spec's order
+	// audiences: by namespace/service, who each backend serves, in the
+	// spec's words: its groups ("FREE"), "others" for the default.
+	audiences map[string]map[string]string
 	version uint64                       // bumped at each change
 	apiErr  string                       // the last watch error, while recent; "" once the API answers again
 	// lastErr and lastErrAt are the last watch error: a broken watch
@@ -166,16 +169,17 @@ func (b *Board) evaluate() {
 		return
 	}
 	hs := fleet.Evaluate(objs, b.opt)
-	specs, stages := map[string]*corev1.ConfigMap{}, map[string][]string{}
+	specs, stages, audiences := map[string]*corev1.ConfigMap{}, map[string][]string{}, map[string]map[string]string{}
 	for _, cm := range objs.Specs {
 		key := cm.Namespace + "/" + cm.Labels[weights.ServiceLabel]
 		specs[key] = cm
 		if s, err := weights.ParseService(weights.Source{}, []byte(cm.Data[weights.DataKey])); err == nil {
 			stages[key] = s.Stages
+			audiences[key] = audienceOf(s)
 		}
 	}
 	b.mu.Lock()
-	b.healths, b.specs, b.stages = hs, specs, stages
+	b.healths, b.specs, b.stages, b.audiences = hs, specs, stages, audiences
 	b.apiErr = ""
 	if since := time.Since(b.lastErrAt); b.lastErr != "" && since < apiLost {
 		b.apiErr = fmt.Sprintf("%s (%s ago)", b.lastErr, since.Round(time.Second))
@@ -253,12 +257,45 @@ type boardState struct {
 	Healths   []*fleet.Health
 	APIError  string
 	Stages    []string // the columns: every stage of every spec, in the specs' order
+	audiences map[string]map[string]string
+}
+
+// audienceOf says who each backend of s serves: its groups' header values
+// ("FREE", "BETA"), and "others" (requests with no group or an unknown
+// one) for the default backend.
+func audienceOf(s *weights.Spec) map[string]string {
+	who := map[string][]string{}
+	for _, g := range s.GroupValues() {
+		who[s.Groups[g]] = append(who[s.Groups[g]], g)
+	}
+	if s.Default != "" {
+		who[s.Default] = append(who[s.Default], "others")
+	}
+	out := make(map[string]string, len(who))
+	for backend, groups := range who {
+		out[backend] = strings.Join(groups, ", ")
+	}
+	return out
+}
+
+// inStageOrder returns h's tracks in the order of stages (the spec's),
+// the ones it does not name after them.
+func inStageOrder(tracks []fleet.TrackHealth, stages []string) []fleet.TrackHealth {
+	out := slices.Clone(tracks)
+	rank := func(name string) int {
+		if i := slices.Index(stages, name); i >= 0 {
+			return i
+		}
+		return len(stages)
+	}
+	slices.SortStableFunc(out, func(a, b fleet.TrackHealth) int { return rank(a.Name) - rank(b.Name) })
+	return out
 }
 
 func (b *Board) state() boardState {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := boardState{Namespace: namespaceWords(b.namespace), Healths: b.healths, APIError: b.apiErr}
+	s := boardState{Namespace: namespaceWords(b.namespace), Healths: b.healths, APIError: b.apiErr, audiences: b.audiences}
 	// The columns: each spec's stages in its order, merged (a stage
 	// first seen in a later spec goes after the ones it follows there).
 	seen := map[string]bool{}
@@ -356,7 +393,7 @@ type overviewRow struct {
 type stageCell struct {
 	Present bool
 	Track   fleet.TrackHealth
-	Shares  []string // "free 5.0%"
+	Shares  []string // "FREE 5.0%": who the backend serves (its groups, "others" for the default) and the track's share
 	Bad     bool     // fewer ready endpoints than needed
 }
 
@@ -376,7 +413,11 @@ func (b *Board) overview() overviewPage {
 			for _, bk := range h.Backends {
 				for _, sv := range bk.Servers {
 					if sv.Track == stage && sv.Weight > 0 {
-						cell.Shares = append(cell.Shares, fmt.Sprintf("%s %.1f%%", bk.Name, sv.Share))
+						who := s.audiences[h.Namespace+"/"+h.Service][bk.Name]
+						if who == "" {
+							who = "backend " + bk.Name + " (no group)"
+						}
+						cell.Shares = append(cell.Shares, fmt.Sprintf("%s %.1f%%", who, sv.Share))
 					}
 				}
 			}
@@ -405,6 +446,12 @@ func (b *Board) service(ns, name string) (servicePage, bool) {
 	s := b.state()
 	for _, h := range s.Healths {
 		if h.Namespace == ns && h.Service == name {
+			b.mu.Lock()
+			order := b.stages[ns+"/"+name]
+			b.mu.Unlock()
+			hc := *h
+			hc.Tracks = inStageOrder(h.Tracks, order)
+			h = &hc
 			p := servicePage{H: h, APIError: s.APIError}
 			p.Plots, p.PlotError, p.Plotting = b.plotsOf(ns+"/"+name, h.Tracks)
 			if p.Plotting {
