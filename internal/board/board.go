@@ -74,8 +74,8 @@ type Board struct {
 	// audiences: by namespace/service, who each backend serves, in the
 	// spec's words: its groups ("FREE"), "others" for the default.
 	audiences map[string]map[string]string
-	version uint64                       // bumped at each change
-	apiErr  string                       // the last watch error, while recent; "" once the API answers again
+	version   uint64 // bumped at each change
+	apiErr    string // the last watch error, while recent; "" once the API answers again
 	// lastErr and lastErrAt are the last watch error: a broken watch
 	// retries within 30 s (the reflector's longest backoff), so one
 	// older than apiLost is over.
