@@ -351,6 +351,16 @@ func (r *renderer) render() error {
 	}
 	r.set(r.p.Set(parser.Resolvers, ResolversName, "parse-resolv-conf", &types.Enabled{}))
 	r.set(r.p.Set(parser.Resolvers, ResolversName, "hold valid", &types.StringC{Value: "10s"}))
+	// A track's address is a ClusterIP, which does not change while its
+	// Service lives: when the cluster DNS does not answer (times out,
+	// refuses, fails), the address known is kept. HAProxy's default (30 s)
+	// took every server's address away 30 s into a DNS outage: 503 for
+	// every request on every HAProxy pod (measured on 2.6). A name that
+	// no longer exists (NXDOMAIN: the Service deleted) still goes after
+	// HAProxy's 30 s.
+	for _, status := range []string{"timeout", "refused", "other"} {
+		r.set(r.p.Set(parser.Resolvers, ResolversName, "hold "+status, &types.StringC{Value: "1h"}))
+	}
 
 	fe := s.Service
 	if err := r.create(parser.Frontends, fe); err != nil {

@@ -79,7 +79,7 @@ func TestBoardGolden(t *testing.T) {
 		}
 	}
 	_, body := get(t, srv.URL+"/")
-	for _, want := range []string{"canary: 1 ready endpoint, want at least 2", "FAILING", "account-service-canary-0.2.1", "canary 10.0%"} {
+	for _, want := range []string{"canary: 1 ready endpoint, want at least 2", "FAILING", "account-service-canary-0.2.1", "FREE 10.0%"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the overview does not say %q", want)
 		}
