@@ -341,6 +341,18 @@ images:
 	time.Sleep(10 * time.Second)
 	step("the node's DNS restarted", tr.take())
 
+	// 10. The node's DNS down for 40 s: HAProxy's resolvers get no answer
+	// for longer than HAProxy's own 30 s hold (which took every server's
+	// address away: 503 for every request); the addresses known are kept.
+	node.StopDNS()
+	time.Sleep(40 * time.Second)
+	step("the node's DNS down for 40 s", tr.take())
+	if err := node.StartDNS(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	step("the node's DNS back", tr.take())
+
 	total = tr.Stop()
 	bad := 0
 	for group, n := range total.badBuild {

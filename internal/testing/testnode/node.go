@@ -385,9 +385,16 @@ func (n *Node) startDNS(ctx context.Context) error {
 // RestartDNS stops CoreDNS and starts it again, as a node-local DNS
 // restarts: for the time between, the pods' DNS queries go unanswered.
 func (n *Node) RestartDNS(ctx context.Context) error {
-	n.stop("coredns")
-	return n.startDNS(ctx)
+	n.StopDNS()
+	return n.StartDNS(ctx)
 }
+
+// StopDNS stops CoreDNS: the pods' DNS queries are refused (nothing
+// listens on the node's port 53) until StartDNS.
+func (n *Node) StopDNS() { n.stop("coredns") }
+
+// StartDNS starts CoreDNS and waits until it is ready.
+func (n *Node) StartDNS(ctx context.Context) error { return n.startDNS(ctx) }
 
 func (n *Node) startKubeProxy() error {
 	conf := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
