@@ -36,7 +36,7 @@ const (
 	TierService = contract.TierService
 	TierRouter  = contract.TierRouter
 	// routerContainer is the sidecar's container in the HAProxy tier.
-	routerContainer = "trackrouter"
+	routerContainer = contract.ContainerRouter
 
 	routerMetricsPort = 9101
 	// haproxyMetricsPort is HAProxy's Prometheus exporter.

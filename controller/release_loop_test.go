@@ -12,6 +12,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
@@ -19,6 +20,31 @@ import (
 	"github.com/trackrouter/trackrouter/internal/pipeline"
 	"github.com/trackrouter/trackrouter/weights"
 )
+
+// releaseState is the release state of service in ns; zero when it has
+// none (yet).
+func releaseState(client kubernetes.Interface, ns, service string) pipeline.State {
+	rel, err := client.CoreV1().ConfigMaps(ns).Get(context.Background(), pipeline.ConfigMapName(service), metav1.GetOptions{})
+	if err != nil {
+		return pipeline.State{}
+	}
+	st, _, _ := pipeline.Read(rel.Data)
+	return st
+}
+
+// editSpec replaces from with to in the spec ConfigMap name's text.
+func editSpec(t *testing.T, client kubernetes.Interface, ns, name, from, to string) {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Data[weights.DataKey] = strings.Replace(cur.Data[weights.DataKey], from, to, 1)
+	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // countingMeasurer says every pod served n requests more at each look,
 // none failed; with unmeasured set, one pod could not be read.
@@ -62,42 +88,24 @@ func TestReleaseLoopSeams(t *testing.T) {
 	defer cancel()
 	f.Start(runCtx.Done())
 	go ctrl.Run(runCtx, 1)
-	state := func() pipeline.State {
-		rel, err := client.CoreV1().ConfigMaps(ns).Get(ctx, pipeline.ConfigMapName("account-service"), metav1.GetOptions{})
-		if err != nil {
-			return pipeline.State{}
-		}
-		st, _, _ := pipeline.Read(rel.Data)
-		return st
-	}
 	poll(t, "the release's first look", func() error {
-		if st := state(); st.Phase != pipeline.Idle {
+		if st := releaseState(client, ns, "account-service"); st.Phase != pipeline.Idle {
 			return fmt.Errorf("phase %q", st.Phase)
 		}
 		return nil
 	})
 	// canary is set to a new build by hand (internal has no gate): the
 	// release follows it there and bakes.
-	edit := func(from, to string) {
-		cur, err := client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur.Data[weights.DataKey] = strings.Replace(cur.Data[weights.DataKey], from, to, 1)
-		if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	edit("internal:   {version: 1.0.0", "internal:   {version: 1.1.0")
+	editSpec(t, client, ns, cm.Name, "internal:   {version: 1.0.0", "internal:   {version: 1.1.0")
 	poll(t, "release 1.1.0 on internal", func() error {
-		if st := state(); st.Version != "1.1.0" {
+		if st := releaseState(client, ns, "account-service"); st.Version != "1.1.0" {
 			return fmt.Errorf("%s %s on %s", st.Version, st.Phase, st.Stage)
 		}
 		return nil
 	})
-	edit("canary:     {version: 1.0,", "canary:     {version: 1.1.0,")
+	editSpec(t, client, ns, cm.Name, "canary:     {version: 1.0,", "canary:     {version: 1.1.0,")
 	poll(t, "baking on canary", func() error {
-		if st := state(); st.Phase != pipeline.Baking || st.Stage != "canary" {
+		if st := releaseState(client, ns, "account-service"); st.Phase != pipeline.Baking || st.Stage != "canary" {
 			return fmt.Errorf("%s %s on %s: %s", st.Version, st.Phase, st.Stage, st.Reason)
 		}
 		return nil
@@ -108,7 +116,7 @@ func TestReleaseLoopSeams(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	poll(t, "a judgement that names the unmeasured pod", func() error {
-		st := state()
+		st := releaseState(client, ns, "account-service")
 		if st.Phase != pipeline.Baking || st.Judged == nil || len(st.Judged.Unmeasured) == 0 {
 			return fmt.Errorf("%s %s on %s, judged %+v", st.Version, st.Phase, st.Stage, st.Judged)
 		}
@@ -120,7 +128,7 @@ func TestReleaseLoopSeams(t *testing.T) {
 	m.unmeasured.Store(false)
 	clk.Step(30 * time.Second)
 	poll(t, "promoted to paid once measured", func() error {
-		if st := state(); st.Stage != "paid" {
+		if st := releaseState(client, ns, "account-service"); st.Stage != "paid" {
 			return fmt.Errorf("%s %s on %s: %s", st.Version, st.Phase, st.Stage, st.Reason)
 		}
 		return nil
@@ -174,41 +182,23 @@ func TestReleaseLoopIsolation(t *testing.T) {
 	defer cancel()
 	f.Start(runCtx.Done())
 	go ctrl.Run(runCtx, 1)
-	state := func(service string) pipeline.State {
-		rel, err := client.CoreV1().ConfigMaps(ns).Get(ctx, pipeline.ConfigMapName(service), metav1.GetOptions{})
-		if err != nil {
-			return pipeline.State{}
-		}
-		st, _, _ := pipeline.Read(rel.Data)
-		return st
-	}
-	edit := func(name, from, to string) {
-		cur, err := client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur.Data[weights.DataKey] = strings.Replace(cur.Data[weights.DataKey], from, to, 1)
-		if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for _, name := range []string{"slow", cm.Name} {
 		svc := map[string]string{"slow": "slow"}[name]
 		if svc == "" {
 			svc = "account-service"
 		}
 		poll(t, svc+"'s first look", func() error {
-			if st := state(svc); st.Phase != pipeline.Idle {
+			if st := releaseState(client, ns, svc); st.Phase != pipeline.Idle {
 				return fmt.Errorf("phase %q", st.Phase)
 			}
 			return nil
 		})
-		edit(name, "internal:   {version: 1.0.0", "internal:   {version: 1.1.0")
-		edit(name, "canary:     {version: 1.0,", "canary:     {version: 1.1.0,")
+		editSpec(t, client, ns, name, "internal:   {version: 1.0.0", "internal:   {version: 1.1.0")
+		editSpec(t, client, ns, name, "canary:     {version: 1.0,", "canary:     {version: 1.1.0,")
 	}
 	start := time.Now()
 	poll(t, "account-service promoted past canary while slow hangs", func() error {
-		if st := state("account-service"); st.Stage != "paid" {
+		if st := releaseState(client, ns, "account-service"); st.Stage != "paid" {
 			return fmt.Errorf("%s %s on %s: %s", st.Version, st.Phase, st.Stage, st.Reason)
 		}
 		return nil
@@ -217,7 +207,7 @@ func TestReleaseLoopIsolation(t *testing.T) {
 	if took > 12*time.Second {
 		t.Errorf("account-service waited %s behind the slow service's 20 s measurements", took.Round(time.Millisecond))
 	}
-	if st := state("slow"); st.Stage == "paid" {
+	if st := releaseState(client, ns, "slow"); st.Stage == "paid" {
 		t.Errorf("the slow service was promoted already: its looks hang 20 s")
 	}
 	t.Logf("account-service promoted %s after both canaries began baking, while slow's first look hung", took.Round(time.Millisecond))
@@ -261,43 +251,25 @@ func TestReleaseFailover(t *testing.T) {
 		go func() { ctrl.Run(runCtx, 1); close(done) }()
 		return func() { cancel(); <-done; f.Shutdown() }
 	}
-	state := func() pipeline.State {
-		rel, err := client.CoreV1().ConfigMaps(ns).Get(ctx, pipeline.ConfigMapName("account-service"), metav1.GetOptions{})
-		if err != nil {
-			return pipeline.State{}
-		}
-		st, _, _ := pipeline.Read(rel.Data)
-		return st
-	}
-	edit := func(from, to string) {
-		cur, err := client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur.Data[weights.DataKey] = strings.Replace(cur.Data[weights.DataKey], from, to, 1)
-		if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	stop := run()
 	defer func() { stop() }()
 	poll(t, "the release's first look", func() error {
-		if st := state(); st.Phase != pipeline.Idle {
+		if st := releaseState(client, ns, "account-service"); st.Phase != pipeline.Idle {
 			return fmt.Errorf("phase %q", st.Phase)
 		}
 		return nil
 	})
-	edit("internal:   {version: 1.0.0", "internal:   {version: 1.1.0")
+	editSpec(t, client, ns, cm.Name, "internal:   {version: 1.0.0", "internal:   {version: 1.1.0")
 	poll(t, "release 1.1.0 on internal", func() error {
-		if st := state(); st.Version != "1.1.0" {
+		if st := releaseState(client, ns, "account-service"); st.Version != "1.1.0" {
 			return fmt.Errorf("%s %s on %s", st.Version, st.Phase, st.Stage)
 		}
 		return nil
 	})
-	edit("canary:     {version: 1.0,", "canary:     {version: 1.1.0,")
+	editSpec(t, client, ns, cm.Name, "canary:     {version: 1.0,", "canary:     {version: 1.1.0,")
 	var firstLook time.Time
 	poll(t, "the bake's first look", func() error {
-		st := state()
+		st := releaseState(client, ns, "account-service")
 		if st.Phase != pipeline.Baking || st.Stage != "canary" || st.Judged == nil {
 			return fmt.Errorf("%s %s on %s: %s", st.Version, st.Phase, st.Stage, st.Reason)
 		}
@@ -312,7 +284,7 @@ func TestReleaseFailover(t *testing.T) {
 		now := clk.Now()
 		var st pipeline.State
 		poll(t, "the look at "+now.Format("15:04:05"), func() error {
-			st = state()
+			st = releaseState(client, ns, "account-service")
 			if st.Stage != "canary" || st.Judged != nil && !st.Judged.At.Before(now) {
 				return nil
 			}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -29,25 +28,20 @@ import (
 	"github.com/trackrouter/trackrouter/weights"
 )
 
-// countingTransport counts the requests a client sends, by verb.
-type countingTransport struct {
-	next http.RoundTripper
-	mu   sync.Mutex
-	n    map[string]int
+// requestCounter counts a client's requests by verb (kube.CountRequests
+// sees each one).
+type requestCounter struct {
+	mu sync.Mutex
+	n  map[string]int
 }
 
-func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	verb := r.Method
-	if r.Method == http.MethodGet && r.URL.Query().Get("watch") == "true" {
-		verb = "WATCH"
-	}
+func (c *requestCounter) count(verb, _ string) {
 	c.mu.Lock()
 	c.n[verb]++
 	c.mu.Unlock()
-	return c.next.RoundTrip(r)
 }
 
-func (c *countingTransport) take() map[string]int {
+func (c *requestCounter) take() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.n
@@ -122,8 +116,8 @@ func BenchmarkReleaseLoop300(b *testing.B) {
 		// The loop's client: the shipped limits, its requests counted.
 		rc := rest.CopyConfig(c.Config)
 		kube.SetRate(rc, 0, 0)
-		counter := &countingTransport{n: map[string]int{}}
-		rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter })
+		counter := &requestCounter{n: map[string]int{}}
+		kube.CountRequests(rc, counter.count)
 		client, err := kubernetes.NewForConfig(rc)
 		if err != nil {
 			b.Fatal(err)

@@ -95,7 +95,6 @@ type Loop struct {
 	statusMaps corelisters.ConfigMapLister
 	jobLister  batchlisters.JobLister
 	routerPods corelisters.PodLister
-	synced     []cache.InformerSynced
 
 	http     *http.Client
 	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
@@ -147,13 +146,11 @@ func New(cfg Config, inf Informers) *Loop {
 	}
 	p := &Loop{cfg: cfg, log: cfg.Log, http: &http.Client{Timeout: 3 * time.Second, CheckRedirect: noRedirect}, clock: clk,
 		configMaps: inf.Specs.Lister(), statusMaps: inf.Status.Lister(), routerPods: inf.RouterPods.Lister(),
-		synced: []cache.InformerSynced{inf.Specs.Informer().HasSynced, inf.Status.Informer().HasSynced, inf.RouterPods.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "releases", Clock: clk}),
 		bakes: map[string]*bake{}, parsed: map[string]parsedSpec{}, readErrs: map[string]string{}, wrote: map[cache.ObjectName]wrote{}}
 	if inf.Jobs != nil {
 		p.jobLister = inf.Jobs.Lister()
-		p.synced = append(p.synced, inf.Jobs.Informer().HasSynced)
 	}
 	p.measurer = samplesMeasurer{p}
 	if cfg.Measurer != nil {
@@ -163,24 +160,14 @@ func New(cfg Config, inf Informers) *Loop {
 	return p
 }
 
-// Run steps releases with workers until ctx ends (the caller has waited
-// for the informers' caches).
+// Run steps releases with workers until ctx ends. The caller has waited
+// for the informers' caches (track-controller waits for the same ones).
 func (p *Loop) Run(ctx context.Context, workers int) {
 	defer p.queue.ShutDown()
 	for range workers {
 		go wait.UntilWithContext(ctx, p.worker, time.Second)
 	}
 	<-ctx.Done()
-}
-
-// HasSynced reports whether the loop's informers have synced.
-func (p *Loop) HasSynced() bool {
-	for _, s := range p.synced {
-		if !s() {
-			return false
-		}
-	}
-	return true
 }
 
 // The release loop is a controller of its own, keyed by spec ConfigMap:
