@@ -106,9 +106,11 @@ func TestAlerterRetriesAndCounts(t *testing.T) {
 	release()
 	waitFor(t, "a failed attempt", func() bool { return testutil.ToFloat64(a.Failed.WithLabelValues("webhook")) >= 1 })
 	hook.SetStatus(0)
-	waitFor(t, "the retried message", func() bool { return len(hook.Texts()) == 1 })
-	if n := testutil.ToFloat64(a.Sent.WithLabelValues("webhook")); n != 1 {
-		t.Errorf("sent = %v, want 1", n)
+	// The receiver keeps the text before it answers, the Alerter counts
+	// the delivery after the answer: wait for the count, then check both.
+	waitFor(t, "the retried message counted", func() bool { return testutil.ToFloat64(a.Sent.WithLabelValues("webhook")) >= 1 })
+	if n, texts := testutil.ToFloat64(a.Sent.WithLabelValues("webhook")), len(hook.Texts()); n != 1 || texts != 1 {
+		t.Errorf("sent = %v and %d messages received, want 1 and 1", n, texts)
 	}
 }
 
