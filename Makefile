@@ -30,7 +30,7 @@ demo:
 # test runs every test, with the race detector, against a real haproxy; the
 # end-to-end walk on a real node (internal/e2e) last and alone, so that
 # what it measures is not the other packages' load.
-test: fmt-check vet
+test: fmt-check vet kube-bins
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /internal/e2e$$)
 	$(GO) test -race -count=1 -v -timeout 45m ./internal/e2e
 

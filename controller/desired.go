@@ -125,8 +125,9 @@ func build(spec *weights.Spec, cm *corev1.ConfigMap, tmpl *corev1.PodTemplate, r
 			// controller would not deploy.
 			{APIGroups: []string{""}, Resources: []string{"podtemplates"}, ResourceNames: []string{spec.Template}, Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"services"}, ResourceNames: trackServices(spec), Verbs: []string{"get"}},
-			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
-			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+			// Its Warning Events (a spec it rejects): create only, so that
+			// it cannot rewrite another's Event.
+			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
 			// Its report of what HAProxy runs: a Server-Side Apply of its
 			// own key in this one ConfigMap (which the controller creates).
 			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{fleet.StatusName(name)}, Verbs: []string{"patch"}},

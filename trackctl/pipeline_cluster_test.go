@@ -373,6 +373,14 @@ func TestPipelineOnCluster(t *testing.T) {
 		}
 		return fmt.Errorf("none among %d Events", len(evs.Items))
 	})
+	// A cron job that watches status's exit code sees the rollback.
+	// (FAILING comes first while the HAProxy pods apply the rollback.)
+	r.poll("status exits 1 and says ROLLEDBACK", func() error {
+		if code, out := r.status("account-service"); code == ExitOK || !strings.Contains(out, "ROLLEDBACK") {
+			return fmt.Errorf("exit %d:\n%s", code, out)
+		}
+		return nil
+	})
 
 	// A slow build: p95 far over production's. The canary's weight comes
 	// back when the build reaches it.

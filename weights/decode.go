@@ -314,7 +314,11 @@ func (d *decoder) jobShape(n *yaml.Node, path string, allowed any) bool {
 					return false
 				}
 			}
-			if (k.Value == "runAsUser" && v.Value == "0") || (k.Value == "allowPrivilegeEscalation" && v.Value == "true") {
+			if strings.HasSuffix(path, ".annotations") && (strings.Contains(k.Value, "kubernetes.io/") || strings.Contains(k.Value, "k8s.io/")) {
+				d.fail(k, p, "an annotation of Kubernetes' own in a gate's Job (it can loosen the pod's confinement, as AppArmor's does): give annotations of your own domain")
+				return false
+			}
+			if (k.Value == "runAsUser" && isZero(v)) || (k.Value == "runAsNonRoot" && v.Value != "true") || (k.Value == "allowPrivilegeEscalation" && v.Value != "false") {
 				d.fail(v, p, "%s in a gate's Job: it runs as a non-root user that cannot escalate", v.Value)
 				return false
 			}
@@ -402,4 +406,11 @@ func (d *decoder) backend(f field) Backend {
 		b[wf.key.Value] = d.int(wf.value, path+"."+wf.key.Value, fmt.Sprintf("0-%d", MaxWeight))
 	}
 	return b
+}
+
+// isZero reports whether a YAML scalar is the number 0 however written
+// (0, 00, +0, 0x0, 0o0).
+func isZero(n *yaml.Node) bool {
+	var v int64
+	return n.Decode(&v) == nil && v == 0
 }

@@ -127,10 +127,18 @@ type bake struct {
 	baselineSample   analysis.Sample
 }
 
+// samplesClient reads the sidecars' samples: no redirect followed (a pod
+// that answers with one is not read: its numbers are not its own), and a
+// slow pod costs a look at most its timeout.
+func samplesClient() *http.Client {
+	return &http.Client{Timeout: 3 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return errors.New("a samples read follows no redirect")
+	}}
+}
+
 // New makes the loop and registers its handlers on the informers; Run
 // starts it.
 func New(cfg Config, inf Informers) *Loop {
-	noRedirect := func(*http.Request, []*http.Request) error { return errors.New("a samples read follows no redirect") }
 	clk := cfg.Clock
 	if clk == nil {
 		clk = clock.RealClock{}
@@ -144,7 +152,7 @@ func New(cfg Config, inf Informers) *Loop {
 	if cfg.Writes == nil {
 		cfg.Writes = new(atomic.Int64)
 	}
-	p := &Loop{cfg: cfg, log: cfg.Log, http: &http.Client{Timeout: 3 * time.Second, CheckRedirect: noRedirect}, clock: clk,
+	p := &Loop{cfg: cfg, log: cfg.Log, http: samplesClient(), clock: clk,
 		configMaps: inf.Specs.Lister(), statusMaps: inf.Status.Lister(), routerPods: inf.RouterPods.Lister(),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "releases", Clock: clk}),
@@ -793,6 +801,12 @@ func gateJob(cm *corev1.ConfigMap, spec *weights.Spec, version, stage, name stri
 		pod.SecurityContext = &corev1.PodSecurityContext{}
 	}
 	pod.SecurityContext.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
+	// Never root: the kubelet refuses a container whose user is 0; an
+	// image whose user is root, with no user named, runs as nobody.
+	pod.SecurityContext.RunAsNonRoot = ptr.To(true)
+	if pod.SecurityContext.RunAsUser == nil {
+		pod.SecurityContext.RunAsUser = ptr.To(nobody)
+	}
 	url := fmt.Sprintf("http://%s.%s.svc:%d", spec.ServiceName(stage), cm.Namespace, spec.Port)
 	if a := spec.Tracks[stage].Address; a != "" {
 		url = "http://" + a
@@ -808,6 +822,9 @@ func gateJob(cm *corev1.ConfigMap, spec *weights.Spec, version, stage, name stri
 	}
 	return job
 }
+
+// nobody is the user a gate's Job runs as when its spec names none.
+const nobody int64 = 65534
 
 // ownGateJob reports whether live is the Job gateJob makes (want): owned
 // by the spec, running as the gates ServiceAccount without a token, with

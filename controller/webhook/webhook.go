@@ -433,6 +433,12 @@ func (w *Server) promotion(ctx context.Context, r *admissionv1.AdmissionRequest,
 	switch r.Operation {
 	case admissionv1.Update:
 		var before corev1.ConfigMap
+		if err := json.Unmarshal(r.OldObject.Raw, &before); err == nil && before.Labels[weights.ServiceLabel] != spec.Service {
+			// Labelled again: while it was no spec, nothing checked its
+			// edits; it is compared with what its release last saw.
+			moves = w.movesSeen(ctx, ns, spec)
+			break
+		}
 		var old *weights.Spec
 		if err := json.Unmarshal(r.OldObject.Raw, &before); err == nil {
 			old, _ = weights.ParseService(weights.ConfigMapSource(ns, name), []byte(before.Data[weights.DataKey]))
@@ -468,10 +474,13 @@ func (w *Server) promotion(ctx context.Context, r *admissionv1.AdmissionRequest,
 }
 
 // movesSeen lists the stages after the first whose version in spec is
-// not the one the service's release state last saw: a spec created again
-// that would move a build past the pipeline.
+// not the one the service's release state last saw: a spec created or
+// labelled again that would move a build past the pipeline, or drop the
+// pipeline and move it (so a spec without one is compared too). The
+// release ConfigMap is kept from the team (release-access.yaml: it goes
+// with its spec, or by who may promote); without one, the service is new.
 func (w *Server) movesSeen(ctx context.Context, ns string, spec *weights.Spec) []string {
-	if !pipeline.Uses(spec) || len(spec.Stages) < 2 {
+	if len(spec.Stages) < 2 {
 		return nil
 	}
 	rel, err := w.client.CoreV1().ConfigMaps(ns).Get(ctx, pipeline.ConfigMapName(spec.Service), metav1.GetOptions{})

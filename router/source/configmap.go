@@ -229,8 +229,10 @@ const specAnnotation = contract.AnnotationSpec
 // Recorder returns a Rejecter that emits a Warning Event on the ConfigMap
 // for each rejected spec. Call Stop when done.
 func (c *ConfigMapSource) Recorder(component string) *EventRejecter {
-	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.Client.CoreV1().Events(c.Namespace)})
+	// Room for every rejection (client-go's defaults keep 25 per spec, then
+	// one per 5 minutes); each HAProxy pod reports each spec it rejects.
+	b := record.NewBroadcaster(record.WithCorrelatorOptions(record.CorrelatorOptions{BurstSize: 100, QPS: 1, MaxEvents: 1 << 30}))
+	b.StartRecordingToSink(&createOnly{typedcorev1.EventSinkImpl{Interface: c.Client.CoreV1().Events(c.Namespace)}})
 	return &EventRejecter{
 		broadcaster: b,
 		recorder:    b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component}),
@@ -238,6 +240,21 @@ func (c *ConfigMapSource) Recorder(component string) *EventRejecter {
 		name:        c.Name,
 	}
 }
+
+// createOnly is the sidecar's Event sink: it creates Events and nothing
+// else, as its Role allows (a sidecar that could patch Events could rewrite
+// the controller's). The repeat of an Event, which client-go counts on the
+// first one by a patch, is an Event of its own.
+type createOnly struct{ typedcorev1.EventSinkImpl }
+
+func (s *createOnly) Patch(e *corev1.Event, _ []byte) (*corev1.Event, error) {
+	c := e.DeepCopy()
+	c.Name = fmt.Sprintf("%s.%x", e.InvolvedObject.Name, time.Now().UnixNano())
+	c.ResourceVersion = ""
+	return s.Create(c)
+}
+
+func (s *createOnly) Update(e *corev1.Event) (*corev1.Event, error) { return s.Patch(e, nil) }
 
 // EventRejecter emits Warning Events for rejected specs.
 type EventRejecter struct {
