@@ -226,9 +226,15 @@ backends:
 		code, out = p.runAs(bob, cmd, "account-service")
 		refused(bob, "trackctl "+cmd, code, out, "dev-bob may not "+cmd)
 	}
+	code, out = patch(bob, map[string]any{"paused": "by dev-bob at 2026-12-06T10:00:00Z"})
+	refused(bob, "a patch of paused in his own name", code, out, "dev-bob may not pause")
+	code, out = patch(bob, map[string]any{"abort": "1.1 by dev-bob at 2026-12-06T10:00:00Z"})
+	refused(bob, "a patch of abort in his own name", code, out, "dev-bob may not abort")
+	err := bob.client.CoreV1().ConfigMaps(ns).Delete(ctx, rel, metav1.DeleteOptions{})
+	refused(bob, "deleting the release ConfigMap (the versions it last saw)", codeOf(err), fmt.Sprint(err), "dev-bob may not delete "+rel, "goes with its spec")
 	code, out = p.runAs(bob, "promote", "account-service", "1.1")
 	refused(bob, "trackctl promote", code, out, "dev-bob may not move a release of account-service", "tracks.canary.version 1.0->1.1", "trackrouter-release")
-	_, err := bob.client.CoreV1().ConfigMaps(ns).Patch(ctx, rel, types.MergePatchType, []byte(`{"metadata":{"labels":{"trackrouter.dev/release-of":null}}}`), metav1.PatchOptions{})
+	_, err = bob.client.CoreV1().ConfigMaps(ns).Patch(ctx, rel, types.MergePatchType, []byte(`{"metadata":{"labels":{"trackrouter.dev/release-of":null}}}`), metav1.PatchOptions{})
 	refused(bob, "taking the label off", codeOf(err), fmt.Sprint(err), "is track-controller's")
 	// Relabelled as another service's (where one may approve), approved,
 	// and labelled back: the label never changes.
@@ -242,30 +248,80 @@ backends:
 	// another, nor pause.
 	code, out = patch(alice, map[string]any{"approved.internal": "1.1 by qa-bob at 2026-12-06T10:00:00Z"})
 	refused(alice, "an approval signed with another's name", code, out, `by qa-alice at TIME`)
+	code, out = patch(alice, map[string]any{"approved.internal": "1.1 by qa-bob at 2026-12-06T10:00:00Z by qa-alice at 2026-12-06T10:00:00Z"})
+	refused(alice, "an approval with another's name before hers", code, out, `by qa-alice at TIME`)
 	code, out = p.runAs(alice, "approve", "account-service", "--reason", "<!channel> ok")
 	refused(alice, "trackctl approve --reason with a Slack mention", code, out, "< and > are not allowed")
 	code, out = patch(alice, map[string]any{"approved.internal": "1.1 by qa-alice at 2026-12-06T10:00:00Z: <!channel> ok"})
 	refused(alice, "an approval that mentions a Slack channel", code, out, "no < or >")
 	code, out = p.runAs(alice, "pause", "account-service")
 	refused(alice, "trackctl pause", code, out, "qa-alice may not pause")
-	if code, out := p.runAs(alice, "approve", "account-service", "--reason", "QA signed off"); code != ExitOK {
-		t.Fatalf("QA's approval: %s", out)
+	// From trackctl board, on each one's own credentials: the team's
+	// button is refused as its command is; a button pressed without the
+	// page's token (another site's page) is refused before anything runs;
+	// QA's approves, and status shows it.
+	boardOf := func(u user) string {
+		o := &boardOptions{samples: "off"}
+		o.kube.kubeconfig, o.kube.namespace = u.kubeconfig, ns
+		return serveBoard(t, o)
+	}
+	bobBoard, aliceBoard := boardOf(bob), boardOf(alice)
+	r.poll("the boards show the release's buttons", func() error {
+		for _, a := range []string{bobBoard, aliceBoard} {
+			if _, page := get(t, "http://"+a+"/service/"+ns+"/account-service"); !strings.Contains(page, ">Approve 1.1</button>") {
+				return fmt.Errorf("no Approve button on %s", a)
+			}
+		}
+		return nil
+	})
+	code, out = boardAction(t, bobBoard, ns, "account-service", "Approve 1.1", true)
+	refused(bob, "Approve on the board", map[bool]int{true: ExitOK, false: ExitProblem}[code == 200], out, "dev-bob may not approve releases of account-service")
+	code, out = boardAction(t, aliceBoard, ns, "account-service", "Approve 1.1", false)
+	refused(alice, "Approve on the board without the page's token", map[bool]int{true: ExitOK, false: ExitProblem}[code == 200], out, "no token of this board's run")
+	if code, out := boardAction(t, aliceBoard, ns, "account-service", "Approve 1.1", true); code != 200 {
+		t.Fatalf("QA's approval from the board: %d %s", code, out)
 	}
 	st := p.waitRelease("1.1", pipeline.Gates, "canary")
 	if !strings.Contains(strings.Join(decisionReasons(st), "\n"), "approved by qa-alice") {
 		t.Errorf("the approval is not recorded under QA's name: %v", decisionReasons(st))
 	}
+	if _, out := r.status("account-service"); !strings.Contains(out, "canary") || !strings.Contains(out, "1.1") {
+		t.Errorf("status after the board's approval:\n%s", out)
+	}
 
-	// Who runs releases pauses, resumes and promotes by hand.
-	for _, cmd := range []string{"pause", "resume"} {
-		if code, out := p.runAs(carol, cmd, "account-service"); code != ExitOK {
-			t.Fatalf("%s %s: %s", carol.name, cmd, out)
-		}
+	// Who runs releases pauses, resumes and promotes by hand; the team
+	// cannot resume what they paused.
+	if code, out := p.runAs(carol, "pause", "account-service"); code != ExitOK {
+		t.Fatalf("%s pause: %s", carol.name, out)
+	}
+	code, out = p.runAs(bob, "resume", "account-service")
+	refused(bob, "trackctl resume", code, out, "dev-bob may not pause or resume")
+	code, out = patch(bob, map[string]any{"paused": nil})
+	refused(bob, "a patch that removes paused", code, out, "dev-bob may not pause or resume")
+	if code, out := p.runAs(carol, "resume", "account-service"); code != ExitOK {
+		t.Fatalf("%s resume: %s", carol.name, out)
 	}
 	if code, out := p.runAs(carol, "promote", "account-service", "1.1"); code != ExitOK {
 		t.Fatalf("%s promote: %s", carol.name, out)
 	}
 	p.waitRelease("1.1", pipeline.Done, "production")
+
+	// The spec's label taken off with a build moved in the same write (no
+	// spec then, so no check), and put back: compared with what the release
+	// last saw, it needs the verb promote.
+	cms := bob.client.CoreV1().ConfigMaps(ns)
+	spec, err := cms.Get(ctx, "account-service", metav1.GetOptions{})
+	must(t, err)
+	delete(spec.Labels, weights.ServiceLabel)
+	spec.Data[weights.DataKey] = strings.Replace(spec.Data[weights.DataKey], `canary: {version: "1.1"`, `canary: {version: "6.6"`, 1)
+	if !strings.Contains(spec.Data[weights.DataKey], `"6.6"`) {
+		t.Fatalf("the spec as it is now has no canary version 1.1:\n%s", spec.Data[weights.DataKey])
+	}
+	spec, err = cms.Update(ctx, spec, metav1.UpdateOptions{})
+	must(t, err)
+	spec.Labels = map[string]string{weights.ServiceLabel: "account-service"}
+	_, err = cms.Update(ctx, spec, metav1.UpdateOptions{})
+	refused(bob, "the spec labelled again with a moved build", codeOf(err), fmt.Sprint(err), "dev-bob may not move a release of account-service", "tracks.canary.version 1.1->6.6 (as the release last saw it)")
 }
 
 func codeOf(err error) int {

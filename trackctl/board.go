@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,7 @@ type boardOptions struct {
 	minEndpoints int
 	samples      string
 	every        time.Duration
+	readOnly     bool
 	// client replaces the kubeconfig (tests).
 	client kubernetes.Interface
 	// ready, when set, is told the address served (tests).
@@ -56,7 +58,14 @@ The board runs on your credentials (kubeconfig, --context, -n or -A), listens on
 127.0.0.1 by default, prints its URL and opens nothing by itself. It watches the
 API (one list and one watch per kind, whatever the number of viewers) and pushes
 each change to every open page (server-sent events); a lost API connection is
-shown on the page. It only reads: it offers no action.`,
+shown on the page.
+
+A service page whose release is in flight offers its actions as buttons:
+approve, promote, pause or resume, abort, roll back. Each runs the trackctl
+command of its name, on your credentials, recorded under your name, exactly
+as in a terminal (and refused as there when you lack the right). Every
+button carries a token made for this run of the board, so a page of another
+site cannot press one for you; --read-only offers none.`,
 		Example: `  trackctl board -A
   trackctl board -n shop --addr 127.0.0.1:8089`,
 		Args: noArgs,
@@ -70,6 +79,7 @@ shown on the page. It only reads: it offers no action.`,
 	fs.StringSliceVar(&o.allowHosts, "allow-host", nil, "a host name the board answers to beside IP addresses and localhost (requests with another Host are refused, so that no web page can read the board by DNS rebinding); repeatable")
 	fs.IntVar(&o.minEndpoints, "min-endpoints", 2, "ready endpoints each track needs to be healthy")
 	fs.StringVar(&o.samples, "samples", "proxy", "how the service pages read the sidecars' measurements for their plots: proxy (the API server's pod proxy), direct (the pods' addresses) or off")
+	fs.BoolVar(&o.readOnly, "read-only", false, "offer no action on the service pages (approve, promote, pause, resume, abort, roll back)")
 	fs.DurationVar(&o.every, "samples-every", 5*time.Second, "read an open service page's sidecars this often (at least 1s)")
 	return cmd
 }
@@ -118,6 +128,9 @@ func (e *env) runBoard(ctx context.Context, o *boardOptions) error {
 	if fetch != nil {
 		b.Plot(fetch, every)
 	}
+	if !o.readOnly {
+		b.Offer(e.boardRun(o))
+	}
 	if err := b.Start(ctx); err != nil {
 		ln.Close()
 		return apiError{err}
@@ -127,4 +140,28 @@ func (e *env) runBoard(ctx context.Context, o *boardOptions) error {
 		o.ready(ln.Addr().String())
 	}
 	return b.Serve(ctx, ln)
+}
+
+// boardRun runs a board button's trackctl command with the board's own
+// kubeconfig and context: the same code as the command in a terminal.
+func (e *env) boardRun(o *boardOptions) board.Run {
+	return func(ctx context.Context, args []string) (string, error) {
+		if o.kube.kubeconfig != "" {
+			args = append(args, "--kubeconfig", o.kube.kubeconfig)
+		}
+		if o.kube.context != "" {
+			args = append(args, "--context", o.kube.context)
+		}
+		var out strings.Builder
+		run := &env{name: e.name, stdin: strings.NewReader(""), stdout: &out, stderr: &out, render: e.render, baseFile: e.baseFile, checker: e.checker}
+		root := run.rootCommand()
+		root.SetArgs(args)
+		root.SetOut(&out)
+		root.SetErr(&out)
+		_, err := root.ExecuteContextC(ctx)
+		if err != nil && err != errProblems {
+			fmt.Fprintln(&out, err)
+		}
+		return out.String(), err
+	}
 }

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"html"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -221,21 +223,7 @@ func TestBoardFlagsRefused(t *testing.T) {
 func TestBoardRefusesForeignHost(t *testing.T) {
 	o := &boardOptions{client: fake.NewClientset(statusObjects(t)...), samples: "off", allowHosts: []string{"screen.example.com"}}
 	o.kube.namespace = "shop"
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	o.addr, o.ready = "127.0.0.1:0", func(a string) { addr <- a }
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		e := &env{name: "trackctl", stdout: &strings.Builder{}, stderr: &strings.Builder{}}
-		done <- e.runBoard(ctx, o)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	var a string
-	select {
-	case a = <-addr:
-	case err := <-done:
-		t.Fatalf("board: %v", err)
-	}
+	a := serveBoard(t, o)
 	_, port, _ := net.SplitHostPort(a)
 	for host, want := range map[string]int{
 		"127.0.0.1:" + port: http.StatusOK, "localhost:" + port: http.StatusOK, "LOCALHOST": http.StatusOK, "[::1]:" + port: http.StatusOK,
@@ -252,4 +240,71 @@ func TestBoardRefusesForeignHost(t *testing.T) {
 			t.Errorf("Host %s: %d, want %d", host, resp.StatusCode, want)
 		}
 	}
+}
+
+// serveBoard runs trackctl board with o on a free port until the test
+// ends, and returns its address.
+func serveBoard(t *testing.T, o *boardOptions) string {
+	t.Helper()
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	o.addr, o.ready = "127.0.0.1:0", func(a string) { addr <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		e := &env{name: "trackctl", stdout: &strings.Builder{}, stderr: &strings.Builder{}}
+		done <- e.runBoard(ctx, o)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-addr:
+		return a
+	case err := <-done:
+		t.Fatalf("board: %v", err)
+	}
+	return ""
+}
+
+// boardAction presses a service page's button: it reads the page (as a
+// browser would, the token with it) and posts the button's form; token
+// "" posts without the page's token, as another site's page would.
+func boardAction(t *testing.T, addr, ns, service, label string, withToken bool) (int, string) {
+	t.Helper()
+	_, page := get(t, "http://"+addr+"/service/"+ns+"/"+service)
+	var form url.Values
+	for _, f := range strings.Split(page, "<form ")[1:] {
+		f = f[:strings.Index(f, "</form>")]
+		if !strings.Contains(f, ">"+label+"</button>") {
+			continue
+		}
+		form = url.Values{}
+		for _, in := range strings.Split(f, "<input ")[1:] {
+			name := between(in, `name="`, `"`)
+			form.Set(name, html.UnescapeString(between(in, `value="`, `"`)))
+		}
+	}
+	if form == nil {
+		t.Fatalf("no button %q on the page of %s:\n%s", label, service, page)
+	}
+	if !withToken {
+		form.Del("token")
+	}
+	resp, err := http.PostForm("http://"+addr+"/act/"+ns+"/"+service, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, html.UnescapeString(string(b))
+}
+
+func between(s, from, to string) string {
+	i := strings.Index(s, from)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(from):]
+	if j := strings.Index(s, to); j >= 0 {
+		return s[:j]
+	}
+	return s
 }

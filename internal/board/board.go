@@ -84,6 +84,11 @@ type Board struct {
 	subs      map[chan event]bool
 
 	plots *plots // nil: no plots (Plot)
+
+	// run, when set, runs the service pages' actions (Offer); token is
+	// this run's, written into the pages and required on every action.
+	run   Run
+	token string
 }
 
 // event is what the board tells open pages: "change" when the fleet's
@@ -327,6 +332,7 @@ func (b *Board) Handler() http.Handler {
 		b.render(w, "overview-table", b.overview())
 	})
 	mux.HandleFunc("GET /events", b.events)
+	mux.HandleFunc("POST /act/{namespace}/{service}", b.act)
 	mux.HandleFunc("GET /service/{namespace}/{service}", func(w http.ResponseWriter, r *http.Request) {
 		page, ok := b.service(r.PathValue("namespace"), r.PathValue("service"))
 		if !ok {
@@ -440,6 +446,10 @@ type servicePage struct {
 	PlotError string
 	Plotting  bool
 	Every     time.Duration
+	// Actions are the buttons the release can be told now, with the token
+	// they carry; none on a board that only reads.
+	Actions []Action
+	Token   string
 }
 
 func (b *Board) service(ns, name string) (servicePage, bool) {
@@ -453,6 +463,9 @@ func (b *Board) service(ns, name string) (servicePage, bool) {
 			hc.Tracks = inStageOrder(h.Tracks, order)
 			h = &hc
 			p := servicePage{H: h, APIError: s.APIError}
+			if b.run != nil {
+				p.Actions, p.Token = actionsFor(h.Release), b.token
+			}
 			p.Plots, p.PlotError, p.Plotting = b.plotsOf(ns+"/"+name, h.Tracks)
 			if p.Plotting {
 				p.Every = b.plots.every
