@@ -62,10 +62,11 @@ type Config struct {
 	// HAProxyMetricsAddr, when set, is where HAProxy serves its Prometheus
 	// exporter (per-backend and per-server, so per-track, traffic).
 	HAProxyMetricsAddr string
-	// LatencyLog is the unix socket HAProxy's request log goes to, read
-	// for the latency of each track (router/samples): "" means
-	// latency.sock beside the master socket, "off" none. Only with
-	// MetricsAddr, where /samples is served.
+	// LatencyLog is where HAProxy's request log goes, read for the
+	// latency of each track (router/samples): "" means a pipe when the
+	// sidecar runs HAProxy (RunHAProxy; the cheapest for HAProxy), else
+	// latency.sock beside the master socket; a path, that unix datagram
+	// socket; "off" none. Only with MetricsAddr, where /samples is served.
 	LatencyLog string
 	// LatencySample, above 1, logs one request in that many (the latency
 	// sample thins, HAProxy's cost of the log falls as much).
@@ -76,10 +77,16 @@ type Config struct {
 	AdvertiseHost string
 }
 
-// latencyLog is the request log socket's path, "" for none.
+// latencyPipe reports whether the request log is a pipe to HAProxy's
+// file descriptor haproxy.LogFD.
+func (c *Config) latencyPipe() bool {
+	return c.LatencyLog == "" && c.MetricsAddr != "" && c.RunHAProxy
+}
+
+// latencyLog is the request log socket's path, "" for none (or a pipe).
 func (c *Config) latencyLog() string {
 	switch {
-	case c.LatencyLog == "off" || c.MetricsAddr == "":
+	case c.LatencyLog == "off" || c.MetricsAddr == "" || c.latencyPipe():
 		return ""
 	case c.LatencyLog != "":
 		return c.LatencyLog
@@ -285,11 +292,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		// /samples serves the counts always; the latencies when the
 		// request log is on (--latency-log off: counts only).
 		var c *samples.Collector
-		if path := cfg.latencyLog(); path != "" {
-			var err error
+		var err error
+		switch path := cfg.latencyLog(); {
+		case cfg.latencyPipe():
+			var w *os.File
+			if c, w, err = samples.Pipe(); err != nil {
+				return err
+			}
+			defer w.Close()
+			sup.LogPipe = w
+		case path != "":
 			if c, err = samples.Listen(path); err != nil {
 				return err
 			}
+		}
+		if c != nil {
 			<-collectorDone
 			go func() { collectorDone <- c.Run(collectorCtx) }()
 		}
@@ -355,8 +372,12 @@ func checkOwnFile(path string, overwrite bool) error {
 }
 
 func renderOptions(cfg Config) haproxyconf.Options {
-	return haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind, GroupsMap: cfg.GroupsMap, MetricsBind: cfg.HAProxyMetricsAddr,
+	o := haproxyconf.Options{Namespace: cfg.Namespace, ClusterDomain: cfg.ClusterDomain, Bind: cfg.Bind, GroupsMap: cfg.GroupsMap, MetricsBind: cfg.HAProxyMetricsAddr,
 		LatencyLog: cfg.latencyLog(), LatencySample: cfg.LatencySample}
+	if cfg.latencyPipe() {
+		o.LatencyFD = haproxy.LogFD
+	}
+	return o
 }
 
 // specSource is where specs come from.

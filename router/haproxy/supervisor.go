@@ -23,6 +23,14 @@ type Supervisor struct {
 	Socket string // master socket path
 	Log    *slog.Logger
 	Output io.Writer // HAProxy's stdout and stderr; default os.Stderr
+	// LogPipe, when set, is the request log's write end (samples.Pipe):
+	// HAProxy gets it as its file descriptor 3 (LogFD). A full pipe drops
+	// log lines and never holds a worker: HAProxy 2.6 writes to it without
+	// blocking (samples.TestPipeNeverHoldsHAProxy), and the Supervisor
+	// makes it non-blocking too, whatever HAProxy does. It stays open
+	// across restarts and reloads (the master keeps it through its
+	// re-exec).
+	LogPipe *os.File
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -34,6 +42,9 @@ type alert struct {
 	at   time.Time
 	line string
 }
+
+// LogFD is the file descriptor HAProxy has Supervisor.LogPipe as.
+const LogFD = 3
 
 // Start runs "haproxy -W -S socket -f config". It refuses to remove a
 // master socket that still answers: another HAProxy owns it.
@@ -56,8 +67,17 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	// HAProxy dies with the sidecar, even if the sidecar is killed; its own
 	// process group lets Kill reach the workers of a frozen master.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if s.LogPipe != nil {
+		cmd.ExtraFiles = []*os.File{s.LogPipe}
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start haproxy: %w", err)
+	}
+	if s.LogPipe != nil {
+		// O_NONBLOCK is the open file's, shared with HAProxy's fd 3.
+		if err := syscall.SetNonblock(int(s.LogPipe.Fd()), true); err != nil {
+			s.Log.Warn("the request log pipe stays blocking: a slow reader could hold HAProxy", "err", err)
+		}
 	}
 	done := make(chan struct{})
 	go func() {

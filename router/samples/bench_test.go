@@ -15,12 +15,14 @@ import (
 	"github.com/trackrouter/trackrouter/weights"
 )
 
-// BenchmarkMeasuringCost is the throughput cost of measuring: HAProxy on
-// a rendered spec with the latency log read by a Collector, and without
-// it, side by side in one run (rounds alternate, 16 keep-alive clients on
-// loopback, the load generator on the same 2 cores). It prints the median
-// requests/s of each and the difference, and the lines the collector read
-// against the requests sent.
+// BenchmarkMeasuringCost is the cost of measuring to HAProxy: HAProxy on a
+// rendered spec with no request log, with the log to a unix datagram
+// socket (--latency-log PATH), and with the log to a pipe (the default
+// with --run-haproxy), each read by a Collector, side by side in one run
+// (rounds alternate, 16 keep-alive clients on loopback, the load generator
+// on the same 2 cores). It prints HAProxy's CPU time per request (user and
+// system, from the kernel's accounting), the requests/s, and the share of
+// the requests' log lines each collector read.
 //
 //	go test ./router/samples -run '^$' -bench MeasuringCost -benchtime 1x
 func BenchmarkMeasuringCost(b *testing.B) {
@@ -28,15 +30,16 @@ func BenchmarkMeasuringCost(b *testing.B) {
 		fmt.Sscan(v, &benchSample)
 	}
 	const rounds, each, clients = 5, 3 * time.Second, 16
+	modes := []string{"none", "datagram", "pipe"}
 	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) }))
 	defer ok.Close()
 	dir := b.TempDir()
 	bin := haproxytest.Binary(b)
 	for i := 0; i < b.N; i++ {
-		rate, cpu := map[bool][]float64{}, map[bool][]float64{}
-		var lines, sent int64
+		rate, cpu := map[string][]float64{}, map[string][]float64{}
+		lines, sent := map[string]int64{}, map[string]int64{}
 		for round := 0; round < rounds; round++ {
-			for _, measure := range []bool{false, true} {
+			for _, mode := range modes {
 				port := haproxytest.FreePort(b)
 				spec := fmt.Sprintf("service: s\nport: %d\ntracks:\n  canary: {version: \"2\", address: \"%s\"}\n  production: {version: \"1\", address: \"%s\"}\ngroups: {}\ndefault: main\nbackends:\n  main: {canary: 5, production: 95}\n",
 					port, ok.Listener.Addr(), ok.Listener.Addr())
@@ -44,50 +47,63 @@ func BenchmarkMeasuringCost(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				opt := haproxyconf.Options{Bind: fmt.Sprintf("127.0.0.1:%d", port)}
+				opt := haproxyconf.Options{Bind: fmt.Sprintf("127.0.0.1:%d", port), LatencySample: benchSample}
 				ctx, cancel := context.WithCancel(context.Background())
 				var c *Collector
-				done := make(chan error, 1)
-				if measure {
-					opt.LatencyLog, opt.LatencySample = filepath.Join(dir, "latency.sock"), benchSample
+				var extra []*os.File
+				switch mode {
+				case "datagram":
+					opt.LatencyLog = filepath.Join(dir, "latency.sock")
 					if c, err = Listen(opt.LatencyLog); err != nil {
 						b.Fatal(err)
 					}
+				case "pipe":
+					var w *os.File
+					if c, w, err = Pipe(); err != nil {
+						b.Fatal(err)
+					}
+					defer w.Close()
+					opt.LatencyFD, extra = 3, []*os.File{w}
+				}
+				done := make(chan error, 1)
+				if c != nil {
 					go func() { done <- c.Run(ctx) }()
 				}
 				r, err := haproxyconf.Render(specs[0], opt)
 				if err != nil {
 					b.Fatal(err)
 				}
-				cfg := filepath.Join(dir, fmt.Sprintf("h-%d-%v.cfg", round, measure))
+				cfg := filepath.Join(dir, fmt.Sprintf("h-%d-%s.cfg", round, mode))
 				if err := os.WriteFile(cfg, r.Config, 0o644); err != nil {
 					b.Fatal(err)
 				}
-				proc := haproxytest.Start(b, bin, cfg)
+				proc := haproxytest.StartWith(b, bin, cfg, extra)
 				haproxytest.WaitListening(b, opt.Bind)
 				n := haproxytest.Load("http://"+opt.Bind+"/", clients, each)
-				rate[measure] = append(rate[measure], float64(n)/each.Seconds())
+				rate[mode] = append(rate[mode], float64(n)/each.Seconds())
 				proc.Stop()
-				cpu[measure] = append(cpu[measure], float64(proc.CPU().Microseconds())/float64(max(n, 1)))
-				if measure {
+				cpu[mode] = append(cpu[mode], float64(proc.CPU().Microseconds())/float64(max(n, 1)))
+				if c != nil {
 					time.Sleep(100 * time.Millisecond)
-					lines += c.lines.Load()
-					sent += n
+					lines[mode] += c.lines.Load()
+					sent[mode] += n
 					cancel()
 					<-done
 				}
 				cancel()
 			}
 		}
-		without, with := haproxytest.Median(rate[false]), haproxytest.Median(rate[true])
-		cw, cc := haproxytest.Median(cpu[false]), haproxytest.Median(cpu[true])
-		fmt.Printf("measuring cost: HAProxy CPU per request, median %.1f µs without, %.1f µs with the log (%+.1f%%)\n", cw, cc, 100*(cc-cw)/cw)
-		b.ReportMetric(without, "req/s-without")
-		b.ReportMetric(with, "req/s-with")
-		b.ReportMetric(100*(without-with)/without, "%-fewer")
-		b.ReportMetric(100*float64(lines)/float64(max(sent, 1)), "%-lines-read")
-		fmt.Printf("measuring cost: median %.0f requests/s without, %.0f with (%.1f%% fewer); rounds without %v, with %v; %.1f%% of the requests' log lines read\n",
-			without, with, 100*(without-with)/without, haproxytest.Rounded(rate[false]), haproxytest.Rounded(rate[true]), 100*float64(lines)/float64(max(sent, 1)))
+		base := haproxytest.Median(cpu["none"])
+		for _, mode := range modes {
+			m := haproxytest.Median(cpu[mode])
+			read := ""
+			if mode != "none" {
+				read = fmt.Sprintf(", %.1f%% of the requests' log lines read", 100*float64(lines[mode])/float64(max(sent[mode], 1)))
+				b.ReportMetric(100*(m-base)/base, "%cpu-"+mode)
+			}
+			fmt.Printf("measuring cost: %-8s HAProxy CPU per request, median %.1f µs (%+.1f%%); median %.0f requests/s, rounds %v%s\n",
+				mode, m, 100*(m-base)/base, haproxytest.Median(rate[mode]), haproxytest.Rounded(rate[mode]), read)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,8 +27,13 @@ import (
 // production, and reads a Report as the controller would: exact counts
 // per track, the canary's latencies around its 40 ms, production's under
 // it, every line read, and after a reload a new worker with the
-// latencies kept.
+// latencies kept and the log still read; by either transport of the log.
 func TestSamplesFromHAProxy(t *testing.T) {
+	t.Run("datagram", func(t *testing.T) { samplesFromHAProxy(t, false) })
+	t.Run("pipe", func(t *testing.T) { samplesFromHAProxy(t, true) })
+}
+
+func samplesFromHAProxy(t *testing.T, pipe bool) {
 	serve := func(delay time.Duration, failEvery int64) string {
 		var n atomic.Int64
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -57,16 +63,25 @@ backends:
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "latency.sock")
-	r, err := haproxyconf.Render(specs[0], haproxyconf.Options{Bind: fmt.Sprintf("127.0.0.1:%d", port), LatencyLog: sock})
+	opt := haproxyconf.Options{Bind: fmt.Sprintf("127.0.0.1:%d", port), LatencyLog: sock}
+	var c *Collector
+	var extra []*os.File
+	if pipe {
+		var w *os.File
+		if c, w, err = Pipe(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		opt.LatencyFD, extra = 3, []*os.File{w}
+	} else if c, err = Listen(sock); err != nil {
+		t.Fatal(err)
+	}
+	r, err := haproxyconf.Render(specs[0], opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfgPath, r.Config, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c, err := Listen(sock)
-	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -81,7 +96,7 @@ backends:
 			t.Errorf("the socket is left behind: %v", err)
 		}
 	})
-	proc := haproxytest.Start(t, haproxytest.Binary(t), cfgPath)
+	proc := haproxytest.StartWith(t, haproxytest.Binary(t), cfgPath, extra)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	haproxytest.WaitListening(t, addr)
 	cli := &haproxy.MasterCLI{Socket: proc.MasterSock}
@@ -127,6 +142,76 @@ backends:
 		t.Errorf("after the reload: canary %d requests (want 0), %d latencies (want 50), epoch %q (want %q)",
 			got.Requests, got.Latency.Total(), after.LatencyEpoch, rep.LatencyEpoch)
 	}
+	// The new worker logs where the old one did (the old one's "stopped"
+	// notice is a line too, malformed here).
+	send(10)
+	err = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		return c.lines.Load()-c.malformed.Load() == 110, nil
+	})
+	if err != nil {
+		t.Errorf("after the reload: %d lines (%d malformed), want 110 requests' lines", c.lines.Load(), c.malformed.Load())
+	}
+}
+
+// TestPipeNeverHoldsHAProxy: with the request log's pipe full and nobody
+// reading it (a sidecar frozen, or falling behind), HAProxy goes on
+// serving at full speed and drops log lines; once read again, the log
+// goes on.
+func TestPipeNeverHoldsHAProxy(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(ok.Close)
+	dir := t.TempDir()
+	port := haproxytest.FreePort(t)
+	specs, err := weights.Parse("s.yaml", []byte(fmt.Sprintf("service: s\nport: %d\ntracks:\n  production: {version: \"1\", address: \"%s\"}\ngroups: {}\ndefault: main\nbackends:\n  main: {production: 100}\n", port, ok.Listener.Addr())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, w, err := Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	// The smallest pipe the kernel makes (a page): full after ~160 lines.
+	rc, _ := c.pipe.SyscallConn()
+	rc.Control(func(fd uintptr) { syscall.Syscall(syscall.SYS_FCNTL, fd, 1031, 4096) })
+	r, err := haproxyconf.Render(specs[0], haproxyconf.Options{Bind: fmt.Sprintf("127.0.0.1:%d", port), LatencyFD: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfgPath, r.Config, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proc := haproxytest.StartWith(t, haproxytest.Binary(t), cfgPath, []*os.File{w})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	haproxytest.WaitListening(t, addr)
+	if n := haproxytest.Load("http://"+addr+"/", 4, time.Second); n < 1000 {
+		t.Fatalf("%d requests answered in 1 s with the log's pipe full: HAProxy waits for its reader", n)
+	} else {
+		t.Logf("%d requests answered in 1 s with the log's pipe full", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	cli := &haproxy.MasterCLI{Socket: proc.MasterSock}
+	wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		before := c.lines.Load()
+		time.Sleep(50 * time.Millisecond)
+		return c.lines.Load() == before, nil // what the pipe held is read
+	})
+	held := c.lines.Load()
+	if held == 0 || held > 400 {
+		t.Errorf("%d lines were in the full pipe, want about 160 (a page)", held)
+	}
+	for i := 0; i < 50; i++ {
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	waitLines(t, cli, c, held+50)
 }
 
 // waitLines reads Reports until the collector has read n lines.

@@ -89,12 +89,24 @@ func (p *Process) Output() string { return p.out.String() }
 // the master socket answers. It is stopped at cleanup.
 func Start(tb testing.TB, bin, cfgPath string) *Process {
 	tb.Helper()
+	return StartWith(tb, bin, cfgPath, nil)
+}
+
+// StartWith is Start with extra open files HAProxy inherits as file
+// descriptors 3, 4, ... (a request log pipe's write end, made
+// non-blocking once HAProxy runs, as haproxy.Supervisor does).
+func StartWith(tb testing.TB, bin, cfgPath string, extra []*os.File) *Process {
+	tb.Helper()
 	sock := filepath.Join(filepath.Dir(cfgPath), "master.sock")
 	out := &SyncBuffer{}
 	cmd := exec.Command(bin, "-W", "-S", sock+",mode,600", "-f", cfgPath)
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.ExtraFiles = extra
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
+	}
+	for _, f := range extra {
+		syscall.SetNonblock(int(f.Fd()), true)
 	}
 	p := &Process{Cmd: cmd, MasterSock: sock, out: out, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
