@@ -285,6 +285,15 @@ backends:
 	if !strings.Contains(strings.Join(decisionReasons(st), "\n"), "approved by qa-alice") {
 		t.Errorf("the approval is not recorded under QA's name: %v", decisionReasons(st))
 	}
+	r.poll("the board draws the release on its path", func() error {
+		_, page := get(t, "http://"+aliceBoard+"/service/"+ns+"/account-service")
+		for _, want := range []string{`<span class="step passed">✓ internal</span>`, `<span class="step here">▶ canary (gates)</span>`, `<span class="step ">production</span>`} {
+			if !strings.Contains(page, want) {
+				return fmt.Errorf("no %s", want)
+			}
+		}
+		return nil
+	})
 	if _, out := r.status("account-service"); !strings.Contains(out, "canary") || !strings.Contains(out, "1.1") {
 		t.Errorf("status after the board's approval:\n%s", out)
 	}

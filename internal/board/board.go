@@ -27,6 +27,7 @@ import (
 
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/internal/health"
+	"github.com/trackrouter/trackrouter/internal/pipeline"
 	"github.com/trackrouter/trackrouter/internal/release"
 	"github.com/trackrouter/trackrouter/weights"
 )
@@ -37,6 +38,7 @@ var files embed.FS
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"share":  func(f float64) string { return fmt.Sprintf("%.1f%%", f) },
 	"utc":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"clock":  func(t time.Time) string { return t.UTC().Format("15:04:05 UTC") },
 	"health": func(h *fleet.Health) string { return h.Word() },
 	"live":   fleet.LiveWords,
 	"now":    time.Now,
@@ -75,6 +77,7 @@ type Board struct {
 	// spec's words: its groups ("FREE"), "others" for the default.
 	audiences map[string]map[string]string
 	version   uint64 // bumped at each change
+	updated   time.Time
 	apiErr    string // the last watch error, while recent; "" once the API answers again
 	// lastErr and lastErrAt are the last watch error: a broken watch
 	// retries within 30 s (the reflector's longest backoff), so one
@@ -185,6 +188,7 @@ func (b *Board) evaluate() {
 	}
 	b.mu.Lock()
 	b.healths, b.specs, b.stages, b.audiences = hs, specs, stages, audiences
+	b.updated = time.Now()
 	b.apiErr = ""
 	if since := time.Since(b.lastErrAt); b.lastErr != "" && since < apiLost {
 		b.apiErr = fmt.Sprintf("%s (%s ago)", b.lastErr, since.Round(time.Second))
@@ -261,6 +265,8 @@ type boardState struct {
 	Namespace string
 	Healths   []*fleet.Health
 	APIError  string
+	// Updated is when the state was last judged from the API's objects.
+	Updated   time.Time
 	Stages    []string // the columns: every stage of every spec, in the specs' order
 	audiences map[string]map[string]string
 }
@@ -300,7 +306,7 @@ func inStageOrder(tracks []fleet.TrackHealth, stages []string) []fleet.TrackHeal
 func (b *Board) state() boardState {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := boardState{Namespace: namespaceWords(b.namespace), Healths: b.healths, APIError: b.apiErr, audiences: b.audiences}
+	s := boardState{Namespace: namespaceWords(b.namespace), Healths: b.healths, APIError: b.apiErr, Updated: b.updated, audiences: b.audiences}
 	// The columns: each spec's stages in its order, merged (a stage
 	// first seen in a later spec goes after the ones it follows there).
 	seen := map[string]bool{}
@@ -394,6 +400,12 @@ type overviewPage struct {
 type overviewRow struct {
 	H     *fleet.Health
 	Cells []stageCell // one per boardState.Stages
+	// Path is the service's stages in its spec's order, as a build walks
+	// them, with where its release is.
+	Path []pathStep
+	// Problems are the health's, one line for what several HAProxy pods
+	// share.
+	Problems []string
 }
 
 type stageCell struct {
@@ -401,20 +413,114 @@ type stageCell struct {
 	Track   fleet.TrackHealth
 	Shares  []string // "FREE 5.0%": who the backend serves (its groups, "others" for the default) and the track's share
 	Bad     bool     // fewer ready endpoints than needed
+	// Differs: the stage runs another version than the last stage
+	// (production).
+	Differs bool
+	// Release is the release's phase when it is on this stage.
+	Release string
+}
+
+// pathStep is a stage on a release's path: Mark is "passed", "here",
+// "failed" or "" (not reached).
+type pathStep struct {
+	Stage, Mark, Words string
+}
+
+// releasePath draws the stages as the path a build walks, with the
+// release's position: the stages it left passed, its own marked with its
+// phase (failed when rolled back or stopped there).
+func releasePath(stages []string, r *pipeline.Status) []pathStep {
+	at := -1
+	if r != nil {
+		at = slices.Index(stages, r.Stage)
+	}
+	var out []pathStep
+	for i, st := range stages {
+		step := pathStep{Stage: st}
+		switch {
+		case at < 0:
+		case i < at || i == at && r.Phase == pipeline.Done:
+			step.Mark = "passed"
+		case i == at && (r.Phase == pipeline.RolledBack || r.Phase == pipeline.Stopped):
+			step.Mark, step.Words = "failed", string(r.Phase)
+		case i == at:
+			step.Mark, step.Words = "here", string(r.Phase)
+		}
+		out = append(out, step)
+	}
+	return out
+}
+
+// foldPods writes problems that differ only in the HAProxy pod they name
+// as one line: "on 3 HAProxy pods (a, b, c): ...".
+func foldPods(problems []string, pods []fleet.PodState) []string {
+	if len(pods) < 2 {
+		return problems
+	}
+	type group struct {
+		text string
+		pods []string
+	}
+	var order []string
+	groups := map[string]*group{}
+	for _, p := range problems {
+		key, pod := p, ""
+		for _, ps := range pods {
+			if strings.Contains(p, ps.Name) {
+				key, pod = strings.ReplaceAll(p, ps.Name, "POD"), ps.Name
+				break
+			}
+		}
+		g := groups[key]
+		if g == nil {
+			g = &group{text: p}
+			groups[key] = g
+			order = append(order, key)
+		}
+		if pod != "" {
+			g.pods = append(g.pods, pod)
+		}
+	}
+	out := make([]string, 0, len(order))
+	for _, key := range order {
+		g := groups[key]
+		if len(g.pods) < 2 {
+			out = append(out, g.text)
+			continue
+		}
+		text := strings.ReplaceAll(strings.ReplaceAll(key, "HAProxy pod POD", "each"), "POD", "each")
+		out = append(out, fmt.Sprintf("on %d HAProxy pods (%s): %s", len(g.pods), strings.Join(g.pods, ", "), text))
+	}
+	return out
 }
 
 func (b *Board) overview() overviewPage {
 	s := b.state()
 	p := overviewPage{boardState: s}
 	for _, h := range s.Healths {
-		row := overviewRow{H: h}
+		b.mu.Lock()
+		order := b.stages[h.Namespace+"/"+h.Service]
+		b.mu.Unlock()
+		row := overviewRow{H: h, Path: releasePath(order, h.Release), Problems: foldPods(h.Problems, h.HAProxy.Pods)}
+		last := ""
+		if len(order) > 0 {
+			for _, t := range h.Tracks {
+				if t.Name == order[len(order)-1] {
+					last = t.Version
+				}
+			}
+		}
 		for _, stage := range s.Stages {
 			cell := stageCell{}
 			for _, t := range h.Tracks {
 				if t.Name == stage {
 					cell.Present, cell.Track = true, t
 					cell.Bad = t.ReadyEndpoints < t.MinEndpoints
+					cell.Differs = last != "" && t.Version != last
 				}
+			}
+			if r := h.Release; r != nil && r.Stage == stage {
+				cell.Release = string(r.Phase) + " " + r.Version
 			}
 			for _, bk := range h.Backends {
 				for _, sv := range bk.Servers {
@@ -450,6 +556,10 @@ type servicePage struct {
 	// they carry; none on a board that only reads.
 	Actions []Action
 	Token   string
+	// Path, Problems and Updated: as on the overview.
+	Path     []pathStep
+	Problems []string
+	Updated  time.Time
 }
 
 func (b *Board) service(ns, name string) (servicePage, bool) {
@@ -462,7 +572,7 @@ func (b *Board) service(ns, name string) (servicePage, bool) {
 			hc := *h
 			hc.Tracks = inStageOrder(h.Tracks, order)
 			h = &hc
-			p := servicePage{H: h, APIError: s.APIError}
+			p := servicePage{H: h, APIError: s.APIError, Path: releasePath(order, h.Release), Problems: foldPods(h.Problems, h.HAProxy.Pods), Updated: s.Updated}
 			if b.run != nil {
 				p.Actions, p.Token = actionsFor(h.Release), b.token
 			}
