@@ -381,6 +381,19 @@ func TestPipelineOnCluster(t *testing.T) {
 		}
 		return nil
 	})
+	// The board shows the rollback with the evidence it was decided on.
+	bo := &boardOptions{samples: "off", readOnly: true}
+	bo.kube.kubeconfig, bo.kube.namespace = r.c.Kubeconfig, r.ns
+	boardAddr := serveBoard(t, bo)
+	r.poll("the board draws the rollback's evidence", func() error {
+		_, page := get(t, "http://"+boardAddr+"/service/"+r.ns+"/account-service")
+		for _, want := range []string{"decided: rollback on canary", `<th scope="row">5xx rate</th><td>canary`, "<strong>over the limit</strong>", `<span class="step failed">✗ canary (rolledback)</span>`} {
+			if !strings.Contains(page, want) {
+				return fmt.Errorf("no %s", want)
+			}
+		}
+		return nil
+	})
 
 	// A slow build: p95 far over production's. The canary's weight comes
 	// back when the build reaches it.

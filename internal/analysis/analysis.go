@@ -87,6 +87,28 @@ type Verdict struct {
 	// LowTraffic: the verdict is the stage's lowTraffic rule (its bake is
 	// over with fewer than MinRequests), not a finding.
 	LowTraffic bool
+	// Evidence is the numbers the verdict was reached on; nil when none
+	// were tested (counters reset).
+	Evidence *Evidence
+}
+
+// Evidence is what a look compared, for people to see beside the verdict
+// (trackctl board draws it): the canary's errors against the rate they
+// were tested against, and its p95 against the threshold.
+type Evidence struct {
+	CanaryRequests   int64 `json:"canaryRequests"`
+	CanaryErrors     int64 `json:"canaryErrors"`
+	BaselineRequests int64 `json:"baselineRequests"`
+	BaselineErrors   int64 `json:"baselineErrors"`
+	// AllowedErrors is the error rate (0-1) the canary's errors are tested
+	// against: the baseline's at its upper bound, plus maxErrorIncrease.
+	AllowedErrors float64 `json:"allowedErrors"`
+	// The p95s in milliseconds: the canary's, the baseline's, and the
+	// threshold (the baseline's at its upper bound, times 1 +
+	// maxP95Increase%); AllowedP95 is 0 while p95 is not tested yet.
+	CanaryP95   float64 `json:"canaryP95,omitempty"`
+	BaselineP95 float64 `json:"baselineP95,omitempty"`
+	AllowedP95  float64 `json:"allowedP95,omitempty"`
 }
 
 // Decide judges a stage elapsed into its bake from the canary's and the
@@ -99,7 +121,15 @@ func Decide(cfg Config, canary, baseline Sample, elapsed time.Duration) Verdict 
 	if canary.Reset || baseline.Reset {
 		return Verdict{Action: Wait, Reason: "HAProxy's counters started again (a restart): the stage's measurements start again"}
 	}
+	ev := &Evidence{CanaryRequests: canary.Requests, CanaryErrors: canary.Errors, BaselineRequests: baseline.Requests, BaselineErrors: baseline.Errors}
+	v := decide(cfg, canary, baseline, elapsed, ev)
+	v.Evidence = ev
+	return v
+}
+
+func decide(cfg Config, canary, baseline Sample, elapsed time.Duration, ev *Evidence) Verdict {
 	errs := testErrors(cfg, canary, baseline, lookLevel(cfg, errorShare))
+	ev.AllowedErrors = errs.allowed
 	if errs.breach {
 		return Verdict{Action: Rollback, Reason: errs.words}
 	}
@@ -108,6 +138,9 @@ func Decide(cfg Config, canary, baseline Sample, elapsed time.Duration) Verdict 
 		level, limit float64
 	}{{0.95, cfg.MaxP95Increase}, {0.99, cfg.MaxP99Increase}} {
 		lat := testLatency(q.level, q.limit, canary, baseline, lookLevel(cfg, latencyShare))
+		if q.level == 0.95 {
+			ev.CanaryP95, ev.BaselineP95, ev.AllowedP95 = canary.Latency.Quantile(0.95), baseline.Latency.Quantile(0.95), lat.allowed
+		}
 		if lat.breach {
 			return Verdict{Action: Rollback, Reason: lat.words}
 		}
@@ -163,6 +196,9 @@ const nuisance = 0.01
 type finding struct {
 	breach bool
 	words  string
+	// allowed is what the canary was tested against (an error rate, a
+	// latency threshold in ms); 0 when not tested.
+	allowed float64
 }
 
 // testErrors tests whether the canary's error rate exceeds the baseline's
@@ -171,16 +207,16 @@ type finding struct {
 // with that rate by an exact binomial test.
 func testErrors(cfg Config, canary, baseline Sample, alpha float64) finding {
 	words := fmt.Sprintf("canary errors %s vs baseline %s", ratio(canary.Errors, canary.Requests), ratio(baseline.Errors, baseline.Requests))
-	if canary.Requests == 0 {
-		return finding{words: words}
-	}
 	p0 := math.Min(1, upperBound(int(baseline.Errors), int(baseline.Requests), nuisance)+cfg.MaxErrorIncrease/100)
+	if canary.Requests == 0 {
+		return finding{words: words, allowed: p0}
+	}
 	p := binomialTail(int(canary.Errors), int(canary.Requests), p0)
 	if p < alpha {
 		ps, as := pvalues(p, alpha)
-		return finding{true, fmt.Sprintf("%s: p %s < %s, limit +%g point%s", words, ps, as, cfg.MaxErrorIncrease, plural(cfg.MaxErrorIncrease))}
+		return finding{true, fmt.Sprintf("%s: p %s < %s, limit +%g point%s", words, ps, as, cfg.MaxErrorIncrease, plural(cfg.MaxErrorIncrease)), p0}
 	}
-	return finding{words: words}
+	return finding{words: words, allowed: p0}
 }
 
 // testLatency tests whether the canary's level-quantile exceeds the
@@ -199,15 +235,15 @@ func testLatency(level, limit float64, canary, baseline Sample, alpha float64) f
 	slower := canary.Latency.CountAbove(threshold)
 	words := fmt.Sprintf("canary %s %s vs baseline %s", name, ms(canary.Latency.Quantile(level)), ms(baseline.Latency.Quantile(level)))
 	if canary.Requests == 0 {
-		return finding{words: words}
+		return finding{words: words, allowed: threshold}
 	}
 	p := binomialTail(int(slower), int(canary.Requests), 1-level)
 	if p < alpha {
 		ps, as := pvalues(p, alpha)
 		return finding{true, fmt.Sprintf("%s: %d of %d canary requests slower than %s (baseline %s +%g%%), p %s < %s",
-			words, slower, canary.Requests, ms(threshold), name, limit, ps, as)}
+			words, slower, canary.Requests, ms(threshold), name, limit, ps, as), threshold}
 	}
-	return finding{words: words}
+	return finding{words: words, allowed: threshold}
 }
 
 func ratio(x, n int64) string {

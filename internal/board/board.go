@@ -406,6 +406,8 @@ type overviewRow struct {
 	// Problems are the health's, one line for what several HAProxy pods
 	// share.
 	Problems []string
+	// Evidence is what the release's last look or decision compared.
+	Evidence *evidenceView
 }
 
 type stageCell struct {
@@ -501,7 +503,7 @@ func (b *Board) overview() overviewPage {
 		b.mu.Lock()
 		order := b.stages[h.Namespace+"/"+h.Service]
 		b.mu.Unlock()
-		row := overviewRow{H: h, Path: releasePath(order, h.Release), Problems: foldPods(h.Problems, h.HAProxy.Pods)}
+		row := overviewRow{H: h, Path: releasePath(order, h.Release), Problems: foldPods(h.Problems, h.HAProxy.Pods), Evidence: evidenceOf(h.Release)}
 		last := ""
 		if len(order) > 0 {
 			for _, t := range h.Tracks {
@@ -556,6 +558,8 @@ type servicePage struct {
 	// they carry; none on a board that only reads.
 	Actions []Action
 	Token   string
+	// Evidence is what the release's last look or decision compared.
+	Evidence *evidenceView
 	// Path, Problems and Updated: as on the overview.
 	Path     []pathStep
 	Problems []string
@@ -572,7 +576,8 @@ func (b *Board) service(ns, name string) (servicePage, bool) {
 			hc := *h
 			hc.Tracks = inStageOrder(h.Tracks, order)
 			h = &hc
-			p := servicePage{H: h, APIError: s.APIError, Path: releasePath(order, h.Release), Problems: foldPods(h.Problems, h.HAProxy.Pods), Updated: s.Updated}
+			p := servicePage{H: h, APIError: s.APIError, Path: releasePath(order, h.Release), Problems: foldPods(h.Problems, h.HAProxy.Pods), Updated: s.Updated,
+				Evidence: evidenceOf(h.Release)}
 			if b.run != nil {
 				p.Actions, p.Token = actionsFor(h.Release), b.token
 			}

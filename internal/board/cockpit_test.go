@@ -2,8 +2,10 @@ package board
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/trackrouter/trackrouter/internal/analysis"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/internal/pipeline"
 )
@@ -53,5 +55,38 @@ func TestFoldPods(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestEvidenceDrawn: a rollback's evidence is drawn after the stage moved
+// on (from its decision), the canary past the line; a baking release
+// draws its last look; none without numbers.
+func TestEvidenceDrawn(t *testing.T) {
+	ev := &analysis.Evidence{CanaryRequests: 600, CanaryErrors: 30, BaselineRequests: 11000, BaselineErrors: 11, AllowedErrors: 0.0062,
+		CanaryP95: 60, BaselineP95: 50, AllowedP95: 90}
+	r := &pipeline.Status{Phase: pipeline.RolledBack, Stage: "canary", Decisions: []pipeline.Decision{
+		{Kind: pipeline.Start, Stage: "internal"},
+		{Kind: pipeline.Rollback, Stage: "canary", Reason: "1.2 rolled back on canary: canary errors 5.0%", Evidence: ev},
+	}}
+	v := evidenceOf(r)
+	if v == nil || len(v.Bars) != 2 {
+		t.Fatalf("evidence %+v", v)
+	}
+	errs, p95 := v.Bars[0], v.Bars[1]
+	if !errs.Over || errs.CanaryW <= errs.AllowedX || errs.Canary != "5.00% (30 of 600)" || errs.Allowed != "0.62%" {
+		t.Errorf("errors: %+v", errs)
+	}
+	if p95.Over || p95.CanaryW >= p95.AllowedX || p95.Allowed != "90 ms" {
+		t.Errorf("p95: %+v", p95)
+	}
+	if !strings.Contains(v.What, "rollback on canary") || !strings.Contains(v.Verdict, "rolled back") {
+		t.Errorf("words: %q, %q", v.What, v.Verdict)
+	}
+	baking := &pipeline.Status{Phase: pipeline.Baking, Judged: &pipeline.Judgement{Action: analysis.Wait, Reason: "baking", Evidence: &analysis.Evidence{CanaryRequests: 10, BaselineRequests: 100}}}
+	if v := evidenceOf(baking); v == nil || v.What != "last look: wait" || v.Bars[1].Tested {
+		t.Errorf("baking: %+v", v)
+	}
+	if v := evidenceOf(&pipeline.Status{Phase: pipeline.Gates}); v != nil {
+		t.Errorf("no evidence yet: %+v", v)
 	}
 }

@@ -94,6 +94,8 @@ type Judgement struct {
 	// from the stage's start whoever leads; written with the judgement,
 	// no write of its own.
 	Counts *BakeCounts `json:"counts,omitempty"`
+	// Evidence is the numbers this look compared.
+	Evidence *analysis.Evidence `json:"evidence,omitempty"`
 }
 
 // BakeCounts are the canary's and the baseline's tallies of a bake.
@@ -176,6 +178,9 @@ type Decision struct {
 	Version string    `json:"version"`
 	Stage   string    `json:"stage"`
 	Reason  string    `json:"reason"`
+	// Evidence is the analysis' numbers a promotion or a rollback after a
+	// bake was decided on.
+	Evidence *analysis.Evidence `json:"evidence,omitempty"`
 	// Edits are the spec changes the decision makes (none: only the state
 	// changes).
 	Edits []release.Edit `json:"-"`
@@ -312,16 +317,26 @@ func step(st State, spec *weights.Spec, versions map[string]string, obs Observed
 			return st, nil
 		}
 		v := measured(*obs.Verdict, obs.Measured)
-		st.Judged = &Judgement{At: obs.Now.UTC().Truncate(time.Second), Action: v.Action, Reason: v.Reason}
+		st.Judged = &Judgement{At: obs.Now.UTC().Truncate(time.Second), Action: v.Action, Reason: v.Reason, Evidence: v.Evidence}
 		if m := obs.Measured; m != nil {
 			st.Judged.Requests, st.Judged.Need, st.Judged.Unmeasured, st.Judged.Counts = m.Requests, m.Need, m.Unmeasured, m.Counts
 		}
+		var d *Decision
 		switch v.Action {
 		case analysis.Rollback:
-			return st.rollback(spec, obs.Now, v.Reason)
+			st, d = st.rollback(spec, obs.Now, v.Reason)
 		case analysis.Promote:
-			return st.promote(spec, obs.Now, v.Reason)
+			st, d = st.promote(spec, obs.Now, v.Reason)
+		default:
+			return st, nil
 		}
+		// The decision keeps what it was reached on, for people to see
+		// after the stage moved on.
+		if d != nil && v.Evidence != nil && len(st.Decisions) > 0 {
+			d.Evidence = v.Evidence
+			st.Decisions[len(st.Decisions)-1].Evidence = v.Evidence
+		}
+		return st, d
 	}
 	return st, nil
 }
