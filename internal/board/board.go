@@ -40,6 +40,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"utc":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"clock":  func(t time.Time) string { return t.UTC().Format("15:04:05 UTC") },
 	"health": func(h *fleet.Health) string { return h.Word() },
+	"alarm":  func(h *fleet.Health) bool { return h.Alarm(time.Now()) },
 	"live":   fleet.LiveWords,
 	"now":    time.Now,
 	"add":    func(a, b int) int { return a + b },
@@ -581,7 +582,7 @@ func (b *Board) service(ns, name string) (servicePage, bool) {
 			if b.run != nil {
 				p.Actions, p.Token = actionsFor(h.Release), b.token
 			}
-			p.Plots, p.PlotError, p.Plotting = b.plotsOf(ns+"/"+name, h.Tracks)
+			p.Plots, p.PlotError, p.Plotting = b.plotsOf(ns+"/"+name, h.Tracks, h.Release)
 			if p.Plotting {
 				p.Every = b.plots.every
 			}

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/trackrouter/trackrouter/internal/analysis"
 	"github.com/trackrouter/trackrouter/internal/fleet"
@@ -88,5 +89,24 @@ func TestEvidenceDrawn(t *testing.T) {
 	}
 	if v := evidenceOf(&pipeline.Status{Phase: pipeline.Gates}); v != nil {
 		t.Errorf("no evidence yet: %+v", v)
+	}
+}
+
+// TestMarksOnTheAxis: the release's decisions of the plotted span are
+// marked where they fell on it; older ones are not.
+func TestMarksOnTheAxis(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 5, 0, 0, time.UTC)
+	r := &pipeline.Status{Decisions: []pipeline.Decision{
+		{At: now.Add(-10 * time.Minute), Kind: pipeline.Start, Version: "1.1", Stage: "internal"},
+		{At: now.Add(-150 * time.Second), Kind: pipeline.Promote, Version: "1.1", Stage: "canary"},
+		{At: now, Kind: pipeline.Rollback, Version: "1.1", Stage: "canary"},
+	}}
+	got := marksOf(r, now, 5*time.Minute)
+	want := []Mark{{X: 120, Label: "12:02:30 promote 1.1 on canary"}, {X: 240, Label: "12:05:00 rollback 1.1 on canary"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+	if spanWords(5*time.Minute) != "5 min" {
+		t.Errorf("span %q", spanWords(5*time.Minute))
 	}
 }

@@ -39,7 +39,11 @@ func evidenceOf(r *pipeline.Status) *evidenceView {
 	}
 	for i := len(r.Decisions) - 1; i >= 0; i-- {
 		if d := r.Decisions[i]; d.Evidence != nil {
-			return drawEvidence(d.Evidence, d.At, fmt.Sprintf("decided: %s on %s", d.Kind, d.Stage), d.Reason)
+			verdict := d.Reason
+			if verdict == r.Reason {
+				verdict = "" // the page says it as the last decision
+			}
+			return drawEvidence(d.Evidence, d.At, fmt.Sprintf("decided: %s on %s", d.Kind, d.Stage), verdict)
 		}
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 	"github.com/trackrouter/trackrouter/internal/analysis"
 	"github.com/trackrouter/trackrouter/internal/contract"
 	"github.com/trackrouter/trackrouter/internal/fleet"
+	"github.com/trackrouter/trackrouter/internal/pipeline"
 )
 
 // A Fetcher reads one HAProxy pod's measurements (router/samples), which
@@ -318,13 +319,48 @@ type Spark struct {
 	Points string // "x,y x,y ...", in a 0..sparkW × 0..sparkH box
 	Now    string // the last value in words
 	Max    string // the top of the scale in words
+	// Span is the time the x axis covers, in words ("5 min"); Marks are
+	// where the release moved in it.
+	Span  string
+	Marks []Mark
+}
+
+// Mark is a release's decision on a plot's time axis.
+type Mark struct {
+	X     float64 // 0..sparkW
+	Label string  // "12:01:02 rollback 1.2 on canary"
+}
+
+// marksOf places the release's decisions of the last span on the axis.
+func marksOf(r *pipeline.Status, now time.Time, span time.Duration) []Mark {
+	if r == nil {
+		return nil
+	}
+	var out []Mark
+	for _, d := range r.Decisions {
+		age := now.Sub(d.At)
+		if age < 0 || age > span {
+			continue
+		}
+		out = append(out, Mark{X: math.Round(10*sparkW*(1-float64(age)/float64(span))) / 10,
+			Label: fmt.Sprintf("%s %s %s on %s", d.At.UTC().Format("15:04:05"), d.Kind, d.Version, d.Stage)})
+	}
+	return out
+}
+
+// spanWords is a plot's span in words.
+func spanWords(span time.Duration) string {
+	if span%time.Minute == 0 {
+		return fmt.Sprintf("%d min", span/time.Minute)
+	}
+	return span.String()
 }
 
 const sparkW, sparkH = 240, 40
 
 // plotsOf is the plots of a service's tracks, in the spec's order, and
 // what the last read could not read; nil when the board does not plot.
-func (b *Board) plotsOf(key string, tracks []fleet.TrackHealth) ([]Plot, string, bool) {
+func (b *Board) plotsOf(key string, tracks []fleet.TrackHealth, release *pipeline.Status) ([]Plot, string, bool) {
 	p := b.plots
 	if p == nil {
 		return nil, "", false
@@ -348,6 +384,10 @@ func (b *Board) plotsOf(key string, tracks []fleet.TrackHealth) ([]Plot, string,
 			pl.Requests = spark(ts.points, now, span, func(p point) float64 { return p.Requests }, "%.1f/s")
 			pl.Errors = spark(ts.points, now, span, func(p point) float64 { return p.Errors }, "%.1f/s")
 			pl.P95 = spark(ts.points, now, span, func(p point) float64 { return p.P95 }, "%.0f ms")
+			marks := marksOf(release, now, span)
+			for _, sp := range []*Spark{&pl.Requests, &pl.Errors, &pl.P95} {
+				sp.Span, sp.Marks = spanWords(span), marks
+			}
 		}
 		out = append(out, pl)
 	}
