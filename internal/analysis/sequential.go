@@ -21,6 +21,11 @@ import (
 // baseline). The baseline's bounds are taken at a level that shrinks with
 // each look (alpha 6/(pi^2 t^2)): valid at every look at once.
 type Sequential struct {
+	// Plain takes the baseline's bounds at today's fixed level (nuisance)
+	// at every look rather than at a level spent over the looks, and
+	// gives the e-processes the whole budget: faster, its false rollbacks
+	// checked on the simulation rather than proven.
+	Plain            bool
 	Errors, P95, P99 EProcess
 	Looks            int
 	last             Sample // the canary at the last look
@@ -76,14 +81,19 @@ func (q *Sequential) Judge(cfg Config, canary, baseline Sample) (breach bool, wh
 	q.Looks++
 	t := float64(q.Looks)
 	spend := 6 / (math.Pi * math.Pi * t * t) // sums to 1 over all looks
+	errShare, latShare := 0.4, 0.2
+	baseErr, baseLat := fr*0.1*spend, fr*0.05*spend
+	if q.Plain {
+		errShare, latShare = 0.5, 0.25
+		baseErr, baseLat = nuisance, nuisance
+	}
 	// The canary's new requests since the last look, judged against
 	// bounds from the baseline as it stands (other requests: they do not
 	// depend on the canary's).
 	newN := canary.Requests - q.last.Requests
 	newErr := canary.Errors - q.last.Errors
 	if baseline.Requests > 0 {
-		baseNuisance := fr * 0.1 * spend
-		p0 := math.Min(1, upperBound(int(baseline.Errors), int(baseline.Requests), baseNuisance)+cfg.MaxErrorIncrease/100)
+		p0 := math.Min(1, upperBound(int(baseline.Errors), int(baseline.Requests), baseErr)+cfg.MaxErrorIncrease/100)
 		q.Errors.Observe(newErr, newN, p0)
 		for _, x := range []struct {
 			e     *EProcess
@@ -94,18 +104,18 @@ func (q *Sequential) Judge(cfg Config, canary, baseline Sample) (breach bool, wh
 			if baseline.Requests < need {
 				continue
 			}
-			threshold := baseline.Latency.QuantileUpper(x.level, fr*0.05*spend) * (1 + x.limit/100)
+			threshold := baseline.Latency.QuantileUpper(x.level, baseLat) * (1 + x.limit/100)
 			slower := canary.Latency.CountAbove(threshold) - q.last.Latency.CountAbove(threshold)
 			x.e.Observe(slower, newN, 1-x.level)
 		}
 	}
 	q.last = canary
 	switch {
-	case q.Errors.Value() >= 1/(fr*0.4):
+	case q.Errors.Value() >= 1/(fr*errShare):
 		return true, "errors"
-	case q.P95.Value() >= 1/(fr*0.2):
+	case q.P95.Value() >= 1/(fr*latShare):
 		return true, "p95"
-	case q.P99.Value() >= 1/(fr*0.2):
+	case q.P99.Value() >= 1/(fr*latShare):
 		return true, "p99"
 	}
 	return false, ""

@@ -50,6 +50,8 @@ type simResult struct {
 	promotions, waitsAtTheEnd int
 	seqRollbacks, mwRollbacks int
 	seqDetect, mwDetect       []time.Duration
+	plainRollbacks            int
+	plainDetect               []time.Duration
 }
 
 func simulate(stages int, seed uint64, sc scenario) simResult {
@@ -74,7 +76,8 @@ func simulate(stages int, seed uint64, sc scenario) simResult {
 		var canary, baseline Sample
 		decided, fixedDone := false, false
 		var seq Sequential
-		seqDone, mwDone := false, false
+		plain := Sequential{Plain: true}
+		seqDone, mwDone, plainDone := false, false, false
 		var mw kayenta
 		for elapsed := interval; elapsed <= end; elapsed += interval {
 			before, beforeBase := canary, baseline
@@ -102,6 +105,13 @@ func simulate(stages int, seed uint64, sc scenario) simResult {
 					seqDone = true
 					res.seqRollbacks++
 					res.seqDetect = append(res.seqDetect, elapsed)
+				}
+			}
+			if !plainDone {
+				if breach, _ := plain.Judge(cfg, canary, baseline); breach {
+					plainDone = true
+					res.plainRollbacks++
+					res.plainDetect = append(res.plainDetect, elapsed)
 				}
 			}
 			if !mwDone && mw.look(before, canary, beforeBase, baseline) {
@@ -265,7 +275,7 @@ func (r simResult) table(name string) string {
 		}
 		return fmt.Sprintf("%6.2f%% %4s/%-5s", 100*float64(n)/float64(r.stages), short(quantile(d, 0.5)), short(quantile(d, 0.95)))
 	}
-	return fmt.Sprintf("| %-36s | %s | %s | %s | %s |", name, col(r.rollbacks, r.detect), col(r.seqRollbacks, r.seqDetect), col(r.fixedRollbacks, r.fixedDetect), col(r.mwRollbacks, r.mwDetect))
+	return fmt.Sprintf("| %-36s | %s | %s | %s | %s | %s |", name, col(r.rollbacks, r.detect), col(r.seqRollbacks, r.seqDetect), col(r.plainRollbacks, r.plainDetect), col(r.fixedRollbacks, r.fixedDetect), col(r.mwRollbacks, r.mwDetect))
 }
 
 func short(d time.Duration) string {
@@ -316,7 +326,7 @@ func TestSimulatedStages(t *testing.T) {
 // threshold on the same samples:
 // go test ./internal/analysis -run '^$' -bench SimulatedStages -benchtime 1x
 func BenchmarkSimulatedStages(b *testing.B) {
-	fmt.Println("| scenario                             | today's test rolls back (median/p95) | sequential | fixed threshold | Kayenta-style Mann-Whitney |")
+	fmt.Println("| scenario                             | today's test rolls back (median/p95) | sequential (spent) | sequential (plain) | fixed threshold | Kayenta-style Mann-Whitney |")
 	for _, sc := range []scenario{healthy, atLimit, atLimitHour, moreErrs, twoPoints, slowerP95, slower30, zeroBase} {
 		r := simulate(4000, 7, sc)
 		fmt.Println(r.table(sc.name))
