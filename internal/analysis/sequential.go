@@ -25,7 +25,10 @@ type Sequential struct {
 	// at every look rather than at a level spent over the looks, and
 	// gives the e-processes the whole budget: faster, its false rollbacks
 	// checked on the simulation rather than proven.
-	Plain            bool
+	Plain bool
+	// Boundary, when set, is the e-value that rolls back, for every test
+	// (a boundary calibrated on the simulation, not Ville's 1/alpha).
+	Boundary         float64
 	Errors, P95, P99 EProcess
 	Looks            int
 	last             Sample // the canary at the last look
@@ -110,12 +113,16 @@ func (q *Sequential) Judge(cfg Config, canary, baseline Sample) (breach bool, wh
 		}
 	}
 	q.last = canary
+	errB, latB := 1/(fr*errShare), 1/(fr*latShare)
+	if q.Boundary > 0 {
+		errB, latB = q.Boundary, q.Boundary*errShare/latShare
+	}
 	switch {
-	case q.Errors.Value() >= 1/(fr*errShare):
+	case q.Errors.Value() >= errB:
 		return true, "errors"
-	case q.P95.Value() >= 1/(fr*latShare):
+	case q.P95.Value() >= latB:
 		return true, "p95"
-	case q.P99.Value() >= 1/(fr*latShare):
+	case q.P99.Value() >= latB:
 		return true, "p99"
 	}
 	return false, ""

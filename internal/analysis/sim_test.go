@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -43,6 +45,13 @@ var (
 	zeroBase = scenario{"zero-error baseline, canary 3%", 0.03, 1, 0, 0, false}
 )
 
+// simBoundary is the plain sequential judge's boundary in the simulation
+// ($TRACKROUTER_BOUNDARY; 0: Ville's 1/alpha).
+var simBoundary = func() float64 {
+	v, _ := strconv.ParseFloat(os.Getenv("TRACKROUTER_BOUNDARY"), 64)
+	return v
+}()
+
 type simResult struct {
 	stages                    int
 	rollbacks, fixedRollbacks int
@@ -76,7 +85,7 @@ func simulate(stages int, seed uint64, sc scenario) simResult {
 		var canary, baseline Sample
 		decided, fixedDone := false, false
 		var seq Sequential
-		plain := Sequential{Plain: true}
+		plain := Sequential{Plain: true, Boundary: simBoundary}
 		seqDone, mwDone, plainDone := false, false, false
 		var mw kayenta
 		for elapsed := interval; elapsed <= end; elapsed += interval {
