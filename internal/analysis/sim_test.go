@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -20,21 +22,45 @@ type scenario struct {
 	canaryErrors  float64 // error rate
 	canarySlower  float64 // latency factor
 	baselineError float64
+	// canaryRPS, when set, is the canary's requests per second (default
+	// 5% of 20); hour looks on for an hour, as lowTraffic: wait does with a
+	// canary that never reaches minRequests.
+	canaryRPS float64
+	hour      bool
 }
 
 var (
-	healthy   = scenario{"healthy", 0.001, 1, 0.001}
-	moreErrs  = scenario{"+5 points of 5xx", 0.051, 1, 0.001}
-	slowerP95 = scenario{"p95 x3", 0.001, 3, 0.001}
+	healthy   = scenario{"healthy", 0.001, 1, 0.001, 0, false}
+	moreErrs  = scenario{"+5 points of 5xx", 0.051, 1, 0.001, 0, false}
+	slowerP95 = scenario{"p95 x3", 0.001, 3, 0.001, 0, false}
 	// atLimit is the worst healthy case: as many more errors as allowed.
-	atLimit = scenario{"errors at the limit", 0.001 + Defaults.MaxErrorIncrease/100, 1, 0.001}
+	atLimit = scenario{"errors at the limit", 0.001 + Defaults.MaxErrorIncrease/100, 1, 0.001, 0, false}
+	// atLimitHour: at the limit, too quiet to reach minRequests, looked at
+	// every 30 s for an hour (120 looks).
+	atLimitHour = scenario{"at the limit, 1 h low-traffic wait", 0.001 + Defaults.MaxErrorIncrease/100, 1, 0.001, 0.025, true}
+	twoPoints   = scenario{"+2 points of 5xx", 0.021, 1, 0.001, 0, false}
+	slower30    = scenario{"p95 +30%", 0.001, 1.3, 0.001, 0, false}
+	// zeroBase: a baseline with no error at all (Kayenta's blind spot)
+	// and a canary with 3% errors.
+	zeroBase = scenario{"zero-error baseline, canary 3%", 0.03, 1, 0, 0, false}
 )
+
+// simBoundary is the plain sequential judge's boundary in the simulation
+// ($TRACKROUTER_BOUNDARY; 0: Ville's 1/alpha).
+var simBoundary = func() float64 {
+	v, _ := strconv.ParseFloat(os.Getenv("TRACKROUTER_BOUNDARY"), 64)
+	return v
+}()
 
 type simResult struct {
 	stages                    int
 	rollbacks, fixedRollbacks int
 	detect, fixedDetect       []time.Duration // time to rollback of the stages rolled back
 	promotions, waitsAtTheEnd int
+	seqRollbacks, mwRollbacks int
+	seqDetect, mwDetect       []time.Duration
+	plainRollbacks            int
+	plainDetect               []time.Duration
 }
 
 func simulate(stages int, seed uint64, sc scenario) simResult {
@@ -47,11 +73,24 @@ func simulate(stages int, seed uint64, sc scenario) simResult {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	latency := func(factor float64) float64 { return factor * 50 * math.Exp(0.6*rng.NormFloat64()) }
 	res := simResult{stages: stages}
+	canaryRPS := rps * share
+	if sc.canaryRPS > 0 {
+		canaryRPS = sc.canaryRPS
+	}
+	end := cfg.Bake
+	if sc.hour {
+		end = time.Hour
+	}
 	for range stages {
 		var canary, baseline Sample
 		decided, fixedDone := false, false
-		for elapsed := interval; elapsed <= cfg.Bake; elapsed += interval {
-			for range poisson(rng, rps*share*interval.Seconds()) {
+		var seq Sequential
+		plain := Sequential{Plain: true, Boundary: simBoundary}
+		seqDone, mwDone, plainDone := false, false, false
+		var mw kayenta
+		for elapsed := interval; elapsed <= end; elapsed += interval {
+			before, beforeBase := canary, baseline
+			for range poisson(rng, canaryRPS*interval.Seconds()) {
 				canary.Requests++
 				if rng.Float64() < sc.canaryErrors {
 					canary.Errors++
@@ -70,6 +109,25 @@ func simulate(stages int, seed uint64, sc scenario) simResult {
 				res.fixedRollbacks++
 				res.fixedDetect = append(res.fixedDetect, elapsed)
 			}
+			if !seqDone {
+				if breach, _ := seq.Judge(cfg, canary, baseline); breach {
+					seqDone = true
+					res.seqRollbacks++
+					res.seqDetect = append(res.seqDetect, elapsed)
+				}
+			}
+			if !plainDone {
+				if breach, _ := plain.Judge(cfg, canary, baseline); breach {
+					plainDone = true
+					res.plainRollbacks++
+					res.plainDetect = append(res.plainDetect, elapsed)
+				}
+			}
+			if !mwDone && mw.look(before, canary, beforeBase, baseline) {
+				mwDone = true
+				res.mwRollbacks++
+				res.mwDetect = append(res.mwDetect, elapsed)
+			}
 			if decided {
 				continue
 			}
@@ -79,8 +137,10 @@ func simulate(stages int, seed uint64, sc scenario) simResult {
 				res.rollbacks++
 				res.detect = append(res.detect, elapsed)
 			case Promote:
-				decided = true
-				res.promotions++
+				if !sc.hour || canary.Requests >= cfg.MinRequests {
+					decided = true
+					res.promotions++
+				}
 			}
 		}
 		if !decided {
@@ -98,6 +158,95 @@ func fixedThreshold(canary, baseline Sample) bool {
 	cr := float64(canary.Errors) / float64(canary.Requests)
 	br := float64(baseline.Errors) / float64(baseline.Requests)
 	return cr > br+0.01 || canary.Latency.Quantile(0.95) > 1.5*baseline.Latency.Quantile(0.95)
+}
+
+// kayenta is a Kayenta-style judge (its default NetflixACAJudge): each
+// metric's values per interval, canary against baseline, compared by a
+// Mann-Whitney U test at 98% confidence, a failure only when the canary is
+// higher and the effect (the ratio of the means) is more than 1.25; here
+// two metrics, the error rate and the p95 of each interval.
+type kayenta struct {
+	canaryErr, baseErr, canaryP95, baseP95 []float64
+}
+
+func (k *kayenta) look(before, canary, beforeBase, baseline Sample) bool {
+	interval := func(a, b Sample) (errRate, p95 float64, ok bool) {
+		n := b.Requests - a.Requests
+		if n <= 0 {
+			return 0, 0, false
+		}
+		var h Histogram
+		for i := range h {
+			h[i] = b.Latency[i] - a.Latency[i]
+		}
+		return float64(b.Errors-a.Errors) / float64(n), h.Quantile(0.95), true
+	}
+	if e, p, ok := interval(before, canary); ok {
+		k.canaryErr, k.canaryP95 = append(k.canaryErr, e), append(k.canaryP95, p)
+	}
+	if e, p, ok := interval(beforeBase, baseline); ok {
+		k.baseErr, k.baseP95 = append(k.baseErr, e), append(k.baseP95, p)
+	}
+	return mannWhitneyWorse(k.canaryErr, k.baseErr) || mannWhitneyWorse(k.canaryP95, k.baseP95)
+}
+
+// mannWhitneyWorse: the canary's values are higher than the baseline's at
+// 98% (two-sided, normal approximation with ties), and their mean is more
+// than 1.25 times the baseline's.
+func mannWhitneyWorse(c, b []float64) bool {
+	if len(c) < 3 || len(b) < 3 {
+		return false
+	}
+	type v struct {
+		x      float64
+		canary bool
+	}
+	all := make([]v, 0, len(c)+len(b))
+	for _, x := range c {
+		all = append(all, v{x, true})
+	}
+	for _, x := range b {
+		all = append(all, v{x, false})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].x < all[j].x })
+	rankSum, ties := 0.0, 0.0
+	for i := 0; i < len(all); {
+		j := i
+		for j < len(all) && all[j].x == all[i].x {
+			j++
+		}
+		r := float64(i+j+1) / 2
+		t := float64(j - i)
+		ties += t*t*t - t
+		for k := i; k < j; k++ {
+			if all[k].canary {
+				rankSum += r
+			}
+		}
+		i = j
+	}
+	n1, n2 := float64(len(c)), float64(len(b))
+	u := rankSum - n1*(n1+1)/2
+	mean := n1 * n2 / 2
+	n := n1 + n2
+	sd := math.Sqrt(n1 * n2 / 12 * (n + 1 - ties/(n*(n-1))))
+	if sd == 0 {
+		return false // every value the same (all zeros): nothing to tell
+	}
+	z := (u - mean) / sd
+	if z < normalQuantile(0.99) {
+		return false
+	}
+	mc, mb := meanOf(c), meanOf(b)
+	return mb == 0 && mc > 0 || mb > 0 && mc/mb > 1.25
+}
+
+func meanOf(xs []float64) float64 {
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
 }
 
 // poisson draws from a Poisson distribution (Knuth's method below 30, a
@@ -124,6 +273,25 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[min(len(s)-1, int(math.Ceil(q*float64(len(s))))-1)]
+}
+
+// table is the side-by-side line of one scenario: each judge's rollback
+// rate and its time to rollback (median / p95).
+func (r simResult) table(name string) string {
+	col := func(n int, d []time.Duration) string {
+		if n == 0 {
+			return fmt.Sprintf("%6.2f%%         -", 0.0)
+		}
+		return fmt.Sprintf("%6.2f%% %4s/%-5s", 100*float64(n)/float64(r.stages), short(quantile(d, 0.5)), short(quantile(d, 0.95)))
+	}
+	return fmt.Sprintf("| %-36s | %s | %s | %s | %s | %s |", name, col(r.rollbacks, r.detect), col(r.seqRollbacks, r.seqDetect), col(r.plainRollbacks, r.plainDetect), col(r.fixedRollbacks, r.fixedDetect), col(r.mwRollbacks, r.mwDetect))
+}
+
+func short(d time.Duration) string {
+	if d%time.Minute == 0 {
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	}
+	return fmt.Sprintf("%.1fm", d.Minutes())
 }
 
 func (r simResult) String() string {
@@ -167,6 +335,11 @@ func TestSimulatedStages(t *testing.T) {
 // threshold on the same samples:
 // go test ./internal/analysis -run '^$' -bench SimulatedStages -benchtime 1x
 func BenchmarkSimulatedStages(b *testing.B) {
+	fmt.Println("| scenario                             | today's test rolls back (median/p95) | sequential (spent) | sequential (plain) | fixed threshold | Kayenta-style Mann-Whitney |")
+	for _, sc := range []scenario{healthy, atLimit, atLimitHour, moreErrs, twoPoints, slowerP95, slower30, zeroBase} {
+		r := simulate(4000, 7, sc)
+		fmt.Println(r.table(sc.name))
+	}
 	for _, sc := range []scenario{healthy, atLimit, moreErrs, slowerP95} {
 		b.Run(sc.name, func(b *testing.B) {
 			for range b.N {
