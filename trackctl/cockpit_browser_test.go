@@ -74,9 +74,10 @@ func TestCockpitInBrowser(t *testing.T) {
 	state("waiting-approval", "#live", "▶ internal (gates)", "→ canary", "gate 1 of 1: approval", "Approve 1.1")
 
 	// Approved from the page: the button's form, its token, the same code
-	// as trackctl approve.
-	if _, err := chromedp.Run(bctx, chromedp.Click(chromedp.CSS(`button[title^="trackctl approve"]`))); err != nil {
-		t.Fatal(err)
+	// as trackctl approve. Found and clicked in one step: a live update
+	// replaces the page's live part, and with it any node found before.
+	if !eval[bool](t, bctx, `(() => { const b = document.querySelector('button[title^="trackctl approve"]'); if (!b) { return false; } b.click(); return true; })()`) {
+		t.Fatal("no Approve button to click")
 	}
 	state("approved", "body", "Done: trackctl approve account-service -n "+r.ns, "approved.internal")
 	r.waitRelease("1.1", pipeline.Baking, "canary")

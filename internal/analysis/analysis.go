@@ -127,9 +127,18 @@ func Decide(cfg Config, canary, baseline Sample, elapsed time.Duration) Verdict 
 	return v
 }
 
+// finite is x, or 0 when it is no number (the quantile of no latency):
+// Evidence is written as JSON, which has no NaN.
+func finite(x float64) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0
+	}
+	return x
+}
+
 func decide(cfg Config, canary, baseline Sample, elapsed time.Duration, ev *Evidence) Verdict {
 	errs := testErrors(cfg, canary, baseline, lookLevel(cfg, errorShare))
-	ev.AllowedErrors = errs.allowed
+	ev.AllowedErrors = finite(errs.allowed)
 	if errs.breach {
 		return Verdict{Action: Rollback, Reason: errs.words}
 	}
@@ -139,7 +148,7 @@ func decide(cfg Config, canary, baseline Sample, elapsed time.Duration, ev *Evid
 	}{{0.95, cfg.MaxP95Increase}, {0.99, cfg.MaxP99Increase}} {
 		lat := testLatency(q.level, q.limit, canary, baseline, lookLevel(cfg, latencyShare))
 		if q.level == 0.95 {
-			ev.CanaryP95, ev.BaselineP95, ev.AllowedP95 = canary.Latency.Quantile(0.95), baseline.Latency.Quantile(0.95), lat.allowed
+			ev.CanaryP95, ev.BaselineP95, ev.AllowedP95 = finite(canary.Latency.Quantile(0.95)), finite(baseline.Latency.Quantile(0.95)), finite(lat.allowed)
 		}
 		if lat.breach {
 			return Verdict{Action: Rollback, Reason: lat.words}

@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -131,6 +132,28 @@ func TestPValuesReadApart(t *testing.T) {
 		ps, as := pvalues(tc.p, tc.alpha)
 		if got := ps + " < " + as; got != tc.want {
 			t.Errorf("pvalues(%g, %g) = %q, want %q", tc.p, tc.alpha, got, tc.want)
+		}
+	}
+}
+
+// TestEvidenceIsJSON: a look's evidence is written into the release state
+// as JSON, which has no NaN: a canary with no latency yet, or no request
+// at all, still gives evidence that can be written (it once stopped every
+// judgement after a bake's first look).
+func TestEvidenceIsJSON(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		canary, baseline Sample
+	}{
+		{"no request", Sample{}, Sample{}},
+		{"requests, no latency", Sample{Requests: 30, Errors: 1}, Sample{Requests: 600}},
+	} {
+		v := Decide(Defaults, tc.canary, tc.baseline, time.Minute)
+		if v.Evidence == nil {
+			t.Fatalf("%s: no evidence", tc.name)
+		}
+		if _, err := json.Marshal(v.Evidence); err != nil {
+			t.Errorf("%s: %v (%+v)", tc.name, err, *v.Evidence)
 		}
 	}
 }
