@@ -65,7 +65,7 @@ func TestCockpitInBrowser(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		t.Fatalf("%s: the page does not say %q; it says:\n%s", name, want, text)
+		t.Fatalf("%s: the page (%s) does not say %q; it says:\n%s", name, eval[string](t, bctx, "location.href"), want, text)
 	}
 
 	if code, out := r.run("deploy", "account-service", "1.1"); code != ExitOK {
@@ -102,6 +102,14 @@ func TestCockpitInBrowser(t *testing.T) {
 	})
 	if png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)); err == nil {
 		os.WriteFile(filepath.Join(artifacts, "cockpit-rolled-back-marked.png"), png, 0o644)
+	}
+	// The overview says it too: where the build is, and why it stopped.
+	if _, err := chromedp.Run(bctx, chromedp.Navigate(strings.TrimSuffix(page, "/service/"+r.ns+"/account-service")+"/")); err != nil {
+		t.Fatal(err)
+	}
+	state("overview-rolled-back", "#live", "ROLLEDBACK", "✗ canary (rolledback)", "decided: rollback on canary: 5xx rate canary", "(over)")
+	if _, err := chromedp.Run(bctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
 	}
 
 	if code, out := r.run("deploy", "account-service", "1.2"); code != ExitOK {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/kubernetes/fake"
+
 	"github.com/trackrouter/trackrouter/internal/analysis"
 	"github.com/trackrouter/trackrouter/internal/fleet"
 	"github.com/trackrouter/trackrouter/internal/pipeline"
@@ -108,5 +110,24 @@ func TestMarksOnTheAxis(t *testing.T) {
 	}
 	if spanWords(5*time.Minute) != "5 min" {
 		t.Errorf("span %q", spanWords(5*time.Minute))
+	}
+}
+
+// TestOverviewDrawsARelease: the overview renders a service with a release
+// whole (a template that failed half way once cut the page after the
+// release's row).
+func TestOverviewDrawsARelease(t *testing.T) {
+	b := New(fake.NewClientset(), "shop", fleet.Options{})
+	h := &fleet.Health{Namespace: "shop", Service: "web", Release: &pipeline.Status{Version: "1.1", Stage: "canary", Phase: pipeline.RolledBack,
+		Decisions: []pipeline.Decision{{Kind: pipeline.Rollback, Version: "1.1", Stage: "canary", Evidence: &analysis.Evidence{CanaryRequests: 100, CanaryErrors: 5, AllowedErrors: 0.01}}}}}
+	b.healths, b.stages = []*fleet.Health{h}, map[string][]string{"shop/web": {"internal", "canary", "production"}}
+	var out strings.Builder
+	if err := templates.ExecuteTemplate(&out, "overview.html", b.overview()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"✓ internal", "✗ canary (rolledback)", "decided: rollback on canary", "(over)", "</html>"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the overview does not say %q:\n%s", want, out.String())
+		}
 	}
 }
