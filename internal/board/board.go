@@ -523,7 +523,10 @@ func (b *Board) overview() overviewPage {
 				}
 			}
 			if r := h.Release; r != nil && r.Stage == stage {
-				cell.Release = string(r.Phase) + " " + r.Version
+				cell.Release = "▶ " + string(r.Phase) + " " + r.Version
+				if r.Phase == pipeline.RolledBack || r.Phase == pipeline.Stopped {
+					cell.Release = "✗ " + string(r.Phase) + " " + r.Version
+				}
 			}
 			for _, bk := range h.Backends {
 				for _, sv := range bk.Servers {

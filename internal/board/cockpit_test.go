@@ -118,14 +118,14 @@ func TestMarksOnTheAxis(t *testing.T) {
 // release's row).
 func TestOverviewDrawsARelease(t *testing.T) {
 	b := New(fake.NewClientset(), "shop", fleet.Options{})
-	h := &fleet.Health{Namespace: "shop", Service: "web", Release: &pipeline.Status{Version: "1.1", Stage: "canary", Phase: pipeline.RolledBack,
+	h := &fleet.Health{Namespace: "shop", Service: "web", Tracks: []fleet.TrackHealth{{Name: "canary", Version: "1.0"}}, Release: &pipeline.Status{Version: "1.1", Stage: "canary", Phase: pipeline.RolledBack,
 		Decisions: []pipeline.Decision{{Kind: pipeline.Rollback, Version: "1.1", Stage: "canary", Evidence: &analysis.Evidence{CanaryRequests: 100, CanaryErrors: 5, AllowedErrors: 0.01}}}}}
 	b.healths, b.stages = []*fleet.Health{h}, map[string][]string{"shop/web": {"internal", "canary", "production"}}
 	var out strings.Builder
 	if err := templates.ExecuteTemplate(&out, "overview.html", b.overview()); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"✓ internal", "✗ canary (rolledback)", "decided: rollback on canary", "(over)", "</html>"} {
+	for _, want := range []string{"✓ internal", "✗ canary (rolledback)", "✗ rolledback 1.1", "decided: rollback on canary", "(over)", "</html>"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the overview does not say %q:\n%s", want, out.String())
 		}
