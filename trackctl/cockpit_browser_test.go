@@ -107,7 +107,7 @@ func TestCockpitInBrowser(t *testing.T) {
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(strings.TrimSuffix(page, "/service/"+r.ns+"/account-service")+"/")); err != nil {
 		t.Fatal(err)
 	}
-	state("overview-rolled-back", "#live", "ROLLEDBACK", "✗ canary (rolledback)", "decided: rollback on canary: 5xx rate canary", "(over)")
+	state("overview-rolled-back", "#live", "ROLLEDBACK", "✗ 1.1 rolled back here", "✗ canary (rolledback)", "decided: rollback on canary: 5xx rate canary", "(over)")
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(page)); err != nil {
 		t.Fatal(err)
 	}

@@ -523,9 +523,13 @@ func (b *Board) overview() overviewPage {
 				}
 			}
 			if r := h.Release; r != nil && r.Stage == stage {
-				cell.Release = "▶ " + string(r.Phase) + " " + r.Version
-				if r.Phase == pipeline.RolledBack || r.Phase == pipeline.Stopped {
-					cell.Release = "✗ " + string(r.Phase) + " " + r.Version
+				switch r.Phase {
+				case pipeline.RolledBack:
+					cell.Release = "✗ " + r.Version + " rolled back here"
+				case pipeline.Stopped:
+					cell.Release = "✗ " + r.Version + " stopped here"
+				default:
+					cell.Release = "▶ " + r.Version + " " + string(r.Phase)
 				}
 			}
 			for _, bk := range h.Backends {

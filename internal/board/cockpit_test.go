@@ -125,7 +125,7 @@ func TestOverviewDrawsARelease(t *testing.T) {
 	if err := templates.ExecuteTemplate(&out, "overview.html", b.overview()); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"✓ internal", "✗ canary (rolledback)", "✗ rolledback 1.1", "decided: rollback on canary", "(over)", "</html>"} {
+	for _, want := range []string{"✓ internal", "✗ canary (rolledback)", "✗ 1.1 rolled back here", "decided: rollback on canary", "(over)", "</html>"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the overview does not say %q:\n%s", want, out.String())
 		}

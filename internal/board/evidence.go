@@ -62,7 +62,12 @@ func drawEvidence(e *analysis.Evidence, at time.Time, what, verdict string) *evi
 	v.Bars = append(v.Bars, bar("5xx rate", canary, baseline, e.AllowedErrors, e.AllowedErrors > 0,
 		fmt.Sprintf("%s (%d of %d)", pct(canary), e.CanaryErrors, e.CanaryRequests),
 		fmt.Sprintf("%s (%d of %d)", pct(baseline), e.BaselineErrors, e.BaselineRequests), pct(e.AllowedErrors)))
-	msec := func(f float64) string { return fmt.Sprintf("%.0f ms", f) }
+	msec := func(f float64) string {
+		if f == 0 {
+			return "– (no latency measured yet)"
+		}
+		return fmt.Sprintf("%.0f ms", f)
+	}
 	allowed := "not tested yet (too few baseline requests)"
 	if e.AllowedP95 > 0 {
 		allowed = msec(e.AllowedP95)
