@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func Main(m *testing.M) int {
 	if code == 0 {
 		os.RemoveAll(dir)
 	} else {
-		fmt.Fprintf(os.Stderr, "testcluster: logs kept in %s/logs\n", dir)
+		fmt.Fprintf(os.Stderr, "testcluster: logs kept in %s/try-*/logs\n", dir)
 	}
 	return code
 }
@@ -68,9 +69,21 @@ func startOnce() {
 		return
 	}
 	start := time.Now()
-	if current, err = Start(ctx, Options{BinDir: bin, Dir: dir}); err != nil {
-		current, startErr = nil, err
-		return
+	// A second try on fresh ports: each component's port is picked free
+	// and then bound by another process, and a test binary of another
+	// package on the same machine can take it between the two (seen: kwok's
+	// "bind: address already in use" with two packages' clusters starting
+	// at once).
+	for try := 1; ; try++ {
+		tryDir := filepath.Join(dir, fmt.Sprintf("try-%d", try))
+		if current, err = Start(ctx, Options{BinDir: bin, Dir: tryDir}); err == nil {
+			break
+		}
+		if try == 2 {
+			current, startErr = nil, err
+			return
+		}
+		fmt.Fprintf(os.Stderr, "testcluster: the control plane did not start (%v); once more on other ports\n", err)
 	}
 	fmt.Fprintf(os.Stderr, "testcluster: control plane with 2 nodes ready in %.1fs (%s)\n", time.Since(start).Seconds(), dir)
 }
