@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func TestBoardInBrowser(t *testing.T) {
 	r.waitHealthy()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	url := runBoardFor(t, ctx, &boardOptions{client: r.client, kube: kubeFlags{namespace: r.ns}, minEndpoints: 2}) + "/"
+	url := runBoardFor(t, &boardOptions{client: r.client, kube: kubeFlags{namespace: r.ns}, minEndpoints: 2}) + "/"
 
 	bctx, artifacts := browser(t, ctx, bin)
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(url)); err != nil {
@@ -62,22 +63,13 @@ func TestBoardInBrowser(t *testing.T) {
 	waitText := func(state, want string) {
 		t.Helper()
 		start := time.Now()
-		var text string
-		for time.Since(start) < 30*time.Second {
-			tctx, c := context.WithTimeout(bctx, 5*time.Second)
-			var err error
-			text, err = chromedp.Run(tctx, chromedp.Text(chromedp.CSS("#live")))
-			c()
-			if err == nil && strings.Contains(strings.Join(strings.Fields(text), " "), want) {
-				if png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)); err == nil {
-					os.WriteFile(filepath.Join(artifacts, state+".png"), png, 0o644)
-				}
-				t.Logf("%s: on the page %s after the change", state, time.Since(start).Round(10*time.Millisecond))
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
+		if text, ok := pageSays(bctx, "#live", 30*time.Second, want); !ok {
+			t.Fatalf("%s: the page does not say %q; it says:\n%s", state, want, text)
 		}
-		t.Fatalf("%s: the page does not say %q; it says:\n%s", state, want, text)
+		if png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)); err == nil {
+			os.WriteFile(filepath.Join(artifacts, state+".png"), png, 0o644)
+		}
+		t.Logf("%s: on the page %s after the change", state, time.Since(start).Round(10*time.Millisecond))
 	}
 	// rowSays waits until the service's row says want: a read can fall
 	// on a live update replacing the row.
@@ -182,6 +174,25 @@ func TestBoardInBrowser(t *testing.T) {
 	waitText("healthy-at-last", "account-service "+r.ns+" ok")
 }
 
+// pageSays waits until the text of the page's part sel says every one of
+// want (whitespace folded), for at most d; it returns the text last read.
+func pageSays(bctx context.Context, sel string, d time.Duration, want ...string) (string, bool) {
+	var text string
+	for start := time.Now(); time.Since(start) < d; time.Sleep(100 * time.Millisecond) {
+		tctx, c := context.WithTimeout(bctx, 5*time.Second)
+		got, err := chromedp.Run(tctx, chromedp.Text(chromedp.CSS(sel)))
+		c()
+		if err != nil {
+			continue
+		}
+		text = strings.Join(strings.Fields(got), " ")
+		if !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(text, w) }) {
+			return text, true
+		}
+	}
+	return text, false
+}
+
 // eval evaluates a JavaScript expression in the page.
 func eval[T any](t *testing.T, ctx context.Context, js string) T {
 	t.Helper()
@@ -242,29 +253,10 @@ func browser(t *testing.T, ctx context.Context, bin string) (context.Context, st
 	return bctx, artifacts
 }
 
-// runBoardFor runs trackctl board with o on a free loopback port (its
-// plots read directly, every second) until ctx or the test ends, and
-// returns its base URL once it serves.
-func runBoardFor(t *testing.T, ctx context.Context, o *boardOptions) string {
+// runBoardFor runs trackctl board with o (its plots read directly, every
+// second) as serveBoard does, and returns its base URL once it serves.
+func runBoardFor(t *testing.T, o *boardOptions) string {
 	t.Helper()
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	o.addr, o.samples, o.every = "127.0.0.1:0", "direct", time.Second
-	o.ready = func(a string) { addr <- a }
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		e := &env{name: "trackctl", stdout: &strings.Builder{}, stderr: &strings.Builder{}}
-		done <- e.runBoard(ctx, o)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case a := <-addr:
-		return "http://" + a
-	case err := <-done:
-		done <- err
-		t.Fatalf("board: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("the board did not start")
-	}
-	return ""
+	o.samples, o.every = "direct", time.Second
+	return "http://" + serveBoard(t, o)
 }

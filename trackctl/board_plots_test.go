@@ -22,7 +22,7 @@ func TestBoardPlotsTraffic(t *testing.T) {
 	r.backends["canary"].failPerMille.Store(100)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	base := runBoardFor(t, ctx, &boardOptions{client: r.client, kube: kubeFlags{namespace: r.ns}, minEndpoints: 1})
+	base := runBoardFor(t, &boardOptions{client: r.client, kube: kubeFlags{namespace: r.ns}, minEndpoints: 1})
 
 	page := base + "/service/" + r.ns + "/account-service"
 	if code, body := get(t, page); code != 200 || !strings.Contains(body, `id="traffic"`) {

@@ -247,8 +247,8 @@ func TestBoardRefusesForeignHost(t *testing.T) {
 	}
 }
 
-// serveBoard runs trackctl board with o on a free port until the test
-// ends, and returns its address.
+// serveBoard runs trackctl board with o on a free loopback port until the
+// test ends, and returns its address once it serves.
 func serveBoard(t *testing.T, o *boardOptions) string {
 	t.Helper()
 	addr := make(chan string, 1)
@@ -264,7 +264,10 @@ func serveBoard(t *testing.T, o *boardOptions) string {
 	case a := <-addr:
 		return a
 	case err := <-done:
+		done <- err // for the cleanup
 		t.Fatalf("board: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the board did not start")
 	}
 	return ""
 }

@@ -39,33 +39,17 @@ func TestCockpitInBrowser(t *testing.T) {
 	state := func(name, sel string, want ...string) {
 		t.Helper()
 		start := time.Now()
-		var text string
-		for time.Since(start) < 60*time.Second {
-			tctx, c := context.WithTimeout(bctx, 5*time.Second)
-			var err error
-			text, err = chromedp.Run(tctx, chromedp.Text(chromedp.CSS(sel)))
-			c()
-			text = strings.Join(strings.Fields(text), " ")
-			missing := ""
-			for _, w := range want {
-				if !strings.Contains(text, w) {
-					missing = w
-					break
-				}
-			}
-			if err == nil && missing == "" {
-				if png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)); err == nil {
-					os.WriteFile(filepath.Join(artifacts, "cockpit-"+name+".png"), png, 0o644)
-				}
-				if worst := eval[string](t, bctx, contrastJS); !strings.HasPrefix(worst, "ok") {
-					t.Errorf("%s: text below WCAG AA contrast (4.5:1): %s", name, worst)
-				}
-				t.Logf("%s: on the page after %s", name, time.Since(start).Round(10*time.Millisecond))
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
+		text, ok := pageSays(bctx, sel, 60*time.Second, want...)
+		if !ok {
+			t.Fatalf("%s: the page (%s) does not say %q; it says:\n%s", name, eval[string](t, bctx, "location.href"), want, text)
 		}
-		t.Fatalf("%s: the page (%s) does not say %q; it says:\n%s", name, eval[string](t, bctx, "location.href"), want, text)
+		if png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)); err == nil {
+			os.WriteFile(filepath.Join(artifacts, "cockpit-"+name+".png"), png, 0o644)
+		}
+		if worst := eval[string](t, bctx, contrastJS); !strings.HasPrefix(worst, "ok") {
+			t.Errorf("%s: text below WCAG AA contrast (4.5:1): %s", name, worst)
+		}
+		t.Logf("%s: on the page after %s", name, time.Since(start).Round(10*time.Millisecond))
 	}
 
 	if code, out := r.run("deploy", "account-service", "1.1"); code != ExitOK {
