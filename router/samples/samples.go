@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/trackrouter/trackrouter/haproxyconf"
 	"github.com/trackrouter/trackrouter/internal/analysis"
 	"github.com/trackrouter/trackrouter/internal/contract"
@@ -89,8 +91,8 @@ func Pipe() (*Collector, *os.File, error) {
 	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
 		return nil, nil, fmt.Errorf("latency log pipe: %w", err)
 	}
-	// F_SETPIPE_SZ; a smaller pipe only drops more lines in a burst.
-	syscall.Syscall(syscall.SYS_FCNTL, uintptr(p[0]), 1031, 1<<20)
+	// A smaller pipe (the kernel's cap) only drops more lines in a burst.
+	unix.FcntlInt(uintptr(p[0]), unix.F_SETPIPE_SZ, 1<<20)
 	// The read end in Go's poller, so that Run's Close ends a Read; the
 	// write end blocking here (os/exec hands it on as it is).
 	syscall.SetNonblock(p[0], true)

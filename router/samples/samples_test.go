@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/trackrouter/trackrouter/haproxyconf"
@@ -173,7 +173,7 @@ func TestPipeNeverHoldsHAProxy(t *testing.T) {
 	t.Cleanup(func() { w.Close() })
 	// The smallest pipe the kernel makes (a page): full after ~160 lines.
 	rc, _ := c.pipe.SyscallConn()
-	rc.Control(func(fd uintptr) { syscall.Syscall(syscall.SYS_FCNTL, fd, 1031, 4096) })
+	rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 4096) })
 	r, err := haproxyconf.Render(specs[0], haproxyconf.Options{Bind: fmt.Sprintf("127.0.0.1:%d", port), LatencyFD: 3})
 	if err != nil {
 		t.Fatal(err)
