@@ -27,27 +27,38 @@ type scenario struct {
 	// canary that never reaches minRequests.
 	canaryRPS float64
 	hour      bool
+	// fastMS, when set, is the median latency in ms instead of 50, and
+	// latencies are whole milliseconds, cut down, as HAProxy logs them.
+	fastMS float64
 }
 
 var (
-	healthy   = scenario{"healthy", 0.001, 1, 0.001, 0, false}
-	moreErrs  = scenario{"+5 points of 5xx", 0.051, 1, 0.001, 0, false}
-	slowerP95 = scenario{"p95 x3", 0.001, 3, 0.001, 0, false}
+	healthy   = scenario{"healthy", 0.001, 1, 0.001, 0, false, 0}
+	moreErrs  = scenario{"+5 points of 5xx", 0.051, 1, 0.001, 0, false, 0}
+	slowerP95 = scenario{"p95 x3", 0.001, 3, 0.001, 0, false, 0}
 	// atLimit is the worst healthy case: as many more errors as allowed.
-	atLimit = scenario{"errors at the limit", 0.001 + Defaults.MaxErrorIncrease/100, 1, 0.001, 0, false}
+	atLimit = scenario{"errors at the limit", 0.001 + Defaults.MaxErrorIncrease/100, 1, 0.001, 0, false, 0}
 	// atLimitHour: at the limit, too quiet to reach minRequests, looked at
 	// every 30 s for an hour (120 looks).
-	atLimitHour = scenario{"at the limit, 1 h low-traffic wait", 0.001 + Defaults.MaxErrorIncrease/100, 1, 0.001, 0.025, true}
-	twoPoints   = scenario{"+2 points of 5xx", 0.021, 1, 0.001, 0, false}
+	atLimitHour = scenario{"at the limit, 1 h low-traffic wait", 0.001 + Defaults.MaxErrorIncrease/100, 1, 0.001, 0.025, true, 0}
+	twoPoints   = scenario{"+2 points of 5xx", 0.021, 1, 0.001, 0, false, 0}
 	// atLimitBusy: at the limit on a busy service (10 canary requests/s).
-	atLimitBusy = scenario{"at the limit, busy (10 canary req/s)", 0.001 + Defaults.MaxErrorIncrease/100, 1, 0.001, 10, false}
-	slower30    = scenario{"p95 +30%", 0.001, 1.3, 0.001, 0, false}
+	atLimitBusy = scenario{"at the limit, busy (10 canary req/s)", 0.001 + Defaults.MaxErrorIncrease/100, 1, 0.001, 10, false, 0}
+	slower30    = scenario{"p95 +30%", 0.001, 1.3, 0.001, 0, false, 0}
 	// slowerAtLimit: every latency 50% longer, so p95 and p99 exactly at
 	// the default limits (+50%): the worst healthy case for latency.
-	slowerAtLimit = scenario{"latency at the limit (p95, p99 +50%)", 0.001, 1 + Defaults.MaxP95Increase/100, 0.001, 0, false}
+	slowerAtLimit = scenario{"latency at the limit (p95, p99 +50%)", 0.001, 1 + Defaults.MaxP95Increase/100, 0.001, 0, false, 0}
 	// zeroBase: a baseline with no error at all (Kayenta's blind spot)
 	// and a canary with 3% errors.
-	zeroBase = scenario{"zero-error baseline, canary 3%", 0.03, 1, 0, 0, false}
+	zeroBase = scenario{"zero-error baseline, canary 3%", 0.03, 1, 0, 0, false, 0}
+	// moreErrsBusier: +5 points at 1.5 canary requests/s (a 7.5% share of
+	// 20 requests/s): the traffic at which the analysis catches it within
+	// 3 minutes in 95% of stages (see bestPossible for why 1 request/s
+	// cannot).
+	moreErrsBusier = scenario{"+5 points of 5xx, 1.5 canary req/s", 0.051, 1, 0.001, 1.5, false, 0}
+	// fast: a healthy service answering in under a millisecond (median
+	// 0.6 ms), as HAProxy logs it: whole ms, mostly 0 and 1.
+	fast = scenario{"healthy, sub-ms (HAProxy's whole ms)", 0.001, 1, 0.001, 0, false, 0.6}
 )
 
 // simBoundary is the plain sequential judge's boundary in the simulation
@@ -79,7 +90,17 @@ func simulate(stages int, seed uint64, sc scenario) simResult {
 	)
 	cfg := Defaults
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	latency := func(factor float64) float64 { return factor * 50 * math.Exp(0.6*rng.NormFloat64()) }
+	median := 50.0
+	if sc.fastMS > 0 {
+		median = sc.fastMS
+	}
+	latency := func(factor float64) float64 {
+		ms := factor * median * math.Exp(0.6*rng.NormFloat64())
+		if sc.fastMS > 0 {
+			ms = math.Floor(ms)
+		}
+		return ms
+	}
 	res := simResult{stages: stages}
 	canaryRPS := rps * share
 	if sc.canaryRPS > 0 {
@@ -316,7 +337,7 @@ func (r simResult) String() string {
 // on every machine (BenchmarkSimulatedStages runs 10,000 of each).
 func TestSimulatedStages(t *testing.T) {
 	const stages = 1000
-	for _, sc := range []scenario{healthy, atLimit, atLimitBusy, slowerAtLimit, atLimitHour} {
+	for _, sc := range []scenario{healthy, atLimit, atLimitBusy, slowerAtLimit, atLimitHour, fast} {
 		n := stages
 		if sc.hour || sc.canaryRPS > 1 {
 			n = stages / 4 // 120 looks each, or 10 times the requests
@@ -330,7 +351,7 @@ func TestSimulatedStages(t *testing.T) {
 	if h := simulate(stages/4, 3, healthy); h.promotions < h.stages*98/100 {
 		t.Errorf("healthy canaries promoted: %d of %d", h.promotions, h.stages)
 	}
-	for _, sc := range []scenario{moreErrs, slowerP95} {
+	for _, sc := range []scenario{moreErrs, slowerP95, moreErrsBusier} {
 		r := simulate(stages/4, 2, sc)
 		t.Logf("%s: %s", sc.name, r)
 		if r.rollbacks != r.stages {
@@ -339,7 +360,45 @@ func TestSimulatedStages(t *testing.T) {
 		if median := quantile(r.detect, 0.5); median > 3*time.Minute {
 			t.Errorf("%s: median time to rollback %s, want at most 3m", sc.name, median)
 		}
+		// p95 x3 within 2 minutes in 95% of stages; +5 points within 3
+		// from 1.5 canary requests/s (at 1, no test can: bestPossible).
+		want := map[string]time.Duration{slowerP95.name: 2 * time.Minute, moreErrsBusier.name: 3 * time.Minute}[sc.name]
+		if p95 := quantile(r.detect, 0.95); want > 0 && p95 > want {
+			t.Errorf("%s: p95 time to rollback %s, want at most %s", sc.name, p95, want)
+		}
 	}
+}
+
+// bestPossible is the most stages with +5 points of errors that any test
+// can roll back by the look at `by`, at a canary's rate of rps requests/s,
+// if it may roll back at most a share alpha of stages exactly at the
+// limit: the Neyman-Pearson test of the canary's errors counted by then,
+// with the baseline's 0.1% known (no test that must estimate it does
+// better), which spends all of alpha on that one look and never looks
+// again (a test that also guards the rest of the bake has less to spend
+// there). The canary's errors by then are Poisson: rps*by requests, each
+// an error with the scenario's chance.
+func bestPossible(rps float64, by time.Duration, alpha float64) float64 {
+	n := rps * by.Seconds()
+	atLimitMean, badMean := n*atLimit.canaryErrors, n*moreErrs.canaryErrors
+	pmf := func(k int, mean float64) float64 {
+		lg, _ := math.Lgamma(float64(k + 1))
+		return math.Exp(float64(k)*math.Log(mean) - mean - lg)
+	}
+	tail := func(k int, mean float64) float64 { // P(X >= k)
+		s := 1.0
+		for i := range k {
+			s -= pmf(i, mean)
+		}
+		return s
+	}
+	k := 0
+	for tail(k, atLimitMean) > alpha {
+		k++
+	}
+	// Randomized at k-1 to spend alpha exactly.
+	g := (alpha - tail(k, atLimitMean)) / pmf(k-1, atLimitMean)
+	return tail(k, badMean) + g*pmf(k-1, badMean)
 }
 
 // BenchmarkSimulatedStages prints, for 10,000 stages of each scenario, the
@@ -349,9 +408,13 @@ func TestSimulatedStages(t *testing.T) {
 func BenchmarkSimulatedStages(b *testing.B) {
 	compare = true
 	fmt.Println("| scenario                             | today's test rolls back (median/p95) | sequential (spent) | sequential (plain) | fixed threshold | Kayenta-style Mann-Whitney |")
-	for _, sc := range []scenario{healthy, atLimit, atLimitHour, atLimitBusy, slowerAtLimit, moreErrs, twoPoints, slowerP95, slower30, zeroBase} {
+	for _, sc := range []scenario{healthy, fast, atLimit, atLimitHour, atLimitBusy, slowerAtLimit, moreErrs, moreErrsBusier, twoPoints, slowerP95, slower30, zeroBase} {
 		r := simulate(4000, 7, sc)
 		fmt.Println(r.table(sc.name))
+	}
+	for _, rps := range []float64{1, 1.5} {
+		fmt.Printf("+5 points by 3m at %g canary req/s: at most %.1f%% of stages by any test with 1%% false rollbacks (%.1f%% with the errors' 0.5%%)\n",
+			rps, 100*bestPossible(rps, 3*time.Minute, 0.01), 100*bestPossible(rps, 3*time.Minute, 0.005))
 	}
 	for _, sc := range []scenario{healthy, atLimit, moreErrs, slowerP95} {
 		b.Run(sc.name, func(b *testing.B) {
