@@ -76,7 +76,7 @@ func TestCockpitInBrowser(t *testing.T) {
 	r.backends["canary"].failPerMille.Store(50)
 	r.waitRelease("1.1", pipeline.RolledBack, "canary")
 	r.backends["canary"].failPerMille.Store(0)
-	state("rolled-back", "#live", "✗ canary (rolledback)", "decided: rollback on canary", "over the limit")
+	state("rolled-back", "#live", "✗ canary (rolled back)", "decided: rollback on canary", "over the limit")
 	// The plots mark where the release moved on their time axis.
 	r.poll("the rollback marked on the plots", func() error {
 		if n := eval[int](t, bctx, `[...document.querySelectorAll('line.mark title')].filter(e => e.textContent.includes('rollback 1.1 on canary')).length`); n == 0 {
@@ -91,7 +91,7 @@ func TestCockpitInBrowser(t *testing.T) {
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(strings.TrimSuffix(page, "/service/"+r.ns+"/account-service")+"/")); err != nil {
 		t.Fatal(err)
 	}
-	state("overview-rolled-back", "#live", "ROLLEDBACK", "✗ 1.1 rolled back here", "✗ canary (rolledback)", "decided: rollback on canary: 5xx rate canary", "(over)")
+	state("overview-rolled-back", "#live", "ROLLEDBACK", "✗ 1.1 rolled back here", "✗ canary (rolled back)", "decided: rollback on canary: 5xx rate canary", "(over)")
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(page)); err != nil {
 		t.Fatal(err)
 	}

@@ -387,7 +387,7 @@ func TestPipelineOnCluster(t *testing.T) {
 	boardAddr := serveBoard(t, bo)
 	r.poll("the board draws the rollback's evidence", func() error {
 		_, page := get(t, "http://"+boardAddr+"/service/"+r.ns+"/account-service")
-		for _, want := range []string{"decided: rollback on canary", `<th scope="row">5xx rate</th><td>canary`, "<strong>over the limit</strong>", `<span class="step failed">✗ canary (rolledback)</span>`} {
+		for _, want := range []string{"decided: rollback on canary", `<th scope="row">5xx rate</th><td>canary`, "<strong>over the limit</strong>", `<span class="step failed">✗ canary (rolled back)</span>`} {
 			if !strings.Contains(page, want) {
 				return fmt.Errorf("no %s", want)
 			}

@@ -6,7 +6,8 @@
 #   trackrouter.tar   the product: ./Dockerfile (the three binaries and HAProxy)
 #   echo.tar          the examples' app (examples/echo/Dockerfile), tagged
 #                     with every version in ECHO_TAGS; ECHO_BAD_TAGS are the
-#                     same app with ECHO_FAIL_PERCENT=5 set (a bad build)
+#                     same app with ECHO_FAIL_PERCENT=2 set (a bad build),
+#                     ECHO_SLOW_TAGS with ECHO_DELAY=30ms (a slow one)
 #   pause.tar         the real node's sandbox image (hack/node/pause)
 #
 # Usage: hack/image/build.sh [OUT_DIR]   (default dist/images)
@@ -17,7 +18,7 @@
 #               from Debian's archive and golang:1.26-bookworm as that plus this
 #               machine's Go, for machines that reach no container registry;
 #               pull: buildah pulls them from the registry as usual.
-#   ECHO_TAGS, ECHO_BAD_TAGS   space-separated tags of the echo image.
+#   ECHO_TAGS, ECHO_BAD_TAGS, ECHO_SLOW_TAGS   space-separated tags of the echo image.
 # buildah's storage and the bases are cached in
 # ${XDG_CACHE_HOME:-~/.cache}/trackrouter/image, keyed by the Debian suite and
 # the Go version; the Go module and build caches of this machine are mounted
@@ -31,6 +32,7 @@ cache=${TRACKROUTER_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/trackrouter/ima
 IMAGE=${IMAGE:-$(sed -n 's/^ *image: *\(ghcr.io\/trackrouter\/trackrouter:[^ ]*\).*/\1/p' "$root/examples/install/track-controller.yaml" | head -n1)}
 ECHO_TAGS=${ECHO_TAGS:-1.0.0 1.0 0.2.3}
 ECHO_BAD_TAGS=${ECHO_BAD_TAGS:-}
+ECHO_SLOW_TAGS=${ECHO_SLOW_TAGS:-}
 BASES=${BASES:-local}
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "hack/image/build.sh: $1 is not installed: $2" >&2; exit 1; }; }
@@ -125,16 +127,20 @@ archive "$out/trackrouter.tar" "$IMAGE" "${also[@]}"
 echo_tags=()
 bud trackrouter.local/echo:build "$root/examples/echo/Dockerfile"
 for t in $ECHO_TAGS; do b tag trackrouter.local/echo:build "trackrouter.local/echo:$t"; echo_tags+=("trackrouter.local/echo:$t"); done
-if [ -n "$ECHO_BAD_TAGS" ]; then
-  # The same build with ECHO_FAIL_PERCENT=5 in its config (a --build-arg
-  # would do, but buildah's layer cache ignored it: the "bad" image failed
-  # nothing).
+# The same build with an environment variable in its config: a bad build
+# (ECHO_FAIL_PERCENT), a slow one (ECHO_DELAY). A --build-arg would do, but
+# buildah's layer cache ignored it: the "bad" image failed nothing.
+variant() {
+  local name=$1 env=$2 tags=$3 c t
+  [ -n "$tags" ] || return 0
   c=$(b from trackrouter.local/echo:build)
-  b config --env ECHO_FAIL_PERCENT=5 "$c"
-  b commit -q "$c" trackrouter.local/echo:bad >/dev/null
+  b config --env "$env" "$c"
+  b commit -q "$c" "trackrouter.local/echo:$name" >/dev/null
   b rm "$c" >/dev/null
-  for t in $ECHO_BAD_TAGS; do b tag trackrouter.local/echo:bad "trackrouter.local/echo:$t"; echo_tags+=("trackrouter.local/echo:$t"); done
-fi
+  for t in $tags; do b tag "trackrouter.local/echo:$name" "trackrouter.local/echo:$t"; echo_tags+=("trackrouter.local/echo:$t"); done
+}
+variant bad ECHO_FAIL_PERCENT=2 "$ECHO_BAD_TAGS"
+variant slow ECHO_DELAY=30ms "$ECHO_SLOW_TAGS"
 archive "$out/echo.tar" "${echo_tags[@]}"
 bud trackrouter.local/pause:1 "$root/hack/node/pause/Dockerfile"
 archive "$out/pause.tar" trackrouter.local/pause:1

@@ -445,13 +445,26 @@ func releasePath(stages []string, r *pipeline.Status) []pathStep {
 		case i < at || i == at && r.Phase == pipeline.Done:
 			step.Mark = "passed"
 		case i == at && (r.Phase == pipeline.RolledBack || r.Phase == pipeline.Stopped):
-			step.Mark, step.Words = "failed", string(r.Phase)
+			step.Mark, step.Words = "failed", stepWords(r.Phase)
 		case i == at:
-			step.Mark, step.Words = "here", string(r.Phase)
+			step.Mark, step.Words = "here", stepWords(r.Phase)
 		}
 		out = append(out, step)
 	}
 	return out
+}
+
+// stepWords is a phase in the words of a step on the path.
+func stepWords(p pipeline.Phase) string {
+	switch p {
+	case pipeline.Gates:
+		return "gates"
+	case pipeline.RolledBack:
+		return "rolled back"
+	case pipeline.Manual:
+		return "waiting for promote"
+	}
+	return string(p)
 }
 
 // foldPods writes problems that differ only in the HAProxy pod they name

@@ -30,7 +30,7 @@ func TestReleasePath(t *testing.T) {
 	}{
 		{nil, []string{"internal::", "canary::", "production::"}},
 		{&pipeline.Status{Stage: "canary", Phase: pipeline.Baking}, []string{"internal:passed:", "canary:here:baking", "production::"}},
-		{&pipeline.Status{Stage: "canary", Phase: pipeline.RolledBack}, []string{"internal:passed:", "canary:failed:rolledback", "production::"}},
+		{&pipeline.Status{Stage: "canary", Phase: pipeline.RolledBack}, []string{"internal:passed:", "canary:failed:rolled back", "production::"}},
 		{&pipeline.Status{Stage: "production", Phase: pipeline.Done}, []string{"internal:passed:", "canary:passed:", "production:passed:"}},
 		{&pipeline.Status{Stage: "internal", Phase: pipeline.Gates}, []string{"internal:here:gates", "canary::", "production::"}},
 	} {
@@ -125,7 +125,7 @@ func TestOverviewDrawsARelease(t *testing.T) {
 	if err := templates.ExecuteTemplate(&out, "overview.html", b.overview()); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"✓ internal", "✗ canary (rolledback)", "✗ 1.1 rolled back here", "decided: rollback on canary", "(over)", "</html>"} {
+	for _, want := range []string{"✓ internal", "✗ canary (rolled back)", "✗ 1.1 rolled back here", "decided: rollback on canary", "(over)", "</html>"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the overview does not say %q:\n%s", want, out.String())
 		}

@@ -21,14 +21,15 @@ import (
 
 // The images the walk runs: the product under the install's name and under
 // a second one (the HAProxy tier's roll to a new router image), and the
-// echo app at every version the walk deploys; badVersion fails 5% of
-// requests.
+// echo app at every version the walk deploys; badVersion fails 2% of
+// requests, slowVersion answers each 30 ms late.
 const (
 	routerImage     = "ghcr.io/trackrouter/trackrouter:0.1.0"
 	nextRouterImage = "ghcr.io/trackrouter/trackrouter:0.1.0-next"
 	echoImage       = "trackrouter.local/echo"
 	goodVersion     = "1.1.0"
 	badVersion      = "1.2.0"
+	slowVersion     = "1.3.0"
 )
 
 // env is what TestMain started for the walk.
@@ -107,7 +108,7 @@ func setUp() error {
 	env.images = filepath.Join(env.dir, "images")
 	cmd := exec.CommandContext(ctx, filepath.Join(env.root, "hack", "image", "build.sh"), env.images)
 	cmd.Env = append(os.Environ(), "IMAGE="+routerImage, "IMAGE_ALSO="+nextRouterImage,
-		"ECHO_TAGS=1.0.0 1.0 0.2.3 "+goodVersion, "ECHO_BAD_TAGS="+badVersion)
+		"ECHO_TAGS=1.0.0 1.0 0.2.3 "+goodVersion, "ECHO_BAD_TAGS="+badVersion, "ECHO_SLOW_TAGS="+slowVersion)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("hack/image/build.sh: %v\n%s", err, out)
 	} else {

@@ -207,6 +207,19 @@ func (t *tally) share(group, track string) (float64, int) {
 	return 100 * float64(n) / float64(of), of
 }
 
+// answeredBy counts, by group, the answers version served.
+func (t *tally) answeredBy(version string) map[string]int {
+	by := map[string]int{}
+	for group, who := range t.served {
+		for w, c := range who {
+			if strings.HasSuffix(w, " version="+version) {
+				by[group] += c
+			}
+		}
+	}
+	return by
+}
+
 // versions lists who served group: "track=T version=V" with counts.
 func (t *tally) versions(group string) string {
 	var out []string

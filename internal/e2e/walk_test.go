@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -270,7 +272,12 @@ images:
 	w.logf("old versions' Deployments and pods gone %s after production", took.Round(time.Second))
 	step("the healthy release", tr.take())
 
-	// 6. A build that fails 5% of requests: rolled back on the canary.
+	// The board, as a user runs it on their own credentials: it shows
+	// each rollback's evidence.
+	board := w.board(ns)
+
+	// 6. A build that fails 2% of requests: rolled back on the canary,
+	// the 5xx rate over the limit on the board.
 	w.run(w.trackctl, "deploy", service, badVersion, "-n", ns, "--reason", "e2e: a bad build")
 	w.waitRelease(badVersion, pipeline.Gates, "internal", 3*time.Minute)
 	w.run(w.trackctl, "approve", service, "-n", ns)
@@ -287,18 +294,46 @@ images:
 	tr.mu.Lock()
 	firstBad := tr.firstBad["FREE"] // the canary's users
 	tr.mu.Unlock()
-	w.logf("bad build %s rolled back on the canary: %s", badVersion, st.Reason)
+	w.logf("bad build %s (2%% errors) rolled back on the canary: %s", badVersion, st.Reason)
 	if firstBad.IsZero() {
 		problems = append(problems, "no FREE request was answered by the bad build on the canary")
 	} else {
 		w.logf("  the canary's first answer from the bad build to the rollback live on every HAProxy pod: %s (the decision was live everywhere %s after it was recorded)",
 			time.Since(firstBad).Round(100*time.Millisecond), time.Since(decided).Round(10*time.Millisecond))
 	}
+	if !strings.Contains(st.Reason, "canary errors") {
+		problems = append(problems, "the bad build was rolled back for another reason than its errors: "+st.Reason)
+	}
+	w.logf("  the board: %s", board.evidence("5xx rate", badVersion))
 	wt = tr.take()
 	step("the bad build's release", wt)
-	if s := w.spec(ctx); s.Tracks["canary"].Version != goodVersion || s.Tracks["paid"].Version != goodVersion || s.Tracks["production"].Version != goodVersion {
-		problems = append(problems, fmt.Sprintf("after the rollback: canary %s, paid %s, production %s", s.Tracks["canary"].Version, s.Tracks["paid"].Version, s.Tracks["production"].Version))
+	w.rolledBackTo(ctx, goodVersion, &problems)
+
+	// 6b. A build that answers 30 ms later than production: rolled back on
+	// the canary for its p95, the p95 over the limit on the board.
+	w.run(w.trackctl, "deploy", service, slowVersion, "-n", ns, "--reason", "e2e: a slow build")
+	w.waitRelease(slowVersion, pipeline.Gates, "internal", 3*time.Minute)
+	w.run(w.trackctl, "approve", service, "-n", ns)
+	start = time.Now()
+	st = w.waitRelease(slowVersion, pipeline.RolledBack, "canary", 5*time.Minute)
+	w.logf("slow build %s (+30 ms) rolled back on the canary %s after the approval: %s", slowVersion, time.Since(start).Round(time.Second), st.Reason)
+	if !strings.Contains(st.Reason, "canary p95") {
+		problems = append(problems, "the slow build was rolled back for another reason than its p95: "+st.Reason)
 	}
+	w.logf("  the board: %s", board.evidence("p95 latency", slowVersion))
+	wt = tr.take()
+	step("the slow build's release", wt)
+	slow := wt.answeredBy(slowVersion)
+	w.logf("  answers by the slow build, by group: %v", slow)
+	if slow["FREE"] == 0 {
+		problems = append(problems, "no FREE request was answered by the slow build on the canary: the rollback was not caused by it")
+	}
+	for group, n := range slow {
+		if group != "INTERNAL" && group != "FREE" {
+			problems = append(problems, fmt.Sprintf("the slow build answered %d requests of group %q, whose backend has no stage it ran on", n, group))
+		}
+	}
+	w.rolledBackTo(ctx, goodVersion, &problems)
 
 	// 7. The HAProxy tier rolls to a new router image: the controller's
 	// own image changes, and with it the tier's.
@@ -364,6 +399,85 @@ images:
 	if bad == 0 {
 		problems = append(problems, "the bad build answered no request: the rollback was not caused by it")
 	}
+}
+
+// rolledBackTo checks that canary, paid and production run version.
+func (w *walk) rolledBackTo(ctx context.Context, version string, problems *[]string) {
+	s := w.spec(ctx)
+	if s.Tracks["canary"].Version != version || s.Tracks["paid"].Version != version || s.Tracks["production"].Version != version {
+		*problems = append(*problems, fmt.Sprintf("after the rollback: canary %s, paid %s, production %s", s.Tracks["canary"].Version, s.Tracks["paid"].Version, s.Tracks["production"].Version))
+	}
+}
+
+// boardRun is a trackctl board the walk started, on the user's
+// kubeconfig, read-only.
+type boardRun struct {
+	w   *walk
+	url string // the service's page
+}
+
+// board starts trackctl board for namespace; it is stopped, by its PID,
+// when the test ends.
+func (w *walk) board(namespace string) *boardRun {
+	w.t.Helper()
+	cmd := exec.Command(w.trackctl, "board", "-n", namespace, "--addr", "127.0.0.1:0", "--read-only")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+w.c.Kubeconfig)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	go io.Copy(io.Discard, out)
+	// "trackctl board: http://127.0.0.1:PORT/ (namespace shop); Ctrl-C stops it"
+	f := strings.Fields(line)
+	if err != nil || len(f) < 3 || !strings.HasPrefix(f[2], "http://") {
+		w.t.Fatalf("trackctl board said %q (%v); stderr: %s", line, err, stderr.String())
+	}
+	return &boardRun{w: w, url: f[2] + "service/" + namespace + "/" + service}
+}
+
+// evidence waits until the service's page shows the last rollback of
+// version with measure over the limit, and says what it shows.
+func (b *boardRun) evidence(measure, version string) string {
+	b.w.t.Helper()
+	var page string
+	b.w.poll("the board showing "+version+"'s rollback with its "+measure+" over the limit", 30*time.Second, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		page = string(body)
+		for _, want := range []string{"decided: rollback on canary", `<tr class="bad"><th scope="row">` + measure + `</th>`, "rolled back", version} {
+			if !strings.Contains(page, want) {
+				return fmt.Errorf("%s: no %q", b.url, want)
+			}
+		}
+		return nil
+	})
+	// The bar's numbers, as the page writes them.
+	i := strings.Index(page, `<th scope="row">`+measure+`</th><td>`)
+	row := page[i+len(`<th scope="row">`+measure+`</th><td>`):]
+	row = row[:strings.Index(row, "</td>")]
+	row = strings.NewReplacer("<br>", "; ", "<strong>", "", "</strong>", "").Replace(row)
+	return measure + ": " + row
 }
 
 // install applies the install as shipped (the image is loaded under the
