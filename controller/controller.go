@@ -266,7 +266,8 @@ func New(client kubernetes.Interface, inf Informers, opt Options) *Controller {
 	if opt.Alerter != nil {
 		rcfg.Alert = opt.Alerter.Send
 	}
-	c.releases = releases.New(rcfg, releases.Informers{Specs: inf.ConfigMaps, Status: inf.StatusConfigMaps, Jobs: inf.Jobs, RouterPods: inf.RouterPods})
+	c.releases = releases.New(rcfg, releases.Informers{Specs: inf.ConfigMaps, Status: inf.StatusConfigMaps, Jobs: inf.Jobs, RouterPods: inf.RouterPods,
+		Deployments: inf.Deployments, EndpointSlices: inf.EndpointSlices})
 	return c
 }
 

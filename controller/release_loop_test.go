@@ -104,9 +104,11 @@ func TestReleaseLoopSeams(t *testing.T) {
 		return nil
 	})
 	editSpec(t, client, ns, cm.Name, "canary:     {version: 1.0,", "canary:     {version: 1.1.0,")
+	// The bake begins once the canary serves only 1.1.0 (its pods up, the
+	// old ones gone): the clock steps from there.
 	poll(t, "baking on canary", func() error {
-		if st := releaseState(client, ns, "account-service"); st.Phase != pipeline.Baking || st.Stage != "canary" {
-			return fmt.Errorf("%s %s on %s: %s", st.Version, st.Phase, st.Stage, st.Reason)
+		if st := releaseState(client, ns, "account-service"); st.Phase != pipeline.Baking || st.Stage != "canary" || !st.Settled {
+			return fmt.Errorf("%s %s on %s (waiting for %q): %s", st.Version, st.Phase, st.Stage, st.Settling, st.Reason)
 		}
 		return nil
 	})

@@ -31,11 +31,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	appsinformers "k8s.io/client-go/informers/apps/v1"
 	batchinformers "k8s.io/client-go/informers/batch/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -85,16 +89,23 @@ type Informers struct {
 	Specs, Status coreinformers.ConfigMapInformer
 	Jobs          batchinformers.JobInformer
 	RouterPods    coreinformers.PodInformer
+	// Deployments (the controller's) and EndpointSlices (of the track
+	// Services) tell when a stage serves only the build (see settle); nil:
+	// at once.
+	Deployments    appsinformers.DeploymentInformer
+	EndpointSlices discoveryinformers.EndpointSliceInformer
 }
 
 // Loop runs every spec's release; the leader's only.
 type Loop struct {
-	cfg        Config
-	log        *slog.Logger
-	configMaps corelisters.ConfigMapLister
-	statusMaps corelisters.ConfigMapLister
-	jobLister  batchlisters.JobLister
-	routerPods corelisters.PodLister
+	cfg         Config
+	log         *slog.Logger
+	configMaps  corelisters.ConfigMapLister
+	statusMaps  corelisters.ConfigMapLister
+	jobLister   batchlisters.JobLister
+	routerPods  corelisters.PodLister
+	deployments appslisters.DeploymentLister
+	slices      discoverylisters.EndpointSliceLister
 
 	http     *http.Client
 	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
@@ -160,6 +171,9 @@ func New(cfg Config, inf Informers) *Loop {
 	if inf.Jobs != nil {
 		p.jobLister = inf.Jobs.Lister()
 	}
+	if inf.Deployments != nil && inf.EndpointSlices != nil {
+		p.deployments, p.slices = inf.Deployments.Lister(), inf.EndpointSlices.Lister()
+	}
 	p.measurer = samplesMeasurer{p}
 	if cfg.Measurer != nil {
 		p.measurer = cfg.Measurer
@@ -213,6 +227,16 @@ func (p *Loop) watch(inf Informers) {
 		AddFunc:    p.enqueueService,
 		DeleteFunc: p.enqueueService,
 	})
+	if p.deployments != nil {
+		// A track's pods starting and leaving: a stage settling.
+		tracks := cache.ResourceEventHandlerFuncs{
+			AddFunc:    p.enqueueService,
+			UpdateFunc: func(_, obj any) { p.enqueueService(obj) },
+			DeleteFunc: p.enqueueService,
+		}
+		inf.Deployments.Informer().AddEventHandler(tracks)
+		inf.EndpointSlices.Informer().AddEventHandler(tracks)
+	}
 }
 
 func (p *Loop) enqueue(obj any) {
@@ -426,7 +450,10 @@ func (p *Loop) step(ctx context.Context, cm *corev1.ConfigMap, spec *weights.Spe
 	if st.Phase == pipeline.Gates {
 		obs.Jobs, obs.JobMessage = p.jobs(cm, spec, st)
 	}
-	if st.Phase == pipeline.Baking && !obs.Paused {
+	if (st.Phase == pipeline.Gates || st.Phase == pipeline.Baking) && !obs.Paused && !st.Settled {
+		obs.Settling, obs.Stuck = p.settling(cm.Namespace, spec, st)
+	}
+	if st.Phase == pipeline.Baking && !obs.Paused && obs.Settling == "" && obs.Stuck == "" && st.Settling == "" {
 		obs.Verdict, obs.Measured = p.judge(ctx, cm.Namespace, spec, st, now)
 	}
 	next, d := pipeline.Step(st, spec, obs)

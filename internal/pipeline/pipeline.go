@@ -69,6 +69,14 @@ type State struct {
 	// made in git (trackctl follow); the release moves on once the spec
 	// synced from git holds them.
 	Pending *Pending `json:"pending,omitempty"`
+	// Settling says why the stage's track does not serve only the build
+	// yet (its new pods starting, its old ones leaving): its gates and its
+	// bake wait, so that neither judges the version it replaces. "" once
+	// it does; the phase's Since is then when it began to. Settled: the
+	// stage served only the build once (a pod that restarts later is not
+	// looked at again: the bake goes on).
+	Settling string `json:"settling,omitempty"`
+	Settled  bool   `json:"settled,omitempty"`
 	// Judged is the last judgement of the stage baking, with what it
 	// measured: written at each judgement (one write per interval while a
 	// stage bakes, none at rest), so that trackctl status can say what the
@@ -224,6 +232,11 @@ type Observed struct {
 	Verdict *analysis.Verdict
 	// Measured is what the verdict was judged from (with Verdict).
 	Measured *Measurement
+	// Settling (for a stage with gates or a bake, until it settled): why
+	// the stage's track does not serve only the build yet, "" when it
+	// does (see State.Settling). Stuck: why it never will (its Deployment
+	// passed its progress deadline); the build is rolled back.
+	Settling, Stuck string
 }
 
 // Step decides what comes next for the release of spec's service. The
@@ -309,6 +322,23 @@ func step(st State, spec *weights.Spec, versions map[string]string, obs Observed
 	if obs.Paused {
 		return st, nil
 	}
+	if (st.Phase == Gates || st.Phase == Baking) && !st.Settled {
+		switch {
+		case obs.Stuck != "":
+			return st.rollback(spec, obs.Now, obs.Stuck)
+		case obs.Settling != "":
+			if st.Settling != obs.Settling {
+				st.Settling, st.Since, st.Judged = obs.Settling, obs.Now, nil
+			}
+			return st, nil
+		case st.Settling != "":
+			// Only the build serves now: its gates run, its bake begins,
+			// from here.
+			st.Settling, st.Settled, st.Since, st.Judged = "", true, obs.Now, nil
+			return st, nil
+		}
+		st.Settled = true
+	}
 	switch st.Phase {
 	case Gates:
 		return st.gates(spec, obs)
@@ -391,7 +421,7 @@ func (st State) start(spec *weights.Spec, obs Observed, version string) (State, 
 // stage with neither waits for a person (Manual); the last stage ends it.
 func (st State) enter(spec *weights.Spec, now time.Time, i int, kind Kind, reason string, edits []release.Edit) (State, *Decision) {
 	t := spec.Stages[i]
-	st.Stage, st.Gate, st.Since, st.Judged = t, 0, now, nil
+	st.Stage, st.Gate, st.Since, st.Judged, st.Settling, st.Settled = t, 0, now, nil, "", false
 	tr := spec.Tracks[t]
 	switch {
 	case i == len(spec.Stages)-1:
@@ -507,7 +537,7 @@ func (st State) rollback(spec *weights.Spec, now time.Time, reason string) (Stat
 }
 
 func (st State) end(now time.Time, phase Phase, kind Kind, reason string, edits []release.Edit) (State, *Decision) {
-	st.Phase, st.Since = phase, now
+	st.Phase, st.Since, st.Settling, st.Settled = phase, now, "", false
 	return st.decide(now, kind, st.Stage, reason, edits, kind == Rollback || kind == Stop)
 }
 

@@ -444,3 +444,56 @@ func TestSaidOddWords(t *testing.T) {
 		t.Error("a word heard at the start counted, or a new one did not")
 	}
 }
+
+// TestSettling: a stage's bake waits while its track still serves the
+// version it replaces, and begins when only the build serves, from then;
+// a pod that restarts later does not start it again; a Deployment that
+// never becomes available rolls the build back.
+func TestSettling(t *testing.T) {
+	r := newRig(t)
+	r.walkToCanary("1.1")
+	entered := r.st.Since
+	old := Observed{Settling: "canary's 1.0 pods to leave; its bake starts once only 1.1 serves"}
+	old.Verdict = &analysis.Verdict{Action: analysis.Rollback, Reason: "judged the old version"}
+	r.none(old)
+	if r.st.Settling != old.Settling || r.st.Settled || r.st.Phase != Baking {
+		t.Fatalf("settling %q settled %v phase %s", r.st.Settling, r.st.Settled, r.st.Phase)
+	}
+	since := r.st.Since
+	r.none(old) // the same words: nothing written again
+	if r.st.Since != since || !since.After(entered) {
+		t.Errorf("since %s (entered %s), want the first settling step's and unchanged", r.st.Since, entered)
+	}
+	spec := r.spec()
+	s, err := Describe(mustWrite(t, r.st), spec)
+	if err != nil || !strings.Contains(s.Words(r.now), "waiting for canary's 1.0 pods to leave") || s.BakeEnds != nil {
+		t.Errorf("status %q (bake ends %v, %v)", s.Words(r.now), s.BakeEnds, err)
+	}
+	r.none(Observed{}) // only 1.1 serves: the bake begins
+	if r.st.Settling != "" || !r.st.Settled || r.st.Since != r.now {
+		t.Fatalf("after settling: %q settled %v since %s, want the bake from %s", r.st.Settling, r.st.Settled, r.st.Since, r.now)
+	}
+	started := r.st.Since
+	r.none(Observed{Settling: "canary's old pods to finish leaving", Verdict: &analysis.Verdict{Action: analysis.Wait}}) // settled: not looked at again
+	if r.st.Since != started || r.st.Settling != "" {
+		t.Errorf("a settled bake started again: since %s settling %q", r.st.Since, r.st.Settling)
+	}
+	r.want(r.step(verdict(analysis.Rollback, "canary errors 2.0%")), Rollback, RolledBack, "canary", "canary errors 2.0%")
+
+	// A build whose Deployment never becomes available.
+	r.walkToCanary("1.2")
+	r.want(r.step(Observed{Stuck: "canary never ran 1.2: Deployment web-canary-1.2 passed its progress deadline without becoming available"}),
+		Rollback, RolledBack, "canary", "1.2 rolled back on canary: canary never ran 1.2", "its version back to 1.0")
+	if r.st.Settling != "" || r.st.Settled {
+		t.Errorf("rolled back with settling %q settled %v", r.st.Settling, r.st.Settled)
+	}
+}
+
+func mustWrite(t *testing.T, st State) map[string]string {
+	t.Helper()
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{KeyState: string(b)}
+}

@@ -92,6 +92,18 @@ func Describe(data map[string]string, spec *weights.Spec) (*Status, error) {
 	if !ok || !st.Phase.InFlight() {
 		return s, nil
 	}
+	if st.Settling != "" {
+		// What comes once only the build serves: its gates (the bake
+		// has not begun: no time left to say).
+		defer func() {
+			if s.Waiting != "" {
+				s.Waiting = st.Settling + "; then " + s.Waiting
+			} else {
+				s.Waiting = st.Settling
+			}
+			s.BakeEnds, s.Interval, s.Judged = nil, 0, nil
+		}()
+	}
 	switch st.Phase {
 	case Gates:
 		if st.Gate < len(tr.Gates) {
