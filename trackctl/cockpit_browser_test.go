@@ -91,7 +91,7 @@ func TestCockpitInBrowser(t *testing.T) {
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(strings.TrimSuffix(page, "/service/"+r.ns+"/account-service")+"/")); err != nil {
 		t.Fatal(err)
 	}
-	state("overview-rolled-back", "#live", "ROLLEDBACK", "✗ 1.1 rolled back here", "✗ canary (rolled back)", "decided: rollback on canary: 5xx rate canary", "(over)")
+	state("overview-rolled-back", "#live", "ROLLED BACK", "✗ 1.1 rolled back here", "✗ canary (rolled back)", "decided: rollback on canary: 5xx rate canary", "(over)")
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(page)); err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,8 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"share":  func(f float64) string { return fmt.Sprintf("%.1f%%", f) },
 	"utc":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"clock":  func(t time.Time) string { return t.UTC().Format("15:04:05 UTC") },
-	"health": func(h *fleet.Health) string { return h.Word() },
+	// trackctl status's word, for people: ROLLED BACK.
+	"health": func(h *fleet.Health) string { return strings.Replace(h.Word(), "ROLLEDBACK", "ROLLED BACK", 1) },
 	"alarm":  func(h *fleet.Health) bool { return h.Alarm(time.Now()) },
 	"live":   fleet.LiveWords,
 	"now":    time.Now,
