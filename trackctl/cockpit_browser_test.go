@@ -71,7 +71,7 @@ func TestCockpitInBrowser(t *testing.T) {
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(page)); err != nil {
 		t.Fatal(err)
 	}
-	state("baking", "#live", "✓ internal → ▶ canary (baking)", "last look: wait", "5xx rate canary", "allowed")
+	state("baking", "#live", "✓ internal → ▶ canary (baking)", "last look: no breach yet, baking on", "5xx rate canary", "allowed")
 
 	r.backends["canary"].failPerMille.Store(50)
 	r.waitRelease("1.1", pipeline.RolledBack, "canary")

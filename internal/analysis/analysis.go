@@ -136,6 +136,9 @@ func finite(x float64) float64 {
 }
 
 func decide(cfg Config, canary, baseline Sample, elapsed time.Duration, ev *Evidence) Verdict {
+	// The p95s as measured, whichever test decides (an error breach is
+	// decided before latency is tested: its evidence still shows them).
+	ev.CanaryP95, ev.BaselineP95 = finite(canary.Latency.Quantile(0.95)), finite(baseline.Latency.Quantile(0.95))
 	errs := testErrors(cfg, canary, baseline, lookLevel(cfg, errorShare))
 	ev.AllowedErrors = finite(errs.allowed)
 	if errs.breach {
@@ -147,7 +150,7 @@ func decide(cfg Config, canary, baseline Sample, elapsed time.Duration, ev *Evid
 	}{{0.95, cfg.MaxP95Increase}, {0.99, cfg.MaxP99Increase}} {
 		lat := testLatency(q.level, q.limit, canary, baseline, lookLevel(cfg, latencyShare))
 		if q.level == 0.95 {
-			ev.CanaryP95, ev.BaselineP95, ev.AllowedP95 = finite(canary.Latency.Quantile(0.95)), finite(baseline.Latency.Quantile(0.95)), finite(lat.allowed)
+			ev.AllowedP95 = finite(lat.allowed)
 		}
 		if lat.breach {
 			return Verdict{Action: Rollback, Reason: lat.words}

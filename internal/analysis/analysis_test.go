@@ -157,3 +157,25 @@ func TestEvidenceIsJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorBreachShowsLatency: a rollback for errors is decided before
+// latency is tested; its evidence still holds both p95s as measured (the
+// board drew "no latency measured yet" beside a page showing 15 ms).
+func TestErrorBreachShowsLatency(t *testing.T) {
+	var canary, baseline Sample
+	canary.Requests, canary.Errors = 400, 40
+	baseline.Requests = 4000
+	for range 400 {
+		canary.Latency.Observe(15)
+	}
+	for range 4000 {
+		baseline.Latency.Observe(20)
+	}
+	v := Decide(Defaults, canary, baseline, 2*time.Minute)
+	if v.Action != Rollback || !strings.Contains(v.Reason, "canary errors") {
+		t.Fatalf("%s: %s, want a rollback for errors", v.Action, v.Reason)
+	}
+	if e := v.Evidence; e == nil || e.CanaryP95 < 14 || e.CanaryP95 > 17 || e.BaselineP95 < 19 || e.BaselineP95 > 22 {
+		t.Errorf("evidence %+v, want the p95s near 15 and 20 ms", v.Evidence)
+	}
+}

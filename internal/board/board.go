@@ -36,9 +36,9 @@ import (
 var files embed.FS
 
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
-	"share":  func(f float64) string { return fmt.Sprintf("%.1f%%", f) },
-	"utc":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"clock":  func(t time.Time) string { return t.UTC().Format("15:04:05 UTC") },
+	"share": func(f float64) string { return fmt.Sprintf("%.1f%%", f) },
+	"utc":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05 UTC") },
 	// trackctl status's word, for people: ROLLED BACK.
 	"health": func(h *fleet.Health) string { return strings.Replace(h.Word(), "ROLLEDBACK", "ROLLED BACK", 1) },
 	"alarm":  func(h *fleet.Health) bool { return h.Alarm(time.Now()) },
@@ -518,7 +518,7 @@ func (b *Board) overview() overviewPage {
 		b.mu.Lock()
 		order := b.stages[h.Namespace+"/"+h.Service]
 		b.mu.Unlock()
-		row := overviewRow{H: h, Path: releasePath(order, h.Release), Problems: foldPods(h.Problems, h.HAProxy.Pods), Evidence: evidenceOf(h.Release)}
+		row := overviewRow{H: h, Path: releasePath(order, h.Release), Problems: foldPods(h.Problems, h.HAProxy.Pods), Evidence: evidenceOf(h.Release, order)}
 		last := ""
 		if len(order) > 0 {
 			for _, t := range h.Tracks {
@@ -543,11 +543,13 @@ func (b *Board) overview() overviewPage {
 				case pipeline.Stopped:
 					cell.Release = "✗ " + r.Version + " stopped here"
 				default:
-					cell.Release = "▶ " + r.Version + " " + string(r.Phase)
+					cell.Release = "▶ " + r.Version + " " + stepWords(r.Phase)
 				}
 			}
+			served := false
 			for _, bk := range h.Backends {
 				for _, sv := range bk.Servers {
+					served = served || sv.Track == stage
 					if sv.Track == stage && sv.Weight > 0 {
 						who := s.audiences[h.Namespace+"/"+h.Service][bk.Name]
 						if who == "" {
@@ -556,6 +558,9 @@ func (b *Board) overview() overviewPage {
 						cell.Shares = append(cell.Shares, fmt.Sprintf("%s %.1f%%", who, sv.Share))
 					}
 				}
+			}
+			if served && len(cell.Shares) == 0 {
+				cell.Shares = []string{"no traffic (weight 0)"}
 			}
 			row.Cells = append(row.Cells, cell)
 		}
@@ -599,7 +604,7 @@ func (b *Board) service(ns, name string) (servicePage, bool) {
 			hc.Tracks = inStageOrder(h.Tracks, order)
 			h = &hc
 			p := servicePage{H: h, APIError: s.APIError, Path: releasePath(order, h.Release), Problems: foldPods(h.Problems, h.HAProxy.Pods), Updated: s.Updated,
-				Evidence: evidenceOf(h.Release)}
+				Evidence: evidenceOf(h.Release, order)}
 			if b.run != nil {
 				p.Actions, p.Token = actionsFor(h.Release), b.token
 			}

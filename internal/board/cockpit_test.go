@@ -71,7 +71,7 @@ func TestEvidenceDrawn(t *testing.T) {
 		{Kind: pipeline.Start, Stage: "internal"},
 		{Kind: pipeline.Rollback, Stage: "canary", Reason: "1.2 rolled back on canary: canary errors 5.0%", Evidence: ev},
 	}}
-	v := evidenceOf(r)
+	v := evidenceOf(r, []string{"internal", "canary", "production"})
 	if v == nil || len(v.Bars) != 2 {
 		t.Fatalf("evidence %+v", v)
 	}
@@ -82,14 +82,14 @@ func TestEvidenceDrawn(t *testing.T) {
 	if p95.Over || p95.CanaryW >= p95.AllowedX || p95.Allowed != "90 ms" {
 		t.Errorf("p95: %+v", p95)
 	}
-	if !strings.Contains(v.What, "rollback on canary") || !strings.Contains(v.Verdict, "rolled back") {
-		t.Errorf("words: %q, %q", v.What, v.Verdict)
+	if !strings.Contains(v.What, "rollback on canary") || !strings.Contains(v.Verdict, "rolled back") || v.Baseline != "production" {
+		t.Errorf("words: %q, %q, baseline %q", v.What, v.Verdict, v.Baseline)
 	}
 	baking := &pipeline.Status{Phase: pipeline.Baking, Judged: &pipeline.Judgement{Action: analysis.Wait, Reason: "baking", Evidence: &analysis.Evidence{CanaryRequests: 10, BaselineRequests: 100}}}
-	if v := evidenceOf(baking); v == nil || v.What != "last look: wait" || v.Bars[1].Tested {
+	if v := evidenceOf(baking, nil); v == nil || v.What != "last look: no breach yet, baking on" || v.Bars[1].Tested {
 		t.Errorf("baking: %+v", v)
 	}
-	if v := evidenceOf(&pipeline.Status{Phase: pipeline.Gates}); v != nil {
+	if v := evidenceOf(&pipeline.Status{Phase: pipeline.Gates}, nil); v != nil {
 		t.Errorf("no evidence yet: %+v", v)
 	}
 }
@@ -120,12 +120,14 @@ func TestOverviewDrawsARelease(t *testing.T) {
 	b := New(fake.NewClientset(), "shop", fleet.Options{})
 	h := &fleet.Health{Namespace: "shop", Service: "web", Tracks: []fleet.TrackHealth{{Name: "canary", Version: "1.0"}}, Release: &pipeline.Status{Version: "1.1", Stage: "canary", Phase: pipeline.RolledBack,
 		Decisions: []pipeline.Decision{{Kind: pipeline.Rollback, Version: "1.1", Stage: "canary", Evidence: &analysis.Evidence{CanaryRequests: 100, CanaryErrors: 5, AllowedErrors: 0.01}}}}}
+	// The rollback set the canary's weight to 0.
+	h.Backends = []fleet.BackendHealth{{Name: "free", Servers: []fleet.ServerHealth{{Track: "canary", Weight: 0}, {Track: "production", Weight: 100, Share: 100}}}}
 	b.healths, b.stages = []*fleet.Health{h}, map[string][]string{"shop/web": {"internal", "canary", "production"}}
 	var out strings.Builder
 	if err := templates.ExecuteTemplate(&out, "overview.html", b.overview()); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"✓ internal", "✗ canary (rolled back)", "✗ 1.1 rolled back here", "decided: rollback on canary", "(over)", "</html>"} {
+	for _, want := range []string{"✓ internal", "✗ canary (rolled back)", "✗ 1.1 rolled back here", "decided: rollback on canary", "(over)", "(baseline production 0.00% (0 of 0))", "no traffic (weight 0)", "</html>"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the overview does not say %q:\n%s", want, out.String())
 		}

@@ -17,6 +17,9 @@ type evidenceView struct {
 	What    string // "last look: wait", "decided: rollback"
 	Verdict string
 	Bars    []evidenceBar
+	// Baseline is the track the canary was compared with (the last
+	// stage's), "" when not known.
+	Baseline string
 }
 
 // evidenceBar is one measure: the baseline's and the canary's values as
@@ -29,13 +32,22 @@ type evidenceBar struct {
 	Tested                       bool
 }
 
-// evidenceOf is the release's latest evidence, nil when it has none.
-func evidenceOf(r *pipeline.Status) *evidenceView {
+// evidenceOf is the release's latest evidence, nil when it has none;
+// stages are the spec's (the last is the baseline).
+func evidenceOf(r *pipeline.Status, stages []string) *evidenceView {
+	v := latestEvidence(r)
+	if v != nil && len(stages) > 0 {
+		v.Baseline = stages[len(stages)-1]
+	}
+	return v
+}
+
+func latestEvidence(r *pipeline.Status) *evidenceView {
 	if r == nil {
 		return nil
 	}
 	if j := r.Judged; j != nil && j.Evidence != nil {
-		return drawEvidence(j.Evidence, j.At, "last look: "+string(j.Action), j.Reason)
+		return drawEvidence(j.Evidence, j.At, "last look: "+lookWords(j.Action), j.Reason)
 	}
 	for i := len(r.Decisions) - 1; i >= 0; i-- {
 		if d := r.Decisions[i]; d.Evidence != nil {
@@ -69,12 +81,26 @@ func drawEvidence(e *analysis.Evidence, at time.Time, what, verdict string) *evi
 		return fmt.Sprintf("%.0f ms", f)
 	}
 	allowed := "not tested yet (too few baseline requests)"
-	if e.AllowedP95 > 0 {
+	switch {
+	case e.AllowedP95 > 0:
 		allowed = msec(e.AllowedP95)
+	case e.BaselineRequests >= 400 && canary > e.AllowedErrors && e.AllowedErrors > 0:
+		allowed = "not tested at this look (the 5xx rate decided it)"
 	}
 	v.Bars = append(v.Bars, bar("p95 latency", e.CanaryP95, e.BaselineP95, e.AllowedP95, e.AllowedP95 > 0,
 		msec(e.CanaryP95), msec(e.BaselineP95), allowed))
 	return v
+}
+
+// lookWords is a look's verdict in words.
+func lookWords(a analysis.Action) string {
+	switch a {
+	case analysis.Wait:
+		return "no breach yet, baking on"
+	case analysis.Rollback:
+		return "roll back"
+	}
+	return string(a)
 }
 
 func bar(name string, canary, baseline, allowed float64, tested bool, cw, bw, aw string) evidenceBar {
