@@ -40,7 +40,8 @@ type Config struct {
 // Defaults are the spec's defaults (weights.DefaultAnalysis), with 1% false
 // rollbacks. A canary with 5 points more errors than allowed (+0.5) at
 // one request a second is told apart in a median 1m30s, 95% of them in 4
-// min: no test can in 3 (BenchmarkSimulatedStages prints the ceiling).
+// min; within 3 only a test that spent nearly all its false rollbacks at
+// that one look could (BenchmarkSimulatedStages prints the ceiling).
 var Defaults = ConfigOf(&weights.DefaultAnalysis)
 
 // ConfigOf is the analysis a spec's stage asks for; nil means the defaults.

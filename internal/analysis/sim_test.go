@@ -53,8 +53,7 @@ var (
 	zeroBase = scenario{"zero-error baseline, canary 3%", 0.03, 1, 0, 0, false, 0}
 	// moreErrsBusier: +5 points at 1.5 canary requests/s (a 7.5% share of
 	// 20 requests/s): the traffic at which the analysis catches it within
-	// 3 minutes in 95% of stages (see bestPossible for why 1 request/s
-	// cannot).
+	// 3 minutes in 95% of stages (see bestPossible for 1 request/s).
 	moreErrsBusier = scenario{"+5 points of 5xx, 1.5 canary req/s", 0.051, 1, 0.001, 1.5, false, 0}
 	// fast: a healthy service answering in under a millisecond (median
 	// 0.6 ms), as HAProxy logs it: whole ms, mostly 0 and 1.
@@ -361,7 +360,7 @@ func TestSimulatedStages(t *testing.T) {
 			t.Errorf("%s: median time to rollback %s, want at most 3m", sc.name, median)
 		}
 		// p95 x3 within 2 minutes in 95% of stages; +5 points within 3
-		// from 1.5 canary requests/s (at 1, no test can: bestPossible).
+		// from 1.5 canary requests/s (at 1, see bestPossible).
 		want := map[string]time.Duration{slowerP95.name: 2 * time.Minute, moreErrsBusier.name: 3 * time.Minute}[sc.name]
 		if p95 := quantile(r.detect, 0.95); want > 0 && p95 > want {
 			t.Errorf("%s: p95 time to rollback %s, want at most %s", sc.name, p95, want)
