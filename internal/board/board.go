@@ -44,7 +44,13 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"alarm":  func(h *fleet.Health) bool { return h.Alarm(time.Now()) },
 	"live":   fleet.LiveWords,
 	"now":    time.Now,
-	"add":    func(a, b int) int { return a + b },
+	// The release's decisions as the history: newest first.
+	"newestFirst": func(ds []pipeline.Decision) []pipeline.Decision {
+		out := slices.Clone(ds)
+		slices.Reverse(out)
+		return out
+	},
+	"add": func(a, b int) int { return a + b },
 	"plotSpan": func(every time.Duration) string {
 		switch span := every * plotPoints; {
 		case span == time.Minute:

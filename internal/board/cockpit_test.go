@@ -133,3 +133,26 @@ func TestOverviewDrawsARelease(t *testing.T) {
 		}
 	}
 }
+
+// TestDecisionsNewestFirst: the service page lists the release's
+// decisions as the history, newest first (they were oldest first,
+// numbered backwards).
+func TestDecisionsNewestFirst(t *testing.T) {
+	b := New(fake.NewClientset(), "shop", fleet.Options{})
+	h := &fleet.Health{Namespace: "shop", Service: "web", Tracks: []fleet.TrackHealth{{Name: "canary", Version: "1.0"}}, Release: &pipeline.Status{Version: "1.1", Stage: "canary", Phase: pipeline.Baking,
+		Decisions: []pipeline.Decision{{Kind: pipeline.Start, Version: "1.1", Stage: "internal", Reason: "first"}, {Kind: pipeline.Promote, Version: "1.1", Stage: "canary", Reason: "second"}}}}
+	b.healths, b.stages = []*fleet.Health{h}, map[string][]string{"shop/web": {"internal", "canary", "production"}}
+	p, ok := b.service("shop", "web")
+	if !ok {
+		t.Fatal("no page for shop/web")
+	}
+	var out strings.Builder
+	if err := templates.ExecuteTemplate(&out, "service.html", p); err != nil {
+		t.Fatal(err)
+	}
+	page := out.String()
+	first, second := strings.Index(page, ": first</li>"), strings.Index(page, ": second</li>")
+	if first < 0 || second < 0 || second > first || !strings.Contains(page, "Decisions, newest first") {
+		t.Errorf("decisions not newest first (first at %d, second at %d):\n%s", first, second, page)
+	}
+}
