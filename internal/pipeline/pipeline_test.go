@@ -393,6 +393,7 @@ func TestWords(t *testing.T) {
 		want string
 	}{
 		{"baking", judged(2*time.Minute, 40), 2*time.Minute + 10*time.Second, "7m50s of bake left (40 of 300 requests so far)"},
+		{"baking, enough requests already", judged(2*time.Minute, 420), 2*time.Minute + 10*time.Second, "7m50s of bake left (420 requests so far, 300 needed)"},
 		{"baking, not judged yet", judged(-1, 0), 10 * time.Second, "9m50s of bake left"},
 		{"waiting for traffic", judged(11*time.Minute, 294), 11*time.Minute + 5*time.Second, "bake over, waiting for 6 more requests (294 of 300 served)"},
 		{"between judgements", judged(10*time.Minute-5*time.Second, 500), 10*time.Minute + 10*time.Second, "bake over, between judgements (the next within 15s)"},

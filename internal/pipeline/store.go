@@ -171,7 +171,10 @@ func (s *Status) bakeWords(now time.Time) string {
 		return "CANNOT MEASURE: " + strings.Join(j.Unmeasured, "; ") + " (a build is promoted only on every HAProxy pod's counts)"
 	case left > 0:
 		w := fmt.Sprintf("%s of bake left", left)
-		if j != nil {
+		switch {
+		case j != nil && j.Requests >= j.Need:
+			w += fmt.Sprintf(" (%d requests so far, %d needed)", j.Requests, j.Need)
+		case j != nil:
 			w += fmt.Sprintf(" (%d of %d requests so far)", j.Requests, j.Need)
 		}
 		return w
