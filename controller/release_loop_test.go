@@ -12,6 +12,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -136,6 +137,92 @@ func TestReleaseLoopSeams(t *testing.T) {
 		return nil
 	})
 	t.Logf("a 10-minute bake walked in %s of wall time, %d looks", time.Since(start).Round(time.Millisecond), m.looks.Load())
+}
+
+// TestBuildThatNeverStarts: a build whose Deployment never becomes
+// available is rolled back once it passes its progress deadline, not
+// baked on the old version's pods (which, with healthy numbers, promoted
+// it: a build that never ran would have walked to production). Every
+// node is cordoned, so the new version's pods cannot start while the old
+// ones serve on; the new Deployment's deadline is shortened to 2 s (a
+// field the controller does not apply).
+func TestBuildThatNeverStarts(t *testing.T) {
+	client, ns, cm := setup(t)
+	ctx := context.Background()
+	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "canary:     {version: 1.0, replicas: 4}", "canary:     {version: 1.0, replicas: 4, analysis: {bake: 3s, interval: 1s, minRequests: 10}}", 1)
+	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m := &countingMeasurer{} // healthy numbers, whoever serves them
+	f := NewFactories(client, ns, time.Minute)
+	ctrl := New(client, f.Informers(), Options{RouterImage: "trackrouter:test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), ServiceGrace: testServiceGrace, Measurer: m})
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f.Start(runCtx.Done())
+	go ctrl.Run(runCtx, 1)
+	poll(t, "the canary's pods ready", func() error {
+		d, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-canary-1.0", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.AvailableReplicas < 4 {
+			return fmt.Errorf("%d of 4 available", d.Status.AvailableReplicas)
+		}
+		return nil
+	})
+	editSpec(t, client, ns, cm.Name, "internal:   {version: 1.0.0", "internal:   {version: 1.1.0")
+	poll(t, "release 1.1.0 on internal", func() error {
+		if st := releaseState(client, ns, "account-service"); st.Version != "1.1.0" {
+			return fmt.Errorf("%s %s on %s", st.Version, st.Phase, st.Stage)
+		}
+		return nil
+	})
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cordon := func(on bool) {
+		for _, n := range nodes.Items {
+			patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on)
+			if _, err := client.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	cordon(true)
+	t.Cleanup(func() { cordon(false) })
+	editSpec(t, client, ns, cm.Name, "canary:     {version: 1.0,", "canary:     {version: 1.1.0,")
+	poll(t, "the canary's 1.1.0 Deployment, its deadline shortened", func() error {
+		_, err := client.AppsV1().Deployments(ns).Patch(ctx, "account-service-canary-1.1.0", types.MergePatchType, []byte(`{"spec":{"progressDeadlineSeconds":2}}`), metav1.PatchOptions{FieldManager: "test"})
+		return err
+	})
+	poll(t, "the release waiting for the canary to run 1.1.0", func() error {
+		if st := releaseState(client, ns, "account-service"); st.Stage != "canary" || !strings.Contains(st.Settling, "canary's 1.1.0 pods to be available") {
+			return fmt.Errorf("%s %s on %s, settling %q: %s", st.Version, st.Phase, st.Stage, st.Settling, st.Reason)
+		}
+		return nil
+	})
+	var st pipeline.State
+	poll(t, "the build rolled back", func() error {
+		if st = releaseState(client, ns, "account-service"); st.Phase != pipeline.RolledBack {
+			return fmt.Errorf("%s %s on %s, settling %q: %s", st.Version, st.Phase, st.Stage, st.Settling, st.Reason)
+		}
+		return nil
+	})
+	if st.Stage != "canary" || !strings.Contains(st.Reason, "canary never ran 1.1.0: Deployment account-service-canary-1.1.0 passed its progress deadline") {
+		t.Errorf("rolled back on %s: %s", st.Stage, st.Reason)
+	}
+	cur, err := client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if specs, err := weights.Parse("spec", []byte(cur.Data[weights.DataKey])); err != nil || specs[0].Tracks["canary"].Version != "1.0" {
+		t.Errorf("the canary's version was not put back (%v):\n%s", err, cur.Data[weights.DataKey])
+	}
+	if m.looks.Load() != 0 {
+		t.Errorf("the bake measured %d times a canary that never ran the build", m.looks.Load())
+	}
+	t.Logf("rolled back: %s", st.Reason)
 }
 
 // slowMeasurer blocks for block on the service slow, and answers at once
