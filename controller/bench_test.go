@@ -6,6 +6,7 @@ import (
 
 	"context"
 	"fmt"
+	"github.com/trackrouter/trackrouter/controller/releases"
 	"github.com/trackrouter/trackrouter/internal/kube"
 	"io"
 	"log/slog"
@@ -89,7 +90,7 @@ func BenchmarkConverge30(b *testing.B) {
 			}
 			ready := 0
 			for j := range deps.Items {
-				if available(&deps.Items[j]) {
+				if releases.Available(&deps.Items[j]) {
 					ready++
 				}
 			}

@@ -429,7 +429,7 @@ func mainFields(fields []metav1.ManagedFieldsEntry) []metav1.ManagedFieldsEntry 
 func availabilityChanged(old, obj any) bool {
 	o, ok1 := old.(*appsv1.Deployment)
 	n, ok2 := obj.(*appsv1.Deployment)
-	return !ok1 || !ok2 || available(o) != available(n) || stuck(o) != stuck(n)
+	return !ok1 || !ok2 || releases.Available(o) != releases.Available(n) || releases.ProgressDeadlinePassed(o) != releases.ProgressDeadlinePassed(n)
 }
 
 // enqueueSpread enqueues a spec at a random time within resyncSpread.
@@ -588,27 +588,6 @@ func (c *Controller) Idle() bool {
 		}
 	}
 	return len(c.handled) > 0 && c.queue.Len() == 0 && c.running.Load() == 0
-}
-
-// available reports whether a Deployment has all its replicas updated,
-// ready and available for its current generation.
-func available(d *appsv1.Deployment) bool {
-	if d.Status.ObservedGeneration < d.Generation {
-		return false
-	}
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	if d.Status.UpdatedReplicas < want || d.Status.AvailableReplicas < want {
-		return false
-	}
-	for _, cond := range d.Status.Conditions {
-		if cond.Type == appsv1.DeploymentAvailable {
-			return cond.Status == corev1.ConditionTrue
-		}
-	}
-	return want == 0
 }
 
 // releaseLoop is c's release loop; nil for a nil c.

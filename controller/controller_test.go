@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"github.com/trackrouter/trackrouter/controller/releases"
 	"github.com/trackrouter/trackrouter/examples"
 	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
 	"github.com/trackrouter/trackrouter/weights"
@@ -101,7 +102,7 @@ func readyDeployment(client kubernetes.Interface, ns, name string, replicas int3
 		if err != nil {
 			return err
 		}
-		if !available(d) || d.Status.ReadyReplicas != replicas {
+		if !releases.Available(d) || d.Status.ReadyReplicas != replicas {
 			return fmt.Errorf("%s: %d/%d ready", name, d.Status.ReadyReplicas, replicas)
 		}
 		return nil

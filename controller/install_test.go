@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/trackrouter/trackrouter/controller/releases"
 	"github.com/trackrouter/trackrouter/internal/testing/haproxytest"
 	"github.com/trackrouter/trackrouter/internal/testing/testcluster"
 )
@@ -193,7 +194,7 @@ func convergeExample(t *testing.T, c *testcluster.Cluster, in installed, app, ap
 		if got := d.Spec.Template.Spec.Containers[0].Image; got != image {
 			return fmt.Errorf("image %q, want %q", got, image)
 		}
-		if !available(d) {
+		if !releases.Available(d) {
 			return fmt.Errorf("%d of %d available", d.Status.AvailableReplicas, *d.Spec.Replicas)
 		}
 		return nil

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -64,15 +65,15 @@ func (m *countingMeasurer) Measure(_ context.Context, _ string, _ *weights.Spec,
 	return c, b, nil
 }
 
-// TestReleaseLoopSeams: the release loop on the real API server with its
-// clock and its measurements injected: a 10-minute bake judged every 30 s
-// walks in no wall time as the clock is stepped (the queue's delays run on
-// the same clock), waits while a pod cannot be measured, and promotes once
-// every pod is.
-func TestReleaseLoopSeams(t *testing.T) {
+// loopRig is a namespace with the example, its canary baking with
+// analysis, and a controller on it with opt (the router image, the log
+// and the grace filled in) until the test ends, past the release's first
+// look.
+func loopRig(t *testing.T, analysis string, opt Options) (kubernetes.Interface, string, *corev1.ConfigMap) {
+	t.Helper()
 	client, ns, cm := setup(t)
 	ctx := context.Background()
-	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "canary:     {version: 1.0, replicas: 4}", "canary:     {version: 1.0, replicas: 4, analysis: {bake: 10m, interval: 30s, minRequests: 100}}", 1)
+	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "canary:     {version: 1.0, replicas: 4}", "canary:     {version: 1.0, replicas: 4, analysis: "+analysis+"}", 1)
 	if !strings.Contains(cm.Data[weights.DataKey], "analysis:") {
 		t.Fatalf("the example's canary line changed:\n%s", cm.Data[weights.DataKey])
 	}
@@ -80,13 +81,11 @@ func TestReleaseLoopSeams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
-	m := &countingMeasurer{}
-	m.unmeasured.Store(true)
+	opt.RouterImage, opt.Log, opt.ServiceGrace = "trackrouter:test", slog.New(slog.NewTextHandler(io.Discard, nil)), testServiceGrace
 	f := NewFactories(client, ns, time.Minute)
-	ctrl := New(client, f.Informers(), Options{RouterImage: "trackrouter:test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), ServiceGrace: testServiceGrace, Clock: clk, Measurer: m})
+	ctrl := New(client, f.Informers(), opt)
 	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	t.Cleanup(cancel)
 	f.Start(runCtx.Done())
 	go ctrl.Run(runCtx, 1)
 	poll(t, "the release's first look", func() error {
@@ -95,15 +94,35 @@ func TestReleaseLoopSeams(t *testing.T) {
 		}
 		return nil
 	})
-	// canary is set to a new build by hand (internal has no gate): the
-	// release follows it there and bakes.
-	editSpec(t, client, ns, cm.Name, "internal:   {version: 1.0.0", "internal:   {version: 1.1.0")
-	poll(t, "release 1.1.0 on internal", func() error {
-		if st := releaseState(client, ns, "account-service"); st.Version != "1.1.0" {
+	return client, ns, cm
+}
+
+// deployOnInternal sets internal to version by hand (it has no gate) and
+// waits for the release to start.
+func deployOnInternal(t *testing.T, client kubernetes.Interface, ns, name, version string) {
+	t.Helper()
+	editSpec(t, client, ns, name, "internal:   {version: 1.0.0", "internal:   {version: "+version)
+	poll(t, "release "+version+" on internal", func() error {
+		if st := releaseState(client, ns, "account-service"); st.Version != version {
 			return fmt.Errorf("%s %s on %s", st.Version, st.Phase, st.Stage)
 		}
 		return nil
 	})
+}
+
+// TestReleaseLoopSeams: the release loop on the real API server with its
+// clock and its measurements injected: a 10-minute bake judged every 30 s
+// walks in no wall time as the clock is stepped (the queue's delays run on
+// the same clock), waits while a pod cannot be measured, and promotes once
+// every pod is.
+func TestReleaseLoopSeams(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
+	m := &countingMeasurer{}
+	m.unmeasured.Store(true)
+	client, ns, cm := loopRig(t, "{bake: 10m, interval: 30s, minRequests: 100}", Options{Clock: clk, Measurer: m})
+	// canary is set to a new build by hand (internal has no gate): the
+	// release follows it there and bakes.
+	deployOnInternal(t, client, ns, cm.Name, "1.1.0")
 	editSpec(t, client, ns, cm.Name, "canary:     {version: 1.0,", "canary:     {version: 1.1.0,")
 	// The bake begins once the canary serves only 1.1.0 (its pods up, the
 	// old ones gone): the clock steps from there.
@@ -147,19 +166,9 @@ func TestReleaseLoopSeams(t *testing.T) {
 // ones serve on; the new Deployment's deadline is shortened to 2 s (a
 // field the controller does not apply).
 func TestBuildThatNeverStarts(t *testing.T) {
-	client, ns, cm := setup(t)
 	ctx := context.Background()
-	cm.Data[weights.DataKey] = strings.Replace(cm.Data[weights.DataKey], "canary:     {version: 1.0, replicas: 4}", "canary:     {version: 1.0, replicas: 4, analysis: {bake: 3s, interval: 1s, minRequests: 10}}", 1)
-	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	m := &countingMeasurer{} // healthy numbers, whoever serves them
-	f := NewFactories(client, ns, time.Minute)
-	ctrl := New(client, f.Informers(), Options{RouterImage: "trackrouter:test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), ServiceGrace: testServiceGrace, Measurer: m})
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	f.Start(runCtx.Done())
-	go ctrl.Run(runCtx, 1)
+	client, ns, cm := loopRig(t, "{bake: 3s, interval: 1s, minRequests: 10}", Options{Measurer: m})
 	poll(t, "the canary's pods ready", func() error {
 		d, err := client.AppsV1().Deployments(ns).Get(ctx, "account-service-canary-1.0", metav1.GetOptions{})
 		if err != nil {
@@ -170,13 +179,7 @@ func TestBuildThatNeverStarts(t *testing.T) {
 		}
 		return nil
 	})
-	editSpec(t, client, ns, cm.Name, "internal:   {version: 1.0.0", "internal:   {version: 1.1.0")
-	poll(t, "release 1.1.0 on internal", func() error {
-		if st := releaseState(client, ns, "account-service"); st.Version != "1.1.0" {
-			return fmt.Errorf("%s %s on %s", st.Version, st.Phase, st.Stage)
-		}
-		return nil
-	})
+	deployOnInternal(t, client, ns, cm.Name, "1.1.0")
 	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/trackrouter/trackrouter/controller/releases"
 	"github.com/trackrouter/trackrouter/weights"
 )
 
@@ -117,7 +118,7 @@ func (c *Controller) apply(ctx context.Context, cm *corev1.ConfigMap, spec *weig
 		want := d.tracks[track]
 		changed[track] = c.templateChange(cm, want)
 		live, err := c.deployments.Deployments(cm.Namespace).Get(want.Name)
-		settling[track] = err == nil && !available(live)
+		settling[track] = err == nil && !releases.Available(live)
 	}
 	write, held := rollout(order, changed, settling)
 	for _, track := range order {
@@ -509,18 +510,6 @@ func (c *Controller) warnOnce(cm *corev1.ConfigMap, obj metav1.Object, reason, m
 	return due
 }
 
-// stuck reports whether a Deployment gave up progressing: its Progressing
-// condition is False with ProgressDeadlineExceeded (progressDeadlineSeconds,
-// 10 minutes by default: a missing image, a quota).
-func stuck(d *appsv1.Deployment) bool {
-	for _, cond := range d.Status.Conditions {
-		if cond.Type == appsv1.DeploymentProgressing {
-			return cond.Status == corev1.ConditionFalse && cond.Reason == "ProgressDeadlineExceeded"
-		}
-	}
-	return false
-}
-
 // reportForeign reports Deployments that carry a track's labels but that
 // this spec does not own (an old version deployed by hand, say): their pods
 // join the track Service, yet the controller never touches them.
@@ -557,13 +546,13 @@ func (c *Controller) cleanup(ctx context.Context, cm *corev1.ConfigMap, spec *we
 			return false
 		}
 		next, err := c.deployments.Deployments(cm.Namespace).Get(d.tracks[track].Name)
-		if err == nil && !available(next) && stuck(next) {
+		if err == nil && !releases.Available(next) && releases.ProgressDeadlinePassed(next) != "" {
 			if c.warnOnce(cm, next, "SwitchStuck", fmt.Sprintf("Deployment %s/%s of track %q passed its progress deadline without becoming Available; the old version %s keeps serving. Check its pods (image, quota), or set the track's version back",
 				next.Namespace, next.Name, track, dep.Name)) {
 				c.StuckSwitches.Add(1)
 			}
 		}
-		if err != nil || !available(next) {
+		if err != nil || !releases.Available(next) {
 			c.log.Info("keeping the old version until the new one is Available", "deployment", dep.Name, "track", track)
 			return true // the new Deployment's status updates enqueue this spec again
 		}

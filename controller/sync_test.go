@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"github.com/trackrouter/trackrouter/controller/releases"
 	"github.com/trackrouter/trackrouter/examples"
 	"github.com/trackrouter/trackrouter/weights"
 )
@@ -376,7 +377,7 @@ func TestSyncBlueGreen(t *testing.T) {
 	}
 	wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
 		got, err := r.ctrl.deployments.Deployments("shop").Get("account-service-canary-1.0.0")
-		return err == nil && available(got), nil
+		return err == nil && releases.Available(got), nil
 	})
 	if diff := cmp.Diff([]string{"deployments: delete account-service-canary-1.0"}, r.sync()); diff != "" {
 		t.Errorf("after the new version is Available (-want +got):\n%s", diff)
@@ -594,7 +595,7 @@ func TestSyncStuckSwitch(t *testing.T) {
 	}
 	wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
 		got, err := r.ctrl.deployments.Deployments("shop").Get("account-service-canary-1.0.0")
-		return err == nil && stuck(got), nil
+		return err == nil && releases.ProgressDeadlinePassed(got) != "", nil
 	})
 	if got := r.sync(); len(got) != 0 {
 		t.Errorf("a stuck switch wrote %v; the old version must stay", got)
@@ -631,7 +632,7 @@ func TestSyncTemplateEditRollsOneTrackAtATime(t *testing.T) {
 		}
 		wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
 			got, err := r.ctrl.deployments.Deployments("shop").Get(name)
-			return err == nil && available(got) == ok, nil
+			return err == nil && releases.Available(got) == ok, nil
 		})
 	}
 	markAvailable := func(name string) { setAvailable(name, true) }

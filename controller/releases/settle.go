@@ -27,8 +27,8 @@ import (
 // settle says why the stage's track does not serve only version yet (""
 // when it does), or why it never will (stuck: its Deployment passed its
 // progress deadline). deps are the track's Deployments made by the
-// controller, slices its Service's EndpointSlices.
-func settle(stage, version string, phase pipeline.Phase, deps []*appsv1.Deployment, slices []*discoveryv1.EndpointSlice) (settling, stuck string) {
+// controller, sls its Service's EndpointSlices.
+func settle(stage, version string, phase pipeline.Phase, deps []*appsv1.Deployment, sls []*discoveryv1.EndpointSlice) (settling, stuck string) {
 	then := "its bake starts"
 	if phase == pipeline.Gates {
 		then = "its gates run"
@@ -39,21 +39,22 @@ func settle(stage, version string, phase pipeline.Phase, deps []*appsv1.Deployme
 	for _, d := range deps {
 		if d.DeletionTimestamp == nil && d.Labels[contract.LabelVersion] == version {
 			next = d
-		} else if v := d.Labels[contract.LabelVersion]; !contains(others, v) {
+		} else if v := d.Labels[contract.LabelVersion]; !slices.Contains(others, v) {
 			others = append(others, v)
 		}
 	}
-	switch {
-	case next == nil:
+	if next == nil {
 		return fmt.Sprintf("%s to run %s (its Deployment is not made yet)%s", stage, version, then), ""
-	case progressDeadlinePassed(next) != "":
-		return "", fmt.Sprintf("%s never ran %s: Deployment %s passed its progress deadline without becoming available (%s)", stage, version, next.Name, progressDeadlinePassed(next))
-	case !available(next):
+	}
+	switch why := ProgressDeadlinePassed(next); {
+	case why != "":
+		return "", fmt.Sprintf("%s never ran %s: Deployment %s passed its progress deadline without becoming available (%s)", stage, version, next.Name, why)
+	case !Available(next):
 		return fmt.Sprintf("%s's %s pods to be available (Deployment %s)%s", stage, version, next.Name, then), ""
 	case len(others) > 0:
 		return fmt.Sprintf("%s's %s pods to leave%s", stage, strings.Join(others, ", "), then), ""
 	}
-	for _, sl := range slices {
+	for _, sl := range sls {
 		for _, e := range sl.Endpoints {
 			if e.Conditions.Terminating != nil && *e.Conditions.Terminating {
 				return fmt.Sprintf("%s's old pods to finish leaving%s", stage, then), ""
@@ -63,10 +64,10 @@ func settle(stage, version string, phase pipeline.Phase, deps []*appsv1.Deployme
 	return "", ""
 }
 
-func contains(list []string, s string) bool { return slices.Contains(list, s) }
-
-// available: every replica of d's current template is available.
-func available(d *appsv1.Deployment) bool {
+// Available reports whether a Deployment has all its replicas updated,
+// ready and available for its current generation (the controller keeps a
+// track's old version until then).
+func Available(d *appsv1.Deployment) bool {
 	if d.Status.ObservedGeneration < d.Generation {
 		return false
 	}
@@ -77,19 +78,24 @@ func available(d *appsv1.Deployment) bool {
 	if d.Status.UpdatedReplicas < want || d.Status.AvailableReplicas < want {
 		return false
 	}
-	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentAvailable {
-			return c.Status == corev1.ConditionTrue
+	for _, cond := range d.Status.Conditions {
+		if cond.Type == appsv1.DeploymentAvailable {
+			return cond.Status == corev1.ConditionTrue
 		}
 	}
-	return false
+	return want == 0
 }
 
-// progressDeadlinePassed is the Deployment's own words when it passed its
-// progress deadline, else "".
-func progressDeadlinePassed(d *appsv1.Deployment) string {
+// ProgressDeadlinePassed is the Deployment's own words when it gave up
+// progressing (its Progressing condition False with
+// ProgressDeadlineExceeded: progressDeadlineSeconds, 10 minutes by
+// default; a missing image, a quota), else "".
+func ProgressDeadlinePassed(d *appsv1.Deployment) string {
 	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+		if c.Type == appsv1.DeploymentProgressing {
+			if c.Status != corev1.ConditionFalse || c.Reason != "ProgressDeadlineExceeded" {
+				return ""
+			}
 			if c.Message == "" {
 				return c.Reason
 			}

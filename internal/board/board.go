@@ -463,15 +463,10 @@ func releasePath(stages []string, r *pipeline.Status) []pathStep {
 
 // stepWords is a phase in the words of a step on the path.
 func stepWords(p pipeline.Phase) string {
-	switch p {
-	case pipeline.Gates:
-		return "gates"
-	case pipeline.RolledBack:
-		return "rolled back"
-	case pipeline.Manual:
+	if p == pipeline.Manual {
 		return "waiting for promote"
 	}
-	return string(p)
+	return p.Words()
 }
 
 // foldPods writes problems that differ only in the HAProxy pod they name

@@ -35,6 +35,14 @@ const (
 	Aborted    Phase = "aborted"    // someone changed the stage's version by hand
 )
 
+// Words is the phase for people: its key, but "rolled back".
+func (p Phase) Words() string {
+	if p == RolledBack {
+		return "rolled back"
+	}
+	return string(p)
+}
+
 // InFlight reports whether the pipeline still acts on the release.
 func (p Phase) InFlight() bool { return p == Gates || p == Baking || p == Manual }
 

@@ -130,11 +130,7 @@ func Describe(data map[string]string, spec *weights.Spec) (*Status, error) {
 // waiting for N more requests, between two judgements, or judged no more
 // (the controller is not running, or not leading).
 func (s *Status) Words(now time.Time) string {
-	phase := string(s.Phase)
-	if s.Phase == RolledBack {
-		phase = "rolled back" // the key, in words
-	}
-	w := fmt.Sprintf("release %s: %s on %s since %s", s.Version, phase, s.Stage, s.Since.UTC().Format(time.RFC3339))
+	w := fmt.Sprintf("release %s: %s on %s since %s", s.Version, s.Phase.Words(), s.Stage, s.Since.UTC().Format(time.RFC3339))
 	if s.BakeEnds != nil {
 		w += ", " + s.bakeWords(now)
 	}
